@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/internal/obs"
+)
+
+var (
+	logConfig = obs.LogConfig{Format: "auto", Level: "info"}
+	// logger is set up before any command runs; commands log through it.
+	logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+)
+
+func init() {
+	pf := rootCmd.PersistentFlags()
+	pf.StringVar(&logConfig.Format, "log-format", logConfig.Format, "log format: auto (text on a terminal, JSON otherwise), text or json (env FHIRSTREAM_LOG_FORMAT)")
+	pf.StringVar(&logConfig.Level, "log-level", logConfig.Level, "log level: debug, info, warn or error (env FHIRSTREAM_LOG_LEVEL)")
+}
+
+func setupLogging(*cobra.Command) error {
+	l, err := obs.NewLogger(os.Stderr, logConfig)
+	if err != nil {
+		return err
+	}
+	logger = l
+	slog.SetDefault(l)
+	return nil
+}
+
+// kafkaFlags binds the shared Kafka connection flags to cmd and returns the config they fill.
+func kafkaFlags(cmd *cobra.Command) *kafkaclient.Config {
+	c := kafkaclient.Defaults()
+	c.BindFlags(cmd.Flags())
+	return &c
+}
+
+// observability is the --metrics-addr flag of a long-running command and what it serves.
+type observability struct {
+	addr  string
+	ready *obs.Readiness
+}
+
+// metricsFlag adds --metrics-addr to a long-running command; def is its default address.
+func metricsFlag(cmd *cobra.Command, def string) *observability {
+	o := &observability{addr: def, ready: obs.NewReadiness()}
+	cmd.Flags().StringVar(&o.addr, "metrics-addr", def, `address serving /metrics, /healthz and /readyz ("off" to disable) (env FHIRSTREAM_METRICS_ADDR)`)
+	return o
+}
+
+// start serves the endpoints until ctx ends.
+func (o *observability) start(ctx context.Context) (*obs.Server, error) {
+	return obs.Start(ctx, o.addr, o.ready, logger)
+}

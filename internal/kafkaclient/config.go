@@ -1,0 +1,197 @@
+// Package kafkaclient builds franz-go clients from one configuration shared by every
+// command: brokers, client id, SASL (PLAIN, SCRAM-SHA-256/512) and TLS with a custom CA
+// and client certificates. Every command that talks to Kafka binds the same flags and
+// FHIRSTREAM_* environment variables through BindFlags, so they are spelled once.
+package kafkaclient
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+)
+
+// Config is how to reach a Kafka cluster.
+type Config struct {
+	// Brokers are the seed brokers, host:port. Default 127.0.0.1:9092.
+	Brokers []string
+	// ClientID identifies this process in broker logs and quotas. Default "fhirstream".
+	ClientID string
+	// TopicPrefix is the prefix of every topic of the contract. Default "fhir".
+	TopicPrefix string
+
+	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
+	SASLMechanism string
+	SASLUser      string
+	// SASLPassword is never logged; Redacted masks it.
+	SASLPassword string
+
+	// TLS turns on TLS; it is implied by any of the TLS file options.
+	TLS bool
+	// TLSCAFile is a PEM bundle of CAs to trust instead of the system roots.
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are a PEM client certificate and key for mutual TLS.
+	TLSCertFile string
+	TLSKeyFile  string
+	// TLSServerName overrides the name verified in the broker certificate.
+	TLSServerName string
+
+	// MaxRecordBytes bounds one produced record batch (the producer's max.request.size);
+	// topics are created with a matching max.message.bytes. Default 8 MiB so large FHIR
+	// resources (inlined attachments, big Bundles) fit.
+	MaxRecordBytes int32
+}
+
+// DefaultMaxRecordBytes is the default for Config.MaxRecordBytes.
+const DefaultMaxRecordBytes = 8 << 20
+
+// Defaults returns a Config with every default filled in.
+func Defaults() Config {
+	return Config{
+		Brokers:        []string{"127.0.0.1:9092"},
+		ClientID:       "fhirstream",
+		TopicPrefix:    "fhir",
+		MaxRecordBytes: DefaultMaxRecordBytes,
+	}
+}
+
+// BindFlags registers the connection flags on fs with defaults taken from c. The root
+// command maps FHIRSTREAM_<FLAG_NAME> environment variables onto every flag, so that
+// flag > env > default.
+func (c *Config) BindFlags(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&c.Brokers, "brokers", c.Brokers, "Kafka seed brokers, host:port, comma separated (env FHIRSTREAM_BROKERS)")
+	fs.StringVar(&c.ClientID, "client-id", c.ClientID, "Kafka client id (env FHIRSTREAM_CLIENT_ID)")
+	fs.StringVar(&c.TopicPrefix, "topic-prefix", c.TopicPrefix, "prefix of every topic (env FHIRSTREAM_TOPIC_PREFIX)")
+	fs.StringVar(&c.SASLMechanism, "sasl-mechanism", c.SASLMechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (env FHIRSTREAM_SASL_MECHANISM)")
+	fs.StringVar(&c.SASLUser, "sasl-user", c.SASLUser, "SASL user name (env FHIRSTREAM_SASL_USER)")
+	fs.StringVar(&c.SASLPassword, "sasl-password", c.SASLPassword, "SASL password; prefer the env FHIRSTREAM_SASL_PASSWORD so it stays out of process listings")
+	fs.BoolVar(&c.TLS, "tls", c.TLS, "connect with TLS, verifying the broker certificate (env FHIRSTREAM_TLS)")
+	fs.StringVar(&c.TLSCAFile, "tls-ca", c.TLSCAFile, "PEM file of CAs to trust for the brokers (env FHIRSTREAM_TLS_CA)")
+	fs.StringVar(&c.TLSCertFile, "tls-cert", c.TLSCertFile, "PEM client certificate for mutual TLS (env FHIRSTREAM_TLS_CERT)")
+	fs.StringVar(&c.TLSKeyFile, "tls-key", c.TLSKeyFile, "PEM client key for mutual TLS (env FHIRSTREAM_TLS_KEY)")
+	fs.StringVar(&c.TLSServerName, "tls-server-name", c.TLSServerName, "name to verify in the broker certificate (env FHIRSTREAM_TLS_SERVER_NAME)")
+	fs.Int32Var(&c.MaxRecordBytes, "max-record-bytes", c.MaxRecordBytes, "largest record produced; topics are created to accept it (env FHIRSTREAM_MAX_RECORD_BYTES)")
+}
+
+// Validate checks the configuration without contacting a broker.
+func (c *Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("no Kafka brokers: give --brokers or FHIRSTREAM_BROKERS")
+	}
+	switch strings.ToUpper(c.SASLMechanism) {
+	case "":
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if c.SASLUser == "" {
+			return fmt.Errorf("SASL %s needs --sasl-user", c.SASLMechanism)
+		}
+	default:
+		return fmt.Errorf("unknown SASL mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASLMechanism)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if c.MaxRecordBytes < 1024 {
+		return fmt.Errorf("--max-record-bytes %d is too small", c.MaxRecordBytes)
+	}
+	return nil
+}
+
+// Redacted returns a copy safe to print: the password is masked.
+func (c Config) Redacted() Config {
+	if c.SASLPassword != "" {
+		c.SASLPassword = "********"
+	}
+	return c
+}
+
+// Opts returns the franz-go options for the connection part of the configuration.
+// Callers append their own producer or consumer options.
+func (c *Config) Opts() ([]kgo.Opt, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(c.ClientID),
+		kgo.ProducerBatchMaxBytes(c.MaxRecordBytes),
+		// A consumer must be able to fetch the largest record a producer may write.
+		kgo.FetchMaxPartitionBytes(c.MaxRecordBytes),
+		kgo.BrokerMaxReadBytes(2*c.MaxRecordBytes + 1<<20),
+		kgo.RetryTimeout(2 * time.Minute),
+	}
+	if m, err := c.saslMechanism(); err != nil {
+		return nil, err
+	} else if m != nil {
+		opts = append(opts, kgo.SASL(m))
+	}
+	if tc, err := c.tlsConfig(); err != nil {
+		return nil, err
+	} else if tc != nil {
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	return opts, nil
+}
+
+// NewClient returns a client with the connection options plus extra.
+func (c *Config) NewClient(extra ...kgo.Opt) (*kgo.Client, error) {
+	opts, err := c.Opts()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(opts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client for %s: %w", strings.Join(c.Brokers, ","), err)
+	}
+	return cl, nil
+}
+
+func (c *Config) saslMechanism() (sasl.Mechanism, error) {
+	switch strings.ToUpper(c.SASLMechanism) {
+	case "":
+		return nil, nil
+	case "PLAIN":
+		return plain.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsMechanism(), nil
+	case "SCRAM-SHA-256":
+		return scram.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsSha256Mechanism(), nil
+	case "SCRAM-SHA-512":
+		return scram.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsSha512Mechanism(), nil
+	}
+	return nil, fmt.Errorf("unknown SASL mechanism %q", c.SASLMechanism)
+}
+
+// tlsConfig returns nil when TLS is off. Certificates are always verified: there is
+// deliberately no option to skip verification.
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	if !c.TLS && c.TLSCAFile == "" && c.TLSCertFile == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName}
+	if c.TLSCAFile != "" {
+		pem, err := os.ReadFile(c.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("TLS CA file %s: no PEM certificates found", c.TLSCAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if c.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}

@@ -1,0 +1,169 @@
+// Package testkafka gives integration tests a Kafka cluster chosen by one environment
+// variable, so the same test code runs on both:
+//
+//   - FHIRSTREAM_TEST_BROKERS unset: an in-process kfake cluster (franz-go's fake broker,
+//     speaking the real protocol), started per test and closed when it ends;
+//   - FHIRSTREAM_TEST_BROKERS=host:port[,...]: that real cluster (.ci/run starts an
+//     Apache Kafka broker with deploy/kafka/kafka-local.sh and sets it).
+//
+// On a shared real cluster every test gets its own topic prefix and group names, so
+// tests never see each other's records.
+package testkafka
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+)
+
+// EnvBrokers names the environment variable selecting a real broker.
+const EnvBrokers = "FHIRSTREAM_TEST_BROKERS"
+
+// Real reports whether tests run against a real broker.
+func Real() bool { return strings.TrimSpace(os.Getenv(EnvBrokers)) != "" }
+
+// Cluster is the broker a test talks to.
+type Cluster struct {
+	// Brokers are the seed addresses.
+	Brokers []string
+	// Prefix is a topic prefix unique to this test.
+	Prefix string
+	// Fake is the in-process cluster, nil on a real broker. Tests that need to restart
+	// the broker or inject faults use it (and skip on a real one).
+	Fake *kfake.Cluster
+}
+
+// New returns the cluster for t: kfake unless FHIRSTREAM_TEST_BROKERS is set.
+func New(t testing.TB) *Cluster {
+	t.Helper()
+	c := &Cluster{Prefix: "t" + randomHex(6)}
+	if Real() {
+		c.Brokers = strings.Split(os.Getenv(EnvBrokers), ",")
+		return c
+	}
+	fake, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.DefaultNumPartitions(3),
+		kfake.GroupMinSessionTimeout(100*time.Millisecond),
+	)
+	if err != nil {
+		t.Fatalf("start kfake cluster: %v", err)
+	}
+	t.Cleanup(fake.Close)
+	c.Fake = fake
+	c.Brokers = fake.ListenAddrs()
+	return c
+}
+
+// Config returns a client configuration for the cluster with the test's topic prefix.
+func (c *Cluster) Config() kafkaclient.Config {
+	cfg := kafkaclient.Defaults()
+	cfg.Brokers = c.Brokers
+	cfg.TopicPrefix = c.Prefix
+	cfg.ClientID = "fhirstream-test"
+	return cfg
+}
+
+// Group returns a consumer group name unique to this test.
+func (c *Cluster) Group(name string) string { return c.Prefix + "-" + name }
+
+// Client returns a client closed when the test ends.
+func (c *Cluster) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cfg := c.Config()
+	cl, err := cfg.NewClient(opts...)
+	if err != nil {
+		t.Fatalf("kafka client: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// Admin returns an admin client closed when the test ends.
+func (c *Cluster) Admin(t testing.TB) *kadm.Client {
+	t.Helper()
+	return kadm.NewClient(c.Client(t))
+}
+
+// CreateTopics creates topics with partitions each, failing the test on error.
+func (c *Cluster) CreateTopics(t testing.TB, partitions int32, topics ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := c.Admin(t).CreateTopics(ctx, partitions, 1, nil, topics...)
+	if err != nil {
+		t.Fatalf("create topics: %v", err)
+	}
+	for _, r := range resp {
+		if r.Err != nil {
+			t.Fatalf("create topic %s: %v", r.Topic, r.Err)
+		}
+	}
+}
+
+// ReadAll consumes topics from the start with read_committed isolation until every
+// partition reaches the last stable offset it had when ReadAll began, and returns the
+// data records (transaction markers are skipped). Topics that do not exist read as empty.
+func (c *Cluster) ReadAll(t testing.TB, topics ...string) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ends, err := c.Admin(t).ListCommittedOffsets(ctx, topics...)
+	if err != nil {
+		t.Fatalf("list stable offsets: %v", err)
+	}
+	remaining := map[string]map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil || o.Offset <= 0 {
+			return // a missing topic or an empty partition
+		}
+		if remaining[o.Topic] == nil {
+			remaining[o.Topic] = map[int32]int64{}
+		}
+		remaining[o.Topic][o.Partition] = o.Offset
+	})
+	if len(remaining) == 0 {
+		return nil
+	}
+	// Control records are kept so that the position past a trailing commit marker is
+	// visible: without them a partition ending in a marker could not be told apart
+	// from one with a record still to come.
+	cl := c.Client(t, kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	var out []*kgo.Record
+	for len(remaining) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading %v: timed out with partitions unread up to their stable offset: %v", topics, remaining)
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+			if end, ok := remaining[r.Topic][r.Partition]; ok && r.Offset+1 >= end {
+				delete(remaining[r.Topic], r.Partition)
+				if len(remaining[r.Topic]) == 0 {
+					delete(remaining, r.Topic)
+				}
+			}
+		})
+	}
+	return out
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
