@@ -119,13 +119,15 @@ func (c *Config) Opts() ([]kgo.Opt, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	fetchMax := max(50<<20, 2*c.MaxRecordBytes) // franz-go's default fetch size, or room for two records
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ClientID(c.ClientID),
 		kgo.ProducerBatchMaxBytes(c.MaxRecordBytes),
 		// A consumer must be able to fetch the largest record a producer may write.
 		kgo.FetchMaxPartitionBytes(c.MaxRecordBytes),
-		kgo.BrokerMaxReadBytes(2*c.MaxRecordBytes + 1<<20),
+		kgo.FetchMaxBytes(fetchMax),
+		kgo.BrokerMaxReadBytes(fetchMax + 1<<20),
 		kgo.RetryTimeout(2 * time.Minute),
 	}
 	if m, err := c.saslMechanism(); err != nil {

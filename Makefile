@@ -1,0 +1,54 @@
+# The README's two commands are `go run ./cmd/fhirstream demo` and `make test`.
+# .ci/run calls `make test` after starting a real Apache Kafka broker and setting
+# FHIRSTREAM_TEST_BROKERS; without it the integration tests run on in-process kfake only.
+
+GO           ?= go
+STATICCHECK  ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME     ?= 15s
+PKGS         := ./...
+
+.PHONY: test check unit integration-real fuzz build demo bench clean
+
+## test: everything CI runs: static checks, unit + integration tests (kfake) with the race
+## detector, the integration tests again on the real broker when FHIRSTREAM_TEST_BROKERS is
+## set, and bounded fuzzing.
+test: check unit integration-real fuzz
+
+## check: formatting, go vet and staticcheck.
+check:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+## unit: all tests; integration tests use an in-process kfake cluster here.
+unit:
+	env -u FHIRSTREAM_TEST_BROKERS $(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+## integration-real: the TestIntegration* tests against the broker in FHIRSTREAM_TEST_BROKERS.
+integration-real:
+	@if [ -z "$$FHIRSTREAM_TEST_BROKERS" ]; then \
+	  echo "FHIRSTREAM_TEST_BROKERS not set: skipping integration tests on a real broker"; \
+	  echo "(start one with deploy/kafka/kafka-local.sh start, or run .ci/run)"; \
+	else \
+	  echo "integration tests against the real broker at $$FHIRSTREAM_TEST_BROKERS"; \
+	  $(GO) test -count=1 -timeout 20m -run Integration $(PKGS); \
+	fi
+
+## fuzz: each fuzz target for a bounded time.
+fuzz:
+	@for target in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$target/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "fuzz $$target $$f ($(FUZZTIME))"; \
+	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$target || exit 1; \
+	  done; \
+	done
+
+build:
+	$(GO) build -o bin/fhirstream ./cmd/fhirstream
+
+demo:
+	$(GO) run ./cmd/fhirstream demo
+
+clean:
+	rm -rf bin lake
