@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -93,7 +92,7 @@ func Handler(ready *Readiness) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if err := ready.Check(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready:\n" + strings.ReplaceAll(err.Error(), "\n", "\n") + "\n"))
+			_, _ = w.Write([]byte("not ready:\n" + err.Error() + "\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
