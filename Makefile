@@ -9,10 +9,10 @@ PKGS         := ./...
 
 .PHONY: test check unit integration-real fuzz build demo bench clean
 
-## test: everything CI runs: static checks, unit + integration tests (kfake) with the race
-## detector, the integration tests again on the real broker when FHIRSTREAM_TEST_BROKERS is
-## set, and bounded fuzzing.
-test: check unit integration-real fuzz
+## test: everything CI runs: static checks, bounded fuzzing, unit + integration tests
+## (kfake) with the race detector, then the integration tests again on the real broker when
+## FHIRSTREAM_TEST_BROKERS is set. The go test runs come last so their summary closes the log.
+test: check fuzz unit integration-real
 
 ## check: formatting, go vet and staticcheck.
 check:

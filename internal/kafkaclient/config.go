@@ -127,7 +127,9 @@ func (c *Config) Opts() ([]kgo.Opt, error) {
 		// A consumer must be able to fetch the largest record a producer may write.
 		kgo.FetchMaxPartitionBytes(c.MaxRecordBytes),
 		kgo.FetchMaxBytes(fetchMax),
-		kgo.BrokerMaxReadBytes(fetchMax + 1<<20),
+		// Only a guard against corrupt sizes; generous so that a command raising its own
+		// FetchMaxBytes after these options stays within it.
+		kgo.BrokerMaxReadBytes(max(256<<20, 4*fetchMax)),
 		kgo.RetryTimeout(2 * time.Minute),
 	}
 	if m, err := c.saslMechanism(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -142,6 +143,9 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (Ens
 			return res, fmt.Errorf("create topic %s: %w (%s)", s.Name, cr.Err, cr.ErrMessage)
 		}
 	}
+	if err := waitVisible(ctx, adm, res.Created); err != nil {
+		return res, err
+	}
 	if len(existing) == 0 {
 		return res, nil
 	}
@@ -204,4 +208,42 @@ func alignConfigs(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (alt
 		altered = append(altered, s.Name)
 	}
 	return altered, unchanged, nil
+}
+
+// waitVisible returns once the metadata of every topic in names shows all its partitions
+// with a leader. A real broker acknowledges a create before its metadata cache has the
+// topic, and a command returning earlier would leave its caller to race that.
+func waitVisible(ctx context.Context, adm *kadm.Client, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	backoff := 20 * time.Millisecond
+	for {
+		details, err := adm.ListTopics(ctx, names...)
+		if err == nil {
+			pending := 0
+			for _, n := range names {
+				d, ok := details[n]
+				if !ok || d.Err != nil || len(d.Partitions) == 0 {
+					pending++
+					continue
+				}
+				for _, p := range d.Partitions {
+					if p.Err != nil || p.Leader < 0 {
+						pending++
+						break
+					}
+				}
+			}
+			if pending == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topics created but not visible in metadata: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
 }
