@@ -1,0 +1,520 @@
+package omop
+
+import (
+	"strings"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/internal/vocab"
+)
+
+// Status values that mean "this did not happen": such resources give no row.
+func notHappened(status string) bool {
+	switch status {
+	case "entered-in-error", "cancelled", "not-done", "not-taken", "draft", "planned":
+		return true
+	}
+	return false
+}
+
+func (m *mapper) condition() error {
+	switch statusCode(m.res, "verificationStatus") {
+	case "entered-in-error", "refuted":
+		m.skip("verification-" + statusCode(m.res, "verificationStatus"))
+		return nil
+	}
+	person, err := m.person("subject")
+	if err != nil {
+		return err
+	}
+	start, err := m.firstTime([]string{"onsetDateTime"}, []string{"onsetPeriod", "start"}, []string{"recordedDate"})
+	if err != nil {
+		return err
+	}
+	if !start.valid() {
+		return stage.Reject("missing-required", "Condition.onset[x]", "no onsetDateTime, onsetPeriod.start or recordedDate: condition_start_date is required")
+	}
+	end, err := m.firstTime([]string{"abatementDateTime"}, []string{"abatementPeriod", "end"})
+	if err != nil {
+		return err
+	}
+	ev := &event{
+		code:         m.codeable(m.res.Get("code")),
+		person:       person,
+		visit:        m.ref(m.res.Get("encounter"), "Encounter"),
+		provider:     m.providerRef(m.res.Get("asserter")),
+		start:        start,
+		end:          end,
+		typeConcept:  vocab.TypeEHR,
+		statusSource: statusCode(m.res, "clinicalStatus"),
+	}
+	if ev.provider == 0 {
+		ev.provider = m.providerRef(m.res.Get("recorder"))
+	}
+	m.emit(route(ev.code, "condition_occurrence"), ev)
+	return nil
+}
+
+func (m *mapper) procedure() error {
+	if status := str(m.res, "status"); notHappened(status) || status == "entered-in-error" {
+		m.skip("status-" + status)
+		return nil
+	}
+	person, err := m.person("subject")
+	if err != nil {
+		return err
+	}
+	start, err := m.firstTime([]string{"performedDateTime"}, []string{"performedPeriod", "start"})
+	if err != nil {
+		return err
+	}
+	if !start.valid() {
+		return stage.Reject("missing-required", "Procedure.performed[x]", "no performedDateTime or performedPeriod.start: procedure_date is required")
+	}
+	end, err := m.time("performedPeriod.end", "performedPeriod", "end")
+	if err != nil {
+		return err
+	}
+	ev := &event{
+		code:        m.codeable(m.res.Get("code")),
+		person:      person,
+		visit:       m.ref(m.res.Get("encounter"), "Encounter"),
+		provider:    m.providerRef(first(m.res, "performer").Get("actor")),
+		start:       start,
+		end:         end,
+		typeConcept: vocab.TypeEHR,
+	}
+	m.emit(route(ev.code, "procedure_occurrence"), ev)
+	return nil
+}
+
+// observationCategoryTable is the default table of an Observation by its category, used
+// when no vocabulary decides by domain.
+func observationCategoryTable(res *fastjson.Value) string {
+	for _, cat := range res.GetArray("category") {
+		for _, c := range cat.GetArray("coding") {
+			switch str(c, "code") {
+			case "laboratory", "vital-signs":
+				return "measurement"
+			case "social-history", "survey", "exam", "therapy", "activity":
+				return "observation"
+			}
+		}
+	}
+	if res.Exists("valueQuantity") {
+		return "measurement"
+	}
+	return "observation"
+}
+
+func (m *mapper) observation() error {
+	if status := str(m.res, "status"); status == "entered-in-error" || status == "cancelled" {
+		m.skip("status-" + status)
+		return nil
+	}
+	person, err := m.person("subject")
+	if err != nil {
+		return err
+	}
+	start, err := m.firstTime([]string{"effectiveDateTime"}, []string{"effectivePeriod", "start"}, []string{"effectiveInstant"}, []string{"issued"})
+	if err != nil {
+		return err
+	}
+	if !start.valid() {
+		return stage.Reject("missing-required", "Observation.effective[x]", "no effectiveDateTime, effectivePeriod.start, effectiveInstant or issued: the row date is required")
+	}
+	def := observationCategoryTable(m.res)
+	base := event{
+		person:      person,
+		visit:       m.ref(m.res.Get("encounter"), "Encounter"),
+		provider:    m.providerRef(first(m.res, "performer")),
+		start:       start,
+		typeConcept: vocab.TypeEHR,
+	}
+	components := m.res.GetArray("component")
+	hasValue := hasValueX(m.res)
+	// A panel (blood pressure 85354-9) carries its values in components; the panel code
+	// itself is then not a row. Without components the observation is one row, value or not.
+	if hasValue || len(components) == 0 {
+		ev := base
+		ev.code = m.codeable(m.res.Get("code"))
+		if err := m.value(&ev, m.res, "Observation"); err != nil {
+			return err
+		}
+		m.referenceRange(&ev, m.res)
+		m.emit(route(ev.code, def), &ev)
+	}
+	for i, c := range components {
+		ev := base
+		ev.component = i + 1
+		ev.code = m.codeable(c.Get("code"))
+		path := "Observation.component[" + itoa(i) + "]"
+		if err := m.value(&ev, c, path); err != nil {
+			return err
+		}
+		m.referenceRange(&ev, c)
+		m.emit(route(ev.code, def), &ev)
+	}
+	return nil
+}
+
+func hasValueX(v *fastjson.Value) bool {
+	o := v.GetObject()
+	if o == nil {
+		return false
+	}
+	found := false
+	o.Visit(func(k []byte, _ *fastjson.Value) {
+		if len(k) > 5 && string(k[:5]) == "value" {
+			found = true
+		}
+	})
+	return found
+}
+
+// value fills the value columns from value[x] of v (an Observation or a component).
+func (m *mapper) value(ev *event, v *fastjson.Value, path string) error {
+	switch {
+	case v.Exists("valueQuantity"):
+		q := v.Get("valueQuantity")
+		if n, ok := num(q, "value"); ok {
+			ev.hasNum, ev.num = true, n
+		} else if q.Exists("value") {
+			return stage.Reject("type-mismatch", path+".valueQuantity.value", "not a number")
+		}
+		ev.operator = vocab.ComparatorConcepts[str(q, "comparator")]
+		m.unit(ev, q)
+	case v.Exists("valueCodeableConcept"):
+		ev.value = m.codeable(v.Get("valueCodeableConcept"))
+		if ev.value.present && ev.value.concept == 0 {
+			m.counts.unmapped = append(m.counts.unmapped, [2]string{ev.value.vocabulary, "value"})
+		}
+	case v.Exists("valueString"):
+		ev.valueString = str(v, "valueString")
+	case v.Exists("valueBoolean"):
+		ev.valueString = "false"
+		if v.GetBool("valueBoolean") {
+			ev.valueString = "true"
+		}
+	case v.Exists("valueInteger"):
+		if n, ok := num(v, "valueInteger"); ok {
+			ev.hasNum, ev.num = true, n
+		}
+	case v.Exists("valueDateTime"):
+		ev.valueString = str(v, "valueDateTime")
+	}
+	return nil
+}
+
+// unit resolves a Quantity's unit: the UCUM code when the system is UCUM, else the unit
+// text as source value only.
+func (m *mapper) unit(ev *event, q *fastjson.Value) {
+	code, system := str(q, "code"), str(q, "system")
+	if code == "" {
+		code = str(q, "unit")
+	}
+	if code == "" {
+		return
+	}
+	ev.hasUnit = true
+	ev.unit = coded{source: code, present: true, vocabulary: "UCUM"}
+	if system != "" && system != "http://unitsofmeasure.org" {
+		ev.unit.vocabulary = system
+		return
+	}
+	if match, _, ok := m.p.lookup("http://unitsofmeasure.org", code); ok {
+		ev.unit.concept = match.Standard.ID
+		ev.unit.sourceConcept = match.Source.ID
+	}
+}
+
+func (m *mapper) referenceRange(ev *event, v *fastjson.Value) {
+	rr := first(v, "referenceRange")
+	if rr == nil {
+		return
+	}
+	ev.low, ev.hasLow = num(rr, "low", "value")
+	ev.high, ev.hasHigh = num(rr, "high", "value")
+}
+
+// medication maps MedicationRequest, MedicationStatement and MedicationAdministration.
+func (m *mapper) medication() error {
+	if status := str(m.res, "status"); notHappened(status) {
+		m.skip("status-" + status)
+		return nil
+	}
+	person, err := m.person("subject")
+	if err != nil {
+		return err
+	}
+	ev := &event{person: person}
+	var start, end fhirTime
+	switch m.rtype {
+	case "MedicationRequest":
+		ev.typeConcept = vocab.TypeEHRPrescription
+		ev.visit = m.ref(m.res.Get("encounter"), "Encounter")
+		ev.provider = m.providerRef(m.res.Get("requester"))
+		if start, err = m.firstTime([]string{"authoredOn"}); err != nil {
+			return err
+		}
+		dosage := first(m.res, "dosageInstruction")
+		if dosage != nil {
+			ev.sig = str(dosage, "text")
+			ev.route = m.codeable(dosage.Get("route"))
+			if b := dosage.Get("timing", "repeat", "boundsPeriod"); b != nil {
+				bs, err1 := timeAt(b, "start")
+				be, err2 := timeAt(b, "end")
+				if err1 != nil || err2 != nil {
+					return stage.Reject("bad-format", "MedicationRequest.dosageInstruction[0].timing.repeat.boundsPeriod", "not a FHIR dateTime")
+				}
+				if bs.valid() {
+					start = bs
+				}
+				end = be
+			}
+		}
+		if dr := m.res.Get("dispenseRequest"); dr != nil {
+			if q, ok := num(dr, "quantity", "value"); ok {
+				ev.quantity = &q
+			}
+			if n, ok := num(dr, "numberOfRepeatsAllowed"); ok {
+				r := int32(n)
+				ev.refills = &r
+			}
+			if d, ok := durationDays(dr.Get("expectedSupplyDuration")); ok {
+				ev.daysSupply = &d
+				if !end.valid() && start.valid() {
+					end = fhirTime{t: start.t.AddDate(0, 0, int(d)-1), precision: 3}
+				}
+			}
+		}
+	case "MedicationStatement":
+		ev.typeConcept = vocab.TypePatientReported
+		ev.visit = m.ref(m.res.Get("context"), "Encounter")
+		if start, err = m.firstTime([]string{"effectiveDateTime"}, []string{"effectivePeriod", "start"}, []string{"dateAsserted"}); err != nil {
+			return err
+		}
+		if end, err = m.time("effectivePeriod.end", "effectivePeriod", "end"); err != nil {
+			return err
+		}
+		dosage := first(m.res, "dosage")
+		if dosage != nil {
+			ev.sig = str(dosage, "text")
+			ev.route = m.codeable(dosage.Get("route"))
+		}
+	case "MedicationAdministration":
+		ev.typeConcept = vocab.TypeEHRAdministration
+		ev.visit = m.ref(m.res.Get("context"), "Encounter")
+		ev.provider = m.providerRef(first(m.res, "performer").Get("actor"))
+		if start, err = m.firstTime([]string{"effectiveDateTime"}, []string{"effectivePeriod", "start"}); err != nil {
+			return err
+		}
+		if end, err = m.time("effectivePeriod.end", "effectivePeriod", "end"); err != nil {
+			return err
+		}
+		if d := m.res.Get("dosage"); d != nil {
+			ev.route = m.codeable(d.Get("route"))
+			if q, ok := num(d, "dose", "value"); ok {
+				ev.quantity = &q
+				ev.unit = coded{source: str(d, "dose", "unit"), present: true}
+			}
+		}
+	}
+	if !start.valid() {
+		return stage.Reject("missing-required", m.rtype+".authoredOn|effective[x]", "no start date: drug_exposure_start_date is required")
+	}
+	ev.start, ev.end = start, end
+	if m.res.Exists("medicationCodeableConcept") {
+		ev.code = m.codeable(m.res.Get("medicationCodeableConcept"))
+	} else if r := str(m.res, "medicationReference", "reference"); r != "" {
+		// The code is in a Medication resource this stage cannot look up; keep the
+		// reference so the row can be completed downstream.
+		ev.code = coded{present: true, vocabulary: "Medication-reference"}
+		ev.sourceValue = r
+	}
+	if ev.route.present && ev.route.concept == 0 {
+		m.counts.unmapped = append(m.counts.unmapped, [2]string{ev.route.vocabulary, "route"})
+	}
+	m.emit(route(ev.code, "drug_exposure"), ev)
+	return nil
+}
+
+// durationDays converts a Duration to whole days.
+func durationDays(d *fastjson.Value) (int32, bool) {
+	if d == nil {
+		return 0, false
+	}
+	n, ok := num(d, "value")
+	if !ok {
+		return 0, false
+	}
+	unit := str(d, "code")
+	if unit == "" {
+		unit = str(d, "unit")
+	}
+	switch strings.ToLower(unit) {
+	case "d", "day", "days":
+	case "wk", "week", "weeks":
+		n *= 7
+	case "mo", "month", "months":
+		n *= 30
+	case "h", "hour", "hours":
+		n /= 24
+	default:
+		return 0, false
+	}
+	if n < 0 || n > 1<<20 {
+		return 0, false
+	}
+	return int32(n + 0.5), true
+}
+
+func (m *mapper) immunization() error {
+	if status := str(m.res, "status"); notHappened(status) || status == "entered-in-error" {
+		m.skip("status-" + status)
+		return nil
+	}
+	person, err := m.person("patient")
+	if err != nil {
+		return err
+	}
+	start, err := m.firstTime([]string{"occurrenceDateTime"}, []string{"recorded"})
+	if err != nil {
+		return err
+	}
+	if !start.valid() {
+		return stage.Reject("missing-required", "Immunization.occurrence[x]", "no occurrenceDateTime or recorded date: drug_exposure_start_date is required")
+	}
+	ev := &event{
+		code:        m.codeable(m.res.Get("vaccineCode")),
+		person:      person,
+		visit:       m.ref(m.res.Get("encounter"), "Encounter"),
+		provider:    m.providerRef(first(m.res, "performer").Get("actor")),
+		start:       start,
+		typeConcept: vocab.TypeEHRAdministration,
+		lot:         str(m.res, "lotNumber"),
+		route:       m.codeable(m.res.Get("route")),
+	}
+	if v := m.res.Get("primarySource"); v != nil && v.Type() == fastjson.TypeFalse {
+		ev.typeConcept = vocab.TypePatientReported
+	}
+	if q, ok := num(m.res, "doseQuantity", "value"); ok {
+		ev.quantity = &q
+		ev.unit = coded{source: str(m.res, "doseQuantity", "unit"), present: true}
+	}
+	m.emit(route(ev.code, "drug_exposure"), ev)
+	return nil
+}
+
+// allergy maps an AllergyIntolerance to an observation. The allergy is a fact about the
+// person, not an exposure, so the code's domain does not route it: a substance code (a
+// Drug-domain RxNorm ingredient) becomes the value, an allergy finding the concept.
+func (m *mapper) allergy() error {
+	switch v := statusCode(m.res, "verificationStatus"); v {
+	case "entered-in-error", "refuted":
+		m.skip("verification-" + v)
+		return nil
+	}
+	person, err := m.person("patient")
+	if err != nil {
+		return err
+	}
+	start, err := m.firstTime([]string{"onsetDateTime"}, []string{"onsetPeriod", "start"}, []string{"recordedDate"})
+	if err != nil {
+		return err
+	}
+	if !start.valid() {
+		return stage.Reject("missing-required", "AllergyIntolerance.onset[x]", "no onsetDateTime, onsetPeriod.start or recordedDate: observation_date is required")
+	}
+	code := m.codeable(m.res.Get("code"))
+	ev := &event{
+		person:      person,
+		visit:       m.ref(m.res.Get("encounter"), "Encounter"),
+		provider:    m.providerRef(m.res.Get("asserter")),
+		start:       start,
+		typeConcept: vocab.TypeEHR,
+	}
+	ev.code = code
+	if code.domain != "Observation" && code.domain != "Condition" {
+		// A substance or drug code: the concept stays 0 (the code kept as source value)
+		// and the substance, when the vocabulary knows it, is the value.
+		ev.value = coded{concept: code.concept, source: code.source, present: code.present, sourceConcept: code.sourceConcept, vocabulary: code.vocabulary}
+		ev.code.concept = 0
+		ev.codeIsValue = true
+	}
+	if crit := str(m.res, "criticality"); crit != "" {
+		ev.qualifier = coded{source: crit, present: true}
+	}
+	m.emit("observation", ev)
+	return nil
+}
+
+func (m *mapper) device() error {
+	if status := str(m.res, "status"); status == "entered-in-error" {
+		m.skip("status-" + status)
+		return nil
+	}
+	if !m.res.Exists("patient") {
+		// A Device without a patient is inventory, not an exposure.
+		m.skip("no-patient")
+		return nil
+	}
+	person, err := m.person("patient")
+	if err != nil {
+		return err
+	}
+	// Device has no date of use; Synthea and US Core implantable-device records set
+	// manufactureDate to the implant date, so it stands in for the start.
+	start, err := m.time("manufactureDate", "manufactureDate")
+	if err != nil {
+		return err
+	}
+	if !start.valid() {
+		return stage.Reject("missing-required", "Device.manufactureDate", "a Device has no date of use other than manufactureDate: device_exposure_start_date is required")
+	}
+	ev := &event{
+		code:         m.codeable(m.res.Get("type")),
+		person:       person,
+		start:        start,
+		typeConcept:  vocab.TypeEHR,
+		udi:          str(first(m.res, "udiCarrier"), "deviceIdentifier"),
+		productionID: str(m.res, "serialNumber"),
+	}
+	if ev.udi == "" {
+		ev.udi = str(m.res, "distinctIdentifier")
+	}
+	if ev.productionID == "" {
+		ev.productionID = str(m.res, "lotNumber")
+	}
+	m.emit(route(ev.code, "device_exposure"), ev)
+	return nil
+}
+
+func (m *mapper) deviceUse() error {
+	if status := str(m.res, "status"); status == "entered-in-error" || status == "not-done" {
+		m.skip("status-" + status)
+		return nil
+	}
+	person, err := m.person("subject")
+	if err != nil {
+		return err
+	}
+	start, err := m.firstTime([]string{"timingDateTime"}, []string{"timingPeriod", "start"}, []string{"recordedOn"})
+	if err != nil {
+		return err
+	}
+	if !start.valid() {
+		return stage.Reject("missing-required", "DeviceUseStatement.timing[x]", "no timingDateTime, timingPeriod.start or recordedOn: device_exposure_start_date is required")
+	}
+	end, err := m.time("timingPeriod.end", "timingPeriod", "end")
+	if err != nil {
+		return err
+	}
+	ev := &event{person: person, start: start, end: end, typeConcept: vocab.TypeEHR}
+	// The device's code lives in the Device resource; keep the reference as the source.
+	ev.code = coded{present: true, vocabulary: "Device-reference"}
+	ev.sourceValue = str(m.res, "device", "reference")
+	m.emit("device_exposure", ev)
+	return nil
+}

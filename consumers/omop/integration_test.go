@@ -1,0 +1,113 @@
+package omop_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fhirstream/fhirstream/consumers/omop"
+	"github.com/fhirstream/fhirstream/consumers/runtime"
+	"github.com/fhirstream/fhirstream/internal/testkafka"
+	"github.com/fhirstream/fhirstream/schemas"
+)
+
+// TestIntegrationOMOPStage runs the stage on the runtime against a broker (kfake, or the
+// real one with FHIRSTREAM_TEST_BROKERS): FHIR records in, Avro rows on omop.<table> and
+// a dead letter for the resource that cannot map.
+func TestIntegrationOMOPStage(t *testing.T) {
+	c := testkafka.New(t)
+	topics := schemas.MustTopics(c.Prefix)
+	var all []string
+	for _, rt := range []string{"Patient", "Encounter", "Observation", "Condition"} {
+		all = append(all, topics.Unique(rt))
+	}
+	for _, tb := range schemas.OMOPTables() {
+		all = append(all, topics.OMOP(tb))
+	}
+	all = append(all, topics.DLQ())
+	c.CreateTopics(t, 2, all...)
+
+	inputs := []struct{ typ, id, json string }{
+		{"Patient", "p1", `{"resourceType":"Patient","id":"p1","gender":"male","birthDate":"1980-01-02","deceasedDateTime":"2020-01-01"}`},
+		{"Encounter", "e1", `{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"EMER"},"subject":{"reference":"Patient/p1"},"period":{"start":"2019-01-01T10:00:00Z"}}`},
+		{"Observation", "bp", `{"resourceType":"Observation","id":"bp","status":"final","code":{"text":"BP"},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2019-01-01",
+		  "component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":120,"code":"mm[Hg]","system":"http://unitsofmeasure.org"}},
+		               {"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},"valueQuantity":{"value":80,"code":"mm[Hg]","system":"http://unitsofmeasure.org"}}]}`},
+		{"Condition", "c1", `{"resourceType":"Condition","id":"c1","code":{"text":"x"},"onsetDateTime":"2019-01-01"}`},
+	}
+	cl := c.Client(t)
+	for _, in := range inputs {
+		r := &kgo.Record{Topic: topics.Unique(in.typ), Key: schemas.Key(in.typ, in.id), Value: []byte(in.json),
+			Headers: []kgo.RecordHeader{{Key: schemas.HeaderSourceLine, Value: []byte("1")}}}
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	p, err := omop.New(omop.Config{Topics: topics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := omop.Definition(p)
+	def.Group = c.Group("omop")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runtime.Run(ctx, c.Config(), def, runtime.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), TopicRefresh: time.Second})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	want := map[string]int{"person": 1, "death": 1, "visit_occurrence": 1, "measurement": 2}
+	codec, err := schemas.NewCodecs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got := map[string]int{}
+		for tb := range want {
+			for _, r := range c.ReadAll(t, topics.OMOP(tb)) {
+				table, row, err := codec.Decode(context.Background(), r.Value)
+				if err != nil || table != tb {
+					t.Fatalf("%s: decode: %v (table %s)", tb, err, table)
+				}
+				if row[schemas.ColFHIRKey] != string(r.Key) {
+					t.Fatalf("%s: key %q, _fhir_key %v", tb, r.Key, row[schemas.ColFHIRKey])
+				}
+				got[tb]++
+			}
+		}
+		dlq := c.ReadAll(t, topics.DLQ())
+		if len(dlq) == 1 && equalCounts(got, want) {
+			if string(dlq[0].Key) != "Condition/c1" {
+				t.Fatalf("dead letter key %q", dlq[0].Key)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rows %v (want %v), %d dead letters (want 1)", got, want, len(dlq))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func equalCounts(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range b {
+		if a[k] != v {
+			return false
+		}
+	}
+	return true
+}
