@@ -109,7 +109,7 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (Ens
 	for i, s := range specs {
 		names[i] = s.Name
 	}
-	details, err := adm.ListTopics(ctx, names...)
+	details, err := adm.ListTopics(uncached(ctx), names...)
 	if err != nil {
 		return res, fmt.Errorf("list topics: %w", err)
 	}
@@ -219,7 +219,7 @@ func waitVisible(ctx context.Context, adm *kadm.Client, names []string) error {
 	}
 	backoff := 20 * time.Millisecond
 	for {
-		details, err := adm.ListTopics(ctx, names...)
+		details, err := adm.ListTopics(uncached(ctx), names...)
 		if err == nil {
 			pending := 0
 			for _, n := range names {
@@ -247,3 +247,8 @@ func waitVisible(ctx context.Context, adm *kadm.Client, names []string) error {
 		backoff = min(2*backoff, 500*time.Millisecond)
 	}
 }
+
+// uncached makes kadm ask the broker for metadata instead of answering from the client's
+// cache (kept up to 5 s), which still says "unknown topic" right after a create. Asking
+// for authorized operations is kadm's documented way to bypass that cache.
+func uncached(ctx context.Context) context.Context { return kadm.WithAuthorizedOps(ctx) }

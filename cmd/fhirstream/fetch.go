@@ -1,0 +1,121 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fhirstream/fhirstream/internal/obs"
+	"github.com/fhirstream/fhirstream/producer"
+	"github.com/fhirstream/fhirstream/producer/bulk"
+)
+
+func init() {
+	var (
+		cfg                     producer.Config
+		level, since, until     string
+		noDelete, post, lenient bool
+	)
+	cmd := &cobra.Command{
+		Use:   "fetch [FHIR-base-URL]",
+		Short: "Run a FHIR Bulk Data export (or publish local NDJSON) into the raw Kafka topics",
+		Long: `Fetch runs a Bulk Data $export against the FHIR server at the base URL, authenticating
+with SMART Backend Services when --smart-client-id and --key are given, and publishes every
+resource to <prefix>.raw.<Type>, keyed <Type>/<id>. With --from it publishes local NDJSON
+files (plain or .gz) instead. Bad lines, export errors and oversized resources go to the
+dead-letter topic; deleted resources become tombstones.
+
+It checkpoints in Kafka transactions: killed and restarted with the same command, it
+resumes where it stopped and publishes no line twice. --since auto exports only what
+changed since the last complete export of the same request.`,
+		Args: cobra.MaximumNArgs(1),
+	}
+	kc := kafkaFlags(cmd)
+	mf := metricsFlag(cmd, "off")
+	f := cmd.Flags()
+	f.StringSliceVar(&cfg.From, "from", nil, "publish local NDJSON files or directories instead of exporting")
+	f.StringVar(&level, "level", "system", "export level: system, patient or group")
+	f.StringVar(&cfg.Export.GroupID, "group", "", "group id for --level group")
+	f.StringSliceVar(&cfg.Export.Types, "type", nil, "_type: resource types to export (comma separated)")
+	f.StringVar(&since, "since", "", `_since: an instant (RFC 3339), or "auto" for the last complete export's transactionTime`)
+	f.StringVar(&until, "until", "", "_until: an instant (RFC 3339)")
+	f.StringArrayVar(&cfg.Export.TypeFilters, "type-filter", nil, "_typeFilter, e.g. Observation?category=laboratory (repeatable)")
+	f.StringSliceVar(&cfg.Export.Elements, "elements", nil, "_elements")
+	f.StringSliceVar(&cfg.Export.Patients, "patient", nil, "patient references (POST only)")
+	f.StringSliceVar(&cfg.Export.IncludeAssociatedData, "include-associated-data", nil, "includeAssociatedData")
+	f.StringVar(&cfg.Export.OrganizeOutputBy, "organize-output-by", "", "organizeOutputBy (v3)")
+	f.BoolVar(&cfg.Export.AllowPartialManifests, "allow-partial-manifests", false, "allowPartialManifests")
+	f.StringVar(&cfg.Export.OutputFormat, "output-format", "", "_outputFormat (default application/fhir+ndjson)")
+	f.BoolVar(&post, "post", false, "kick off with POST and a Parameters body")
+	f.BoolVar(&lenient, "lenient", false, "Prefer: handling=lenient")
+	f.StringVar(&cfg.Resume, "resume", "", "status URL of an export already started")
+	f.BoolVar(&cfg.Cancel, "cancel", false, "cancel the export (DELETE its status URL) and exit")
+	f.BoolVar(&noDelete, "keep-export", false, "do not DELETE the status URL after a complete download")
+	f.StringVar(&cfg.ClientID, "smart-client-id", "", "SMART Backend Services client id (--client-id is the Kafka one)")
+	f.StringVar(&cfg.KeyFile, "key", "", "private key: JWK, JWKS or PEM file")
+	f.StringVar(&cfg.KeyID, "kid", "", "key id (for PEM keys, or to pick one from a JWKS)")
+	f.StringVar(&cfg.KeyAlg, "alg", "", "RS384 or ES384 (default from the key)")
+	f.StringVar(&cfg.JKU, "jku", "", "URL of the client's JWKS, sent as the assertion's jku header")
+	f.StringVar(&cfg.TokenURL, "token-url", "", `token endpoint (default: discovered; "none" for an open server)`)
+	f.StringVar(&cfg.Scope, "scope", "system/*.rs", "requested scopes (v1 system/*.read also accepted)")
+	f.IntVar(&cfg.Workers, "workers", 5, "files downloaded and published in parallel")
+	f.IntVar(&cfg.MaxLineBytes, "max-line-bytes", 64<<20, "longest NDJSON line read; longer ones are dead-lettered by reference")
+	f.Int64Var(&cfg.CommitBytes, "commit-bytes", 32<<20, "commit a transaction (with checkpoints) every this many bytes")
+	f.DurationVar(&cfg.CommitInterval, "commit-interval", 5*time.Second, "and at least this often")
+	f.StringVar(&cfg.ManifestDir, "manifest-dir", "manifests", `directory receiving each manifest for audit ("" for none)`)
+	f.Int32Var(&cfg.Partitions, "partitions", 6, "partitions of topics the fetcher creates")
+	f.DurationVar(&cfg.MinPoll, "min-poll", time.Second, "shortest wait between status polls")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 1 {
+			cfg.Export.Base = args[0]
+		}
+		cfg.Kafka = *kc
+		cfg.Export.Level = bulk.Level(level)
+		cfg.Export.Post, cfg.Export.Lenient, cfg.KeepExport = post, lenient, noDelete
+		switch since {
+		case "":
+		case "auto":
+			cfg.SinceAuto = true
+		default:
+			t, err := time.Parse(time.RFC3339Nano, since)
+			if err != nil {
+				return fmt.Errorf("--since %q: want an RFC 3339 instant or auto", since)
+			}
+			cfg.Export.Since = t
+		}
+		if until != "" {
+			t, err := time.Parse(time.RFC3339Nano, until)
+			if err != nil {
+				return fmt.Errorf("--until %q: want an RFC 3339 instant", until)
+			}
+			cfg.Export.Until = t
+		}
+		cfg.Log = logger
+		cfg.Progress = os.Stderr
+		cfg.ProgressTTY = obs.IsTerminal(os.Stderr)
+		ctx := cmd.Context()
+		if _, err := mf.start(ctx); err != nil {
+			return err
+		}
+		sum, err := producer.Fetch(ctx, cfg)
+		if cfg.Cancel && err == nil {
+			fmt.Fprintln(cmd.OutOrStdout(), "export cancelled")
+			return nil
+		}
+		if sum.AlreadyComplete {
+			fmt.Fprintf(cmd.OutOrStdout(), "export %s was already published; released it\n", sum.ExportID)
+			return err
+		}
+		if len(sum.Files) > 0 {
+			sum.WriteTable(cmd.OutOrStdout())
+		}
+		if err != nil && !errors.Is(err, producer.ErrReconcile) {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		return err
+	}
+	addCommand(cmd)
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fhirstream/fhirstream/producer/smart"
+)
+
+func init() {
+	keys := &cobra.Command{Use: "keys", Short: "Manage SMART Backend Services client keys"}
+	var alg, kid, out string
+	gen := &cobra.Command{
+		Use:   "generate",
+		Short: "Generate a client key: the private JWK goes to --out (mode 0600), the public JWKS to stdout",
+		Long: `Generate an RS384 (RSA 2048) or ES384 (P-384) key for SMART Backend Services.
+The private key is written as a JWK to --out with file mode 0600; the public key set
+printed on stdout is what you register with the EHR (or serve at your jku URL).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return fmt.Errorf("keys generate: --out is required")
+			}
+			k, err := smart.GenerateKey(alg, kid)
+			if err != nil {
+				return err
+			}
+			priv, err := k.PrivateJWK()
+			if err != nil {
+				return err
+			}
+			b, _ := json.MarshalIndent(priv, "", "  ")
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return fmt.Errorf("keys generate: %w (refusing to overwrite an existing key)", err)
+			}
+			if _, err := f.Write(append(b, '\n')); err != nil {
+				f.Close()
+				return fmt.Errorf("keys generate: write %s: %w", out, err)
+			}
+			if err := f.Close(); err != nil {
+				return fmt.Errorf("keys generate: %w", err)
+			}
+			pub, err := k.PublicJWKS()
+			if err != nil {
+				return err
+			}
+			pb, _ := json.MarshalIndent(pub, "", "  ")
+			fmt.Fprintln(cmd.OutOrStdout(), string(pb))
+			return nil
+		},
+	}
+	gen.Flags().StringVar(&alg, "alg", smart.AlgES384, "signing algorithm: RS384 or ES384")
+	gen.Flags().StringVar(&kid, "kid", "", "key id, sent in the assertion header (required)")
+	gen.Flags().StringVar(&out, "out", "", "file to write the private JWK to (created with mode 0600)")
+	_ = gen.MarkFlagRequired("kid")
+	keys.AddCommand(gen)
+	addCommand(keys)
+}

@@ -1,0 +1,206 @@
+package bulk
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Reader streams one export file's identity bytes from an offset. When the connection
+// drops mid-file it reconnects with a Range request from where it stopped (or, if the
+// server ignores Range, re-reads and skips to that point), so callers see one unbroken
+// stream. It asks for gzip on full downloads and decompresses transparently.
+type Reader struct {
+	c         *Client
+	ctx       context.Context
+	url       string
+	withToken bool
+	pos       int64 // identity bytes delivered so far, counted from the file's start
+	body      io.ReadCloser
+	failures  int
+	// Reconnects counts resumptions after a dropped connection.
+	Reconnects int
+}
+
+// Open returns a Reader of fileURL starting at byte offset. withToken sends the bearer
+// token (manifest requiresAccessToken). Errors wrapping ErrExpired mean the URL is no
+// longer valid; they may surface from Open or from Read.
+func (c *Client) Open(ctx context.Context, fileURL string, withToken bool, offset int64) (*Reader, error) {
+	r := &Reader{c: c, ctx: ctx, url: fileURL, withToken: withToken, pos: offset}
+	if err := r.connect(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Offset is the identity-byte position of the next byte Read returns.
+func (r *Reader) Offset() int64 { return r.pos }
+
+// Close releases the connection.
+func (r *Reader) Close() error {
+	if r.body != nil {
+		err := r.body.Close()
+		r.body = nil
+		return err
+	}
+	return nil
+}
+
+func (r *Reader) Read(p []byte) (int, error) {
+	for {
+		if r.body == nil {
+			if err := r.connect(); err != nil {
+				return 0, err
+			}
+		}
+		n, err := r.body.Read(p)
+		r.pos += int64(n)
+		if n > 0 {
+			r.failures = 0
+		}
+		if err == nil || err == io.EOF {
+			return n, err
+		}
+		// A dropped connection or a truncated body: reconnect from r.pos on the next call.
+		r.body.Close()
+		r.body = nil
+		if r.ctx.Err() != nil {
+			return n, r.ctx.Err()
+		}
+		r.failures++
+		if r.failures >= r.c.maxAttempts() {
+			return n, fmt.Errorf("download %s at byte %d: %w", redactURL(r.url), r.pos, err)
+		}
+		r.Reconnects++
+		r.c.log().Warn("bulk: download interrupted, resuming", "url", redactURL(r.url), "offset", r.pos, "err", err)
+		if n > 0 {
+			return n, nil
+		}
+		if err := sleep(r.ctx, r.c.Backoff.Delay(r.failures-1)); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// connect opens the body at r.pos, retrying transient failures.
+func (r *Reader) connect() error {
+	for attempt := 0; ; attempt++ {
+		resp, err := r.c.do(r.ctx, func() (*http.Request, error) {
+			req, err := http.NewRequest(http.MethodGet, r.url, nil)
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("Accept", "application/fhir+ndjson")
+			if r.pos > 0 {
+				req.Header.Set("Range", "bytes="+strconv.FormatInt(r.pos, 10)+"-")
+				req.Header.Set("Accept-Encoding", "identity")
+			} else {
+				// Set explicitly so the transport leaves the body compressed and this reader
+				// counts identity bytes itself, which Range resumption needs.
+				req.Header.Set("Accept-Encoding", "gzip")
+			}
+			return req, nil
+		}, r.withToken)
+		if err != nil {
+			if r.ctx.Err() != nil {
+				return r.ctx.Err()
+			}
+			if attempt+1 >= r.c.maxAttempts() {
+				return fmt.Errorf("download %s: %w", redactURL(r.url), err)
+			}
+			if err := sleep(r.ctx, r.c.wait(nil, attempt)); err != nil {
+				return err
+			}
+			continue
+		}
+		switch resp.StatusCode {
+		case http.StatusOK:
+			body, err := decoded(resp)
+			if err != nil {
+				resp.Body.Close()
+				return fmt.Errorf("download %s: %w", redactURL(r.url), err)
+			}
+			if r.pos > 0 {
+				// The server ignored Range: skip what was already delivered.
+				if _, err := io.CopyN(io.Discard, body, r.pos); err != nil {
+					body.Close()
+					if attempt+1 >= r.c.maxAttempts() {
+						return fmt.Errorf("download %s: skipping to byte %d: %w", redactURL(r.url), r.pos, err)
+					}
+					continue
+				}
+			}
+			r.body = body
+			return nil
+		case http.StatusPartialContent:
+			start, ok := contentRangeStart(resp.Header.Get("Content-Range"))
+			if !ok || start != r.pos {
+				resp.Body.Close()
+				return fmt.Errorf("download %s: asked for byte %d, got Content-Range %q", redactURL(r.url), r.pos, resp.Header.Get("Content-Range"))
+			}
+			body, err := decoded(resp)
+			if err != nil {
+				resp.Body.Close()
+				return fmt.Errorf("download %s: %w", redactURL(r.url), err)
+			}
+			r.body = body
+			return nil
+		case http.StatusRequestedRangeNotSatisfiable:
+			// Resuming exactly at the end of the file.
+			drain(resp)
+			r.body = io.NopCloser(strings.NewReader(""))
+			return nil
+		case http.StatusForbidden, http.StatusNotFound, http.StatusGone:
+			oe := outcomeError("download", r.url, resp)
+			resp.Body.Close()
+			return fmt.Errorf("%w: %w", ErrExpired, oe)
+		}
+		oe := outcomeError("download", r.url, resp)
+		resp.Body.Close()
+		if !oe.Transient || attempt+1 >= r.c.maxAttempts() {
+			return oe
+		}
+		if err := sleep(r.ctx, r.c.wait(resp, attempt)); err != nil {
+			return err
+		}
+	}
+}
+
+func contentRangeStart(v string) (int64, bool) {
+	rest, ok := strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return 0, false
+	}
+	startS, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(startS, 10, 64)
+	return n, err == nil
+}
+
+type gzipBody struct {
+	*gzip.Reader
+	raw io.ReadCloser
+}
+
+func (g gzipBody) Close() error { return errors.Join(g.Reader.Close(), g.raw.Close()) }
+
+func decoded(resp *http.Response) (io.ReadCloser, error) {
+	switch strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))) {
+	case "", "identity":
+		return resp.Body, nil
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			return nil, fmt.Errorf("gzip body: %w", err)
+		}
+		return gzipBody{zr, resp.Body}, nil
+	}
+	return nil, fmt.Errorf("unsupported Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+}

@@ -1,0 +1,34 @@
+// Package producer is the fetcher: it runs a FHIR Bulk Data export (SMART Backend
+// Services auth, kickoff, polling, manifest, parallel NDJSON downloads) or reads local
+// NDJSON files, and publishes one Kafka record per resource to the type's raw topic
+// (schemas.Topics.Raw), keyed "<Type>/<id>", with the exact line bytes as value and
+// provenance headers. Bad lines, export error files and resources too large for one
+// record go to the dead-letter topic with their reason; deleted resources become
+// tombstones.
+//
+// # Exactly once across crashes
+//
+// The fetcher produces with a transactional producer whose transactional id is derived
+// from the export's identity (FHIR base, level and parameters, or the local file set),
+// so a restarted fetcher with the same command fences any zombie of the previous run and
+// aborts its open transaction. Lines are published inside a transaction; every CommitBytes
+// (or CommitInterval) the fetcher pauses its download workers between two lines, writes
+// one checkpoint record per file that progressed — export id, file, last line, byte
+// offset and counters — to the compacted state topic Topics.State("fetcher"), and commits
+// the lines and the checkpoints together. On restart it reads the state topic with
+// read_committed, so it sees exactly the checkpoints whose lines are visible, re-opens
+// each unfinished file at its byte offset (an HTTP Range request, or skipping bytes on a
+// local file) and continues with the next line. A crash therefore loses only an
+// uncommitted transaction, which read_committed consumers never see, and no line is
+// published twice.
+//
+// The state topic also holds, per export identity, the status URL of the export in
+// progress (so a restart resumes polling and downloading the same export rather than
+// kicking off a new one) and, once complete, its transactionTime, used as the next
+// _since with --since auto.
+//
+// Throughput: transactions span many megabytes and all files at once (one commit
+// pauses workers only for the flush), the producer lingers and batches, and several
+// files download in parallel; so the cost over a bare idempotent producer is the
+// checkpoint commit, amortised over CommitBytes.
+package producer

@@ -1,0 +1,268 @@
+package producer_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fhirstream/fhirstream/internal/deadletter"
+	"github.com/fhirstream/fhirstream/internal/ehrsim"
+	"github.com/fhirstream/fhirstream/internal/testkafka"
+	"github.com/fhirstream/fhirstream/producer"
+	"github.com/fhirstream/fhirstream/producer/bulk"
+	"github.com/fhirstream/fhirstream/producer/smart"
+	"github.com/fhirstream/fhirstream/schemas"
+)
+
+const small = "../internal/ehrsim/testdata/small"
+
+func fastConfig(c *testkafka.Cluster, base string) producer.Config {
+	return producer.Config{
+		Kafka:          c.Config(),
+		Partitions:     3,
+		Export:         bulk.Request{Base: base},
+		MinPoll:        5 * time.Millisecond,
+		Backoff:        bulk.Backoff{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond},
+		CommitInterval: 200 * time.Millisecond,
+	}
+}
+
+// landed reads every raw topic of types plus the DLQ.
+type landed struct {
+	byType     map[string]int
+	tombstones map[string]int
+	dead       []*kgo.Record
+}
+
+func readLanded(t *testing.T, c *testkafka.Cluster, types []string) landed {
+	t.Helper()
+	topics := schemas.MustTopics(c.Prefix)
+	names := []string{topics.DLQ()}
+	for _, typ := range types {
+		names = append(names, topics.Raw(typ))
+	}
+	l := landed{byType: map[string]int{}, tombstones: map[string]int{}}
+	seen := map[string]bool{}
+	for _, r := range c.ReadAll(t, names...) {
+		if r.Topic == topics.DLQ() {
+			l.dead = append(l.dead, r)
+			continue
+		}
+		_, typ, _ := topics.ParseLayerTopic(r.Topic)
+		var src, line string
+		for _, h := range r.Headers {
+			switch h.Key {
+			case schemas.HeaderSourceURL:
+				src = string(h.Value)
+			case schemas.HeaderSourceLine:
+				line = string(h.Value)
+			}
+		}
+		if r.Value == nil {
+			l.tombstones[typ]++
+			continue
+		}
+		// The export URL changes when the file URL expires; key+line identifies a line.
+		id := string(r.Key) + "@" + line
+		if seen[id] {
+			t.Errorf("duplicate record %s (from %s)", id, src)
+		}
+		seen[id] = true
+		if !strings.HasPrefix(string(r.Value), `{"resourceType":"`+typ+`"`) {
+			t.Errorf("record on %s is not the line: %.50s", r.Topic, r.Value)
+		}
+		l.byType[typ]++
+	}
+	return l
+}
+
+func sourceCounts(srv *ehrsim.Server) map[string]int {
+	out := map[string]int{}
+	for typ, n := range srv.Types() {
+		out[typ] = int(n)
+	}
+	return out
+}
+
+func keys(m map[string]int) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func TestIntegrationFetchFaults(t *testing.T) {
+	cases := map[string]ehrsim.Config{
+		"clean":             {},
+		"status-429-5xx":    {Faults: ehrsim.Faults{Status429: 2, Status5xx: 2, TransientOutcome: 2}},
+		"truncated":         {Faults: ehrsim.Faults{TruncateDownloads: 2}},
+		"slow":              {Faults: ehrsim.Faults{SlowBytesPerSec: 200 << 10}},
+		"expired-urls":      {Faults: ehrsim.Faults{ExpireFileURLs: 1}},
+		"paged-split":       {ResourcesPerFile: 3, ManifestPageSize: 2},
+		"error-and-deleted": {Faults: ehrsim.Faults{ErrorLines: 3, DeletedLines: 4}},
+		"token-expiry":      {Auth: true, Faults: ehrsim.Faults{ExpireTokensAfterFiles: 2}},
+	}
+	for name, ecfg := range cases {
+		t.Run(name, func(t *testing.T) {
+			ecfg.Dir = small
+			srv, err := ehrsim.New(ecfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			c := testkafka.New(t)
+			cfg := fastConfig(c, srv.URL)
+			cfg.ManifestDir = t.TempDir()
+			if ecfg.Auth {
+				cfg.ClientID, cfg.KeyFile = "fetcher", writeKey(t, srv, "fetcher", smart.AlgES384)
+			}
+			sum, err := producer.Fetch(context.Background(), cfg)
+			if err != nil {
+				t.Fatalf("fetch: %v\n%+v", err, sum)
+			}
+			want := sourceCounts(srv)
+			got := readLanded(t, c, append(keys(want), "Patient"))
+			for typ, n := range want {
+				if got.byType[typ] != n {
+					t.Errorf("%s: %d records, source has %d", typ, got.byType[typ], n)
+				}
+			}
+			if srv.Stats().Deletes.Load() != 1 {
+				t.Errorf("status URL deleted %d times, want 1", srv.Stats().Deletes.Load())
+			}
+			if m, _ := filepath.Glob(filepath.Join(cfg.ManifestDir, "manifest-*.json")); len(m) == 0 {
+				t.Error("no manifest saved for audit")
+			}
+			f := ecfg.Faults
+			if got.tombstones["Patient"] != f.DeletedLines {
+				t.Errorf("tombstones = %d, want %d", got.tombstones["Patient"], f.DeletedLines)
+			}
+			if len(got.dead) != f.ErrorLines {
+				t.Errorf("dead letters = %d, want %d", len(got.dead), f.ErrorLines)
+			}
+			for _, d := range got.dead {
+				dc, ok := deadletter.Parse(d.Headers)
+				if !ok || dc.Class != "export-error" || !strings.Contains(dc.Message, "simulated export error") {
+					t.Errorf("dead letter context = %+v", dc)
+				}
+			}
+			if ecfg.Auth && srv.Stats().TokensIssued.Load() < 2 {
+				t.Errorf("token not renewed after expiry: %d issued", srv.Stats().TokensIssued.Load())
+			}
+			if name == "truncated" && srv.Stats().RangeRequests.Load() == 0 {
+				t.Error("no Range request after truncated downloads")
+			}
+		})
+	}
+}
+
+func writeKey(t *testing.T, srv *ehrsim.Server, clientID, alg string) string {
+	t.Helper()
+	key, err := smart.GenerateKey(alg, "k-"+alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, _ := key.PrivateJWK()
+	b, _ := json.Marshal(priv)
+	p := filepath.Join(t.TempDir(), "key.jwk")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := key.PublicJWKS()
+	pb, _ := json.Marshal(pub)
+	if err := srv.RegisterClient(clientID, pb); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestIntegrationFetchBadLines publishes local files with every kind of bad line and
+// checks each dead letter's reason, and that good lines still flow.
+func TestIntegrationFetchBadLines(t *testing.T) {
+	dir := t.TempDir()
+	big := `{"resourceType":"Patient","id":"big","text":"` + strings.Repeat("x", 4500) + `"}`
+	huge := `{"resourceType":"Patient","id":"huge","text":"` + strings.Repeat("y", 9000) + `"}`
+	lines := []string{
+		`{"resourceType":"Patient","id":"ok1"}`,
+		`not json`,
+		`[1,2]`,
+		`{"id":"x"}`,
+		`{"resourceType":"Observation","id":"o1"}`,
+		`{"resourceType":"Patient"}`,
+		`{"resourceType":"Patient","id":"bad id!"}`,
+		``,
+		big,
+		huge,
+		`{"resourceType":"Patient","id":"ok2"}`,
+	}
+	os.WriteFile(filepath.Join(dir, "Patient.000.ndjson"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	c := testkafka.New(t)
+	cfg := producer.Config{Kafka: c.Config(), Partitions: 1, From: []string{dir}, MaxLineBytes: 6000}
+	cfg.Kafka.MaxRecordBytes = 4096 + 1024
+	sum, err := producer.Fetch(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	got := readLanded(t, c, []string{"Patient"})
+	if got.byType["Patient"] != 2 {
+		t.Errorf("published %d Patients, want 2", got.byType["Patient"])
+	}
+	classes := map[string]int{}
+	for _, d := range got.dead {
+		dc, _ := deadletter.Parse(d.Headers)
+		classes[dc.Class]++
+		if dc.Stage != "fetch" || dc.Partition != -1 || dc.SourceTopic != schemas.MustTopics(c.Prefix).Raw("Patient") {
+			t.Errorf("dead letter context %+v", dc)
+		}
+		if dc.Class == "too-large" || dc.Class == "line-too-long" {
+			if len(d.Value) != 0 {
+				t.Errorf("%s dead letter carries the value", dc.Class)
+			}
+		}
+	}
+	want := map[string]int{"invalid-json": 1, "not-object": 1, "missing-resource-type": 1, "type-mismatch": 1,
+		"missing-id": 1, "bad-id": 1, "too-large": 1, "line-too-long": 1}
+	if fmt.Sprint(classes) != fmt.Sprint(want) {
+		t.Errorf("dead letter classes = %v, want %v", classes, want)
+	}
+	if !sum.OK() || sum.Files[0].Read != 10 {
+		t.Errorf("summary: %+v", sum)
+	}
+}
+
+// TestIntegrationFetchSinceAuto runs the same command twice with --since auto: the
+// second export asks for changes since the first one's transactionTime, which the
+// simulator's data (last updated in 2024) has none of; only the 2 Organizations, which
+// carry no meta.lastUpdated, are always exported.
+func TestIntegrationFetchSinceAuto(t *testing.T) {
+	srv, err := ehrsim.New(ehrsim.Config{Dir: small})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c := testkafka.New(t)
+	cfg := fastConfig(c, srv.URL)
+	cfg.SinceAuto = true
+	first, err := producer.Fetch(context.Background(), cfg)
+	if err != nil || first.Resources() != 27 {
+		t.Fatalf("first run: %v, %d resources", err, first.Resources())
+	}
+	second, err := producer.Fetch(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	if second.Resources() != 2 || second.ByType()[0].Type != "Organization" || second.ExportID == first.ExportID {
+		t.Fatalf("second run published %d resources (export %s, first %s)", second.Resources(), second.ExportID, first.ExportID)
+	}
+	if got := readLanded(t, c, []string{"Patient", "Observation"}); got.byType["Observation"] != 20 {
+		t.Fatalf("Observations in Kafka: %d", got.byType["Observation"])
+	}
+}

@@ -1,0 +1,306 @@
+package producer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fastjson"
+
+	"github.com/fhirstream/fhirstream/internal/deadletter"
+	"github.com/fhirstream/fhirstream/schemas"
+)
+
+// File kinds: manifest output, error and deleted entries, and local files.
+const (
+	kindOutput  = "output"
+	kindError   = "error"
+	kindDeleted = "deleted"
+)
+
+// fileRun is one file being published. cp is written by its worker under the publisher's
+// gate (shared) and read by commit under the gate (exclusive).
+type fileRun struct {
+	key      string // state topic key
+	kind     string
+	typ      string
+	index    int    // position among the manifest's entries of its kind
+	url      string // current URL or local path
+	expected *int64
+
+	cp        checkpoint
+	committed checkpoint
+
+	tombstones int64
+	bytesRead  atomic.Int64
+	finished   atomic.Bool // for the progress display
+}
+
+// opener opens a file's stream at an identity-byte offset.
+type opener func(ctx context.Context, f *fileRun, offset int64) (io.ReadCloser, error)
+
+// errExpired asks the caller to refresh the file URL and reopen.
+var errExpired = errors.New("file URL expired")
+
+// runner publishes files through a publisher; it holds what every file shares.
+type runner struct {
+	cfg       *Config
+	pub       *publisher
+	topics    schemas.Topics
+	exportID  []byte
+	txTime    []byte
+	maxRec    int
+	ensure    func(ctx context.Context, resourceType string) error
+	resources atomic.Int64
+	bytes     atomic.Int64
+}
+
+const recordOverhead = 1024 // key, headers and batch framing, generously
+
+// publishFile streams f from its checkpoint to its end.
+func (rn *runner) publishFile(ctx context.Context, f *fileRun, open opener) error {
+	if f.cp.Done {
+		f.finished.Store(true)
+		return nil
+	}
+	if f.kind == kindOutput {
+		if err := rn.ensure(ctx, f.typ); err != nil {
+			return err
+		}
+	}
+	body, err := open(ctx, f, f.cp.Offset)
+	if err != nil {
+		return err
+	}
+	defer func() { body.Close() }()
+	lr := newLineReader(&countingReader{r: body, n: &f.bytesRead, total: &rn.bytes}, rn.cfg.MaxLineBytes, f.cp.Offset, f.cp.Line)
+	var parser fastjson.Parser
+	urlB := []byte(f.url)
+	const batchLines, batchBytes = 256, 1 << 20
+	for {
+		rn.pub.enter()
+		var produced int64
+		var err error
+		for i := 0; i < batchLines && produced < batchBytes; i++ {
+			var line []byte
+			var size int64
+			line, size, err = lr.next()
+			if err != nil {
+				break
+			}
+			produced += size
+			rn.handleLine(ctx, f, &parser, line, size, lr.lineNo, urlB)
+			f.cp.Line, f.cp.Offset = lr.lineNo, lr.offset
+		}
+		if err == io.EOF {
+			f.cp.Done = true
+		}
+		rn.pub.leave(produced)
+		if err == io.EOF {
+			f.finished.Store(true)
+			metricBytes.WithLabelValues(f.typ).Add(float64(f.bytesRead.Load()))
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if perr := rn.pub.failed(); perr != nil {
+			return perr
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// handleLine publishes one line; called inside the gate.
+func (rn *runner) handleLine(ctx context.Context, f *fileRun, p *fastjson.Parser, line []byte, size, lineNo int64, urlB []byte) {
+	if line == nil { // longer than MaxLineBytes
+		f.cp.Read++
+		rn.deadByRef(ctx, f, lineNo, size, "line-too-long", fmt.Sprintf("line of %d bytes exceeds the %d-byte line limit", size, rn.cfg.MaxLineBytes))
+		return
+	}
+	if len(bytes.TrimSpace(line)) == 0 {
+		return
+	}
+	f.cp.Read++
+	switch f.kind {
+	case kindError:
+		rn.exportError(ctx, f, p, line, lineNo, urlB)
+		return
+	case kindDeleted:
+		rn.tombstones(ctx, f, p, line, lineNo, urlB)
+		return
+	}
+	rawTopic := rn.topics.Raw(f.typ)
+	if int(size)+recordOverhead > rn.maxRec {
+		rn.deadByRef(ctx, f, lineNo, size, "too-large", fmt.Sprintf("resource of %d bytes exceeds the %d-byte record limit", size, rn.maxRec))
+		return
+	}
+	value := append([]byte(nil), line...)
+	headers := rn.headers(f.typ, urlB, lineNo)
+	class, msg, key := "", "", []byte(nil)
+	v, err := p.ParseBytes(line)
+	switch {
+	case err != nil:
+		class, msg = "invalid-json", "line is not valid JSON: "+truncate(err.Error(), 200)
+	case v.Type() != fastjson.TypeObject:
+		class, msg = "not-object", "line is a JSON "+v.Type().String()+", not an object"
+	default:
+		rt, id := v.GetStringBytes("resourceType"), v.GetStringBytes("id")
+		switch {
+		case rt == nil:
+			class, msg = "missing-resource-type", "resource has no resourceType"
+		case string(rt) != f.typ:
+			class, msg = "type-mismatch", fmt.Sprintf("resourceType %q in a %s file", truncate(string(rt), 64), f.typ)
+		case id == nil:
+			class, msg = "missing-id", "resource has no id"
+		case !schemas.ValidResourceID(string(id)):
+			class, msg = "bad-id", "id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
+		default:
+			key = schemas.Key(f.typ, string(id))
+		}
+	}
+	rec := &kgo.Record{Topic: rawTopic, Key: key, Value: value, Headers: headers}
+	if class != "" {
+		f.cp.Dead++
+		metricErrors.WithLabelValues(class).Inc()
+		rn.pub.produce(ctx, deadletter.Record(rn.topics.DLQ(), rec, deadletter.Context{
+			Stage: "fetch", SourceTopic: rawTopic, Partition: -1, Offset: -1, Class: class, Message: msg}))
+		return
+	}
+	f.cp.Published++
+	rn.resources.Add(1)
+	metricResources.WithLabelValues(f.typ).Inc()
+	rn.pub.produce(ctx, rec)
+}
+
+func (rn *runner) headers(typ string, urlB []byte, lineNo int64) []kgo.RecordHeader {
+	return []kgo.RecordHeader{
+		{Key: schemas.ContentTypeHeader, Value: []byte(schemas.ContentTypeFHIR)},
+		{Key: schemas.HeaderExportID, Value: rn.exportID},
+		{Key: schemas.HeaderTransactionTime, Value: rn.txTime},
+		{Key: schemas.HeaderSourceURL, Value: urlB},
+		{Key: schemas.HeaderSourceLine, Value: strconv.AppendInt(nil, lineNo, 10)},
+		{Key: schemas.HeaderResourceType, Value: []byte(typ)},
+	}
+}
+
+// deadByRef dead-letters a line that cannot travel in a record: empty value, and headers
+// saying where the line is (file URL, line, size) and why.
+func (rn *runner) deadByRef(ctx context.Context, f *fileRun, lineNo, size int64, class, msg string) {
+	f.cp.Dead++
+	f.cp.Oversize++
+	metricErrors.WithLabelValues(class).Inc()
+	h := rn.headers(f.typ, []byte(f.url), lineNo)
+	h = append(h, kgo.RecordHeader{Key: "fhir.source.size", Value: strconv.AppendInt(nil, size, 10)})
+	rec := &kgo.Record{Topic: rn.topics.Raw(f.typ), Headers: h}
+	rn.pub.produce(ctx, deadletter.Record(rn.topics.DLQ(), rec, deadletter.Context{
+		Stage: "fetch", SourceTopic: rn.topics.Raw(f.typ), Partition: -1, Offset: -1, Class: class, Message: msg}))
+}
+
+// exportError publishes a line of a manifest error file (an OperationOutcome) as a dead
+// letter, its diagnostics as the message.
+func (rn *runner) exportError(ctx context.Context, f *fileRun, p *fastjson.Parser, line []byte, lineNo int64, urlB []byte) {
+	f.cp.Dead++
+	metricErrors.WithLabelValues("export-error").Inc()
+	msg := "export error reported by the server"
+	if v, err := p.ParseBytes(line); err == nil {
+		var texts []string
+		for _, is := range v.GetArray("issue") {
+			if d := is.GetStringBytes("diagnostics"); d != nil {
+				texts = append(texts, string(d))
+			} else if d := is.GetStringBytes("details", "text"); d != nil {
+				texts = append(texts, string(d))
+			}
+		}
+		if len(texts) > 0 {
+			msg = strings.Join(texts, "; ")
+		}
+	}
+	rec := &kgo.Record{Value: append([]byte(nil), line...), Headers: rn.headers("OperationOutcome", urlB, lineNo)}
+	rn.pub.produce(ctx, deadletter.Record(rn.topics.DLQ(), rec, deadletter.Context{
+		Stage: "fetch", Partition: -1, Offset: -1, Class: "export-error", Message: msg}))
+}
+
+// tombstones turns a deleted-file Bundle into one tombstone per DELETE entry, on the
+// entry type's raw topic, created first if need be.
+func (rn *runner) tombstones(ctx context.Context, f *fileRun, p *fastjson.Parser, line []byte, lineNo int64, urlB []byte) {
+	entries, err := deletedEntries(p, line)
+	if err != nil {
+		f.cp.Dead++
+		metricErrors.WithLabelValues("bad-deleted").Inc()
+		rec := &kgo.Record{Value: append([]byte(nil), line...), Headers: rn.headers("Bundle", urlB, lineNo)}
+		rn.pub.produce(ctx, deadletter.Record(rn.topics.DLQ(), rec, deadletter.Context{
+			Stage: "fetch", Partition: -1, Offset: -1, Class: "bad-deleted", Message: err.Error()}))
+		return
+	}
+	for _, e := range entries {
+		if err := rn.ensure(ctx, e[0]); err != nil {
+			rn.pub.fail(err)
+			return
+		}
+	}
+	f.cp.Published++
+	for _, e := range entries {
+		h := rn.headers(e[0], urlB, lineNo)
+		h = append(h, kgo.RecordHeader{Key: schemas.HeaderDeleted, Value: []byte("true")})
+		f.tombstones++
+		rn.pub.produce(ctx, &kgo.Record{Topic: rn.topics.Raw(e[0]), Key: schemas.Key(e[0], e[1]), Headers: h})
+	}
+}
+
+// deletedEntries returns the [type, id] of each DELETE entry of a Bundle line.
+func deletedEntries(p *fastjson.Parser, line []byte) ([][2]string, error) {
+	v, err := p.ParseBytes(line)
+	if err != nil {
+		return nil, fmt.Errorf("deleted file line is not valid JSON")
+	}
+	if string(v.GetStringBytes("resourceType")) != "Bundle" {
+		return nil, fmt.Errorf("deleted file line is not a Bundle")
+	}
+	var out [][2]string
+	for _, e := range v.GetArray("entry") {
+		if string(e.GetStringBytes("request", "method")) != "DELETE" {
+			continue
+		}
+		u := string(e.GetStringBytes("request", "url"))
+		u, _, _ = strings.Cut(u, "/_history")
+		parts := strings.Split(strings.TrimRight(u, "/"), "/")
+		if len(parts) < 2 {
+			return nil, fmt.Errorf("DELETE entry url %q is not Type/id", truncate(u, 100))
+		}
+		typ, id := parts[len(parts)-2], parts[len(parts)-1]
+		if !schemas.ValidResourceType(typ) || !schemas.ValidResourceID(id) {
+			return nil, fmt.Errorf("DELETE entry url %q is not Type/id", truncate(u, 100))
+		}
+		out = append(out, [2]string{typ, id})
+	}
+	return out, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+type countingReader struct {
+	r     io.Reader
+	n     *atomic.Int64
+	total *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	c.total.Add(int64(n))
+	return n, err
+}

@@ -1,0 +1,102 @@
+package producer_test
+
+import (
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fhirstream/fhirstream/internal/ehrsim"
+	"github.com/fhirstream/fhirstream/internal/testkafka"
+)
+
+// TestIntegrationFetchKill runs `fhirstream fetch` as a subprocess, SIGKILLs it at random
+// points, restarts it with the same command, and checks that the raw topics then hold
+// every source line exactly once. FHIRSTREAM_KILL_PATIENTS sets the export size
+// (default 100; the acceptance run uses 1000).
+func TestIntegrationFetchKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs a multi-process export")
+	}
+	patients := 100
+	if v := os.Getenv("FHIRSTREAM_KILL_PATIENTS"); v != "" {
+		patients, _ = strconv.Atoi(v)
+	}
+	bin := filepath.Join(t.TempDir(), "fhirstream")
+	build := exec.Command("go", "build", "-o", bin, "../cmd/fhirstream")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	srv, err := ehrsim.New(ehrsim.Config{Synth: patients, Seed: 7, ResourcesPerFile: 5000,
+		Faults: ehrsim.Faults{TruncateDownloads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c := testkafka.New(t)
+	logDir := t.TempDir()
+	run := func(i int) *exec.Cmd {
+		cmd := exec.Command(bin, "fetch", srv.URL, "--token-url", "none", "--min-poll", "10ms",
+			"--commit-bytes", "1000000", "--commit-interval", "100ms", "--manifest-dir", "", "--partitions", "3")
+		cmd.Env = append(os.Environ(), "FHIRSTREAM_BROKERS="+c.Brokers[0], "FHIRSTREAM_TOPIC_PREFIX="+c.Prefix,
+			"FHIRSTREAM_LOG_FORMAT=text")
+		logf, _ := os.Create(filepath.Join(logDir, "run"+strconv.Itoa(i)+".log"))
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	kills := 0
+	for i := 0; ; i++ {
+		cmd := run(i)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		if kills < 4 {
+			delay := time.Duration(200+rand.IntN(1500)) * time.Millisecond
+			select {
+			case err := <-done:
+				if err != nil {
+					b, _ := os.ReadFile(filepath.Join(logDir, "run"+strconv.Itoa(i)+".log"))
+					t.Fatalf("run %d failed: %v\n%s", i, err, b)
+				}
+				t.Logf("run %d finished before its kill", i)
+				goto check
+			case <-time.After(delay):
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+				<-done
+				kills++
+				t.Logf("run %d killed after %v", i, delay)
+				continue
+			}
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				b, _ := os.ReadFile(filepath.Join(logDir, "run"+strconv.Itoa(i)+".log"))
+				t.Fatalf("final run failed: %v\n%s", err, b)
+			}
+		case <-time.After(5 * time.Minute):
+			_ = cmd.Process.Kill()
+			t.Fatal("final run did not finish in 5 minutes")
+		}
+		b, _ := os.ReadFile(filepath.Join(logDir, "run"+strconv.Itoa(i)+".log"))
+		t.Logf("final run:\n%s", b)
+		break
+	}
+check:
+	want := sourceCounts(srv)
+	got := readLanded(t, c, keys(want))
+	for typ, n := range want {
+		if got.byType[typ] != n {
+			t.Errorf("%s: %d records, source has %d", typ, got.byType[typ], n)
+		}
+	}
+	if len(got.dead) != 0 {
+		t.Errorf("%d unexpected dead letters", len(got.dead))
+	}
+}
