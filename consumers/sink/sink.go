@@ -189,6 +189,10 @@ func (s *Sink) session(ctx context.Context) (err error) {
 		kgo.ConsumeTopics(s.layer.pattern()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers are delivered so the committed offset moves past a
+		// partition's trailing marker: a caught-up sink then shows a lag of 0, not 1,
+		// which is what lag-based autoscaling, alerts and "drained" checks read.
+		kgo.KeepControlRecords(),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -270,6 +274,9 @@ func (s *Sink) session(ctx context.Context) (err error) {
 		for it := fetches.RecordIter(); !it.Done(); {
 			rec := it.Next()
 			pr := b.take(rec, now)
+			if rec.Attrs.IsControl() {
+				continue // a transaction marker: its offset is taken, it makes no row
+			}
 			var err error
 			row, err = s.add(ctx, cl, b, pr, rec, row[:0])
 			var rej *rejection
