@@ -3,7 +3,6 @@ package producer
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -44,9 +43,6 @@ type fileRun struct {
 
 // opener opens a file's stream at an identity-byte offset.
 type opener func(ctx context.Context, f *fileRun, offset int64) (io.ReadCloser, error)
-
-// errExpired asks the caller to refresh the file URL and reopen.
-var errExpired = errors.New("file URL expired")
 
 // runner publishes files through a publisher; it holds what every file shares.
 type runner struct {

@@ -53,8 +53,9 @@ type openFile struct {
 	pending string // lake-relative pending path
 	final   string // lake-relative final path
 	out     PendingFile
-	w       *parquet.Writer
-	rows    int
+	//lint:ignore SA1019 the dynamic, per-table schema needs the untyped Writer; GenericWriter[T] wants a Go type per table
+	w    *parquet.Writer
+	rows int
 }
 
 func newBatchID() string {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 )
@@ -181,6 +180,3 @@ func (s *LocalStorage) SyncDir(_ context.Context, dir string) error {
 	}
 	return nil
 }
-
-// dirOf is the directory part of a slash path.
-func dirOf(p string) string { return path.Dir(p) }

@@ -265,8 +265,6 @@ func loadSource(dir string) (*source, error) {
 	return src, nil
 }
 
-func (s *Server) logf(msg string, args ...any) { s.log.Debug(msg, args...) }
-
 func splitList(v string) []string {
 	var out []string
 	for _, p := range strings.Split(v, ",") {

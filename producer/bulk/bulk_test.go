@@ -192,12 +192,11 @@ func TestDownloadResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := c.Open(ctx, m.Output[0].URL, false, 0)
-	if !errors.Is(err, bulk.ErrExpired) {
+	if _, err := c.Open(ctx, m.Output[0].URL, false, 0); !errors.Is(err, bulk.ErrExpired) {
 		t.Fatalf("first request of an expiring URL: %v", err)
 	}
 	m, _ = c.Wait(ctx, status) // refreshed URLs
-	r, err = c.Open(ctx, m.Output[0].URL, false, 0)
+	r, err := c.Open(ctx, m.Output[0].URL, false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fhirstream/fhirstream/consumers/sink"
+	"github.com/fhirstream/fhirstream/internal/deadletter"
+	"github.com/fhirstream/fhirstream/internal/ehrsim"
+	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/internal/obs"
+	"github.com/fhirstream/fhirstream/internal/pipeline"
+	"github.com/fhirstream/fhirstream/producer"
+	"github.com/fhirstream/fhirstream/producer/bulk"
+	"github.com/fhirstream/fhirstream/producer/smart"
+	"github.com/fhirstream/fhirstream/schemas"
+)
+
+type demoOptions struct {
+	patients int
+	seed     uint64
+	from     string
+	out      string
+	timeout  time.Duration
+	obs      *observability
+}
+
+func init() {
+	o := &demoOptions{}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole pipeline in one process on an embedded Kafka and EHR, writing ./lake",
+		Long: `demo runs everything in one process, with nothing to install beyond Go:
+
+  - an embedded Kafka broker (franz-go's kfake, in memory),
+  - the EHR simulator serving generated patients (or the NDJSON in --from) over the
+    real Bulk Data protocol, with SMART Backend Services auth on,
+  - the fetcher, authenticating with a freshly generated ES384 key,
+  - every stage: validate, dedupe, omop, and the Parquet sinks for the OMOP and bronze layers.
+
+It runs one export end to end, waits until every stage has caught up, and prints a
+summary: resources per type, dead letters by reason, OMOP rows per table, unmapped codes,
+files written, and a DuckDB query to try on the lake.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), cmd.OutOrStdout(), o) },
+	}
+	cmd.Flags().IntVar(&o.patients, "patients", 100, "patients to generate (ignored with --from)")
+	cmd.Flags().Uint64Var(&o.seed, "seed", 1, "seed of the generated data")
+	cmd.Flags().StringVar(&o.from, "from", "", "serve the NDJSON files in this directory instead of generated data")
+	cmd.Flags().StringVar(&o.out, "out", "lake", "lake directory to write")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
+	o.obs = metricsFlag(cmd, "127.0.0.1:9100")
+	addCommand(cmd)
+}
+
+func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	say := func(format string, args ...any) { fmt.Fprintf(w, "demo: "+format+"\n", args...) }
+	if _, err := o.obs.start(ctx); err != nil {
+		return err
+	}
+
+	// 1. An embedded broker, and the contract's topics on it.
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3))
+	if err != nil {
+		return fmt.Errorf("start embedded Kafka: %w", err)
+	}
+	defer cluster.Close()
+	kc := kafkaclient.Defaults()
+	kc.Brokers, kc.ClientID = cluster.ListenAddrs(), "fhirstream-demo"
+	topics := schemas.MustTopics(kc.TopicPrefix)
+	if err := createDemoTopics(ctx, kc, topics); err != nil {
+		return err
+	}
+	say("embedded Kafka (kfake) at %s; topics created", strings.Join(kc.Brokers, ","))
+
+	// 2. The EHR, with SMART auth on and a client registered with a fresh key.
+	workDir, err := os.MkdirTemp("", "fhirstream-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(workDir)
+	ehrCfg := ehrsim.Config{Addr: "127.0.0.1:0", Auth: true, Seed: o.seed, Log: logger}
+	if o.from != "" {
+		ehrCfg.Dir = o.from
+	} else {
+		ehrCfg.Synth = o.patients
+	}
+	ehr, err := ehrsim.New(ehrCfg)
+	if err != nil {
+		return fmt.Errorf("start EHR simulator: %w", err)
+	}
+	defer ehr.Close()
+	keyFile, err := demoClientKey(ehr, workDir)
+	if err != nil {
+		return err
+	}
+	source := fmt.Sprintf("%d generated patients", o.patients)
+	if o.from != "" {
+		source = o.from
+	}
+	say("EHR simulator at %s serving %s, SMART Backend Services auth on", ehr.URL, source)
+
+	// 3. Every stage, each its own consumer group.
+	out, err := filepath.Abs(o.out)
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Out: out, SinkFlushInterval: time.Second, Logger: logger, Ready: o.obs.ready})
+	if err != nil {
+		return err
+	}
+	defer p.Stop() //nolint:errcheck // the explicit Stop below reports errors
+
+	// 4. The export, end to end.
+	sum, err := producer.Fetch(ctx, producer.Config{
+		Kafka:       kc,
+		Partitions:  3,
+		Export:      bulk.Request{Base: ehr.URL},
+		ClientID:    demoClientID,
+		KeyFile:     keyFile,
+		ManifestDir: filepath.Join(workDir, "manifests"),
+		Log:         logger,
+		Progress:    os.Stderr,
+		ProgressTTY: obs.IsTerminal(os.Stderr),
+	})
+	if err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	say("export fetched: %d resources, %.1f MB in %s", sum.Resources(), float64(sum.Bytes)/1e6, sum.Duration.Round(time.Millisecond))
+
+	// 5. Wait for every stage to catch up, then stop them (the sinks flush).
+	if err := p.WaitDrained(ctx); err != nil {
+		return err
+	}
+	if err := p.Stop(); err != nil {
+		return err
+	}
+	counts, err := countDemoTopics(ctx, kc, topics)
+	if err != nil {
+		return err
+	}
+	printDemoSummary(w, demoReport{fetch: sum, counts: counts, pipeline: p, out: out, took: time.Since(start)})
+	if !sum.OK() {
+		return fmt.Errorf("fetch reconciliation failed: %s", strings.Join(sum.Mismatches, "; "))
+	}
+	return nil
+}
+
+const demoClientID = "fhirstream-demo"
+
+// demoClientKey generates an ES384 key, registers its public JWKS with the EHR and
+// writes the private JWK where the fetcher reads it (mode 0600).
+func demoClientKey(ehr *ehrsim.Server, dir string) (string, error) {
+	key, err := smart.GenerateKey("ES384", "demo-"+time.Now().UTC().Format("20060102T150405"))
+	if err != nil {
+		return "", err
+	}
+	pub, err := key.PublicJWKS()
+	if err != nil {
+		return "", err
+	}
+	pubJSON, err := json.Marshal(pub)
+	if err != nil {
+		return "", err
+	}
+	if err := ehr.RegisterClient(demoClientID, pubJSON); err != nil {
+		return "", fmt.Errorf("register demo client: %w", err)
+	}
+	priv, err := key.PrivateJWK()
+	if err != nil {
+		return "", err
+	}
+	privJSON, err := json.Marshal(priv)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "client-key.jwk.json")
+	return path, os.WriteFile(path, privJSON, 0o600)
+}
+
+func createDemoTopics(ctx context.Context, kc kafkaclient.Config, topics schemas.Topics) error {
+	cl, err := kc.NewClient()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	specs := kafkaclient.ContractTopics(topics, schemas.BulkResourceTypes, schemas.OMOPTables(),
+		kafkaclient.TopicOptions{Partitions: 3, ReplicationFactor: 1, MaxMessageBytes: kc.MaxRecordBytes})
+	_, err = kafkaclient.EnsureTopics(ctx, kadm.NewClient(cl), specs)
+	return err
+}
+
+// demoCounts are counted from the topics themselves, independently of the stages.
+type demoCounts struct {
+	valid, unique map[string]int64 // by resource type
+	dead          map[string]int64 // "<stage>: <class>"
+	omop          map[string]int64 // by table
+}
+
+func countDemoTopics(ctx context.Context, kc kafkaclient.Config, topics schemas.Topics) (demoCounts, error) {
+	c := demoCounts{valid: map[string]int64{}, unique: map[string]int64{}, dead: map[string]int64{}, omop: map[string]int64{}}
+	byType := func(m map[string]int64) func(*kgo.Record) {
+		return func(r *kgo.Record) {
+			if _, rt, ok := topics.ParseLayerTopic(r.Topic); ok {
+				m[rt]++
+			}
+		}
+	}
+	steps := []struct {
+		pattern string
+		each    func(*kgo.Record)
+	}{
+		{topics.LayerPattern(schemas.LayerValid), byType(c.valid)},
+		{topics.LayerPattern(schemas.LayerUnique), byType(c.unique)},
+		{"^" + strings.ReplaceAll(topics.DLQ(), ".", `\.`) + "$", func(r *kgo.Record) {
+			dc, _ := deadletter.Parse(r.Headers)
+			c.dead[dc.Stage+": "+dc.Class]++
+		}},
+		{topics.OMOPPattern(), func(r *kgo.Record) {
+			if table, ok := topics.ParseOMOPTopic(r.Topic); ok && r.Value != nil {
+				c.omop[table]++
+			}
+		}},
+	}
+	for _, s := range steps {
+		if err := pipeline.ReadTopics(ctx, kc, s.pattern, s.each); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+type demoReport struct {
+	fetch    producer.Summary
+	counts   demoCounts
+	pipeline *pipeline.Pipeline
+	out      string
+	took     time.Duration
+}
+
+func printDemoSummary(w io.Writer, r demoReport) {
+	fmt.Fprintf(w, "\n== fhirstream demo: done in %s ==\n\n", r.took.Round(100*time.Millisecond))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RESOURCE TYPE\tFETCHED\tVALID\tUNIQUE\tDEAD LETTERS (fetch)\t")
+	var tf, tv, tu, td int64
+	for _, t := range r.fetch.ByType() {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", t.Type, t.Published, r.counts.valid[t.Type], r.counts.unique[t.Type], t.Dead)
+		tf, tv, tu, td = tf+t.Published, tv+r.counts.valid[t.Type], tu+r.counts.unique[t.Type], td+t.Dead
+	}
+	fmt.Fprintf(tw, "total\t%d\t%d\t%d\t%d\t\n", tf, tv, tu, td)
+	_ = tw.Flush()
+	fmt.Fprintf(w, "duplicates and stale versions dropped by dedupe: %d\n\n", tv-tu)
+
+	fmt.Fprintln(w, "dead letters by stage and reason:")
+	printCounts(w, r.counts.dead, "  (none)")
+
+	omopSum := r.pipeline.OMOPSummary()
+	sinkStats := r.pipeline.SinkStats(sink.LayerOMOP)
+	fmt.Fprintln(w, "\nOMOP rows per table (on omop.<table> / in the lake):")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tables := make([]string, 0, len(r.counts.omop))
+	for t := range r.counts.omop {
+		tables = append(tables, t)
+	}
+	sort.Strings(tables)
+	for _, t := range tables {
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t\n", t, r.counts.omop[t], sinkStats.Rows[t])
+	}
+	_ = tw.Flush()
+
+	fmt.Fprintln(w, "\nunmapped codes (written with concept_id 0, code kept in *_source_value):")
+	if len(omopSum.Unmapped) == 0 {
+		fmt.Fprintln(w, "  (none)")
+	}
+	for _, u := range omopSum.Unmapped {
+		fmt.Fprintf(w, "  %-12s → %-22s %d\n", u.Vocabulary, u.Table, u.Count)
+	}
+	bronze := r.pipeline.SinkStats(sink.LayerBronze)
+	fmt.Fprintf(w, "\nParquet files written: %d OMOP, %d bronze, under %s\n", sinkStats.FilesWritten, bronze.FilesWritten, r.out)
+	fmt.Fprintf(w, "\ntry it:\n  duckdb -c \"SELECT gender_source_value, count(*) FROM read_parquet('%s/omop/person/*/*.parquet', hive_partitioning=true) GROUP BY 1\"\n",
+		r.out)
+}
+
+func printCounts(w io.Writer, m map[string]int64, none string) {
+	if len(m) == 0 {
+		fmt.Fprintln(w, none)
+		return
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %-40s %d\n", k, m[k])
+	}
+}

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/fhirstream/fhirstream/consumers/dlq"
+	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/schemas"
+)
+
+func init() {
+	c := &cobra.Command{
+		Use:   "dlq",
+		Short: "Inspect and replay the dead-letter topic",
+		Long: `Every stage sends records it cannot process to <prefix>.dlq, unchanged, with headers
+saying which stage rejected them, from which topic, partition and offset, the error
+class, element path and message. 'dlq stats' and 'dlq list' count and list them (no
+payloads), 'dlq show' prints their context (the payload only with --show-payload: it
+is PHI), and 'dlq replay' sends them back to the topic each came from once the cause
+is fixed.`,
+	}
+	c.AddCommand(newDLQStatsCmd(), newDLQListCmd(), newDLQShowCmd(), newDLQReplayCmd())
+	addCommand(c)
+}
+
+// dlqFilterFlags binds the record filter shared by the dlq subcommands.
+func dlqFilterFlags(fs *pflag.FlagSet) func() (dlq.Filter, error) {
+	var f dlq.Filter
+	var since, until string
+	fs.StringSliceVar(&f.Stages, "stage", nil, "only dead letters of these stages (validate, dedupe, omop, fetch, …)")
+	fs.StringSliceVar(&f.Classes, "class", nil, "only these error classes (e.g. bad-coding, missing-required)")
+	fs.StringSliceVar(&f.SourceTopics, "source-topic", nil, "only records that came from these topics")
+	fs.StringSliceVar(&f.Keys, "key", nil, "only these record keys; shell patterns allowed (Observation/*)")
+	fs.StringVar(&since, "since", "", "only records dead-lettered at or after this time (RFC 3339, or a duration ago like 24h)")
+	fs.StringVar(&until, "until", "", "only records dead-lettered before this time (RFC 3339, or a duration ago)")
+	return func() (dlq.Filter, error) {
+		var err error
+		if f.Since, err = parseWhen(since); err != nil {
+			return f, fmt.Errorf("--since: %w", err)
+		}
+		if f.Until, err = parseWhen(until); err != nil {
+			return f, fmt.Errorf("--until: %w", err)
+		}
+		return f, nil
+	}
+}
+
+// parseWhen reads an RFC 3339 time or a duration before now.
+func parseWhen(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration", s)
+	}
+	return t, nil
+}
+
+func dlqSetup(kc *kafkaclient.Config, filter func() (dlq.Filter, error)) (schemas.Topics, dlq.Filter, error) {
+	t, err := schemas.NewTopics(kc.TopicPrefix)
+	if err != nil {
+		return t, dlq.Filter{}, err
+	}
+	f, err := filter()
+	return t, f, err
+}
+
+func newDLQStatsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "stats", Short: "Count dead letters by stage, error class and source topic", Args: cobra.NoArgs}
+	kc := kafkaFlags(cmd)
+	filter := dlqFilterFlags(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		t, f, err := dlqSetup(kc, filter)
+		if err != nil {
+			return err
+		}
+		c, err := dlq.Stats(cmd.Context(), *kc, t.DLQ(), f)
+		if err != nil {
+			return err
+		}
+		printDLQCounts(cmd.OutOrStdout(), t.DLQ(), c)
+		return nil
+	}
+	return cmd
+}
+
+func printDLQCounts(w io.Writer, topic string, c *dlq.Counts) {
+	fmt.Fprintf(w, "%s: %d dead letters\n", topic, c.Total)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	section := func(title string, m map[string]int) {
+		if len(m) == 0 {
+			return
+		}
+		fmt.Fprintf(tw, "\n%s\tCOUNT\n", title)
+		for _, k := range sortedByCount(m) {
+			fmt.Fprintf(tw, "%s\t%d\n", k, m[k])
+		}
+	}
+	section("STAGE", c.ByStage)
+	section("STAGE/CLASS", c.ByClass)
+	section("SOURCE TOPIC", c.BySource)
+	if c.NoContext > 0 {
+		fmt.Fprintf(tw, "\nwithout dead-letter context\t%d\n", c.NoContext)
+	}
+	_ = tw.Flush()
+}
+
+func sortedByCount(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	return keys
+}
+
+func newDLQListCmd() *cobra.Command {
+	var max int
+	cmd := &cobra.Command{Use: "list", Short: "List dead letters, one line each (no payloads), then their counts", Args: cobra.NoArgs}
+	kc := kafkaFlags(cmd)
+	filter := dlqFilterFlags(cmd.Flags())
+	cmd.Flags().IntVar(&max, "max", 100, "list at most this many (0: all); the counts cover every match")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		t, f, err := dlqSetup(kc, filter)
+		if err != nil {
+			return err
+		}
+		w := cmd.OutOrStdout()
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tSTAGE\tCLASS\tSOURCE\tKEY\tPATH")
+		c := dlq.NewCounts()
+		err = dlq.Scan(cmd.Context(), *kc, t.DLQ(), f, func(l dlq.Letter) error {
+			c.Add(l)
+			if max == 0 || c.Total <= max {
+				x := l.Context
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%d@%d\t%s\t%s\n", x.Time.UTC().Format(time.RFC3339), x.Stage, x.Class,
+					x.SourceTopic, x.Partition, x.Offset, l.Record.Key, x.Path)
+			}
+			return nil
+		})
+		_ = tw.Flush()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+		printDLQCounts(w, t.DLQ(), c)
+		return nil
+	}
+	return cmd
+}
+
+func newDLQShowCmd() *cobra.Command {
+	var (
+		max         int
+		showPayload bool
+	)
+	cmd := &cobra.Command{
+		Use:   "show",
+		Short: "Show dead letters with their full context; the payload only with --show-payload",
+		Args:  cobra.NoArgs,
+	}
+	kc := kafkaFlags(cmd)
+	filter := dlqFilterFlags(cmd.Flags())
+	cmd.Flags().IntVar(&max, "max", 20, "show at most this many (0: all)")
+	cmd.Flags().BoolVar(&showPayload, "show-payload", false, "also print each record's value: FHIR resources are PHI, so only where that is allowed")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		t, f, err := dlqSetup(kc, filter)
+		if err != nil {
+			return err
+		}
+		w := cmd.OutOrStdout()
+		n := 0
+		errStop := fmt.Errorf("enough")
+		err = dlq.Scan(cmd.Context(), *kc, t.DLQ(), f, func(l dlq.Letter) error {
+			if max > 0 && n >= max {
+				return errStop
+			}
+			n++
+			r, x := l.Record, l.Context
+			fmt.Fprintf(w, "--- %s/%d@%d key=%s\n", r.Topic, r.Partition, r.Offset, r.Key)
+			if !l.HasContext {
+				fmt.Fprintln(w, "  (no dead-letter context)")
+			} else {
+				fmt.Fprintf(w, "  stage:    %s\n  source:   %s/%d@%d\n  class:    %s\n  path:     %s\n  message:  %s\n  attempts: %d\n  time:     %s\n",
+					x.Stage, x.SourceTopic, x.Partition, x.Offset, x.Class, x.Path, x.Message, x.Attempts, x.Time.UTC().Format(time.RFC3339Nano))
+			}
+			for _, h := range r.Headers {
+				fmt.Fprintf(w, "  header %s: %s\n", h.Key, h.Value)
+			}
+			switch {
+			case r.Value == nil:
+				fmt.Fprintln(w, "  value: (tombstone)")
+			case showPayload:
+				fmt.Fprintf(w, "  value: %s\n", r.Value)
+			default:
+				fmt.Fprintf(w, "  value: %d bytes (hidden; --show-payload prints it)\n", len(r.Value))
+			}
+			return nil
+		})
+		if err != nil && err != errStop {
+			return err
+		}
+		fmt.Fprintf(w, "%d shown\n", n)
+		return nil
+	}
+	return cmd
+}
+
+func newDLQReplayCmd() *cobra.Command {
+	var o dlq.ReplayOptions
+	cmd := &cobra.Command{
+		Use:   "replay",
+		Short: "Send dead letters back to the topic each came from (or --to)",
+		Long: `Republish matching dead letters to their source topic (or --to) with their original key,
+value, timestamp and headers, the dead-letter context stripped and the replay count
+header (fhirstream.replay.count) incremented. A record replayed --max-replays times
+already is parked in <prefix>.dlq.parked instead, so a record that keeps failing does
+not loop. Progress is committed to a consumer group after every record (by default one
+per filter and destination), so an interrupted replay resumes; run one replay per
+group at a time. Use --dry-run first: it prints what would be replayed and parked.`,
+		Args: cobra.NoArgs,
+	}
+	kc := kafkaFlags(cmd)
+	filter := dlqFilterFlags(cmd.Flags())
+	cmd.Flags().StringVar(&o.To, "to", "", "send every record to this topic instead of its source topic")
+	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "only count what would be replayed or parked, by source topic and class")
+	cmd.Flags().Float64Var(&o.Rate, "rate", 0, "at most this many records per second (0: unlimited)")
+	cmd.Flags().IntVar(&o.Max, "max", 0, "stop after this many records (0: all)")
+	cmd.Flags().IntVar(&o.MaxReplays, "max-replays", dlq.DefaultMaxReplays, "park records already replayed this many times")
+	cmd.Flags().StringVar(&o.Group, "group", "", "consumer group holding the replay's progress (default: derived from the filter and --to)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		t, f, err := dlqSetup(kc, filter)
+		if err != nil {
+			return err
+		}
+		o.Filter, o.Logger = f, logger
+		res, err := dlq.Replay(cmd.Context(), *kc, t, o)
+		w := cmd.OutOrStdout()
+		verb := "replayed"
+		if o.DryRun {
+			verb = "would replay"
+		}
+		fmt.Fprintf(w, "%s %d, parked %d (group %s)\n", verb, res.Replayed, res.Parked, res.Group)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, k := range sortedByCount(res.Histogram) {
+			fmt.Fprintf(tw, "  %s\t%d\n", k, res.Histogram[k])
+		}
+		_ = tw.Flush()
+		return err
+	}
+	return cmd
+}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fhirstream/fhirstream/internal/pipeline"
+	"github.com/fhirstream/fhirstream/internal/vocab"
+)
+
+func init() {
+	var (
+		out      string
+		vocabDir string
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run every stage (validate, dedupe, omop, both sinks) in one process against a Kafka cluster",
+		Long: `run starts every processing stage in one process, for small sites: validate, dedupe,
+omop, sink-omop and sink-bronze, each still its own consumer group, so you can later move
+any of them to its own process ('fhirstream consume <stage>') without losing their place.
+Fetch exports into the same cluster with 'fhirstream fetch'. Stops on SIGTERM or Ctrl-C
+after the sinks have flushed.`,
+		Args: cobra.NoArgs,
+	}
+	kc := kafkaFlags(cmd)
+	o := metricsFlag(cmd, ":9100")
+	cmd.Flags().StringVar(&out, "out", "lake", "lake root directory (env FHIRSTREAM_OUT)")
+	cmd.Flags().StringVar(&vocabDir, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx := cmd.Context()
+		var v *vocab.Vocabulary
+		if vocabDir != "" {
+			var err error
+			if v, _, err = vocab.Load(vocabDir); err != nil {
+				return fmt.Errorf("--vocab: %w", err)
+			}
+		}
+		if _, err := o.start(ctx); err != nil {
+			return err
+		}
+		p, err := pipeline.Start(ctx, pipeline.Config{Kafka: *kc, Out: out, Vocab: v, Logger: logger, Ready: o.ready})
+		if err != nil {
+			return err
+		}
+		logger.Info("all stages running", "groups", p.Groups(), "out", out)
+		<-p.Done() // Ctrl-C, SIGTERM or a stage failing
+		return p.Stop()
+	}
+	addCommand(cmd)
+}

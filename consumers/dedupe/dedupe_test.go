@@ -1,0 +1,222 @@
+package dedupe
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/schemas"
+)
+
+func res(id, version, lastUpdated, status string) string {
+	meta := ""
+	switch {
+	case version != "" && lastUpdated != "":
+		meta = fmt.Sprintf(`"meta":{"versionId":%q,"lastUpdated":%q},`, version, lastUpdated)
+	case version != "":
+		meta = fmt.Sprintf(`"meta":{"versionId":%q},`, version)
+	case lastUpdated != "":
+		meta = fmt.Sprintf(`"meta":{"lastUpdated":%q},`, lastUpdated)
+	}
+	return fmt.Sprintf(`{"resourceType":"Observation","id":%q,%s"status":%q}`, id, meta, status)
+}
+
+type collect []stage.Record
+
+func (c *collect) Emit(r stage.Record) { *c = append(*c, r) }
+
+func TestProcessorSequence(t *testing.T) {
+	topics := schemas.MustTopics("fhir")
+	p := &Processor{Topics: topics}
+	st := NewStore()
+	steps := []struct {
+		key, value string // value "" = tombstone
+		forward    bool
+		why        string
+	}{
+		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "final"), true, "new"},
+		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "final"), false, "exact repeat"},
+		{"Observation/a", res("a", "2", "2024-02-01T00:00:00Z", "amended"), true, "newer version"},
+		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "preliminary"), false, "stale version"},
+		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "final"), false, "old repeat is stale"},
+		{"Observation/a", res("a", "2", "2024-02-01T00:00:00Z", "corrected"), true, "same version, new content"},
+		{"Observation/b", res("b", "", "2024-01-01T00:00:00Z", "final"), true, "new key"},
+		{"Observation/b", res("b", "", "2023-12-31T23:59:59.999999Z", "amended"), false, "older lastUpdated"},
+		{"Observation/b", res("b", "", "2024-01-01T00:00:00.000001Z", "amended"), true, "newer by a microsecond"},
+		{"Observation/c", res("c", "", "", "final"), true, "no meta, new"},
+		{"Observation/c", res("c", "", "", "final"), false, "no meta, repeat"},
+		{"Observation/c", res("c", "", "", "amended"), true, "no meta, changed"},
+		{"Observation/a", "", true, "tombstone"},
+		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "final"), true, "after delete, old version is new again"},
+		{"Observation/d", res("d", "v7", "", "final"), true, "non-numeric version"},
+		{"Observation/d", res("d", "v6", "", "amended"), true, "non-numeric versions are not ordered: changed"},
+	}
+	for i, s := range steps {
+		var out collect
+		in := &stage.Record{Topic: topics.Valid("Observation"), Key: []byte(s.key),
+			Headers: []stage.Header{{Key: "h", Value: []byte("v")}}}
+		if s.value != "" {
+			in.Value = []byte(s.value)
+		}
+		if err := p.Process(context.Background(), in, st, &out); err != nil {
+			t.Fatalf("step %d (%s): %v", i, s.why, err)
+		}
+		if got := len(out) == 1; got != s.forward {
+			t.Fatalf("step %d (%s): forwarded=%v, want %v", i, s.why, got, s.forward)
+		}
+		if s.forward && (out[0].Topic != "fhir.unique.Observation" || string(out[0].Value) != s.value || string(out[0].Key) != s.key || len(out[0].Headers) != 1) {
+			t.Fatalf("step %d (%s): not forwarded unchanged: %+v", i, s.why, out[0])
+		}
+	}
+	if n := st.(*Store).Len(); n != 4 {
+		t.Fatalf("store holds %d keys, want 4 (a, b, c, d)", n)
+	}
+}
+
+func TestInvalidJSONRejected(t *testing.T) {
+	p := &Processor{Topics: schemas.MustTopics("fhir")}
+	err := p.Process(context.Background(), &stage.Record{Topic: "fhir.valid.Patient", Key: []byte("Patient/x"), Value: []byte("{")}, NewStore(), &collect{})
+	if r, ok := stage.AsRejection(err); !ok || r.Class != "invalid-json" {
+		t.Fatalf("err = %v, want an invalid-json rejection", err)
+	}
+}
+
+func TestDecide(t *testing.T) {
+	none := int64(math.MinInt64)
+	cases := []struct {
+		prev    *State
+		cur     State
+		forward bool
+		reason  string
+	}{
+		{nil, State{Hash: 1, LastUpdated: none, Version: -1}, true, New},
+		{&State{Hash: 1, LastUpdated: 5, Version: 3}, State{Hash: 1, LastUpdated: 1, Version: 1}, false, Duplicate},
+		{&State{Hash: 1, LastUpdated: 5, Version: 3}, State{Hash: 2, LastUpdated: 9, Version: 2}, false, Stale},
+		{&State{Hash: 1, LastUpdated: 5, Version: 3}, State{Hash: 2, LastUpdated: 1, Version: 4}, true, Newer},
+		{&State{Hash: 1, LastUpdated: 5, Version: 3}, State{Hash: 2, LastUpdated: 4, Version: 3}, false, Stale},
+		{&State{Hash: 1, LastUpdated: 5, Version: 3}, State{Hash: 2, LastUpdated: 5, Version: 3}, true, Changed},
+		{&State{Hash: 1, LastUpdated: 5, Version: -1}, State{Hash: 2, LastUpdated: 6, Version: 7}, true, Newer},
+		{&State{Hash: 1, LastUpdated: none, Version: -1}, State{Hash: 2, LastUpdated: 6, Version: -1}, true, Changed},
+	}
+	for i, c := range cases {
+		f, r := Decide(c.prev, c.cur)
+		if f != c.forward || r != c.reason {
+			t.Errorf("case %d: Decide = %v %s, want %v %s", i, f, r, c.forward, c.reason)
+		}
+	}
+}
+
+func TestStateEncoding(t *testing.T) {
+	s := State{Hash: 0xdeadbeefcafef00d, LastUpdated: math.MinInt64, Version: -1}
+	b := s.Encode(nil)
+	if len(b) != StateSize {
+		t.Fatalf("encoded %d bytes", len(b))
+	}
+	if got, ok := DecodeState(b); !ok || got != s {
+		t.Fatalf("round trip: %+v %v", got, ok)
+	}
+	if _, ok := DecodeState(b[:10]); ok {
+		t.Fatal("decoded a short value")
+	}
+}
+
+// TestStoreBytesPerKey measures the in-memory cost of dedupe state, the figure the docs
+// state: at most 64 bytes per key.
+func TestStoreBytesPerKey(t *testing.T) {
+	const n = 200_000
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = StoreKey(nil, []byte(fmt.Sprintf("Observation/%08d-aaaa-bbbb-cccc-dddddddddddd", i)))
+	}
+	val := State{Hash: 1, LastUpdated: 2, Version: 3}.Encode(nil)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	st := NewStore()
+	for _, k := range keys {
+		st.Put(k, val)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perKey := float64(after.HeapAlloc-before.HeapAlloc) / n
+	runtime.KeepAlive(st)
+	runtime.KeepAlive(keys)
+	t.Logf("dedupe state: %.1f bytes/key over %d keys", perKey, n)
+	if perKey > 64 {
+		t.Fatalf("dedupe state uses %.1f bytes/key, the budget is 64", perKey)
+	}
+}
+
+// FuzzMetaExtraction checks the fastjson extraction of meta against encoding/json.
+func FuzzMetaExtraction(f *testing.F) {
+	f.Add([]byte(res("a", "3", "2024-01-01T00:00:00.5+01:00", "final")))
+	f.Add([]byte(`{"meta":{"versionId":1,"lastUpdated":"x"}}`))
+	f.Add([]byte(`{"meta":null}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"meta":{"versionId":"\u0031"}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		vid, lu, luOK, err := Meta(data)
+		var doc map[string]json.RawMessage
+		if jerr := json.Unmarshal(data, &doc); jerr != nil || doc == nil {
+			// encoding/json is stricter about UTF-8 and duplicate handling differs;
+			// only require that fastjson did not report a field it could not have.
+			return
+		}
+		if err != nil {
+			t.Fatalf("fastjson failed on a JSON object encoding/json accepts: %v", err)
+		}
+		var meta struct {
+			VersionID   any `json:"versionId"`
+			LastUpdated any `json:"lastUpdated"`
+		}
+		if raw, ok := doc["meta"]; ok && json.Unmarshal(raw, &meta) == nil {
+			if s, ok := meta.VersionID.(string); ok && s != vid {
+				t.Fatalf("versionId %q, encoding/json says %q", vid, s)
+			}
+			if s, ok := meta.LastUpdated.(string); ok {
+				want, perr := time.Parse(time.RFC3339Nano, s)
+				if (perr == nil) != luOK || (luOK && !want.Equal(lu)) {
+					t.Fatalf("lastUpdated %v/%v, encoding/json says %q", lu, luOK, s)
+				}
+			}
+		}
+	})
+}
+
+// TestStoreAgainstMap drives the open-addressing store and a Go map with the same
+// random operations (including deletes that shift probe runs) and compares them.
+func TestStoreAgainstMap(t *testing.T) {
+	st := NewStore().(*Store)
+	ref := map[[KeySize]byte][StateSize]byte{}
+	rng := uint64(42)
+	next := func() uint64 { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng }
+	keyOf := func(n uint64) []byte { return StoreKey(nil, []byte(fmt.Sprintf("Patient/%d", n))) }
+	for op := 0; op < 200_000; op++ {
+		k := keyOf(next() % 5000)
+		switch next() % 3 {
+		case 0, 1:
+			v := State{Hash: next(), LastUpdated: int64(next() >> 1), Version: int64(next() % 100)}.Encode(nil)
+			st.Put(k, v)
+			ref[[KeySize]byte(k)] = [StateSize]byte(v)
+		case 2:
+			st.Delete(k)
+			delete(ref, [KeySize]byte(k))
+		}
+	}
+	if st.Len() != len(ref) {
+		t.Fatalf("store has %d keys, map %d", st.Len(), len(ref))
+	}
+	for n := uint64(0); n < 5000; n++ {
+		k := keyOf(n)
+		got, ok := st.Get(k)
+		want, wok := ref[[KeySize]byte(k)]
+		if ok != wok || (ok && string(got) != string(want[:])) {
+			t.Fatalf("key %d: store %x %v, map %x %v", n, got, ok, want, wok)
+		}
+	}
+}

@@ -1,0 +1,280 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+)
+
+// transactionTimeout bounds one batch's transaction on the broker. A batch takes well
+// under a second normally and at most the retry budget of one record (a few seconds).
+// An instance killed mid-batch leaves its transaction open until this timeout, holding
+// back read_committed readers of the partitions it wrote, unless it restarts with the
+// same Options.InstanceID: the new producer fences the old one and aborts at once.
+const transactionTimeout = 30 * time.Second
+
+// tp is an input topic partition.
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// runner is one Run of a stage.
+type runner struct {
+	def  Definition
+	opts Options
+	cfg  kafkaclient.Config
+	proc stage.Processor
+
+	sess *kgo.GroupTransactSession
+	adm  *kadm.Client
+
+	changelog      string // "" for a stateless stage
+	changelogParts int32
+
+	mu      sync.Mutex
+	stores  map[tp]stage.Store
+	revoked map[tp]bool // revoked or lost since the current batch began
+	joined  atomic.Bool
+
+	topicParts map[string]int32 // partition counts of input topics, for created outputs
+	known      map[string]bool  // output topics known to exist
+}
+
+// Run runs the stage def against the cluster in cfg until ctx ends, then finishes or
+// aborts the current batch (within Options.ShutdownTimeout), leaves the group and
+// returns nil. It returns an error when the stage cannot start or when the transactional
+// producer is left in a state it cannot continue from; the caller should exit then (a
+// restart resumes from the last committed batch).
+func Run(ctx context.Context, cfg kafkaclient.Config, def Definition, opts Options) error {
+	if err := def.validate(); err != nil {
+		return err
+	}
+	opts.defaults()
+	proc, err := def.NewProcessor()
+	if err != nil {
+		return fmt.Errorf("stage %s: %w", def.Name, err)
+	}
+	r := &runner{def: def, opts: opts, cfg: cfg, proc: proc,
+		stores: map[tp]stage.Store{}, revoked: map[tp]bool{},
+		topicParts: map[string]int32{}, known: map[string]bool{}}
+	admCl, err := cfg.NewClient()
+	if err != nil {
+		return fmt.Errorf("stage %s: %w", def.Name, err)
+	}
+	defer admCl.Close()
+	r.adm = kadm.NewClient(admCl)
+	if err := r.ensureFixedTopics(ctx); err != nil {
+		return fmt.Errorf("stage %s: %w", def.Name, err)
+	}
+	if err := r.startSession(); err != nil {
+		return fmt.Errorf("stage %s: %w", def.Name, err)
+	}
+	if opts.Ready != nil {
+		name := "stage " + def.Name
+		opts.Ready.Set(name, func() error {
+			if !r.joined.Load() {
+				return errors.New("consumer group " + def.Group + " not joined")
+			}
+			return nil
+		})
+		defer opts.Ready.Remove(name)
+	}
+	opts.Logger.Info("stage starting", "stage", def.Name, "group", def.Group, "input", r.inputDesc(), "state", def.State)
+	err = r.loop(ctx)
+	// Close leaves the group, so the partitions move to the other instances at once
+	// instead of after a session timeout. (A static member, one with an InstanceID,
+	// keeps its membership until the session times out: it is expected back.)
+	r.sess.Close()
+	r.joined.Store(false)
+	opts.Logger.Info("stage stopped", "stage", def.Name)
+	return err
+}
+
+func (r *runner) inputDesc() string {
+	if r.def.Input != "" {
+		return r.def.Input
+	}
+	return fmt.Sprint(r.def.InputTopics)
+}
+
+func (r *runner) startSession() error {
+	base, err := r.cfg.Opts()
+	if err != nil {
+		return err
+	}
+	instance := r.opts.InstanceID
+	var static []kgo.Opt
+	if instance == "" {
+		instance = defaultInstanceID()
+	} else {
+		// A stable instance is a static group member (KIP-345): restarted after a crash
+		// it takes its partitions back at once, instead of the group waiting out the
+		// dead member's session timeout.
+		static = append(static, kgo.InstanceID(r.def.Group+"-"+instance))
+	}
+	topics := r.def.InputTopics
+	if r.def.Input != "" {
+		topics = []string{r.def.Input}
+	}
+	opts := append(base,
+		kgo.ConsumerGroup(r.def.Group),
+		kgo.ConsumeTopics(topics...),
+		kgo.TransactionalID(r.def.Group+"-"+instance),
+		kgo.TransactionTimeout(transactionTimeout),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers are delivered (and skipped by the batch) so that the
+		// committed offset moves past a partition's trailing marker: a caught-up stage
+		// then has a lag of 0, not 1 per partition, which is what autoscaling on lag,
+		// alerts and "drained" checks read.
+		kgo.KeepControlRecords(),
+		// Stable offset fetches (KIP-447), which make a new owner wait for the previous
+		// owner's open transaction, are always on in this franz-go version.
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.MetadataMaxAge(r.opts.TopicRefresh),
+		kgo.MetadataMinAge(min(r.opts.TopicRefresh, 5*time.Second)),
+		kgo.RecordPartitioner(changelogPartitioner{changelog: r.changelog}),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { r.joined.Store(true) }),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.dropPartitions(m) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.dropPartitions(m) }),
+	)
+	if r.def.Input != "" {
+		opts = append(opts, kgo.ConsumeRegex())
+	}
+	opts = append(opts, static...)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return fmt.Errorf("transactional consumer for group %s: %w", r.def.Group, err)
+	}
+	r.sess = sess
+	return nil
+}
+
+func defaultInstanceID() string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "host"
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return host + "-" + hex.EncodeToString(b)
+}
+
+// dropPartitions forgets the stores of partitions this instance no longer owns; they are
+// restored again from the changelog if the partitions come back.
+func (r *runner) dropPartitions(m map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for topic, parts := range m {
+		for _, p := range parts {
+			k := tp{topic, p}
+			delete(r.stores, k)
+			r.revoked[k] = true
+			mLag.DeleteLabelValues(r.def.Name, topic, fmt.Sprint(p))
+		}
+	}
+}
+
+// loop polls and processes batches until ctx ends.
+func (r *runner) loop(ctx context.Context) error {
+	// work is the context of processing and producing: it outlives ctx by the
+	// shutdown timeout, so a batch under way when SIGTERM arrives can still commit.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(r.opts.ShutdownTimeout, cancelWork)
+		context.AfterFunc(work, func() { t.Stop() })
+	})
+	defer stop()
+
+	backoff := r.opts.RetryBackoff
+	for {
+		fetches := r.sess.PollRecords(ctx, r.opts.MaxPollRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			// Records polled but not processed are simply not committed: the next
+			// owner of their partitions reads them again.
+			return nil
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			r.opts.Logger.Warn("fetch error", "stage", r.def.Name, "topic", topic, "partition", p, "err", err)
+		})
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		fetches = r.fill(ctx, fetches)
+		r.observeLag(fetches)
+		r.joined.Store(true)
+		reason, err := r.batch(ctx, work, fetches)
+		if err != nil {
+			return err
+		}
+		if reason == "transient" || reason == "restore" {
+			// The batch's records come back with the next poll; give the failing
+			// dependency time before trying them again.
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(2*backoff, r.opts.MaxRetryBackoff)
+		} else {
+			backoff = r.opts.RetryBackoff
+		}
+	}
+}
+
+// fill polls for up to BatchLinger more, until the batch holds MaxPollRecords.
+func (r *runner) fill(ctx context.Context, fetches kgo.Fetches) kgo.Fetches {
+	if r.opts.BatchLinger <= 0 {
+		return fetches
+	}
+	n := fetches.NumRecords()
+	lctx, cancel := context.WithTimeout(ctx, r.opts.BatchLinger)
+	defer cancel()
+	for n < r.opts.MaxPollRecords && lctx.Err() == nil {
+		more := r.sess.PollRecords(lctx, r.opts.MaxPollRecords-n)
+		if more.IsClientClosed() {
+			break
+		}
+		// Errors of the linger context are not fetch errors; others are logged with
+		// the next poll's.
+		if m := more.NumRecords(); m > 0 {
+			fetches = append(fetches, more...)
+			n += m
+		}
+	}
+	return fetches
+}
+
+func (r *runner) observeLag(fetches kgo.Fetches) {
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 || p.HighWatermark < 0 {
+			return
+		}
+		last := p.Records[len(p.Records)-1].Offset
+		mLag.WithLabelValues(r.def.Name, p.Topic, fmt.Sprint(p.Partition)).Set(float64(max(0, p.HighWatermark-last-1)))
+	})
+}
+
+// sleep waits d or until ctx ends, reporting whether it waited the full time.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

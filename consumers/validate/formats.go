@@ -1,0 +1,183 @@
+package validate
+
+import (
+	"strings"
+	"time"
+
+	"github.com/fhirstream/fhirstream/schemas"
+)
+
+// Primitive formats of FHIR R4 (http://hl7.org/fhir/R4/datatypes.html), checked by hand
+// rather than with the spec's regular expressions: these run on every date of every
+// resource, and a small scanner is an order of magnitude faster than regexp.
+
+// checkDate reports why s is not a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD), or "".
+func checkDate(s string) string {
+	if !datePart(s) {
+		return "not a date (YYYY, YYYY-MM or YYYY-MM-DD)"
+	}
+	return ""
+}
+
+// checkDateTime reports why s is not a FHIR dateTime, or "". A dateTime is a date, or a
+// full date with a time; when a time is given, a timezone (Z or ±hh:mm) is required.
+func checkDateTime(s string) string {
+	d, t, hasTime := strings.Cut(s, "T")
+	if !datePart(d) {
+		return "not a dateTime: bad date part"
+	}
+	if !hasTime {
+		return ""
+	}
+	if len(d) != 10 {
+		return "not a dateTime: a time needs a full date"
+	}
+	return checkTime(s, t)
+}
+
+// checkInstant reports why s is not a FHIR instant, or "": a full date, a time with
+// seconds, and a timezone, always.
+func checkInstant(s string) string {
+	d, t, hasTime := strings.Cut(s, "T")
+	if len(d) != 10 || !datePart(d) || !hasTime {
+		return "not an instant: needs YYYY-MM-DDThh:mm:ss with a timezone"
+	}
+	return checkTime(s, t)
+}
+
+// checkTime checks "hh:mm:ss[.fff](Z|±hh:mm)" and that the whole value is a real
+// point in time (no 25:00, no February 30th).
+func checkTime(whole, t string) string {
+	if len(t) < 8 || !digits(t[0:2]) || t[2] != ':' || !digits(t[3:5]) || t[5] != ':' || !digits(t[6:8]) {
+		return "bad time: want hh:mm:ss"
+	}
+	rest := t[8:]
+	if strings.HasPrefix(rest, ".") {
+		i := 1
+		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+			i++
+		}
+		if i == 1 {
+			return "bad time: empty fraction of a second"
+		}
+		rest = rest[i:]
+	}
+	switch {
+	case rest == "":
+		return "time without a timezone"
+	case rest == "Z":
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && digits(rest[1:3]) && rest[3] == ':' && digits(rest[4:6]):
+		if rest[1:3] > "14" || (rest[1:3] == "14" && rest[4:6] != "00") {
+			return "bad timezone offset"
+		}
+	default:
+		return "bad timezone: want Z or ±hh:mm"
+	}
+	// Leap seconds (:60) are allowed by FHIR but not by time.Parse; accept them here.
+	check := whole
+	if t[6:8] == "60" {
+		check = strings.Replace(whole, ":60", ":59", 1)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, check); err != nil {
+		return "not a valid point in time"
+	}
+	return ""
+}
+
+// datePart checks YYYY, YYYY-MM or YYYY-MM-DD, with a real calendar day.
+func datePart(s string) bool {
+	switch len(s) {
+	case 4:
+		return digits(s) && s != "0000"
+	case 7:
+		return digits(s[:4]) && s[4] == '-' && digits(s[5:7]) && s[5:7] >= "01" && s[5:7] <= "12" && s[:4] != "0000"
+	case 10:
+		if !digits(s[:4]) || s[4] != '-' || !digits(s[5:7]) || s[7] != '-' || !digits(s[8:10]) || s[:4] == "0000" {
+			return false
+		}
+		_, err := time.Parse(time.DateOnly, s)
+		return err == nil
+	}
+	return false
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// checkCode: a code has no leading or trailing whitespace and single inner spaces.
+func checkCode(s string) string {
+	if s == "" {
+		return "empty code"
+	}
+	if s[0] == ' ' || s[len(s)-1] == ' ' || strings.Contains(s, "  ") || strings.ContainsAny(s, "\t\n\r") {
+		return "code with leading, trailing or repeated whitespace"
+	}
+	return ""
+}
+
+// checkURI: a uri is non-empty and has no whitespace.
+func checkURI(s string) string {
+	if s == "" {
+		return "empty uri"
+	}
+	if strings.ContainsAny(s, " \t\n\r") {
+		return "uri with whitespace"
+	}
+	return ""
+}
+
+// checkReference reports why a Reference.reference is malformed, or "". Accepted forms:
+// "Type/id" (optionally "/_history/vid"), conditional "Type?query", contained "#id",
+// and absolute URIs (http(s)://…/Type/id, urn:uuid:…, urn:oid:…).
+func checkReference(s string) string {
+	switch {
+	case s == "":
+		return "empty reference"
+	case strings.ContainsAny(s, " \t\n\r"):
+		return "reference with whitespace"
+	case s[0] == '#':
+		if !schemas.ValidResourceID(s[1:]) {
+			return "contained reference must be #<id>"
+		}
+		return ""
+	case strings.HasPrefix(s, "urn:uuid:"), strings.HasPrefix(s, "urn:oid:"):
+		if len(s) <= len("urn:oid:") {
+			return "empty urn reference"
+		}
+		return ""
+	case strings.HasPrefix(s, "http://"), strings.HasPrefix(s, "https://"):
+		if len(s) <= len("https://") || !strings.Contains(strings.SplitN(s, "://", 2)[1], "/") {
+			return "absolute reference without a path"
+		}
+		return ""
+	}
+	if typ, query, ok := strings.Cut(s, "?"); ok {
+		if !schemas.ValidResourceType(typ) {
+			return "conditional reference must start with a resource type"
+		}
+		if name, _, ok := strings.Cut(query, "="); !ok || name == "" {
+			return "conditional reference needs a query name=value"
+		}
+		return ""
+	}
+	parts := strings.Split(s, "/")
+	if len(parts) != 2 && !(len(parts) == 4 && parts[2] == "_history") {
+		return "reference must be Type/id, Type?query, #id or an absolute URL"
+	}
+	if !schemas.ValidResourceType(parts[0]) {
+		return "reference type is not a FHIR resource type name"
+	}
+	if !schemas.ValidResourceID(parts[1]) {
+		return "reference id is not a FHIR id"
+	}
+	if len(parts) == 4 && !schemas.ValidResourceID(parts[3]) {
+		return "reference version is not a FHIR id"
+	}
+	return ""
+}

@@ -1,0 +1,68 @@
+package validate
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/fhirstream/fhirstream/consumers/runtime"
+	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/schemas"
+)
+
+// Stage name and consumer group of the validate stage.
+const (
+	Name  = "validate"
+	Group = "fhirstream-validate"
+)
+
+// Processor is the validate stage's logic.
+type Processor struct {
+	Topics    schemas.Topics
+	Validator *Validator
+}
+
+// Process forwards a passing resource unchanged to the valid topic of its type and
+// rejects a failing one with its first failure's class and path; the message lists
+// every failure found (up to Options.MaxFailures). Tombstones pass through.
+func (p *Processor) Process(_ context.Context, in *stage.Record, _ stage.Store, out stage.Emitter) error {
+	_, rt, ok := p.Topics.ParseLayerTopic(in.Topic)
+	if !ok {
+		return stage.Reject(ClassTypeMismatch, "", "topic %s is not a <prefix>.<layer>.<Type> topic", in.Topic)
+	}
+	if !in.IsTombstone() {
+		if fails := p.Validator.Validate(rt, in.Key, in.Value); len(fails) > 0 {
+			return Reject(fails)
+		}
+	}
+	out.Emit(stage.Record{Topic: p.Topics.Valid(rt), Key: in.Key, Value: in.Value, Headers: in.Headers, Timestamp: in.Timestamp})
+	return nil
+}
+
+// Reject turns failures into one rejection: class and path of the first, and every
+// failure in the message, so an operator sees all that is wrong with one record.
+func Reject(fails []Failure) error {
+	msgs := make([]string, len(fails))
+	for i, f := range fails {
+		msgs[i] = f.String()
+	}
+	msg := fails[0].Message
+	if len(fails) > 1 {
+		msg = fmt.Sprintf("%d failures: %s", len(fails), strings.Join(msgs, "; "))
+	}
+	return &stage.Rejection{Class: fails[0].Class, Path: fails[0].Path, Message: msg}
+}
+
+// Definition declares the validate stage: fhir.raw.* → fhir.valid.*, stateless.
+func Definition(t schemas.Topics, o Options) runtime.Definition {
+	return runtime.Definition{
+		Name:    Name,
+		Group:   Group,
+		Input:   t.LayerPattern(schemas.LayerRaw),
+		Outputs: []string{t.Valid("<Type>"), t.DLQ()},
+		Topics:  t,
+		NewProcessor: func() (stage.Processor, error) {
+			return &Processor{Topics: t, Validator: New(o)}, nil
+		},
+	}
+}
