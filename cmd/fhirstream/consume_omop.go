@@ -57,19 +57,7 @@ The mapping is documented in docs/omop-mapping.md. On exit it prints a summary.`
 		printOMOPSummary(cmd, p.Summary())
 		return err
 	}
-	consumeCommand().AddCommand(cmd)
-}
-
-// consumeCommand returns the "consume" parent command, creating it if no other file has.
-func consumeCommand() *cobra.Command {
-	for _, c := range rootCmd.Commands() {
-		if c.Name() == "consume" {
-			return c
-		}
-	}
-	c := &cobra.Command{Use: "consume <stage>", Short: "Run one processing stage as a Kafka consumer group"}
-	addCommand(c)
-	return c
+	consumeCmd.AddCommand(cmd)
 }
 
 func printOMOPSummary(cmd *cobra.Command, s omop.Summary) {
