@@ -111,53 +111,16 @@ func (c *Cluster) CreateTopics(t testing.TB, partitions int32, topics ...string)
 	}
 }
 
-// ReadAll consumes topics from the start with read_committed isolation until every
-// partition reaches the last stable offset it had when ReadAll began, and returns the
-// data records (transaction markers are skipped). Topics that do not exist read as empty.
+// ReadAll reads topics from the start with read_committed isolation up to each
+// partition's last stable offset as it is when ReadAll begins (kafkaclient.ReadCommitted)
+// and returns the data records. Topics that do not exist read as empty.
 func (c *Cluster) ReadAll(t testing.TB, topics ...string) []*kgo.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	ends, err := c.Admin(t).ListCommittedOffsets(ctx, topics...)
-	if err != nil {
-		t.Fatalf("list stable offsets: %v", err)
-	}
-	remaining := map[string]map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil || o.Offset <= 0 {
-			return // a missing topic or an empty partition
-		}
-		if remaining[o.Topic] == nil {
-			remaining[o.Topic] = map[int32]int64{}
-		}
-		remaining[o.Topic][o.Partition] = o.Offset
-	})
-	if len(remaining) == 0 {
-		return nil
-	}
-	// Control records are kept so that the position past a trailing commit marker is
-	// visible: without them a partition ending in a marker could not be told apart
-	// from one with a record still to come.
-	cl := c.Client(t, kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
 	var out []*kgo.Record
-	for len(remaining) > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("reading %v: timed out with partitions unread up to their stable offset: %v", topics, remaining)
-		}
-		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				out = append(out, r)
-			}
-			if end, ok := remaining[r.Topic][r.Partition]; ok && r.Offset+1 >= end {
-				delete(remaining[r.Topic], r.Partition)
-				if len(remaining[r.Topic]) == 0 {
-					delete(remaining, r.Topic)
-				}
-			}
-		})
+	if err := kafkaclient.ReadCommitted(ctx, c.Config(), topics, func(r *kgo.Record) { out = append(out, r) }); err != nil {
+		t.Fatalf("reading %v: %v", topics, err)
 	}
 	return out
 }
