@@ -25,6 +25,10 @@ $export and publishes every resource to a per-type Kafka topic. Independent cons
 groups validate, dedupe, map to OMOP CDM v5.4 and write Parquet partitions; failures go
 to a dead-letter topic that 'fhirstream dlq' can inspect and replay.
 
+Every flag can also be set by a FHIRSTREAM_<FLAG> environment variable or in a YAML
+config file (--config); 'fhirstream config --help' explains, 'fhirstream config print'
+shows the values in effect. Precedence: flag > environment > file > default.
+
 Start with 'fhirstream demo': everything in one process on an embedded Kafka.`,
 	SilenceUsage:  true,
 	SilenceErrors: true,

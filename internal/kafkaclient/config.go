@@ -51,6 +51,10 @@ type Config struct {
 	MaxRecordBytes int32
 }
 
+// SecretFlagAnnotation marks a flag whose value is a credential (pflag annotations):
+// 'fhirstream config print' masks it and logs never show it.
+const SecretFlagAnnotation = "fhirstream/secret"
+
 // DefaultMaxRecordBytes is the default for Config.MaxRecordBytes.
 const DefaultMaxRecordBytes = 8 << 20
 
@@ -74,6 +78,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.SASLMechanism, "sasl-mechanism", c.SASLMechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (env FHIRSTREAM_SASL_MECHANISM)")
 	fs.StringVar(&c.SASLUser, "sasl-user", c.SASLUser, "SASL user name (env FHIRSTREAM_SASL_USER)")
 	fs.StringVar(&c.SASLPassword, "sasl-password", c.SASLPassword, "SASL password; prefer the env FHIRSTREAM_SASL_PASSWORD so it stays out of process listings")
+	_ = fs.SetAnnotation("sasl-password", SecretFlagAnnotation, []string{"true"})
 	fs.BoolVar(&c.TLS, "tls", c.TLS, "connect with TLS, verifying the broker certificate (env FHIRSTREAM_TLS)")
 	fs.StringVar(&c.TLSCAFile, "tls-ca", c.TLSCAFile, "PEM file of CAs to trust for the brokers (env FHIRSTREAM_TLS_CA)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert", c.TLSCertFile, "PEM client certificate for mutual TLS (env FHIRSTREAM_TLS_CERT)")

@@ -1,0 +1,420 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/fhirstream/fhirstream/consumers/dedupe"
+	"github.com/fhirstream/fhirstream/consumers/dlq"
+	"github.com/fhirstream/fhirstream/consumers/omop"
+	"github.com/fhirstream/fhirstream/consumers/runtime"
+	"github.com/fhirstream/fhirstream/consumers/sink"
+	"github.com/fhirstream/fhirstream/consumers/validate"
+	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/schemas"
+)
+
+func init() {
+	var (
+		output      string
+		groups      []string
+		deadLetters bool
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show each stage's consumer group: members, lag per topic, dead letters",
+		Long: `status reports, for each stage of the pipeline (validate, dedupe, omop, sink-omop,
+sink-bronze), its consumer group's state and members (client id, host, partitions
+assigned), its lag on every input topic (the sum over partitions and the largest
+partition's), and the dead letters it has produced by error class, counted from
+<prefix>.dlq.
+
+Lag is in offsets: the log end offset minus the group's committed offset, or minus the
+log start offset for a partition the group has never committed (a stage starts there).
+On a topic written in transactions, such a partition's lag also counts commit markers.
+A group that does not exist (the stage never ran, or was deleted) shows state "none".`,
+		Example: `  fhirstream status --brokers kafka:9092
+  fhirstream status --stage-group validate=site-a-validate --output json`,
+		Args: cobra.NoArgs,
+	}
+	kc := kafkaFlags(cmd)
+	f := cmd.Flags()
+	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
+	f.StringSliceVar(&groups, "stage-group", nil, "STAGE=GROUP: the consumer group of a stage run with --group (repeatable)")
+	f.BoolVar(&deadLetters, "dead-letters", true, "count dead letters (reads the whole dead-letter topic)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if output != "table" && output != "json" {
+			return fmt.Errorf("--output %q: want table or json", output)
+		}
+		overrides, err := parseGroupOverrides(groups)
+		if err != nil {
+			return err
+		}
+		rep, err := collectStatus(cmd.Context(), *kc, statusOptions{Groups: overrides, DeadLetters: deadLetters})
+		if err != nil {
+			return err
+		}
+		w := cmd.OutOrStdout()
+		if output == "json" {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(rep)
+		}
+		rep.writeTable(w)
+		return nil
+	}
+	addCommand(cmd)
+}
+
+// stageGroup is a stage's consumer group and the topics it reads.
+type stageGroup struct {
+	stage string
+	group string
+	input *regexp.Regexp
+}
+
+// Sink defaults, as sink.Config documents them: the sinks keep no Definition to read
+// them from.
+const sinkGroupPrefix = "fhirstream-sink-"
+
+// pipelineStages lists the stages in data-flow order with their groups and inputs, taken
+// from the stage definitions.
+func pipelineStages(t schemas.Topics) ([]stageGroup, error) {
+	mapper, err := omop.New(omop.Config{Topics: t})
+	if err != nil {
+		return nil, err
+	}
+	defs := []runtime.Definition{validate.Definition(t, validate.Options{}), dedupe.Definition(t), omop.Definition(mapper)}
+	var out []stageGroup
+	for _, d := range defs {
+		pattern := d.Input
+		if pattern == "" {
+			quoted := make([]string, len(d.InputTopics))
+			for i, topic := range d.InputTopics {
+				quoted[i] = regexp.QuoteMeta(topic)
+			}
+			pattern = "^(" + strings.Join(quoted, "|") + ")$"
+		}
+		re, err := regexp.Compile(pattern)
+		if err != nil {
+			return nil, fmt.Errorf("stage %s: input pattern: %w", d.Name, err)
+		}
+		out = append(out, stageGroup{stage: d.Name, group: d.Group, input: re})
+	}
+	for _, s := range []struct{ layer, pattern string }{
+		{sink.LayerOMOP, t.OMOPPattern()},
+		{sink.LayerBronze, t.LayerPattern(schemas.LayerUnique)},
+	} {
+		out = append(out, stageGroup{stage: "sink-" + s.layer, group: sinkGroupPrefix + s.layer, input: regexp.MustCompile(s.pattern)})
+	}
+	return out, nil
+}
+
+// parseGroupOverrides reads STAGE=GROUP entries.
+func parseGroupOverrides(entries []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, e := range entries {
+		stage, group, ok := strings.Cut(e, "=")
+		if !ok || stage == "" || group == "" {
+			return nil, fmt.Errorf("--stage-group %q: want STAGE=GROUP, e.g. validate=site-a-validate", e)
+		}
+		out[stage] = group
+	}
+	return out, nil
+}
+
+type statusOptions struct {
+	// Groups maps a stage name to the consumer group it runs with, when not its default.
+	Groups map[string]string
+	// DeadLetters counts the dead-letter topic's records.
+	DeadLetters bool
+}
+
+// statusReport is what 'fhirstream status' prints.
+type statusReport struct {
+	TopicPrefix string        `json:"topic_prefix"`
+	Stages      []stageStatus `json:"stages"`
+	// DeadLetters is nil when not counted.
+	DeadLetters *deadLetterCounts `json:"dead_letters,omitempty"`
+}
+
+type stageStatus struct {
+	Stage string `json:"stage"`
+	Group string `json:"group"`
+	// State is the group's state (Stable, Empty, PreparingRebalance, …), or "none" when
+	// the group does not exist.
+	State   string         `json:"state"`
+	Members []memberStatus `json:"members"`
+	// Lag is the sum over Topics.
+	Lag    int64      `json:"lag"`
+	Topics []topicLag `json:"topics"`
+	// DeadLetters is the number of records this stage dead-lettered, and
+	// DeadLettersByClass the same by error class (when counted).
+	DeadLetters        int            `json:"dead_letters"`
+	DeadLettersByClass map[string]int `json:"dead_letters_by_class,omitempty"`
+	// Error is why the group or part of its lag could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+type memberStatus struct {
+	ClientID   string `json:"client_id"`
+	Host       string `json:"host"`
+	MemberID   string `json:"member_id"`
+	InstanceID string `json:"instance_id,omitempty"`
+	Partitions int    `json:"partitions"`
+}
+
+type topicLag struct {
+	Topic      string `json:"topic"`
+	Partitions int    `json:"partitions"`
+	Lag        int64  `json:"lag"`
+	// MaxLag is the largest partition lag, on MaxPartition.
+	MaxLag       int64 `json:"max_partition_lag"`
+	MaxPartition int32 `json:"max_partition"`
+	// Uncommitted counts partitions without a committed offset (their lag is all of them).
+	Uncommitted int `json:"uncommitted_partitions"`
+}
+
+// deadLetterCounts are dlq.Counts named for JSON.
+type deadLetterCounts struct {
+	Topic     string         `json:"topic"`
+	Total     int            `json:"total"`
+	ByStage   map[string]int `json:"by_stage"`
+	ByClass   map[string]int `json:"by_stage_class"` // "<stage>/<class>"
+	BySource  map[string]int `json:"by_source_topic"`
+	NoContext int            `json:"without_context"`
+	counts    *dlq.Counts
+}
+
+// collectStatus gathers the report from the cluster: groups described with kadm's Lag,
+// completed by the backlog of input partitions the group has not committed yet (or of
+// every input partition when the group does not exist), and dead letters counted with
+// dlq.Stats.
+func collectStatus(ctx context.Context, kc kafkaclient.Config, o statusOptions) (*statusReport, error) {
+	t, err := schemas.NewTopics(kc.TopicPrefix)
+	if err != nil {
+		return nil, err
+	}
+	stages, err := pipelineStages(t)
+	if err != nil {
+		return nil, err
+	}
+	for stage, group := range o.Groups {
+		i := slices.IndexFunc(stages, func(s stageGroup) bool { return s.stage == stage })
+		if i < 0 {
+			names := make([]string, len(stages))
+			for j, s := range stages {
+				names[j] = s.stage
+			}
+			return nil, fmt.Errorf("--stage-group %s=%s: no stage %q (stages: %s)", stage, group, stage, strings.Join(names, ", "))
+		}
+		stages[i].group = group
+	}
+
+	cl, err := kc.NewClient()
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	all, err := adm.ListTopics(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	inputs := map[string][]string{} // stage → its input topics
+	var inputTopics []string
+	for _, s := range stages {
+		for _, name := range all.Names() {
+			if s.input.MatchString(name) {
+				inputs[s.stage] = append(inputs[s.stage], name)
+				if !slices.Contains(inputTopics, name) {
+					inputTopics = append(inputTopics, name)
+				}
+			}
+		}
+	}
+	var starts, ends kadm.ListedOffsets
+	if len(inputTopics) > 0 {
+		if starts, err = adm.ListStartOffsets(ctx, inputTopics...); err != nil {
+			return nil, fmt.Errorf("start offsets: %w", err)
+		}
+		if ends, err = adm.ListEndOffsets(ctx, inputTopics...); err != nil {
+			return nil, fmt.Errorf("end offsets: %w", err)
+		}
+	}
+	groupNames := make([]string, len(stages))
+	for i, s := range stages {
+		groupNames[i] = s.group
+	}
+	lags, err := adm.Lag(ctx, groupNames...)
+	if err != nil {
+		return nil, fmt.Errorf("consumer groups: %w", err)
+	}
+
+	rep := &statusReport{TopicPrefix: t.Prefix}
+	for _, s := range stages {
+		rep.Stages = append(rep.Stages, stageStatusOf(s, lags[s.group], inputs[s.stage], starts, ends))
+	}
+
+	if o.DeadLetters {
+		c := dlq.NewCounts()
+		if _, exists := all[t.DLQ()]; exists {
+			if c, err = dlq.Stats(ctx, kc, t.DLQ(), dlq.Filter{}); err != nil {
+				return nil, fmt.Errorf("dead letters: %w", err)
+			}
+		}
+		rep.DeadLetters = &deadLetterCounts{Topic: t.DLQ(), Total: c.Total, ByStage: c.ByStage, ByClass: c.ByClass,
+			BySource: c.BySource, NoContext: c.NoContext, counts: c}
+		for i := range rep.Stages {
+			st := &rep.Stages[i]
+			st.DeadLetters = c.ByStage[st.Stage]
+			for key, n := range c.ByClass {
+				if class, ok := strings.CutPrefix(key, st.Stage+"/"); ok {
+					if st.DeadLettersByClass == nil {
+						st.DeadLettersByClass = map[string]int{}
+					}
+					st.DeadLettersByClass[class] = n
+				}
+			}
+		}
+	}
+	return rep, nil
+}
+
+// stageStatusOf puts one stage's group description and lag together with the backlog of
+// the input partitions the group has no lag entry for.
+func stageStatusOf(s stageGroup, l kadm.DescribedGroupLag, inputs []string, starts, ends kadm.ListedOffsets) stageStatus {
+	st := stageStatus{Stage: s.stage, Group: s.group, State: l.State, Members: []memberStatus{}, Topics: []topicLag{}}
+	switch err := l.Error(); {
+	case errors.Is(err, kerr.GroupIDNotFound), err == nil && l.State == "Dead":
+		// Kafka 4 answers GROUP_ID_NOT_FOUND for a group that does not exist; older
+		// brokers (and kfake) describe it as Dead.
+		st.State = "none"
+	case err != nil:
+		st.Error = err.Error()
+	}
+	for _, m := range l.Members {
+		ms := memberStatus{ClientID: m.ClientID, Host: m.ClientHost, MemberID: m.MemberID}
+		if m.InstanceID != nil {
+			ms.InstanceID = *m.InstanceID
+		}
+		if a, ok := m.Assigned.AsConsumer(); ok {
+			for _, at := range a.Topics {
+				ms.Partitions += len(at.Partitions)
+			}
+		}
+		st.Members = append(st.Members, ms)
+	}
+	slices.SortFunc(st.Members, func(a, b memberStatus) int {
+		return cmp.Or(cmp.Compare(a.ClientID, b.ClientID), cmp.Compare(a.Host, b.Host), cmp.Compare(a.MemberID, b.MemberID))
+	})
+
+	byTopic := map[string]*topicLag{}
+	add := func(topic string, p int32, lag int64, committed bool) {
+		tl := byTopic[topic]
+		if tl == nil {
+			tl = &topicLag{Topic: topic, MaxPartition: -1}
+			byTopic[topic] = tl
+		}
+		tl.Partitions++
+		tl.Lag += lag
+		if lag > tl.MaxLag || tl.MaxPartition < 0 {
+			tl.MaxLag, tl.MaxPartition = lag, p
+		}
+		if !committed {
+			tl.Uncommitted++
+		}
+	}
+	var lagErrs []string
+	for _, ml := range l.Lag.Sorted() {
+		if ml.Err != nil {
+			lagErrs = append(lagErrs, fmt.Sprintf("%s/%d: %v", ml.Topic, ml.Partition, ml.Err))
+			continue
+		}
+		add(ml.Topic, ml.Partition, ml.Lag, ml.Commit.At >= 0)
+	}
+	for _, topic := range inputs {
+		for p, end := range ends[topic] {
+			if _, known := l.Lag.Lookup(topic, p); known {
+				continue
+			}
+			start, ok := starts.Lookup(topic, p)
+			if end.Err != nil || !ok || start.Err != nil {
+				lagErrs = append(lagErrs, fmt.Sprintf("%s/%d: offsets unavailable", topic, p))
+				continue
+			}
+			add(topic, p, max(0, end.Offset-start.Offset), false)
+		}
+	}
+	if len(lagErrs) > 0 {
+		slices.Sort(lagErrs)
+		st.Error = strings.Join(append(slices.DeleteFunc([]string{st.Error}, func(s string) bool { return s == "" }), lagErrs...), "; ")
+	}
+	for _, tl := range byTopic {
+		st.Lag += tl.Lag
+		st.Topics = append(st.Topics, *tl)
+	}
+	slices.SortFunc(st.Topics, func(a, b topicLag) int { return cmp.Compare(a.Topic, b.Topic) })
+	return st
+}
+
+// writeTable prints the report for a person: one line per stage, then members, lag per
+// topic and dead letters.
+func (r *statusReport) writeTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STAGE\tGROUP\tSTATE\tMEMBERS\tLAG\tDEAD LETTERS")
+	for _, s := range r.Stages {
+		dead := "-"
+		if r.DeadLetters != nil {
+			dead = fmt.Sprint(s.DeadLetters)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", s.Stage, s.Group, s.State, len(s.Members), s.Lag, dead)
+	}
+	var members, topics int
+	for _, s := range r.Stages {
+		members += len(s.Members)
+		topics += len(s.Topics)
+	}
+	if members > 0 {
+		fmt.Fprintln(tw, "\nSTAGE\tMEMBER CLIENT ID\tHOST\tPARTITIONS\tINSTANCE ID")
+		for _, s := range r.Stages {
+			for _, m := range s.Members {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", s.Stage, m.ClientID, m.Host, m.Partitions, cmp.Or(m.InstanceID, "-"))
+			}
+		}
+	}
+	if topics > 0 {
+		fmt.Fprintln(tw, "\nSTAGE\tINPUT TOPIC\tPARTITIONS\tLAG\tMAX PARTITION LAG\tUNCOMMITTED PARTITIONS")
+		for _, s := range r.Stages {
+			for _, tl := range s.Topics {
+				maxLag := fmt.Sprint(tl.MaxLag)
+				if tl.MaxLag > 0 {
+					maxLag += fmt.Sprintf(" (partition %d)", tl.MaxPartition)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\n", s.Stage, tl.Topic, tl.Partitions, tl.Lag, maxLag, tl.Uncommitted)
+			}
+		}
+	}
+	_ = tw.Flush()
+	for _, s := range r.Stages {
+		if s.Error != "" {
+			fmt.Fprintf(w, "\n%s: %s\n", s.Stage, s.Error)
+		}
+	}
+	if r.DeadLetters != nil {
+		fmt.Fprintln(w)
+		printDLQCounts(w, r.DeadLetters.Topic, r.DeadLetters.counts)
+	}
+}
