@@ -9,7 +9,8 @@ import (
 	"github.com/fhirstream/fhirstream/internal/vocab"
 )
 
-// Status values that mean "this did not happen": such resources give no row.
+// notHappened is true of the status values that mean "this did not happen": such
+// resources give no row.
 func notHappened(status string) bool {
 	switch status {
 	case "entered-in-error", "cancelled", "not-done", "not-taken", "draft", "planned":
@@ -18,74 +19,132 @@ func notHappened(status string) bool {
 	return false
 }
 
+// eventDates says where a resource type keeps the patient of its event and the event's
+// dates, and how a missing start date is reported: every event table's start date is
+// required, so a resource without one is rejected.
+type eventDates struct {
+	subject string     // element referencing the Patient: "subject" or "patient"
+	start   [][]string // start date elements (paths), the first present wins
+	end     [][]string // end date elements, likewise; none for point events
+	element string     // the element a missing start is reported against
+	missing string     // the rejection message for a missing start
+}
+
+var (
+	conditionDates = eventDates{subject: "subject",
+		start:   [][]string{{"onsetDateTime"}, {"onsetPeriod", "start"}, {"recordedDate"}},
+		end:     [][]string{{"abatementDateTime"}, {"abatementPeriod", "end"}},
+		element: "Condition.onset[x]",
+		missing: "no onsetDateTime, onsetPeriod.start or recordedDate: condition_start_date is required"}
+	procedureDates = eventDates{subject: "subject",
+		start:   [][]string{{"performedDateTime"}, {"performedPeriod", "start"}},
+		end:     [][]string{{"performedPeriod", "end"}},
+		element: "Procedure.performed[x]",
+		missing: "no performedDateTime or performedPeriod.start: procedure_date is required"}
+	observationDates = eventDates{subject: "subject",
+		start:   [][]string{{"effectiveDateTime"}, {"effectivePeriod", "start"}, {"effectiveInstant"}, {"issued"}},
+		element: "Observation.effective[x]",
+		missing: "no effectiveDateTime, effectivePeriod.start, effectiveInstant or issued: the row date is required"}
+	immunizationDates = eventDates{subject: "patient",
+		start:   [][]string{{"occurrenceDateTime"}, {"recorded"}},
+		element: "Immunization.occurrence[x]",
+		missing: "no occurrenceDateTime or recorded date: drug_exposure_start_date is required"}
+	allergyDates = eventDates{subject: "patient",
+		start:   [][]string{{"onsetDateTime"}, {"onsetPeriod", "start"}, {"recordedDate"}},
+		element: "AllergyIntolerance.onset[x]",
+		missing: "no onsetDateTime, onsetPeriod.start or recordedDate: observation_date is required"}
+	// Device has no date of use; Synthea and US Core implantable-device records set
+	// manufactureDate to the implant date, so it stands in for the start.
+	deviceDates = eventDates{subject: "patient",
+		start:   [][]string{{"manufactureDate"}},
+		element: "Device.manufactureDate",
+		missing: "a Device has no date of use other than manufactureDate: device_exposure_start_date is required"}
+	deviceUseDates = eventDates{subject: "subject",
+		start:   [][]string{{"timingDateTime"}, {"timingPeriod", "start"}, {"recordedOn"}},
+		end:     [][]string{{"timingPeriod", "end"}},
+		element: "DeviceUseStatement.timing[x]",
+		missing: "no timingDateTime, timingPeriod.start or recordedOn: device_exposure_start_date is required"}
+	encounterDates = eventDates{subject: "subject",
+		start:   [][]string{{"period", "start"}},
+		end:     [][]string{{"period", "end"}},
+		element: "Encounter.period.start",
+		missing: "no period.start: visit_start_date is required"}
+)
+
+// skipStatus counts the resource as skipped, with its status as the reason, when
+// didNotHappen says its status means no event took place.
+func (m *mapper) skipStatus(didNotHappen func(status string) bool) bool {
+	status := str(m.res, "status")
+	if !didNotHappen(status) {
+		return false
+	}
+	m.skip("status-" + status)
+	return true
+}
+
+// eventAt starts the event of a clinical resource: its person and dates (d), the
+// encounter it belongs to, the practitioner referenced by provider (nil for none) and
+// its type concept.
+func (m *mapper) eventAt(d subjectDates, provider *fastjson.Value, typeConcept int32) event {
+	return event{person: d.person, start: d.start, end: d.end,
+		visit: m.ref(m.res.Get("encounter"), "Encounter"), provider: m.providerRef(provider), typeConcept: typeConcept}
+}
+
+// subjectDates is an event's person and dates; end is zero when not given.
+type subjectDates struct {
+	person     int64
+	start, end fhirTime
+}
+
+// subjectAndDates resolves the patient reference, then the start and end dates, in
+// that order, as d says; the first failure is the resource's rejection.
+func (m *mapper) subjectAndDates(d *eventDates) (subjectDates, error) {
+	var r subjectDates
+	var err error
+	if r.person, err = m.person(d.subject); err != nil {
+		return r, err
+	}
+	if r.start, err = m.firstTime(d.start...); err != nil {
+		return r, err
+	}
+	if !r.start.valid() {
+		return r, stage.Reject("missing-required", d.element, "%s", d.missing)
+	}
+	r.end, err = m.firstTime(d.end...)
+	return r, err
+}
+
 func (m *mapper) condition() error {
 	switch statusCode(m.res, "verificationStatus") {
 	case "entered-in-error", "refuted":
 		m.skip("verification-" + statusCode(m.res, "verificationStatus"))
 		return nil
 	}
-	person, err := m.person("subject")
+	d, err := m.subjectAndDates(&conditionDates)
 	if err != nil {
 		return err
 	}
-	start, err := m.firstTime([]string{"onsetDateTime"}, []string{"onsetPeriod", "start"}, []string{"recordedDate"})
-	if err != nil {
-		return err
-	}
-	if !start.valid() {
-		return stage.Reject("missing-required", "Condition.onset[x]", "no onsetDateTime, onsetPeriod.start or recordedDate: condition_start_date is required")
-	}
-	end, err := m.firstTime([]string{"abatementDateTime"}, []string{"abatementPeriod", "end"})
-	if err != nil {
-		return err
-	}
-	ev := &event{
-		code:         m.codeable(m.res.Get("code")),
-		person:       person,
-		visit:        m.ref(m.res.Get("encounter"), "Encounter"),
-		provider:     m.providerRef(m.res.Get("asserter")),
-		start:        start,
-		end:          end,
-		typeConcept:  vocab.TypeEHR,
-		statusSource: statusCode(m.res, "clinicalStatus"),
-	}
+	ev := m.eventAt(d, m.res.Get("asserter"), vocab.TypeEHR)
+	ev.code = m.codeable(m.res.Get("code"))
+	ev.statusSource = statusCode(m.res, "clinicalStatus")
 	if ev.provider == 0 {
 		ev.provider = m.providerRef(m.res.Get("recorder"))
 	}
-	m.emit(route(ev.code, "condition_occurrence"), ev)
+	m.emit(route(ev.code, "condition_occurrence"), &ev)
 	return nil
 }
 
 func (m *mapper) procedure() error {
-	if status := str(m.res, "status"); notHappened(status) || status == "entered-in-error" {
-		m.skip("status-" + status)
+	if m.skipStatus(notHappened) {
 		return nil
 	}
-	person, err := m.person("subject")
+	d, err := m.subjectAndDates(&procedureDates)
 	if err != nil {
 		return err
 	}
-	start, err := m.firstTime([]string{"performedDateTime"}, []string{"performedPeriod", "start"})
-	if err != nil {
-		return err
-	}
-	if !start.valid() {
-		return stage.Reject("missing-required", "Procedure.performed[x]", "no performedDateTime or performedPeriod.start: procedure_date is required")
-	}
-	end, err := m.time("performedPeriod.end", "performedPeriod", "end")
-	if err != nil {
-		return err
-	}
-	ev := &event{
-		code:        m.codeable(m.res.Get("code")),
-		person:      person,
-		visit:       m.ref(m.res.Get("encounter"), "Encounter"),
-		provider:    m.providerRef(first(m.res, "performer").Get("actor")),
-		start:       start,
-		end:         end,
-		typeConcept: vocab.TypeEHR,
-	}
-	m.emit(route(ev.code, "procedure_occurrence"), ev)
+	ev := m.eventAt(d, first(m.res, "performer").Get("actor"), vocab.TypeEHR)
+	ev.code = m.codeable(m.res.Get("code"))
+	m.emit(route(ev.code, "procedure_occurrence"), &ev)
 	return nil
 }
 
@@ -109,29 +168,15 @@ func observationCategoryTable(res *fastjson.Value) string {
 }
 
 func (m *mapper) observation() error {
-	if status := str(m.res, "status"); status == "entered-in-error" || status == "cancelled" {
-		m.skip("status-" + status)
+	if m.skipStatus(func(s string) bool { return s == "entered-in-error" || s == "cancelled" }) {
 		return nil
 	}
-	person, err := m.person("subject")
+	d, err := m.subjectAndDates(&observationDates)
 	if err != nil {
 		return err
-	}
-	start, err := m.firstTime([]string{"effectiveDateTime"}, []string{"effectivePeriod", "start"}, []string{"effectiveInstant"}, []string{"issued"})
-	if err != nil {
-		return err
-	}
-	if !start.valid() {
-		return stage.Reject("missing-required", "Observation.effective[x]", "no effectiveDateTime, effectivePeriod.start, effectiveInstant or issued: the row date is required")
 	}
 	def := observationCategoryTable(m.res)
-	base := event{
-		person:      person,
-		visit:       m.ref(m.res.Get("encounter"), "Encounter"),
-		provider:    m.providerRef(first(m.res, "performer")),
-		start:       start,
-		typeConcept: vocab.TypeEHR,
-	}
+	base := m.eventAt(d, first(m.res, "performer"), vocab.TypeEHR)
 	components := m.res.GetArray("component")
 	hasValue := hasValueX(m.res)
 	// A panel (blood pressure 85354-9) carries its values in components; the panel code
@@ -240,8 +285,7 @@ func (m *mapper) referenceRange(ev *event, v *fastjson.Value) {
 
 // medication maps MedicationRequest, MedicationStatement and MedicationAdministration.
 func (m *mapper) medication() error {
-	if status := str(m.res, "status"); notHappened(status) {
-		m.skip("status-" + status)
+	if m.skipStatus(notHappened) {
 		return nil
 	}
 	person, err := m.person("subject")
@@ -371,31 +415,17 @@ func durationDays(d *fastjson.Value) (int32, bool) {
 }
 
 func (m *mapper) immunization() error {
-	if status := str(m.res, "status"); notHappened(status) || status == "entered-in-error" {
-		m.skip("status-" + status)
+	if m.skipStatus(notHappened) {
 		return nil
 	}
-	person, err := m.person("patient")
+	d, err := m.subjectAndDates(&immunizationDates)
 	if err != nil {
 		return err
 	}
-	start, err := m.firstTime([]string{"occurrenceDateTime"}, []string{"recorded"})
-	if err != nil {
-		return err
-	}
-	if !start.valid() {
-		return stage.Reject("missing-required", "Immunization.occurrence[x]", "no occurrenceDateTime or recorded date: drug_exposure_start_date is required")
-	}
-	ev := &event{
-		code:        m.codeable(m.res.Get("vaccineCode")),
-		person:      person,
-		visit:       m.ref(m.res.Get("encounter"), "Encounter"),
-		provider:    m.providerRef(first(m.res, "performer").Get("actor")),
-		start:       start,
-		typeConcept: vocab.TypeEHRAdministration,
-		lot:         str(m.res, "lotNumber"),
-		route:       m.codeable(m.res.Get("route")),
-	}
+	ev := m.eventAt(d, first(m.res, "performer").Get("actor"), vocab.TypeEHRAdministration)
+	ev.code = m.codeable(m.res.Get("vaccineCode"))
+	ev.lot = str(m.res, "lotNumber")
+	ev.route = m.codeable(m.res.Get("route"))
 	if v := m.res.Get("primarySource"); v != nil && v.Type() == fastjson.TypeFalse {
 		ev.typeConcept = vocab.TypePatientReported
 	}
@@ -403,7 +433,7 @@ func (m *mapper) immunization() error {
 		ev.quantity = &q
 		ev.unit = coded{source: str(m.res, "doseQuantity", "unit"), present: true}
 	}
-	m.emit(route(ev.code, "drug_exposure"), ev)
+	m.emit(route(ev.code, "drug_exposure"), &ev)
 	return nil
 }
 
@@ -416,25 +446,12 @@ func (m *mapper) allergy() error {
 		m.skip("verification-" + v)
 		return nil
 	}
-	person, err := m.person("patient")
+	d, err := m.subjectAndDates(&allergyDates)
 	if err != nil {
 		return err
-	}
-	start, err := m.firstTime([]string{"onsetDateTime"}, []string{"onsetPeriod", "start"}, []string{"recordedDate"})
-	if err != nil {
-		return err
-	}
-	if !start.valid() {
-		return stage.Reject("missing-required", "AllergyIntolerance.onset[x]", "no onsetDateTime, onsetPeriod.start or recordedDate: observation_date is required")
 	}
 	code := m.codeable(m.res.Get("code"))
-	ev := &event{
-		person:      person,
-		visit:       m.ref(m.res.Get("encounter"), "Encounter"),
-		provider:    m.providerRef(m.res.Get("asserter")),
-		start:       start,
-		typeConcept: vocab.TypeEHR,
-	}
+	ev := m.eventAt(d, m.res.Get("asserter"), vocab.TypeEHR)
 	ev.code = code
 	if code.domain != "Observation" && code.domain != "Condition" {
 		// A substance or drug code: the concept stays 0 (the code kept as source value)
@@ -446,13 +463,12 @@ func (m *mapper) allergy() error {
 	if crit := str(m.res, "criticality"); crit != "" {
 		ev.qualifier = coded{source: crit, present: true}
 	}
-	m.emit("observation", ev)
+	m.emit("observation", &ev)
 	return nil
 }
 
 func (m *mapper) device() error {
-	if status := str(m.res, "status"); status == "entered-in-error" {
-		m.skip("status-" + status)
+	if m.skipStatus(func(s string) bool { return s == "entered-in-error" }) {
 		return nil
 	}
 	if !m.res.Exists("patient") {
@@ -460,61 +476,36 @@ func (m *mapper) device() error {
 		m.skip("no-patient")
 		return nil
 	}
-	person, err := m.person("patient")
+	d, err := m.subjectAndDates(&deviceDates)
 	if err != nil {
 		return err
 	}
-	// Device has no date of use; Synthea and US Core implantable-device records set
-	// manufactureDate to the implant date, so it stands in for the start.
-	start, err := m.time("manufactureDate", "manufactureDate")
-	if err != nil {
-		return err
-	}
-	if !start.valid() {
-		return stage.Reject("missing-required", "Device.manufactureDate", "a Device has no date of use other than manufactureDate: device_exposure_start_date is required")
-	}
-	ev := &event{
-		code:         m.codeable(m.res.Get("type")),
-		person:       person,
-		start:        start,
-		typeConcept:  vocab.TypeEHR,
-		udi:          str(first(m.res, "udiCarrier"), "deviceIdentifier"),
-		productionID: str(m.res, "serialNumber"),
-	}
+	ev := m.eventAt(d, nil, vocab.TypeEHR) // a Device names no encounter or practitioner
+	ev.code = m.codeable(m.res.Get("type"))
+	ev.udi = str(first(m.res, "udiCarrier"), "deviceIdentifier")
+	ev.productionID = str(m.res, "serialNumber")
 	if ev.udi == "" {
 		ev.udi = str(m.res, "distinctIdentifier")
 	}
 	if ev.productionID == "" {
 		ev.productionID = str(m.res, "lotNumber")
 	}
-	m.emit(route(ev.code, "device_exposure"), ev)
+	m.emit(route(ev.code, "device_exposure"), &ev)
 	return nil
 }
 
 func (m *mapper) deviceUse() error {
-	if status := str(m.res, "status"); status == "entered-in-error" || status == "not-done" {
-		m.skip("status-" + status)
+	if m.skipStatus(func(s string) bool { return s == "entered-in-error" || s == "not-done" }) {
 		return nil
 	}
-	person, err := m.person("subject")
+	d, err := m.subjectAndDates(&deviceUseDates)
 	if err != nil {
 		return err
 	}
-	start, err := m.firstTime([]string{"timingDateTime"}, []string{"timingPeriod", "start"}, []string{"recordedOn"})
-	if err != nil {
-		return err
-	}
-	if !start.valid() {
-		return stage.Reject("missing-required", "DeviceUseStatement.timing[x]", "no timingDateTime, timingPeriod.start or recordedOn: device_exposure_start_date is required")
-	}
-	end, err := m.time("timingPeriod.end", "timingPeriod", "end")
-	if err != nil {
-		return err
-	}
-	ev := &event{person: person, start: start, end: end, typeConcept: vocab.TypeEHR}
+	ev := m.eventAt(d, nil, vocab.TypeEHR) // nor does a DeviceUseStatement
 	// The device's code lives in the Device resource; keep the reference as the source.
 	ev.code = coded{present: true, vocabulary: "Device-reference"}
 	ev.sourceValue = str(m.res, "device", "reference")
-	m.emit("device_exposure", ev)
+	m.emit("device_exposure", &ev)
 	return nil
 }

@@ -2,6 +2,7 @@ package omop
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/valyala/fastjson"
 
@@ -430,29 +431,19 @@ func (m *mapper) time(path string, keys ...string) (fhirTime, error) {
 }
 
 // firstTime returns the first present of several date elements (paths relative to the
-// resource, dot-separated for the rejection message).
+// resource); a malformed one is rejected with its dot-separated path, which is built only
+// then, as this runs for every date of every record.
 func (m *mapper) firstTime(paths ...[]string) (fhirTime, error) {
 	for _, keys := range paths {
-		t, err := m.time(joinPath(keys), keys...)
+		t, err := timeAt(m.res, keys...)
 		if err != nil {
-			return t, err
+			return t, stage.Reject("bad-format", m.rtype+"."+strings.Join(keys, "."), "%v", err)
 		}
 		if t.valid() {
 			return t, nil
 		}
 	}
 	return fhirTime{}, nil
-}
-
-func joinPath(keys []string) string {
-	s := ""
-	for i, k := range keys {
-		if i > 0 {
-			s += "."
-		}
-		s += k
-	}
-	return s
 }
 
 // statusCode is the first coding's code of a status CodeableConcept.

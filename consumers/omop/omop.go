@@ -42,6 +42,7 @@ type Processor struct {
 	enc        schemas.Encoder
 	idSystems  map[string]bool
 	tables     map[string]*schemas.Table
+	outTopics  map[string]string // table → its topic, built once: Topics.OMOP concatenates
 	collisions *collisions
 	tally      *tally
 	parsers    fastjson.ParserPool
@@ -61,6 +62,7 @@ func New(cfg Config) (*Processor, error) {
 		enc:       cfg.Encoder,
 		idSystems: map[string]bool{},
 		tables:    map[string]*schemas.Table{},
+		outTopics: map[string]string{},
 		tally:     newTally(),
 	}
 	if p.enc == nil {
@@ -83,6 +85,7 @@ func New(cfg Config) (*Processor, error) {
 			return nil, fmt.Errorf("omop: %w", err)
 		}
 		p.tables[name] = t
+		p.outTopics[name] = cfg.Topics.OMOP(name)
 	}
 	limit := cfg.CollisionLimit
 	if limit == 0 {
@@ -144,7 +147,7 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, _ stage.Store
 			}
 			return fmt.Errorf("encode %s row: %w", r.table, err)
 		}
-		out.Emit(stage.Record{Topic: p.topics.OMOP(r.table), Key: in.Key, Value: val, Headers: headers, Timestamp: in.Timestamp})
+		out.Emit(stage.Record{Topic: p.outTopics[r.table], Key: in.Key, Value: val, Headers: headers, Timestamp: in.Timestamp})
 		m.counts.rows = append(m.counts.rows, r.table)
 	}
 	p.tally.merge(m.rtype, &m.counts)

@@ -144,21 +144,11 @@ func (m *mapper) encounter() error {
 		m.skip("status-" + status)
 		return nil
 	}
-	person, err := m.person("subject")
+	d, err := m.subjectAndDates(&encounterDates)
 	if err != nil {
 		return err
 	}
-	start, err := m.time("period.start", "period", "start")
-	if err != nil {
-		return err
-	}
-	if !start.valid() {
-		return stage.Reject("missing-required", "Encounter.period.start", "no period.start: visit_start_date is required")
-	}
-	end, err := m.time("period.end", "period", "end")
-	if err != nil {
-		return err
-	}
+	person, start, end := d.person, d.start, d.end
 	if !end.valid() {
 		// visit_end_date is required; an open encounter ends, for now, where it starts.
 		end = start

@@ -7,9 +7,11 @@ import (
 	"sync"
 )
 
-// Fixed concept ids the mapper writes without consulting a vocabulary. They are standard
-// concepts of OMOP's own small vocabularies (Gender, Race, Ethnicity, Visit, Type
-// Concept, Meas Value Operator) whose ids do not change between Athena releases.
+// Fixed concept ids the mapper writes without consulting a vocabulary: concepts of
+// OMOP's own small vocabularies (Gender, Race, Ethnicity, Visit, Type Concept, Meas Value
+// Operator) whose ids do not change between Athena releases. Each is checked against
+// public sources (listed in docs/omop-mapping.md); TestBuiltinConceptsVerified compares
+// them, and builtin_concepts.tsv, with testdata/builtin_concepts_verified.tsv.
 const (
 	NoMatchingConcept int32 = 0
 
@@ -37,8 +39,8 @@ const (
 	TypeEHRAdministration int32 = 32818
 	TypeEHRPrescription   int32 = 32838
 	TypePatientReported   int32 = 32865
-	// TypeEHRPeriod is the period type OHDSI's ETL-Synthea gives observation periods
-	// derived from the span of EHR events.
+	// TypeEHRPeriod ("Standard algorithm from EHR") is the period type OHDSI's
+	// ETL-Synthea gives observation periods derived from the span of EHR encounters.
 	TypeEHRPeriod int32 = 32882
 
 	OperatorLess         int32 = 4171756
@@ -53,8 +55,9 @@ const (
 const CDCRaceSystem = "urn:oid:2.16.840.1.113883.6.238"
 
 // RaceConcepts maps the five OMB race categories of the US Core race extension
-// (ombCategory, CDC codes) to OMOP Race concepts. Other codes (2131-1 "Other Race",
-// detailed codes, ASKU/UNK) have no standard Race concept and map to 0.
+// (ombCategory, CDC codes) to OMOP Race concepts, as the HL7 FHIR-to-OMOP IG does. Other
+// codes (detailed codes, ASKU/UNK, and 2131-1 "Other Race", which the IG sends to 8522)
+// map to 0: the CDM asks for 0 when no clear race is known.
 var RaceConcepts = map[string]int32{
 	"1002-5": RaceAIAN,
 	"2028-9": RaceAsian,

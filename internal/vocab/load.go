@@ -46,7 +46,14 @@ func Load(dir string) (*Vocabulary, LoadStats, error) {
 	if err != nil {
 		return nil, LoadStats{}, err
 	}
-	open := func(name string) (*os.File, error) {
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	// open opens the named table, or gives nil when the directory has none.
+	open := func(name string) (io.Reader, error) {
 		p, ok := names[strings.ToUpper(name)]
 		if !ok {
 			return nil, nil
@@ -55,6 +62,7 @@ func Load(dir string) (*Vocabulary, LoadStats, error) {
 		if err != nil {
 			return nil, fmt.Errorf("vocabulary %s: %w", name, err)
 		}
+		files = append(files, f)
 		return f, nil
 	}
 	cf, err := open(ConceptFile)
@@ -64,24 +72,13 @@ func Load(dir string) (*Vocabulary, LoadStats, error) {
 	if cf == nil {
 		return nil, LoadStats{}, fmt.Errorf("vocabulary directory %s: no %s", dir, ConceptFile)
 	}
-	defer cf.Close()
-	rf, err := open(ConceptRelationshipFile)
+	rels, err := open(ConceptRelationshipFile)
 	if err != nil {
 		return nil, LoadStats{}, err
 	}
-	var rels io.Reader
-	if rf != nil {
-		defer rf.Close()
-		rels = rf
-	}
-	sf, err := open(SourceToConceptMapFile)
+	stcm, err := open(SourceToConceptMapFile)
 	if err != nil {
 		return nil, LoadStats{}, err
-	}
-	var stcm io.Reader
-	if sf != nil {
-		defer sf.Close()
-		stcm = sf
 	}
 	v, st, err := LoadFrom(cf, rels, stcm)
 	st.Duration = time.Since(start)
@@ -127,52 +124,38 @@ func LoadFrom(concepts, relationships, stcm io.Reader) (*Vocabulary, LoadStats, 
 	return v, st, nil
 }
 
-func (v *Vocabulary) readConcepts(r io.Reader, st *LoadStats) error {
-	t := newTSV(r)
-	cols, err := t.header("concept_id", "domain_id", "vocabulary_id", "standard_concept", "concept_code")
-	if err != nil {
-		return err
-	}
-	cID, cDom, cVoc, cStd, cCode := cols[0], cols[1], cols[2], cols[3], cols[4]
-	for {
-		ok, err := t.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
+func (v *Vocabulary) readConcepts(r io.Reader, _ *LoadStats) error {
+	return readRows(r, []string{"concept_id", "domain_id", "vocabulary_id", "standard_concept", "concept_code"},
+		func(line int, f [][]byte, cols []int, _ bool) error {
+			cID, cDom, cVoc, cStd, cCode := cols[0], cols[1], cols[2], cols[3], cols[4]
+			id, ok := parseInt32(f[cID])
+			if !ok {
+				return fmt.Errorf("line %d: concept_id is not a 32-bit integer", line)
+			}
+			code := f[cCode]
+			if len(code) > 1<<16-1 {
+				return fmt.Errorf("line %d: concept_code longer than 65535 bytes", line)
+			}
+			vi, ok1 := intern(v.vocabIx, &v.vocabs, f[cVoc])
+			di, ok2 := intern(v.domIx, &v.domains, f[cDom])
+			if !ok1 || !ok2 {
+				return fmt.Errorf("line %d: more than 65535 distinct vocabularies or domains", line)
+			}
+			if len(v.arena)+len(code) > 1<<32-1 {
+				return fmt.Errorf("line %d: concept codes exceed 4 GiB", line)
+			}
+			v.id = append(v.id, id)
+			v.vocab = append(v.vocab, vi)
+			v.domain = append(v.domain, di)
+			v.std = append(v.std, len(f[cStd]) == 1 && f[cStd][0] == 'S')
+			v.codeOff = append(v.codeOff, uint32(len(v.arena)))
+			v.codeLen = append(v.codeLen, uint16(len(code)))
+			v.arena = append(v.arena, code...)
+			if len(v.id) == 1<<31 {
+				return fmt.Errorf("line %d: more than 2^31 concepts", line)
+			}
 			return nil
-		}
-		f := t.fields
-		if len(f) <= maxIndex(cols) {
-			return fmt.Errorf("line %d: %d fields, want at least %d", t.line, len(f), maxIndex(cols)+1)
-		}
-		id, ok := parseInt32(f[cID])
-		if !ok {
-			return fmt.Errorf("line %d: concept_id is not a 32-bit integer", t.line)
-		}
-		code := f[cCode]
-		if len(code) > 1<<16-1 {
-			return fmt.Errorf("line %d: concept_code longer than 65535 bytes", t.line)
-		}
-		vi, ok1 := intern(v.vocabIx, &v.vocabs, f[cVoc])
-		di, ok2 := intern(v.domIx, &v.domains, f[cDom])
-		if !ok1 || !ok2 {
-			return fmt.Errorf("line %d: more than 65535 distinct vocabularies or domains", t.line)
-		}
-		if len(v.arena)+len(code) > 1<<32-1 {
-			return fmt.Errorf("line %d: concept codes exceed 4 GiB", t.line)
-		}
-		v.id = append(v.id, id)
-		v.vocab = append(v.vocab, vi)
-		v.domain = append(v.domain, di)
-		v.std = append(v.std, len(f[cStd]) == 1 && f[cStd][0] == 'S')
-		v.codeOff = append(v.codeOff, uint32(len(v.arena)))
-		v.codeLen = append(v.codeLen, uint16(len(code)))
-		v.arena = append(v.arena, code...)
-		if len(v.id) == 1<<31 {
-			return fmt.Errorf("line %d: more than 2^31 concepts", t.line)
-		}
-	}
+		})
 }
 
 var (
@@ -181,68 +164,75 @@ var (
 )
 
 func (v *Vocabulary) readRelationships(r io.Reader, st *LoadStats) error {
-	t := newTSV(r)
-	cols, err := t.header("concept_id_1", "concept_id_2", "relationship_id")
-	if err != nil {
-		return err
-	}
-	cInv := t.column("invalid_reason")
-	c1, c2, cRel := cols[0], cols[1], cols[2]
-	need := maxIndex(cols)
-	for {
-		ok, err := t.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return nil
-		}
-		f := t.fields
-		if len(f) <= need {
-			return fmt.Errorf("line %d: %d fields, want at least %d", t.line, len(f), need+1)
-		}
-		// Most of a release's relationships are neither kind: decide on the bytes first.
-		rel := f[cRel]
-		var (
-			dst   []uint32
-			count *int
-		)
-		switch {
-		case bytes.Equal(rel, relMapsTo):
-			dst, count = v.mapsTo, &st.MapsTo
-		case bytes.Equal(rel, relMapsToValue):
-			dst, count = v.mapsToValue, &st.MapsToValue
-		default:
-			continue
-		}
-		if cInv >= 0 && cInv < len(f) && len(f[cInv]) > 0 {
-			st.InvalidRelationships++
-			continue
-		}
-		id1, ok1 := parseInt32(f[c1])
-		id2, ok2 := parseInt32(f[c2])
-		if !ok1 || !ok2 {
-			return fmt.Errorf("line %d: concept ids are not 32-bit integers", t.line)
-		}
-		i, j := v.findID(id1), v.findID(id2)
-		if i == none || j == none {
-			st.DanglingRelationships++
-			continue
-		}
-		// One source may map to several targets; keep one, preferring a standard target
-		// (a release lists a few to non-standard concepts that are being retired).
-		if cur := dst[i]; cur == none || (!v.std[cur] && v.std[j]) {
-			if cur == none {
-				*count++
+	return readRows(r, []string{"concept_id_1", "concept_id_2", "relationship_id"},
+		func(line int, f [][]byte, cols []int, invalidated bool) error {
+			// Most of a release's relationships are neither kind: decide on the bytes first.
+			var (
+				dst   []uint32
+				count *int
+			)
+			switch rel := f[cols[2]]; {
+			case bytes.Equal(rel, relMapsTo):
+				dst, count = v.mapsTo, &st.MapsTo
+			case bytes.Equal(rel, relMapsToValue):
+				dst, count = v.mapsToValue, &st.MapsToValue
+			default:
+				return nil
 			}
-			dst[i] = j
-		}
-	}
+			if invalidated {
+				st.InvalidRelationships++
+				return nil
+			}
+			id1, ok1 := parseInt32(f[cols[0]])
+			id2, ok2 := parseInt32(f[cols[1]])
+			if !ok1 || !ok2 {
+				return fmt.Errorf("line %d: concept ids are not 32-bit integers", line)
+			}
+			i, j := v.findID(id1), v.findID(id2)
+			if i == none || j == none {
+				st.DanglingRelationships++
+				return nil
+			}
+			// One source may map to several targets; keep one, preferring a standard target
+			// (a release lists a few to non-standard concepts that are being retired).
+			if cur := dst[i]; cur == none || (!v.std[cur] && v.std[j]) {
+				if cur == none {
+					*count++
+				}
+				dst[i] = j
+			}
+			return nil
+		})
 }
 
 func (v *Vocabulary) readSourceToConcept(r io.Reader, st *LoadStats) error {
+	return readRows(r, []string{"source_code", "source_concept_id", "source_vocabulary_id", "target_concept_id"},
+		func(line int, f [][]byte, cols []int, invalidated bool) error {
+			if invalidated {
+				return nil
+			}
+			src, ok1 := parseInt32(f[cols[1]])
+			tgt, ok2 := parseInt32(f[cols[3]])
+			if !ok1 || !ok2 {
+				return fmt.Errorf("line %d: concept ids are not 32-bit integers", line)
+			}
+			key := string(f[cols[2]]) + "\x00" + string(f[cols[0]])
+			if _, dup := v.stcm[key]; !dup {
+				v.stcm[key] = stcmRow{source: src, target: tgt}
+				st.SourceToConcept++
+			}
+			return nil
+		})
+}
+
+// readRows reads one Athena table: the header, which must name the wanted columns, then
+// every non-empty line, which must have them all. row gets the 1-based line number, the
+// fields, the positions of the wanted columns (in want's order) and whether the row's
+// invalid_reason (when the table has one) is set. The fields alias the reader's buffer
+// and are valid only during the call.
+func readRows(r io.Reader, want []string, row func(line int, f [][]byte, cols []int, invalidated bool) error) error {
 	t := newTSV(r)
-	cols, err := t.header("source_code", "source_concept_id", "source_vocabulary_id", "target_concept_id")
+	cols, err := t.header(want...)
 	if err != nil {
 		return err
 	}
@@ -250,28 +240,16 @@ func (v *Vocabulary) readSourceToConcept(r io.Reader, st *LoadStats) error {
 	need := maxIndex(cols)
 	for {
 		ok, err := t.next()
-		if err != nil {
+		if err != nil || !ok {
 			return err
-		}
-		if !ok {
-			return nil
 		}
 		f := t.fields
 		if len(f) <= need {
 			return fmt.Errorf("line %d: %d fields, want at least %d", t.line, len(f), need+1)
 		}
-		if cInv >= 0 && cInv < len(f) && len(f[cInv]) > 0 {
-			continue
-		}
-		src, ok1 := parseInt32(f[cols[1]])
-		tgt, ok2 := parseInt32(f[cols[3]])
-		if !ok1 || !ok2 {
-			return fmt.Errorf("line %d: concept ids are not 32-bit integers", t.line)
-		}
-		key := string(f[cols[2]]) + "\x00" + string(f[cols[0]])
-		if _, dup := v.stcm[key]; !dup {
-			v.stcm[key] = stcmRow{source: src, target: tgt}
-			st.SourceToConcept++
+		invalidated := cInv >= 0 && cInv < len(f) && len(f[cInv]) > 0
+		if err := row(t.line, f, cols, invalidated); err != nil {
+			return err
 		}
 	}
 }
