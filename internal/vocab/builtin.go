@@ -15,9 +15,8 @@ import (
 const (
 	NoMatchingConcept int32 = 0
 
-	GenderMale    int32 = 8507
-	GenderFemale  int32 = 8532
-	GenderUnknown int32 = 8551
+	GenderMale   int32 = 8507
+	GenderFemale int32 = 8532
 
 	RaceAIAN  int32 = 8657 // American Indian or Alaska Native
 	RaceAsian int32 = 8515
@@ -74,11 +73,13 @@ var EthnicityConcepts = map[string]int32{
 }
 
 // GenderConcepts maps FHIR administrative gender (Patient.gender) to OMOP Gender
-// concepts. "other" has no standard Gender concept and maps to 0.
+// concepts. "other" and "unknown" map to 0, as OHDSI's conventions (Themis) ask: the
+// Gender domain's standard concepts are only male and female, and 8551 UNKNOWN is not
+// standard, so a Data Quality Dashboard run would flag it. gender_source_value keeps
+// what the source said.
 var GenderConcepts = map[string]int32{
-	"male":    GenderMale,
-	"female":  GenderFemale,
-	"unknown": GenderUnknown,
+	"male":   GenderMale,
+	"female": GenderFemale,
 }
 
 // VisitConcepts maps HL7 v3 ActEncounterCode (Encounter.class) to OMOP Visit concepts,

@@ -102,7 +102,7 @@ func TestBuiltinConceptsVerified(t *testing.T) {
 
 	// Every fixed id the mapper writes without a vocabulary is a verified concept.
 	fixed := map[string]int32{
-		"GenderMale": GenderMale, "GenderFemale": GenderFemale, "GenderUnknown": GenderUnknown,
+		"GenderMale": GenderMale, "GenderFemale": GenderFemale,
 		"RaceAIAN": RaceAIAN, "RaceAsian": RaceAsian, "RaceBlack": RaceBlack, "RaceNHPI": RaceNHPI, "RaceWhite": RaceWhite,
 		"EthnicityHispanic": EthnicityHispanic, "EthnicityNotHispanic": EthnicityNotHispanic,
 		"VisitInpatient": VisitInpatient, "VisitOutpatient": VisitOutpatient, "VisitEmergency": VisitEmergency,
@@ -125,7 +125,7 @@ func TestBuiltinConceptsVerified(t *testing.T) {
 
 	// Each fixed constant is a concept of the domain its column requires.
 	domains := map[string][]int32{
-		"Gender":              {GenderMale, GenderFemale, GenderUnknown},
+		"Gender":              {GenderMale, GenderFemale},
 		"Race":                {RaceAIAN, RaceAsian, RaceBlack, RaceNHPI, RaceWhite},
 		"Ethnicity":           {EthnicityHispanic, EthnicityNotHispanic},
 		"Visit":               {VisitInpatient, VisitOutpatient, VisitEmergency, VisitEmergencyInpatient, VisitHome, VisitTelehealth},
