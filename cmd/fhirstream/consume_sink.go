@@ -29,17 +29,26 @@ func newSinkCmd(layer, use string) *cobra.Command {
 %s, one per (dataset, day, Kafka partition, first offset), named
 <topic>+<partition>+<startOffset>.parquet.
 
-Exactly once: files are written under a pending name and fsynced, the offsets are
-committed with the batch id, then the files are renamed into place; on partition
-assignment, leftovers of uncommitted batches are removed and pending files of the
-committed batch published. Kill it at any point and restart: every input row is in the
-lake once. Run more copies with the same --group to scale out by partitions.`, input, output),
+Exactly once: files are written under a pending name and made durable (fsync, or a
+completed object upload), the offsets are committed with the batch id, then the files are
+published under their final names (a rename, or a server-side copy on object stores); on
+partition assignment, leftovers of uncommitted batches are removed and pending files of
+the committed batch published. Kill it at any point and restart: every input row is in
+the lake once. Run more copies with the same --group to scale out by partitions.
+
+--out is a directory, or an object store URL (credentials from the cloud's usual
+environment, never the URL; key prefix as ?prefix=):
+  s3://bucket?region=eu-west-1&prefix=lake/
+  s3://bucket?endpoint=http://minio:9000&use_path_style=true&region=us-east-1
+  azblob://container?prefix=lake/
+  gs://bucket?prefix=lake/          (binaries built with -tags gcs)
+  file:///var/lake                  (a directory through the object-store code path)`, input, output),
 		Args: cobra.NoArgs,
 	}
 	kc := kafkaFlags(cmd)
 	o := metricsFlag(cmd, ":9108")
 	f := cmd.Flags()
-	f.StringVar(&cfg.Out, "out", "lake", "lake root: a directory, file://DIR, or an object store URL (env FHIRSTREAM_OUT)")
+	f.StringVar(&cfg.Out, "out", "lake", "lake root: a directory, or an object store URL such as s3://bucket?prefix=lake/ (env FHIRSTREAM_OUT)")
 	f.StringVar(&cfg.Group, "group", "", `consumer group (default "fhirstream-sink-`+layer+`"); one group per lake and layer`)
 	f.StringVar(&cfg.InstanceID, "instance-id", "", "static group membership id of this copy: a restart takes its partitions back at once")
 	f.StringVar(&cfg.Compression, "compression", sink.DefaultCompression, "Parquet compression: zstd, snappy, gzip, lz4 or none")

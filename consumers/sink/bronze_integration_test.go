@@ -13,6 +13,12 @@ import (
 )
 
 func TestIntegrationSinkBronze(t *testing.T) {
+	for _, lake := range testLakes(t, false) {
+		t.Run(lake.name, func(t *testing.T) { testSinkBronze(t, lake) })
+	}
+}
+
+func testSinkBronze(t *testing.T, lake testLake) {
 	c := testkafka.New(t)
 	topics := schemas.MustTopics(c.Prefix)
 	c.CreateTopics(t, 3, topics.Unique("Patient"), topics.Unique("Observation"), topics.DLQ())
@@ -40,8 +46,7 @@ func TestIntegrationSinkBronze(t *testing.T) {
 		&kgo.Record{Topic: topics.Unique("Observation"), Key: schemas.Key("Observation", "bad"), Value: []byte("{nope"), Timestamp: day})
 	produce(t, c.Client(t), recs)
 
-	out := t.TempDir()
-	s, stop := startSink(t, c, Config{Layer: LayerBronze, Out: out, Group: c.Group("bronze"), FlushInterval: 200 * time.Millisecond})
+	s, stop := startSink(t, c, lake.config(Config{Layer: LayerBronze, Group: c.Group("bronze"), FlushInterval: 200 * time.Millisecond}))
 	waitFor(t, 60*time.Second, "bronze rows", func() bool {
 		st := s.Stats()
 		return st.Rows["Patient"] == 21 && st.Rows["Observation"] == 30 && st.DeadLetters == 1
@@ -49,6 +54,7 @@ func TestIntegrationSinkBronze(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+	out := lake.localDir(t)
 	byID := map[string]map[string]string{}
 	deleted := 0
 	for _, typ := range []string{"Patient", "Observation"} {

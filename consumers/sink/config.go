@@ -23,7 +23,7 @@ const (
 type Config struct {
 	// Layer is LayerOMOP or LayerBronze. Required.
 	Layer string
-	// Out is the lake root: a directory, a file:// URL, or an object store URL (s3://bucket,
+	// Out is the lake root: a directory, or an object store URL (s3://bucket?prefix=lake/,
 	// mem://). Required unless Storage is set.
 	Out string
 	// Storage overrides Out with an already opened storage (tests, embedding).

@@ -71,13 +71,49 @@
 //
 // # Storage
 //
-// A directory by default; object stores through the Storage interface, where "publish"
-// is a copy under the final name followed by a delete of the pending object. Publication
-// is idempotent, so the rules above hold unchanged.
+// A directory path is a LocalStorage: pending files are fsynced, published by rename(2)
+// within their directory, and the directory is fsynced. A URL is a BlobStorage over
+// gocloud.dev/blob: s3:// (and S3-compatible stores through ?endpoint=), azblob://,
+// gs:// (binaries built with -tags gcs), file:// (a directory through the object-store
+// code path, used by the tests; no fsync) and mem:// (tests). The protocol is the same
+// code for both, because it never needs an atomic rename, only these properties, which
+// TestStorageContract checks for every storage:
+//
+//   - a file is invisible under its name until its writer completes. On an object store
+//     the pending object is one upload: it appears when the writer's Close succeeds and
+//     never if the upload is cancelled or the process dies, so step 1 leaves whole
+//     pending objects or none;
+//   - publication is idempotent. On an object store it is a server-side copy from the
+//     pending key to the final key followed by a delete of the pending key. The final key
+//     is written only by that copy, only after the commit of step 2 succeeded, and always
+//     with the bytes of the committed batch's pending object, so a second copy (by
+//     recovery after a crash between copy and delete, or by a stalled owner after the new
+//     owner's recovery) writes the same bytes under the same key, and a copy whose source
+//     is already gone does nothing. Readers never see an uncommitted object under a final
+//     key, and a final key never changes content;
+//   - List is strongly consistent (S3 since 2020, GCS and Azure always), so recovery sees
+//     every pending object a crashed member completed.
+//
+// A zombie cannot overwrite the new owner's objects on an object store for the same
+// reasons as on disk: its pending keys carry its own random batch id, so they never
+// collide with the new owner's; it cannot publish, because publishing follows a commit
+// the coordinator refuses from a member of an old generation; and recovery of the next
+// assignment deletes its pending objects. The cost of having no rename is one server-side
+// copy per file and batch, bounded by the flush size (far below S3's 5 GiB copy limit),
+// and no client-side bytes.
+//
+// fileblob writes an object to "<key>.<hex>.tmp" beside it and renames it on Close; the
+// sink sets no_tmp_dir (so the rename stays on one filesystem) and metadata=skip (no
+// ".attrs" sidecar files for Spark or Hive to trip on). Temporary files a crash abandons
+// are recognised by their name and removed by recovery like uncommitted pending files.
 //
 // # Memory
 //
 // A batch holds at most MaxOpenFiles files, each with at most one row group of
-// RowGroupRows rows in memory, and ends after FlushBytes bytes of record values; the
-// fetch size is bounded by FlushBytes too.
+// RowGroupRows rows in memory, and ends after FlushBytes bytes of record values. Fetches
+// are one at a time and at most 4 MiB, because franz-go keeps a fetched response buffered,
+// decompressed, while the sink works through the previous one: at 16 MiB that buffer was
+// the largest part of the heap. An object-store upload holds one 5 MiB part buffer while
+// it has bytes to send. Measured at the default settings on a 1,000-patient export
+// (380,768 OMOP rows, 350,900 resources): peak RSS about 230-280 MB.
 package sink

@@ -42,6 +42,13 @@ func TestIntegrationSinkKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill test builds the binary and runs for a while")
 	}
+	bin := buildBinary(t)
+	for _, lake := range testLakes(t, true) {
+		t.Run(lake.name, func(t *testing.T) { testSinkKill(t, bin, lake) })
+	}
+}
+
+func testSinkKill(t *testing.T, bin string, lake testLake) {
 	const patients, kills = 1000, 22
 	c := testkafka.New(t)
 	topics := schemas.MustTopics(c.Prefix)
@@ -69,11 +76,9 @@ func TestIntegrationSinkKill(t *testing.T) {
 	}
 	rand.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
 
-	bin := buildBinary(t)
-	out := t.TempDir()
 	group := c.Group("sink-kill")
 	args := append(append([]string{}, sinkCommand...),
-		"--out", out, "--group", group, "--instance-id", "kill-test",
+		"--out", lake.out, "--group", group, "--instance-id", "kill-test",
 		"--brokers", strings.Join(c.Brokers, ","), "--topic-prefix", c.Prefix,
 		"--flush-rows", "700", "--flush-interval", "150ms", "--metrics-addr", "off", "--log-level", "warn")
 	start := func() *exec.Cmd {
@@ -146,6 +151,7 @@ func TestIntegrationSinkKill(t *testing.T) {
 		}
 	}
 
+	out := lake.localDir(t)
 	for table, n := range want {
 		ids := map[int64]int{}
 		rows := 0

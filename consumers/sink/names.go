@@ -27,7 +27,20 @@ const (
 	pendingSuffix = ".pending"
 	datePrefix    = "date="
 	dateLayout    = "2006-01-02"
+	tempSuffix    = ".tmp"
 )
+
+func isHex(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // fileID identifies a data file: its rows are records of one partition of one topic,
 // starting at offset Start.
@@ -59,11 +72,26 @@ type parsedName struct {
 	fileID
 	Pending bool
 	Batch   string // pending files only
+	// Temp marks the temporary file of an upload to a file:// lake (gocloud's fileblob
+	// writes "<name>.<hex>.tmp" beside the object and renames it when the upload
+	// completes). One that is still there at recovery was abandoned by a crash, or
+	// belongs to a member that no longer owns the partition: it is removed.
+	Temp bool
 }
 
 // parseName reads a base file name. ok is false for names this package did not write,
 // which recovery leaves alone.
 func parseName(name string) (parsedName, bool) {
+	if inner, ok := strings.CutSuffix(name, tempSuffix); ok {
+		if i := strings.LastIndexByte(inner, '.'); i > 0 && isHex(inner[i+1:]) {
+			p, ok := parseName(inner[:i])
+			if ok && !p.Temp {
+				p.Temp = true
+				return p, true
+			}
+		}
+		return parsedName{}, false
+	}
 	var p parsedName
 	rest := name
 	switch {
@@ -148,8 +176,9 @@ func (a action) String() string {
 //   - any other pending file belongs to a batch whose commit failed or never happened:
 //     remove it;
 //   - a published file starting before the committed offset is committed data: keep it.
+//   - an upload's temporary file is never data: remove it.
 func classify(p parsedName, committed int64, committedBatch string) action {
-	if committed < 0 || p.Start >= committed {
+	if p.Temp || committed < 0 || p.Start >= committed {
 		return remove
 	}
 	if p.Pending {

@@ -2,8 +2,6 @@ package sink
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -31,6 +29,7 @@ func TestParseNameRejectsForeignFiles(t *testing.T) {
 	for _, name := range []string{
 		"_schema.parquet", "notes.txt", "a+b+c.parquet", "t+1.parquet", "t+-1+5.parquet",
 		"t+1+-5.parquet", ".t+1+5.pending", ".t+1+5+.pending", "+1+5.parquet", ".t+1+5+b.parquet",
+		"t+1+5.parquet.tmp", "t+1+5.parquet.XY.tmp", "t+1+5.parquet.1a.tmp.1b.tmp", "notes.1a.tmp",
 	} {
 		if p, ok := parseName(name); ok {
 			t.Errorf("parseName(%q) = %+v, want not ours", name, p)
@@ -80,21 +79,14 @@ func TestCommitMetadata(t *testing.T) {
 // TestRecoverPartition lays out the files a crash can leave and checks recovery keeps
 // exactly the committed ones, only touching the partition it recovers.
 func TestRecoverPartition(t *testing.T) {
+	for name, st := range storages(t) {
+		t.Run(name, func(t *testing.T) { testRecoverPartition(t, st) })
+	}
+}
+
+func testRecoverPartition(t *testing.T, st Storage) {
 	ctx := context.Background()
-	root := t.TempDir()
-	st, err := NewLocalStorage(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(p string) {
-		full := filepath.Join(root, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(p), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(p string) { writeStored(t, st, p, p) }
 	ds := "omop/person"
 	d1, d2 := ds+"/date=2024-01-01", ds+"/date=2024-01-02"
 	write(d1 + "/omop.person+0+0.parquet")          // committed, batch b0
@@ -107,13 +99,16 @@ func TestRecoverPartition(t *testing.T) {
 	write(d1 + "/omop.person+1+500.parquet")        // another partition: untouched
 	write(d1 + "/.omop.person+1+600+b9.pending")    // another partition: untouched
 	write(d1 + "/_schema.parquet")                  // not a data file
+	// Temporary files of uploads to a file:// lake that a crash abandoned.
+	write(d1 + "/.omop.person+0+80+b3.pending.18eb74839fa3741f.tmp")
+	write(d1 + "/omop.person+0+50.parquet.18eb74839fa37420.tmp")
 
 	res, err := recoverPartition(ctx, st, ds, "omop.person", 0, 100, "b2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.published != 2 || res.removed != 3 {
-		t.Fatalf("recovery = %+v, want 2 published, 3 removed", res)
+	if res.published != 2 || res.removed != 5 {
+		t.Fatalf("recovery = %+v, want 2 published, 5 removed", res)
 	}
 	got, err := st.List(ctx, ds)
 	if err != nil {
@@ -133,7 +128,7 @@ func TestRecoverPartition(t *testing.T) {
 		t.Fatalf("after recovery:\n got %q\nwant %q", got, want)
 	}
 	// The published file has the pending file's content.
-	b, err := os.ReadFile(filepath.Join(root, d1, "omop.person+0+50.parquet"))
+	b, err := readStored(t, st, d1+"/omop.person+0+50.parquet")
 	if err != nil || string(b) != d1+"/.omop.person+0+50+b2.pending" {
 		t.Fatalf("published content %q, %v", b, err)
 	}

@@ -18,15 +18,20 @@ import (
 const schemaFileName = "_schema.parquet"
 
 // writeSchemaFiles writes the schema file of every OMOP table (pending name, then publish,
-// so a reader never sees half a file). Rewriting it is harmless: it has no rows.
+// so a reader never sees half a file). Rewriting it is harmless: it has no rows. The
+// pending name is this process's own, because every member of the group writes the schema
+// files as it starts: with one shared pending name, one member's publication (a rename, or
+// a copy and delete) would take the file from under another's. Whoever publishes last
+// writes the same bytes.
 func writeSchemaFiles(ctx context.Context, st Storage, rowGroupRows int64, c compress.Codec) error {
+	writer := newBatchID()
 	for _, table := range schemas.OMOPTables() {
 		ds, err := omopDatasetOf(table)
 		if err != nil {
 			return err
 		}
 		final := path.Join(ds.dir, schemaFileName)
-		pending := path.Join(ds.dir, ".schema.pending")
+		pending := path.Join(ds.dir, ".schema+"+writer+pendingSuffix)
 		out, err := st.Create(ctx, pending)
 		if err != nil {
 			return err

@@ -90,6 +90,12 @@ func omopTopics(topics schemas.Topics) []string {
 }
 
 func TestIntegrationSinkOMOP(t *testing.T) {
+	for _, lake := range testLakes(t, false) {
+		t.Run(lake.name, func(t *testing.T) { testSinkOMOP(t, lake) })
+	}
+}
+
+func testSinkOMOP(t *testing.T, lake testLake) {
 	c := testkafka.New(t)
 	topics := schemas.MustTopics(c.Prefix)
 	c.CreateTopics(t, 3, append(omopTopics(topics), topics.DLQ())...)
@@ -108,8 +114,7 @@ func TestIntegrationSinkOMOP(t *testing.T) {
 	cl := c.Client(t)
 	produce(t, cl, recs)
 
-	out := t.TempDir()
-	s, stop := startSink(t, c, Config{Layer: LayerOMOP, Out: out, Group: c.Group("sink"), FlushRows: 500, FlushInterval: 300 * time.Millisecond})
+	s, stop := startSink(t, c, lake.config(Config{Layer: LayerOMOP, Group: c.Group("sink"), FlushRows: 500, FlushInterval: 300 * time.Millisecond}))
 	want := int64(perTable * len(schemas.OMOPTables()))
 	waitFor(t, 90*time.Second, "all rows committed", func() bool {
 		st := s.Stats()
@@ -118,6 +123,7 @@ func TestIntegrationSinkOMOP(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+	out := lake.localDir(t)
 	st := s.Stats()
 	if st.FilesWritten < int64(len(schemas.OMOPTables())) {
 		t.Fatalf("stats %+v: fewer files than tables", st)
@@ -164,11 +170,12 @@ func TestIntegrationSinkOMOP(t *testing.T) {
 
 	// A restart resumes from the committed offsets: more rows, no duplicates.
 	produce(t, cl, omopRecords(t, codec, topics, "person", 2*perTable, 40, day)[perTable:])
-	s2, stop2 := startSink(t, c, Config{Layer: LayerOMOP, Out: out, Group: c.Group("sink"), FlushInterval: 300 * time.Millisecond})
+	s2, stop2 := startSink(t, c, lake.config(Config{Layer: LayerOMOP, Group: c.Group("sink"), FlushInterval: 300 * time.Millisecond}))
 	waitFor(t, 60*time.Second, "second run rows", func() bool { return s2.Stats().TotalRows() == perTable })
 	if err := stop2(); err != nil {
 		t.Fatal(err)
 	}
+	out = lake.localDir(t)
 	ids := map[int64]int{}
 	for _, f := range lakeFiles(t, filepath.Join(out, "omop", "person")) {
 		_, rows := readParquet(t, f)

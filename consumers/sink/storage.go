@@ -47,16 +47,15 @@ type PendingFile interface {
 	Abort() error
 }
 
-// OpenStorage returns the storage for out: a directory path, a file:// URL, or any URL
-// scheme a blob driver is registered for (s3://, mem://; see storage_blob.go).
+// OpenStorage returns the storage for out: a directory path (LocalStorage), or a URL of
+// an object store (BlobStorage: s3://, gs://, azblob://, mem://, and file:// for a
+// directory written through the object-store code path).
 func OpenStorage(ctx context.Context, out string) (Storage, error) {
 	if out == "" {
 		return nil, errors.New("sink output: empty path")
 	}
-	if scheme, rest, ok := strings.Cut(out, "://"); ok && scheme != "file" {
+	if strings.Contains(out, "://") {
 		return openBlobStorage(ctx, out)
-	} else if ok {
-		out = rest
 	}
 	return NewLocalStorage(out)
 }
