@@ -85,10 +85,6 @@ type stageGroup struct {
 	input *regexp.Regexp
 }
 
-// Sink defaults, as sink.Config documents them: the sinks keep no Definition to read
-// them from.
-const sinkGroupPrefix = "fhirstream-sink-"
-
 // pipelineStages lists the stages in data-flow order with their groups and inputs, taken
 // from the stage definitions.
 func pipelineStages(t schemas.Topics) ([]stageGroup, error) {
@@ -113,11 +109,8 @@ func pipelineStages(t schemas.Topics) ([]stageGroup, error) {
 		}
 		out = append(out, stageGroup{stage: d.Name, group: d.Group, input: re})
 	}
-	for _, s := range []struct{ layer, pattern string }{
-		{sink.LayerOMOP, t.OMOPPattern()},
-		{sink.LayerBronze, t.LayerPattern(schemas.LayerUnique)},
-	} {
-		out = append(out, stageGroup{stage: "sink-" + s.layer, group: sinkGroupPrefix + s.layer, input: regexp.MustCompile(s.pattern)})
+	for _, layer := range []string{sink.LayerOMOP, sink.LayerBronze} {
+		out = append(out, stageGroup{stage: "sink-" + layer, group: sink.DefaultGroup(layer), input: regexp.MustCompile(sink.InputPattern(t, layer))})
 	}
 	return out, nil
 }

@@ -91,7 +91,7 @@ func (c *Config) withDefaults() (Config, error) {
 		return out, errors.New("sink: no output (--out DIR or URL)")
 	}
 	if out.Group == "" {
-		out.Group = "fhirstream-sink-" + out.Layer
+		out.Group = DefaultGroup(out.Layer)
 	}
 	if out.Compression == "" {
 		out.Compression = DefaultCompression
@@ -141,4 +141,15 @@ func codec(name string) (compress.Codec, error) {
 		return &parquet.Uncompressed, nil
 	}
 	return nil, fmt.Errorf("sink: unknown compression %q (want zstd, snappy, gzip, lz4 or none)", name)
+}
+
+// DefaultGroup is the consumer group of a layer's sink when Config.Group is empty.
+func DefaultGroup(layer string) string { return "fhirstream-sink-" + layer }
+
+// InputPattern is the regular expression of the topics a layer's sink consumes.
+func InputPattern(t schemas.Topics, layer string) string {
+	if layer == LayerBronze {
+		return t.LayerPattern(schemas.LayerUnique)
+	}
+	return t.OMOPPattern()
 }

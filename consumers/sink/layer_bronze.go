@@ -64,7 +64,7 @@ func newBronzeLayer(topics schemas.Topics) *bronzeLayer {
 	return &bronzeLayer{topics: topics, datasets: map[string]*dataset{}}
 }
 
-func (l *bronzeLayer) pattern() string { return l.topics.LayerPattern(schemas.LayerUnique) }
+func (l *bronzeLayer) pattern() string { return InputPattern(l.topics, LayerBronze) }
 
 func (l *bronzeLayer) dataset(topic string) (*dataset, error) {
 	l.mu.Lock()

@@ -61,7 +61,7 @@ func newOMOPLayer(topics schemas.Topics, dec schemas.Decoder) *omopLayer {
 	return &omopLayer{topics: topics, decoder: dec, datasets: map[string]*omopDataset{}}
 }
 
-func (l *omopLayer) pattern() string { return l.topics.OMOPPattern() }
+func (l *omopLayer) pattern() string { return InputPattern(l.topics, LayerOMOP) }
 
 // omopDatasetOf builds the Parquet layout of a CDM table from its schema metadata. The
 // Parquet types follow the CDM v5.4 DDL: integer concept ids and counts INT32, record ids
