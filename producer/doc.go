@@ -27,8 +27,23 @@
 // kicking off a new one) and, once complete, its transactionTime, used as the next
 // _since with --since auto.
 //
+// When file URLs expire and a fresh manifest does not bring them back (the server
+// dropped the export), the fetcher gives the export up in the state topic and kicks off
+// a new one in the same run. The new export's lines are each published once; the lines
+// the abandoned export had published stay, under its export id, for the dedupe stage.
+//
+// # Organized output
+//
+// With organizeOutputBy (Bulk Data v3), output files mix types in resource blocks, each
+// led by a header Parameters resource. Each line goes to its own type's raw topic; the
+// headers are counted, not published. A block continuing in another file
+// (continuesInFile) is published in order: the files of such a chain go to one worker,
+// one after the other, and reconciliation checks that each continued file starts with
+// the header of the block its predecessor ended with.
+//
 // Throughput: transactions span many megabytes and all files at once (one commit
-// pauses workers only for the flush), the producer lingers and batches, and several
-// files download in parallel; so the cost over a bare idempotent producer is the
-// checkpoint commit, amortised over CommitBytes.
+// pauses workers only for the flush), the producer lingers and batches, several files
+// download in parallel, and each file's download and decompression run a few buffers
+// ahead of its parsing and producing; so the cost over a bare idempotent producer is
+// HTTP, gzip, one JSON parse per line, headers and the checkpoint commit.
 package producer

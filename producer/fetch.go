@@ -25,10 +25,36 @@ import (
 // dead-lettered, or the manifest's counts, do not add up.
 var ErrReconcile = errors.New("reconciliation failed")
 
+// errNewExport is returned by fetchOnce when the export's files can no longer be had,
+// not even through a fresh manifest (the server dropped the export, or a file stays
+// expired): the export has been given up in the state topic, and a new one is needed.
+var errNewExport = errors.New("export can no longer be downloaded; a new one is needed")
+
+// maxNewExports bounds how often one Fetch starts a new export mid-run, so a server that
+// drops every export fails the fetch instead of looping.
+const maxNewExports = 2
+
 // Fetch runs one export (or publishes local files) into Kafka, resuming from the state
-// topic where an earlier run of the same command stopped. The Summary is filled even
+// topic where an earlier run of the same command stopped. When the export's file URLs
+// expire and a fresh manifest does not bring them back, it starts a new export (kicks
+// off again) and publishes that instead; records carry the new export's id, and the
+// lines the abandoned export had published stay in Kafka. The Summary is filled even
 // when an error is returned, as far as the run got.
 func Fetch(ctx context.Context, cfg Config) (Summary, error) {
+	if err := cfg.defaults(); err != nil {
+		return Summary{}, err
+	}
+	for restarts := 0; ; restarts++ {
+		sum, err := fetchOnce(ctx, cfg)
+		if !errors.Is(err, errNewExport) || restarts >= maxNewExports {
+			return sum, err
+		}
+		cfg.Log.Warn("fetch: starting a new export", "reason", err)
+		metricErrors.WithLabelValues("new-export").Inc()
+	}
+}
+
+func fetchOnce(ctx context.Context, cfg Config) (Summary, error) {
 	start := time.Now()
 	sum := Summary{}
 	if err := cfg.defaults(); err != nil {
@@ -59,8 +85,17 @@ func Fetch(ctx context.Context, cfg Config) (Summary, error) {
 		kgo.TransactionalID("fhirstream-fetch-"+identity),
 		kgo.TransactionTimeout(time.Minute),
 		kgo.ProducerLinger(20*time.Millisecond),
-		kgo.MaxBufferedBytes(int(min(cfg.CommitBytes, 64<<20))),
-		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
+		// Records waiting for the broker cost about twice their bytes in memory (the
+		// record, then its encoded batch), and the garbage collector doubles that again:
+		// 16 MiB keeps the fetcher's peak RSS well under 200 MB while the broker is busy.
+		kgo.MaxBufferedBytes(int(min(cfg.CommitBytes, 16<<20))),
+		// Snappy (franz-go's default): its assembly encoder costs a third of lz4's CPU on
+		// FHIR JSON, which compresses about as well with either.
+		kgo.ProducerBatchCompression(kgo.SnappyCompression(), kgo.NoCompression()),
+		// The fetcher creates raw topics as it meets new types, after this client has
+		// loaded metadata; franz-go's default minimum metadata age (5s) would hold the
+		// first records to each new topic (and so the next commit) for up to 5 seconds.
+		kgo.MetadataMinAge(100*time.Millisecond),
 	)
 	if err != nil {
 		return sum, err
@@ -110,7 +145,7 @@ func Fetch(ctx context.Context, cfg Config) (Summary, error) {
 		statusURL := cfg.Resume
 		if statusURL == "" && hasPrev {
 			switch {
-			case !prev.Complete:
+			case !prev.Complete && prev.StatusURL != "": // "" when the export was given up
 				statusURL = prev.StatusURL
 				cfg.Log.Info("fetch: resuming the export in progress", "status", redact(statusURL))
 			case prev.StatusURL != "" && !cfg.KeepExport:
@@ -206,13 +241,14 @@ func Fetch(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	var types []string
 	for _, f := range files {
-		if f.kind == kindOutput {
+		if f.kind == kindOutput && f.organizedBy == "" {
 			types = append(types, f.typ)
 		}
 	}
 	if err := tm.ensureRawTypes(ctx, types); err != nil {
 		return sum, err
 	}
+	cfg.Log.Debug("fetch: raw topics ready", "types", len(types), "since_start", time.Since(start))
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
@@ -225,6 +261,19 @@ func Fetch(ctx context.Context, cfg Config) (Summary, error) {
 	cancelRun()
 	<-commitDone
 	prog.stop()
+	if errors.Is(err, errNewExport) && len(cfg.From) == 0 && cfg.Resume == "" {
+		// Give the export up: what it published so far is committed, and the state no
+		// longer points at its status URL, so the next attempt (this Fetch's, or a
+		// restarted command's) kicks off anew instead of resuming it.
+		if cerr := pub.commit(ctx, stateRecord(stateTopic, exportKey, exportState{ExportID: ex.ExportID, Updated: time.Now().UTC()})); cerr != nil {
+			return sum, errors.Join(err, cerr)
+		}
+		if derr := bc.Delete(ctx, ex.StatusURL); derr != nil {
+			cfg.Log.Info("fetch: could not release the abandoned export", "err", derr)
+		}
+		sum.fill(files, time.Since(start), rn.bytes.Load(), pub.commits.Load(), rn.resources.Load())
+		return sum, err
+	}
 	if err == nil {
 		err = pub.failed()
 	}
@@ -261,24 +310,36 @@ func Fetch(ctx context.Context, cfg Config) (Summary, error) {
 
 // runFiles publishes files with cfg.Workers in parallel, refreshing expired URLs.
 func runFiles(ctx context.Context, cfg *Config, rn *runner, files []*fileRun, open opener, refresh func(context.Context) (*bulk.Manifest, error)) error {
-	work := make(chan *fileRun)
+	// The first failure stops the other workers at their next line boundary: going on
+	// would only publish more of an export the run is about to give up or fail.
+	outer := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan []*fileRun)
 	errs := make(chan error, len(files))
 	var wg sync.WaitGroup
 	for range cfg.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for f := range work {
-				errs <- publishWithRefresh(ctx, cfg, rn, f, open, refresh)
+			for chain := range work {
+				for _, f := range chain {
+					err := publishWithRefresh(ctx, cfg, rn, f, open, refresh)
+					errs <- err
+					if err != nil {
+						cancel()
+						break // the rest of the chain would publish a block's end before its start
+					}
+				}
 			}
 		}()
 	}
 	var firstErr error
 	go func() {
 		defer close(work)
-		for _, f := range files {
+		for _, chain := range chains(files) {
 			select {
-			case work <- f:
+			case work <- chain:
 			case <-ctx.Done():
 				return
 			}
@@ -287,20 +348,32 @@ func runFiles(ctx context.Context, cfg *Config, rn *runner, files []*fileRun, op
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		if err != nil && firstErr == nil {
+		// The cause, not the cancellations it set off in the other workers.
+		if err != nil && (firstErr == nil || errors.Is(firstErr, context.Canceled) && !errors.Is(err, context.Canceled)) {
 			firstErr = err
 		}
 	}
-	if firstErr == nil && ctx.Err() != nil {
-		return ctx.Err()
+	if outer.Err() != nil && (firstErr == nil || errors.Is(firstErr, context.Canceled)) {
+		return outer.Err()
 	}
 	return firstErr
 }
 
 func publishWithRefresh(ctx context.Context, cfg *Config, rn *runner, f *fileRun, open opener, refresh func(context.Context) (*bulk.Manifest, error)) error {
+	// A new kickoff needs the request, which an export given by --resume does not have.
+	gone := func(err error) error {
+		if cfg.Resume == "" {
+			return fmt.Errorf("file %s #%d: %w: %w", f.typ, f.index, errNewExport, err)
+		}
+		return fmt.Errorf("file %s #%d: %w", f.typ, f.index, err)
+	}
+	const maxRefreshes = 5
 	for attempt := 0; ; attempt++ {
 		err := rn.publishFile(ctx, f, open)
-		if err == nil || !errors.Is(err, bulk.ErrExpired) || refresh == nil || attempt >= 5 {
+		if err != nil && errors.Is(err, bulk.ErrExpired) && refresh != nil && attempt >= maxRefreshes {
+			return gone(fmt.Errorf("URL still expired after %d manifest refreshes: %w", maxRefreshes, err))
+		}
+		if err == nil || !errors.Is(err, bulk.ErrExpired) || refresh == nil {
 			if err != nil {
 				metricErrors.WithLabelValues("file").Inc()
 				return fmt.Errorf("file %s %s: %w", f.typ, redact(f.url), err)
@@ -310,6 +383,10 @@ func publishWithRefresh(ctx context.Context, cfg *Config, rn *runner, f *fileRun
 		metricErrors.WithLabelValues("expired-url").Inc()
 		cfg.Log.Info("fetch: file URL expired, refreshing the manifest", "type", f.typ, "index", f.index)
 		m, rerr := refresh(ctx)
+		var oe *bulk.OutcomeError
+		if errors.As(rerr, &oe) && (oe.Status == http.StatusNotFound || oe.Status == http.StatusGone) {
+			return gone(fmt.Errorf("URL expired and the export is gone from the server: %w", rerr))
+		}
 		if rerr != nil {
 			return fmt.Errorf("file %s: URL expired and the manifest could not be refreshed: %w", f.typ, rerr)
 		}
@@ -324,21 +401,64 @@ func publishWithRefresh(ctx context.Context, cfg *Config, rn *runner, f *fileRun
 			}
 		}
 		if !found {
-			return fmt.Errorf("file %s #%d: not in the refreshed manifest", f.typ, f.index)
+			return gone(errors.New("URL expired and the file is not in the refreshed manifest"))
 		}
 	}
 }
 
+// manifestFiles lists the manifest's files, output entries linked to the entry their
+// last resource block continues in (continuesInFile).
 func manifestFiles(m *bulk.Manifest) []*fileRun {
 	var out []*fileRun
 	add := func(kind string, fs []bulk.File) {
 		for i, f := range fs {
-			out = append(out, &fileRun{kind: kind, typ: f.Type, index: i, url: f.URL, expected: f.Count})
+			fr := &fileRun{kind: kind, typ: f.Type, index: i, url: f.URL, expected: f.Count}
+			if kind == kindOutput {
+				fr.organizedBy = m.OutputOrganizedBy
+			}
+			out = append(out, fr)
 		}
 	}
 	add(kindOutput, m.Output)
+	byURL := map[string]int{}
+	for i, f := range out {
+		byURL[f.url] = i
+	}
+	for i, f := range m.Output {
+		if f.ContinuesInFile == "" {
+			continue
+		}
+		// Only a later entry is followed, so chains cannot loop; anything else is
+		// reported by reconciliation rather than guessed at.
+		if j, ok := byURL[f.ContinuesInFile]; ok && j > i && !out[j].continued {
+			next := out[j]
+			out[i].next, next.continued = next, true
+		} else {
+			out[i].next = &fileRun{kind: kindOutput, url: f.ContinuesInFile, index: -1}
+		}
+	}
 	add(kindError, m.Error)
 	add(kindDeleted, m.Deleted)
+	return out
+}
+
+// chains groups files for publishing: a file and the files its blocks continue in, in
+// order, so one worker publishes a block that spans files from start to end. Any other
+// file is a chain of its own.
+func chains(files []*fileRun) [][]*fileRun {
+	var out [][]*fileRun
+	for _, f := range files {
+		if f.continued || f.index < 0 {
+			continue
+		}
+		chain := []*fileRun{f}
+		seen := map[*fileRun]bool{f: true}
+		for n := f.next; n != nil && n.index >= 0 && !seen[n]; n = n.next {
+			chain = append(chain, n)
+			seen[n] = true
+		}
+		out = append(out, chain)
+	}
 	return out
 }
 

@@ -3,6 +3,7 @@ package producer_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fhirstream/fhirstream/internal/deadletter"
@@ -50,7 +52,7 @@ func readLanded(t *testing.T, c *testkafka.Cluster, types []string) landed {
 	}
 	l := landed{byType: map[string]int{}, tombstones: map[string]int{}}
 	seen := map[string]bool{}
-	for _, r := range c.ReadAll(t, names...) {
+	for _, r := range readSettled(t, c, names...) {
 		if r.Topic == topics.DLQ() {
 			l.dead = append(l.dead, r)
 			continue
@@ -226,6 +228,10 @@ func TestIntegrationFetchBadLines(t *testing.T) {
 			if len(d.Value) != 0 {
 				t.Errorf("%s dead letter carries the value", dc.Class)
 			}
+			wantSize := map[string]int{"too-large": len(big), "line-too-long": len(huge)}[dc.Class]
+			if got := header(d, schemas.HeaderSourceSize); got != fmt.Sprint(wantSize) {
+				t.Errorf("%s dead letter: %s = %q, want %d", dc.Class, schemas.HeaderSourceSize, got, wantSize)
+			}
 		}
 	}
 	want := map[string]int{"invalid-json": 1, "not-object": 1, "missing-resource-type": 1, "type-mismatch": 1,
@@ -264,5 +270,134 @@ func TestIntegrationFetchSinceAuto(t *testing.T) {
 	}
 	if got := readLanded(t, c, []string{"Patient", "Observation"}); got.byType["Observation"] != 20 {
 		t.Fatalf("Observations in Kafka: %d", got.byType["Observation"])
+	}
+}
+
+// readSettled reads topics once no partition's last stable offset lags its end. A
+// transaction's commit returns before the broker has written its markers into every
+// partition, and until then the stable offset stays before the transaction's records:
+// read at once, a committed fetch can look empty.
+func readSettled(t *testing.T, c *testkafka.Cluster, topics ...string) []*kgo.Record {
+	t.Helper()
+	adm := c.Admin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		stable, err1 := adm.ListCommittedOffsets(ctx, topics...)
+		ends, err2 := adm.ListEndOffsets(ctx, topics...)
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatalf("list offsets: %v", err)
+		}
+		lagging := ""
+		ends.Each(func(e kadm.ListedOffset) {
+			if s, ok := stable.Lookup(e.Topic, e.Partition); e.Err == nil && (!ok || s.Offset < e.Offset) {
+				lagging = fmt.Sprintf("%s/%d", e.Topic, e.Partition)
+			}
+		})
+		if lagging == "" {
+			return c.ReadAll(t, topics...)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: last stable offset still behind its end after 30s: an open transaction", lagging)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// TestIntegrationFetchOrganized exports organizeOutputBy=Patient output split so that
+// resource blocks continue across files (continuesInFile): every resource lands on its
+// own type's topic, block headers are not published, and the run reconciles.
+func TestIntegrationFetchOrganized(t *testing.T) {
+	srv, err := ehrsim.New(ehrsim.Config{Dir: small, ResourcesPerFile: 3, ManifestPageSize: 2,
+		Faults: ehrsim.Faults{TruncateDownloads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c := testkafka.New(t)
+	cfg := fastConfig(c, srv.URL)
+	cfg.Export.Level = bulk.LevelPatient
+	cfg.Export.OrganizeOutputBy = "Patient"
+	sum, err := producer.Fetch(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("fetch: %v\n%+v", err, sum)
+	}
+	var headers int64
+	for _, f := range sum.Files {
+		headers += f.Headers
+		if f.Type != "organized-by-Patient" {
+			t.Errorf("file type %q", f.Type)
+		}
+	}
+	// 5 blocks, one per Patient, of 5 resources each in files of 3: some blocks continue
+	// in a next file, which repeats their header.
+	if headers <= 5 || sum.Resources() != 25 {
+		t.Errorf("%d headers, %d resources over %d files", headers, sum.Resources(), len(sum.Files))
+	}
+	got := readLanded(t, c, []string{"Patient", "Observation", "Organization"})
+	// Organizations are outside the Patient compartment, so not in the export.
+	if got.byType["Patient"] != 5 || got.byType["Observation"] != 20 || got.byType["Organization"] != 0 || len(got.dead) != 0 {
+		t.Errorf("landed %v, %d dead letters", got.byType, len(got.dead))
+	}
+}
+
+// TestIntegrationFetchNewExport has the server forget the export mid-run (status and
+// file URLs answer 404), so refreshing the manifest cannot recover the files: the
+// fetcher gives the export up and kicks off a new one, within the same run. The new
+// export's records hold every source line exactly once; what the abandoned export had
+// published stays, under its own export id.
+func TestIntegrationFetchNewExport(t *testing.T) {
+	srv, err := ehrsim.New(ehrsim.Config{Dir: small, ResourcesPerFile: 3, Faults: ehrsim.Faults{DropExportAfterFiles: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c := testkafka.New(t)
+	cfg := fastConfig(c, srv.URL)
+	cfg.Workers = 1 // files one by one, so the drop falls after some were published
+	sum, err := producer.Fetch(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("fetch: %v\n%+v", err, sum)
+	}
+	if k, d := srv.Stats().Kickoffs.Load(), srv.Stats().Dropped.Load(); k != 2 || d != 1 {
+		t.Fatalf("%d kickoffs, %d exports dropped; want 2 and 1", k, d)
+	}
+	want := sourceCounts(srv)
+	topics := schemas.MustTopics(c.Prefix)
+	var names []string
+	for typ := range want {
+		names = append(names, topics.Raw(typ))
+	}
+	byExport := map[string]map[string]int{} // export id → type → records
+	seen := map[string]bool{}
+	for _, r := range readSettled(t, c, names...) {
+		exportID, line := header(r, schemas.HeaderExportID), header(r, schemas.HeaderSourceLine)
+		id := exportID + " " + header(r, schemas.HeaderSourceURL) + " " + line
+		if seen[id] {
+			t.Errorf("line published twice: %s", id)
+		}
+		seen[id] = true
+		if byExport[exportID] == nil {
+			byExport[exportID] = map[string]int{}
+		}
+		byExport[exportID][header(r, schemas.HeaderResourceType)]++
+	}
+	if len(byExport) != 2 {
+		t.Fatalf("records of %d exports, want the abandoned one and the new one", len(byExport))
+	}
+	for typ, n := range want {
+		if got := byExport[sum.ExportID][typ]; got != n {
+			t.Errorf("new export: %s %d records, source has %d", typ, got, n)
+		}
 	}
 }

@@ -28,10 +28,15 @@ const (
 type fileRun struct {
 	key      string // state topic key
 	kind     string
-	typ      string
+	typ      string // resource type; "" in organized output, where each line has its own
 	index    int    // position among the manifest's entries of its kind
 	url      string // current URL or local path
 	expected *int64
+	// organizedBy is the manifest's outputOrganizedBy; next is the file this one's last
+	// resource block continues in (continuesInFile), published right after this one.
+	organizedBy string
+	next        *fileRun
+	continued   bool // some file continues in this one
 
 	cp        checkpoint
 	committed checkpoint
@@ -65,16 +70,17 @@ func (rn *runner) publishFile(ctx context.Context, f *fileRun, open opener) erro
 		f.finished.Store(true)
 		return nil
 	}
-	if f.kind == kindOutput {
+	if f.kind == kindOutput && f.organizedBy == "" {
 		if err := rn.ensure(ctx, f.typ); err != nil {
 			return err
 		}
 	}
-	body, err := open(ctx, f, f.cp.Offset)
+	src, err := open(ctx, f, f.cp.Offset)
 	if err != nil {
 		return err
 	}
-	defer func() { body.Close() }()
+	body := newReadAhead(src)
+	defer body.Close()
 	lr := newLineReader(&countingReader{r: body, n: &f.bytesRead, total: &rn.bytes}, rn.cfg.MaxLineBytes, f.cp.Offset, f.cp.Line)
 	var parser fastjson.Parser
 	urlB := []byte(f.url)
@@ -134,6 +140,10 @@ func (rn *runner) handleLine(ctx context.Context, f *fileRun, p *fastjson.Parser
 		rn.tombstones(ctx, f, p, line, lineNo, urlB)
 		return
 	}
+	if f.organizedBy != "" {
+		rn.organizedLine(ctx, f, p, line, size, lineNo, urlB)
+		return
+	}
 	rawTopic := rn.topics.Raw(f.typ)
 	if int(size)+recordOverhead > rn.maxRec {
 		rn.deadByRef(ctx, f, lineNo, size, "too-large", fmt.Sprintf("resource of %d bytes exceeds the %d-byte record limit", size, rn.maxRec))
@@ -157,7 +167,7 @@ func (rn *runner) handleLine(ctx context.Context, f *fileRun, p *fastjson.Parser
 			class, msg = "type-mismatch", fmt.Sprintf("resourceType %q in a %s file", truncate(string(rt), 64), f.typ)
 		case id == nil:
 			class, msg = "missing-id", "resource has no id"
-		case !schemas.ValidResourceID(string(id)):
+		case !validID(id):
 			class, msg = "bad-id", "id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
 		default:
 			key = schemas.Key(f.typ, string(id))
@@ -175,6 +185,63 @@ func (rn *runner) handleLine(ctx context.Context, f *fileRun, p *fastjson.Parser
 	rn.resources.Add(1)
 	metricResources.WithLabelValues(f.typ).Inc()
 	rn.pub.produce(ctx, rec)
+}
+
+// organizedLine handles a line of organized output (organizeOutputBy): a block header
+// is noted and not published; any other line goes to the raw topic of its own type.
+func (rn *runner) organizedLine(ctx context.Context, f *fileRun, p *fastjson.Parser, line []byte, size, lineNo int64, urlB []byte) {
+	if int(size)+recordOverhead > rn.maxRec {
+		rn.deadByRef(ctx, f, lineNo, size, "too-large", fmt.Sprintf("resource of %d bytes exceeds the %d-byte record limit", size, rn.maxRec))
+		return
+	}
+	class, msg, typ, key := "", "", "", []byte(nil)
+	v, err := p.ParseBytes(line)
+	switch {
+	case err != nil:
+		class, msg = "invalid-json", "line is not valid JSON: "+truncate(err.Error(), 200)
+	case v.Type() != fastjson.TypeObject:
+		class, msg = "not-object", "line is a JSON "+v.Type().String()+", not an object"
+	default:
+		rt, id := v.GetStringBytes("resourceType"), v.GetStringBytes("id")
+		if string(rt) == "Parameters" && string(v.GetStringBytes("parameter", "0", "name")) == "header" {
+			ref := string(v.GetStringBytes("parameter", "0", "valueReference", "reference"))
+			f.cp.Headers++
+			if f.cp.Headers == 1 {
+				f.cp.FirstHeader = ref
+			}
+			f.cp.LastHeader = ref
+			return
+		}
+		switch {
+		case rt == nil:
+			class, msg = "missing-resource-type", "resource has no resourceType"
+		case !schemas.ValidResourceType(string(rt)):
+			class, msg = "bad-resource-type", fmt.Sprintf("resourceType %q is not a FHIR resource type", truncate(string(rt), 64))
+		case id == nil:
+			class, msg = "missing-id", "resource has no id"
+		case !validID(id):
+			class, msg = "bad-id", "id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
+		default:
+			typ, key = string(rt), schemas.Key(string(rt), string(id))
+		}
+	}
+	if class != "" {
+		f.cp.Dead++
+		metricErrors.WithLabelValues(class).Inc()
+		rec := &kgo.Record{Value: append([]byte(nil), line...), Headers: rn.headers("", urlB, lineNo)}
+		rn.pub.produce(ctx, deadletter.Record(rn.topics.DLQ(), rec, deadletter.Context{
+			Stage: "fetch", Partition: -1, Offset: -1, Class: class, Message: msg}))
+		return
+	}
+	// Types are known only line by line here; the topic is created on first sight.
+	if err := rn.ensure(ctx, typ); err != nil {
+		rn.pub.fail(err)
+		return
+	}
+	f.cp.Published++
+	rn.resources.Add(1)
+	metricResources.WithLabelValues(typ).Inc()
+	rn.pub.produce(ctx, &kgo.Record{Topic: rn.topics.Raw(typ), Key: key, Value: append([]byte(nil), line...), Headers: rn.headers(typ, urlB, lineNo)})
 }
 
 func (rn *runner) headers(typ string, urlB []byte, lineNo int64) []kgo.RecordHeader {
@@ -195,7 +262,7 @@ func (rn *runner) deadByRef(ctx context.Context, f *fileRun, lineNo, size int64,
 	f.cp.Oversize++
 	metricErrors.WithLabelValues(class).Inc()
 	h := rn.headers(f.typ, []byte(f.url), lineNo)
-	h = append(h, kgo.RecordHeader{Key: "fhir.source.size", Value: strconv.AppendInt(nil, size, 10)})
+	h = append(h, kgo.RecordHeader{Key: schemas.HeaderSourceSize, Value: strconv.AppendInt(nil, size, 10)})
 	rec := &kgo.Record{Topic: rn.topics.Raw(f.typ), Headers: h}
 	rn.pub.produce(ctx, deadletter.Record(rn.topics.DLQ(), rec, deadletter.Context{
 		Stage: "fetch", SourceTopic: rn.topics.Raw(f.typ), Partition: -1, Offset: -1, Class: class, Message: msg}))
@@ -279,6 +346,21 @@ func deletedEntries(p *fastjson.Parser, line []byte) ([][2]string, error) {
 		out = append(out, [2]string{typ, id})
 	}
 	return out, nil
+}
+
+// validID is schemas.ValidResourceID (FHIR R4: 1 to 64 of A-Z a-z 0-9 - .) on bytes,
+// without the regular expression: it runs once per published line, and the regexp was
+// as costly as parsing the line. TestValidIDMatchesSchemas keeps the two in step.
+func validID(id []byte) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func truncate(s string, n int) string {

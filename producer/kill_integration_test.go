@@ -16,16 +16,27 @@ import (
 
 // TestIntegrationFetchKill runs `fhirstream fetch` as a subprocess, SIGKILLs it at random
 // points, restarts it with the same command, and checks that the raw topics then hold
-// every source line exactly once. FHIRSTREAM_KILL_PATIENTS sets the export size
-// (default 100; the acceptance run uses 1000).
+// every source line exactly once. FHIRSTREAM_KILL_PATIENTS sets the export size; the
+// default is the acceptance size, 1,000 patients, on a real broker and 100 on kfake, whose
+// in-process broker (often under -race) would make the big run slow without proving more.
 func TestIntegrationFetchKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs a multi-process export")
 	}
 	patients := 100
-	if v := os.Getenv("FHIRSTREAM_KILL_PATIENTS"); v != "" {
-		patients, _ = strconv.Atoi(v)
+	if testkafka.Real() {
+		patients = 1000
 	}
+	if v := os.Getenv("FHIRSTREAM_KILL_PATIENTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			t.Fatalf("FHIRSTREAM_KILL_PATIENTS=%q: want a positive number", v)
+		}
+		patients = n
+	}
+	// Kills land anywhere in a run's first maxKillDelay; a bigger export runs longer, so
+	// the window grows with it and the kills fall at early, middle and late points.
+	maxKillDelay := time.Duration(max(1500, 6*patients)) * time.Millisecond
 	bin := filepath.Join(t.TempDir(), "fhirstream")
 	build := exec.Command("go", "build", "-o", bin, "../cmd/fhirstream")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -57,7 +68,7 @@ func TestIntegrationFetchKill(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		if kills < 4 {
-			delay := time.Duration(200+rand.IntN(1500)) * time.Millisecond
+			delay := 200*time.Millisecond + rand.N(maxKillDelay)
 			select {
 			case err := <-done:
 				if err != nil {

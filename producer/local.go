@@ -2,7 +2,6 @@ package producer
 
 import (
 	"bufio"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // localName matches NDJSON file names that carry their resource type.

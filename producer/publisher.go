@@ -134,9 +134,13 @@ func (p *publisher) commit(ctx context.Context, extra ...*kgo.Record) error {
 	if n == 0 && len(extra) == 0 && p.pending.Load() == 0 {
 		return nil
 	}
+	start := time.Now()
+	var flushed time.Duration
+	defer func() { p.log.Debug("fetch: commit", "flush", flushed, "took", time.Since(start)) }()
 	if err := p.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
+	flushed = time.Since(start)
 	if err := p.failed(); err != nil {
 		abortErr := p.cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
 		return errors.Join(err, abortErr)
@@ -151,6 +155,13 @@ func (p *publisher) commit(ctx context.Context, extra ...*kgo.Record) error {
 	}
 	p.filesMu.Unlock()
 	p.pending.Store(0)
+	// A worker that crossed the byte limit while this commit waited for the gate has
+	// signalled for a commit that this one already is: drop it, or the next commit would
+	// follow at once with next to nothing in it.
+	select {
+	case <-p.commitCh:
+	default:
+	}
 	p.commits.Add(1)
 	if err := p.cl.BeginTransaction(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)

@@ -43,6 +43,12 @@ type checkpoint struct {
 	Dead      int64  `json:"dead"`
 	Oversize  int64  `json:"oversize"`
 	Done      bool   `json:"done"`
+	// Organized output (organizeOutputBy): header lines read and not published, and the
+	// references of the file's first and last headers, which tie a file to the one its
+	// last block continues in (continuesInFile) across restarts.
+	Headers     int64  `json:"headers,omitempty"`
+	FirstHeader string `json:"firstHeader,omitempty"`
+	LastHeader  string `json:"lastHeader,omitempty"`
 }
 
 func hashID(parts ...string) string {

@@ -23,6 +23,9 @@ const (
 	HeaderSourceLine      = "fhir.source.line"             // 1-based line number within that file
 	HeaderResourceType    = "fhir.resource-type"           // the resource type of the value
 	HeaderDeleted         = "fhir.deleted"                 // "true" on tombstones of deleted resources
+	// HeaderSourceSize is the byte length of a source line dead-lettered by reference
+	// (too large for a record, or over the line limit), whose value is left out.
+	HeaderSourceSize = "fhir.source.size"
 )
 
 // Dead-letter context headers, in the spirit of Kafka Connect's __connect.errors.*. The

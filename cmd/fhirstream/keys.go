@@ -12,10 +12,10 @@ import (
 
 func init() {
 	keys := &cobra.Command{Use: "keys", Short: "Manage SMART Backend Services client keys"}
-	var alg, kid, out string
+	var alg, kid, out, jwksOut string
 	gen := &cobra.Command{
 		Use:   "generate",
-		Short: "Generate a client key: the private JWK goes to --out (mode 0600), the public JWKS to stdout",
+		Short: "Generate a client key: the private JWK goes to --out (mode 0600), the public JWKS to stdout (and --jwks-out)",
 		Long: `Generate an RS384 (RSA 2048) or ES384 (P-384) key for SMART Backend Services.
 The private key is written as a JWK to --out with file mode 0600; the public key set
 printed on stdout is what you register with the EHR (or serve at your jku URL).`,
@@ -49,13 +49,21 @@ printed on stdout is what you register with the EHR (or serve at your jku URL).`
 				return err
 			}
 			pb, _ := json.MarshalIndent(pub, "", "  ")
-			fmt.Fprintln(cmd.OutOrStdout(), string(pb))
-			return nil
+			pb = append(pb, '\n')
+			if jwksOut != "" {
+				// Public material: readable by the EHR admin or a web server serving the jku.
+				if err := os.WriteFile(jwksOut, pb, 0o644); err != nil {
+					return fmt.Errorf("keys generate: write public JWKS: %w", err)
+				}
+			}
+			_, err = cmd.OutOrStdout().Write(pb)
+			return err
 		},
 	}
 	gen.Flags().StringVar(&alg, "alg", smart.AlgES384, "signing algorithm: RS384 or ES384")
 	gen.Flags().StringVar(&kid, "kid", "", "key id, sent in the assertion header (required)")
 	gen.Flags().StringVar(&out, "out", "", "file to write the private JWK to (created with mode 0600)")
+	gen.Flags().StringVar(&jwksOut, "jwks-out", "", "also write the public JWKS to this file (it is printed on stdout either way)")
 	_ = gen.MarkFlagRequired("kid")
 	keys.AddCommand(gen)
 	addCommand(keys)

@@ -46,7 +46,7 @@ Backend Services (RS384 or ES384 assertions). Fault flags make it misbehave on p
 			}
 			// The URL goes to stdout so scripts can capture it; everything else is logged.
 			fmt.Fprintln(cmd.OutOrStdout(), srv.URL)
-			logger.Info("serve-ehr: listening", "url", srv.URL, "auth", cfg.Auth, "types", len(srv.Types()))
+			logger.Info("serve-ehr: listening", "addr", srv.Addr(), "url", srv.URL, "auth", cfg.Auth, "types", len(srv.Types()))
 			<-cmd.Context().Done()
 			return nil
 		},
@@ -56,6 +56,7 @@ Backend Services (RS384 or ES384 assertions). Fault flags make it misbehave on p
 	f.IntVar(&cfg.Synth, "synth", 0, "generate this many patients instead of --dir")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of the generated patients")
 	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:0", "listen address (port 0 picks a free one)")
+	f.StringVar(&cfg.PublicURL, "public-url", "", "base URL clients reach the server at, behind a proxy or in compose (status, file and token URLs are built from it; default http://<addr>)")
 	f.BoolVar(&cfg.Auth, "auth", false, "require SMART Backend Services bearer tokens")
 	f.StringArrayVar(&clients, "client", nil, "register a client: ID=JWKS_FILE (repeatable)")
 	f.DurationVar(&cfg.TokenTTL, "token-ttl", 5*time.Minute, "lifetime of issued tokens")
@@ -72,6 +73,7 @@ Backend Services (RS384 or ES384 assertions). Fault flags make it misbehave on p
 	f.IntVar(&cfg.Faults.TruncateDownloads, "fault-truncate", 0, "drop the connection halfway through the first N downloads of each file")
 	f.IntVar(&cfg.Faults.ExpireFileURLs, "fault-expire-urls", 0, "answer the first N requests of each file URL with 410 Gone and rotate the URL")
 	f.IntVar(&cfg.Faults.ExpireTokensAfterFiles, "fault-expire-tokens-after", 0, "revoke all tokens after this many file requests")
+	f.IntVar(&cfg.Faults.DropExportAfterFiles, "fault-drop-export-after", 0, "forget the export (status and files answer 404) at the Nth file request, once")
 	f.IntVar(&cfg.Faults.ErrorLines, "fault-error-lines", 0, "add an error file with N OperationOutcomes")
 	f.IntVar(&cfg.Faults.DeletedLines, "fault-deleted", 0, "add a deleted file listing N deleted Patients")
 	addCommand(cmd)

@@ -38,32 +38,41 @@ var nonPatientTypes = map[string]bool{"Organization": true, "Location": true, "P
 type request struct {
 	types       []string
 	since       time.Time
+	until       time.Time
+	elements    map[string][]string     // _elements by type; "" holds those given without a type
 	typeFilters map[string][]url.Values // by type, OR'd
 	patients    map[string]bool         // POST patient parameter
+	organizeBy  string                  // organizeOutputBy: "" or "Patient"
 	level       level
 }
 
 // job is one export.
 type job struct {
-	id        string
-	request   string // the kickoff URL
-	txTime    time.Time
-	dir       string // materialized files, when filtering or splitting
-	mu        sync.Mutex
-	ready     bool
-	err       error
-	polls     int
-	gen       int
-	files     []jobFile
-	fileState map[int]*fileFaults
+	id      string
+	request string // the kickoff URL
+	// organizedBy is the organizeOutputBy type, set before the job is shared.
+	organizedBy string
+	txTime      time.Time
+	dir         string // materialized files, when filtering or splitting
+	mu          sync.Mutex
+	ready       bool
+	err         error
+	polls       int
+	gen         int
+	files       []jobFile
+	fileState   map[int]*fileFaults
 }
 
 type jobFile struct {
 	kind  string // "output", "error" or "deleted"
-	typ   string
+	typ   string // "" in output organized by patient, which mixes types
 	path  string
 	size  int64
 	lines int64
+	// continues is the index of the file the last resource block of this one continues
+	// in (organized output), or 0 when it does not continue: a file never continues in
+	// the first file.
+	continues int
 }
 
 type fileFaults struct {
@@ -105,7 +114,8 @@ func (s *Server) handleKickoff(w http.ResponseWriter, r *http.Request, lvl level
 		return
 	}
 	s.stats.Kickoffs.Add(1)
-	j := &job{id: newID(), request: s.URL + r.URL.RequestURI(), txTime: time.Now().UTC().Truncate(time.Millisecond), fileState: map[int]*fileFaults{}}
+	j := &job{id: newID(), request: s.URL + r.URL.RequestURI(), txTime: time.Now().UTC().Truncate(time.Millisecond),
+		fileState: map[int]*fileFaults{}, organizedBy: req.organizeBy}
 	s.mu.Lock()
 	s.jobs[j.id] = j
 	s.mu.Unlock()
@@ -176,6 +186,31 @@ func parseRequest(p map[string][]string, lvl level) (request, error) {
 		}
 		req.since = t
 	}
+	if v := p["_until"]; len(v) > 0 {
+		t, err := time.Parse(time.RFC3339Nano, v[0])
+		if err != nil {
+			return req, fmt.Errorf("_until %q is not a FHIR instant", v[0])
+		}
+		req.until = t
+	}
+	if !req.since.IsZero() && !req.until.IsZero() && !req.until.After(req.since) {
+		return req, fmt.Errorf("_until %s is not after _since %s", req.until.Format(time.RFC3339), req.since.Format(time.RFC3339))
+	}
+	for _, v := range p["_elements"] {
+		for _, el := range splitList(v) {
+			typ, name, hasType := strings.Cut(el, ".")
+			if !hasType {
+				typ, name = "", el
+			}
+			if name == "" || strings.Contains(name, ".") {
+				return req, fmt.Errorf("_elements %q: want element or Type.element (root elements only)", el)
+			}
+			if req.elements == nil {
+				req.elements = map[string][]string{}
+			}
+			req.elements[typ] = append(req.elements[typ], name)
+		}
+	}
 	for _, f := range p["_outputFormat"] {
 		switch f {
 		case "application/fhir+ndjson", "application/ndjson", "ndjson":
@@ -196,6 +231,12 @@ func parseRequest(p map[string][]string, lvl level) (request, error) {
 			req.typeFilters[typ] = append(req.typeFilters[typ], vals)
 		}
 	}
+	if v := p["organizeOutputBy"]; len(v) > 0 && v[0] != "" {
+		if v[0] != "Patient" {
+			return req, fmt.Errorf("organizeOutputBy %q is not supported (only Patient)", v[0])
+		}
+		req.organizeBy = v[0]
+	}
 	if refs := p["patient"]; len(refs) > 0 {
 		if lvl == levelSystem {
 			return req, fmt.Errorf("the patient parameter needs a Patient or Group level export")
@@ -212,13 +253,22 @@ func parseRequest(p map[string][]string, lvl level) (request, error) {
 // or split, otherwise filtered copies streamed into a job directory.
 func (s *Server) build(j *job, req request) {
 	files, dir, err := s.buildFiles(j, req)
+	s.mu.Lock()
+	live := s.jobs[j.id] == j
+	s.mu.Unlock()
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.files, j.dir, j.err, j.ready = files, dir, err, true
+	if !live {
+		// Deleted, or the server closed, while the files were being written: nobody
+		// else will remove them.
+		j.remove()
+	}
 }
 
 func (s *Server) buildFiles(j *job, req request) ([]jobFile, string, error) {
-	filtering := !req.since.IsZero() || len(req.typeFilters) > 0 || req.patients != nil || s.cfg.ResourcesPerFile > 0
+	filtering := req.organizeBy != "" || !req.since.IsZero() || !req.until.IsZero() || len(req.elements) > 0 || len(req.typeFilters) > 0 ||
+		req.patients != nil || s.cfg.ResourcesPerFile > 0
 	f := s.cfg.Faults
 	var dir string
 	if filtering || f.ErrorLines > 0 || f.DeletedLines > 0 {
@@ -229,7 +279,16 @@ func (s *Server) buildFiles(j *job, req request) ([]jobFile, string, error) {
 		dir = d
 	}
 	var files []jobFile
+	if req.organizeBy != "" {
+		var err error
+		if files, err = s.organizeByPatient(dir, req); err != nil {
+			return nil, dir, err
+		}
+	}
 	for _, sf := range s.src.files {
+		if req.organizeBy != "" {
+			break
+		}
 		if len(req.types) > 0 && !slices.Contains(req.types, sf.typ) {
 			continue
 		}
@@ -296,6 +355,8 @@ func (s *Server) filterFile(dir string, sf srcFile, req request, base int) ([]jo
 		cur   *os.File
 		bw    *bufio.Writer
 		p     fastjson.Parser
+		arena fastjson.Arena
+		buf   []byte
 		n     int64
 		seq   int
 		limit = int64(s.cfg.ResourcesPerFile)
@@ -327,6 +388,13 @@ func (s *Server) filterFile(dir string, sf srcFile, req request, base int) ([]jo
 		if err == nil && !keep(v, sf.typ, req) {
 			continue
 		}
+		if err == nil && len(req.elements) > 0 {
+			arena.Reset()
+			if subset(v, &arena, sf.typ, req.elements) {
+				buf = v.MarshalTo(buf[:0])
+				line = buf
+			}
+		}
 		if cur == nil || (limit > 0 && n >= limit) {
 			if err := closeCur(); err != nil {
 				return nil, err
@@ -350,12 +418,18 @@ func (s *Server) filterFile(dir string, sf srcFile, req request, base int) ([]jo
 	return out, closeCur()
 }
 
-// keep applies _since, the patient list and _typeFilter to one resource.
+// keep applies _since, _until, the patient list and _typeFilter to one resource. A
+// resource without meta.lastUpdated passes _since and _until: its age is unknown.
 func keep(v *fastjson.Value, typ string, req request) bool {
-	if !req.since.IsZero() {
+	if !req.since.IsZero() || !req.until.IsZero() {
 		if lu := v.GetStringBytes("meta", "lastUpdated"); lu != nil {
-			if t, err := time.Parse(time.RFC3339Nano, string(lu)); err == nil && !t.After(req.since) {
-				return false
+			if t, err := time.Parse(time.RFC3339Nano, string(lu)); err == nil {
+				if !req.since.IsZero() && !t.After(req.since) {
+					return false
+				}
+				if !req.until.IsZero() && t.After(req.until) {
+					return false
+				}
 			}
 		}
 	}
@@ -531,15 +605,17 @@ func retryAfter(d time.Duration) string {
 }
 
 type manifestEntry struct {
-	Type  string `json:"type"`
-	URL   string `json:"url"`
-	Count *int64 `json:"count,omitempty"`
+	Type            string `json:"type,omitempty"`
+	URL             string `json:"url"`
+	ContinuesInFile string `json:"continuesInFile,omitempty"`
+	Count           *int64 `json:"count,omitempty"`
 }
 
 type manifest struct {
 	TransactionTime     string          `json:"transactionTime"`
 	Request             string          `json:"request"`
 	RequiresAccessToken bool            `json:"requiresAccessToken"`
+	OutputOrganizedBy   string          `json:"outputOrganizedBy,omitempty"`
 	Output              []manifestEntry `json:"output"`
 	Error               []manifestEntry `json:"error"`
 	Deleted             []manifestEntry `json:"deleted,omitempty"`
@@ -552,7 +628,7 @@ type manifest struct {
 // writeManifest writes page of the manifest; j.mu is held.
 func (s *Server) writeManifest(w http.ResponseWriter, j *job, page int) {
 	m := manifest{TransactionTime: j.txTime.Format(time.RFC3339Nano), Request: j.request,
-		RequiresAccessToken: s.cfg.Auth, Output: []manifestEntry{}, Error: []manifestEntry{}}
+		RequiresAccessToken: s.cfg.Auth, OutputOrganizedBy: j.organizedBy, Output: []manifestEntry{}, Error: []manifestEntry{}}
 	var outputs []int
 	for i, f := range j.files {
 		entry := manifestEntry{Type: f.typ, URL: fmt.Sprintf("%s/files/%s/%d/%d", s.URL, j.id, j.gen, i)}
@@ -582,7 +658,11 @@ func (s *Server) writeManifest(w http.ResponseWriter, j *job, page int) {
 	for _, i := range outputs[from:to] {
 		f := j.files[i]
 		n := f.lines
-		m.Output = append(m.Output, manifestEntry{Type: f.typ, URL: fmt.Sprintf("%s/files/%s/%d/%d", s.URL, j.id, j.gen, i), Count: &n})
+		entry := manifestEntry{Type: f.typ, URL: fmt.Sprintf("%s/files/%s/%d/%d", s.URL, j.id, j.gen, i), Count: &n}
+		if f.continues > 0 {
+			entry.ContinuesInFile = fmt.Sprintf("%s/files/%s/%d/%d", s.URL, j.id, j.gen, f.continues)
+		}
+		m.Output = append(m.Output, entry)
 	}
 	if to < len(outputs) {
 		m.Link = append(m.Link, struct {

@@ -1,13 +1,14 @@
 package ehrsim
 
 import (
-	"compress/gzip"
 	"io"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // handleFile serves one export file: gzip when the client accepts it, byte ranges of the
@@ -19,6 +20,18 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 	n := s.stats.FileRequests.Add(1)
 	if k := s.cfg.Faults.ExpireTokensAfterFiles; k > 0 && n == int64(k) {
 		s.revokeTokens()
+	}
+	if k := s.cfg.Faults.DropExportAfterFiles; k > 0 && n == int64(k) {
+		s.mu.Lock()
+		j := s.jobs[r.PathValue("job")]
+		delete(s.jobs, r.PathValue("job"))
+		s.mu.Unlock()
+		if j != nil {
+			s.stats.Dropped.Add(1)
+			j.mu.Lock()
+			j.remove()
+			j.mu.Unlock()
+		}
 	}
 	j := s.lookupJob(w, r)
 	if j == nil {
@@ -77,7 +90,9 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		w.Header().Set("Content-Encoding", "gzip")
 		w.WriteHeader(http.StatusOK)
-		zw := gzip.NewWriter(throttled(w, s.cfg.Faults.SlowBytesPerSec))
+		// The fastest level: the simulator often shares a machine (or a process, in
+		// benchmarks) with the client, and compression effort here is not the client's cost.
+		zw, _ := gzip.NewWriterLevel(throttled(w, s.cfg.Faults.SlowBytesPerSec), gzip.BestSpeed)
 		_, err := io.Copy(zw, body)
 		if truncate {
 			_ = zw.Flush()

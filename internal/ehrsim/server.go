@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -41,6 +42,11 @@ type Config struct {
 	Seed uint64
 	// Addr to listen on; default "127.0.0.1:0" (a free port).
 	Addr string
+	// PublicURL is the base URL clients reach the server at, when that is not the listen
+	// address (behind a proxy, in a container network): status, file and token URLs are
+	// built from it, and a proxy in front is expected to forward <PublicURL>/x to /x.
+	// Default "http://" + the listen address.
+	PublicURL string
 
 	// Auth turns on SMART Backend Services: every Bulk Data request then needs a bearer
 	// token from the token endpoint, obtained with a client registered by RegisterClient.
@@ -82,6 +88,10 @@ type Faults struct {
 	// ExpireTokensAfterFiles revokes every issued token once this many file requests have
 	// been served: a token expiring mid-export (0: off).
 	ExpireTokensAfterFiles int
+	// DropExportAfterFiles forgets the export whose file is the Nth file request served
+	// (0: off), as a server purging an export early would: its status and file URLs
+	// then answer 404, so only a new kickoff recovers. It happens once per server.
+	DropExportAfterFiles int
 
 	ErrorLines   int // add an error file with this many OperationOutcome lines
 	DeletedLines int // add a deleted file: one Bundle listing this many deleted Patients
@@ -89,7 +99,8 @@ type Faults struct {
 
 // Server is a running simulator.
 type Server struct {
-	// URL is the FHIR base URL, e.g. http://127.0.0.1:34567 (no trailing slash).
+	// URL is the FHIR base URL, e.g. http://127.0.0.1:34567 (no trailing slash); the
+	// public URL when one is configured.
 	URL string
 
 	cfg    Config
@@ -118,6 +129,7 @@ type Stats struct {
 	RangeRequests atomic.Int64
 	TokensIssued  atomic.Int64
 	AuthFailures  atomic.Int64
+	Dropped       atomic.Int64 // exports forgotten by the DropExportAfterFiles fault
 }
 
 // New starts a simulator and returns once it accepts connections.
@@ -169,10 +181,23 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ln = ln
 	s.URL = "http://" + ln.Addr().String()
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			ln.Close()
+			s.cleanup()
+			return nil, fmt.Errorf("ehrsim: public URL %q: want http(s)://host[:port][/path]", cfg.PublicURL)
+		}
+		s.URL = strings.TrimRight(cfg.PublicURL, "/")
+	}
 	s.hs = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go func() { _ = s.hs.Serve(ln) }()
 	return s, nil
 }
+
+// Addr is the address the server listens on (which differs from URL's host when a
+// public URL is configured).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() *Stats { return &s.stats }
@@ -196,7 +221,9 @@ func (s *Server) Close() error {
 	}
 	s.mu.Lock()
 	for id, j := range s.jobs {
+		j.mu.Lock()
 		j.remove()
+		j.mu.Unlock()
 		delete(s.jobs, id)
 	}
 	s.mu.Unlock()

@@ -16,10 +16,13 @@ type Manifest struct {
 	TransactionTime     time.Time `json:"transactionTime"`
 	Request             string    `json:"request"`
 	RequiresAccessToken bool      `json:"requiresAccessToken"`
-	Output              []File    `json:"output"`
-	Error               []File    `json:"error"`
-	Deleted             []File    `json:"deleted"`
-	Link                []Link    `json:"link,omitempty"`
+	// OutputOrganizedBy (v3) is the organizeOutputBy type: output files then mix types in
+	// resource blocks, each led by a header Parameters resource, and have no type.
+	OutputOrganizedBy string `json:"outputOrganizedBy,omitempty"`
+	Output            []File `json:"output"`
+	Error             []File `json:"error"`
+	Deleted           []File `json:"deleted"`
+	Link              []Link `json:"link,omitempty"`
 
 	Pages []json.RawMessage `json:"-"`
 }
@@ -49,8 +52,11 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		return nil, errors.New("manifest: no transactionTime")
 	}
 	for _, f := range m.Output {
-		if f.Type == "" || f.URL == "" {
-			return nil, fmt.Errorf("manifest: output entry without type or url")
+		if f.URL == "" {
+			return nil, fmt.Errorf("manifest: output entry without url")
+		}
+		if f.Type == "" && m.OutputOrganizedBy == "" {
+			return nil, fmt.Errorf("manifest: output entry without type (and no outputOrganizedBy)")
 		}
 	}
 	m.Pages = []json.RawMessage{b}
