@@ -3,7 +3,6 @@ package producer_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fhirstream/fhirstream/internal/deadletter"
@@ -52,7 +50,7 @@ func readLanded(t *testing.T, c *testkafka.Cluster, types []string) landed {
 	}
 	l := landed{byType: map[string]int{}, tombstones: map[string]int{}}
 	seen := map[string]bool{}
-	for _, r := range readSettled(t, c, names...) {
+	for _, r := range c.ReadAll(t, names...) {
 		if r.Topic == topics.DLQ() {
 			l.dead = append(l.dead, r)
 			continue
@@ -273,38 +271,6 @@ func TestIntegrationFetchSinceAuto(t *testing.T) {
 	}
 }
 
-// readSettled reads topics once no partition's last stable offset lags its end. A
-// transaction's commit returns before the broker has written its markers into every
-// partition, and until then the stable offset stays before the transaction's records:
-// read at once, a committed fetch can look empty.
-func readSettled(t *testing.T, c *testkafka.Cluster, topics ...string) []*kgo.Record {
-	t.Helper()
-	adm := c.Admin(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
-		stable, err1 := adm.ListCommittedOffsets(ctx, topics...)
-		ends, err2 := adm.ListEndOffsets(ctx, topics...)
-		if err := errors.Join(err1, err2); err != nil {
-			t.Fatalf("list offsets: %v", err)
-		}
-		lagging := ""
-		ends.Each(func(e kadm.ListedOffset) {
-			if s, ok := stable.Lookup(e.Topic, e.Partition); e.Err == nil && (!ok || s.Offset < e.Offset) {
-				lagging = fmt.Sprintf("%s/%d", e.Topic, e.Partition)
-			}
-		})
-		if lagging == "" {
-			return c.ReadAll(t, topics...)
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: last stable offset still behind its end after 30s: an open transaction", lagging)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 func header(r *kgo.Record, key string) string {
 	for _, h := range r.Headers {
 		if h.Key == key {
@@ -380,7 +346,7 @@ func TestIntegrationFetchNewExport(t *testing.T) {
 	}
 	byExport := map[string]map[string]int{} // export id → type → records
 	seen := map[string]bool{}
-	for _, r := range readSettled(t, c, names...) {
+	for _, r := range c.ReadAll(t, names...) {
 		exportID, line := header(r, schemas.HeaderExportID), header(r, schemas.HeaderSourceLine)
 		id := exportID + " " + header(r, schemas.HeaderSourceURL) + " " + line
 		if seen[id] {

@@ -2,16 +2,29 @@ package kafkaclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// settleTimeout bounds how long ReadCommitted waits for open transactions to end; it
+// matches the transaction timeout of the stages and the fetcher, after which the
+// broker aborts a transaction left open by a dead producer.
+const settleTimeout = 30 * time.Second
+
 // ReadCommitted reads every committed record of topics, from the start up to each
-// partition's last stable offset as it is when ReadCommitted begins, and calls each for
-// every data record (transaction markers are skipped). Missing topics read as empty. It
-// is how the demo and the tests count what a stage wrote, independently of the stage.
+// partition's end, and calls each for every data record (transaction markers are
+// skipped). Missing topics read as empty. It is how the demo and the tests count what a
+// stage wrote, independently of the stage.
+//
+// It first waits until no partition has an open transaction (its last stable offset has
+// reached its end): a producer's commit returns before the broker has written the commit
+// markers into every partition, and until then a committed read would stop short of
+// records that are, in fact, committed. An open transaction still there after
+// settleTimeout is an error naming the partition.
 func ReadCommitted(ctx context.Context, cfg Config, topics []string, each func(*kgo.Record)) error {
 	if len(topics) == 0 {
 		return nil
@@ -21,9 +34,9 @@ func ReadCommitted(ctx context.Context, cfg Config, topics []string, each func(*
 		return err
 	}
 	defer admCl.Close()
-	ends, err := kadm.NewClient(admCl).ListCommittedOffsets(ctx, topics...)
+	ends, err := settledEnds(ctx, kadm.NewClient(admCl), topics)
 	if err != nil {
-		return fmt.Errorf("list stable offsets: %w", err)
+		return err
 	}
 	remaining := map[string]map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
@@ -76,4 +89,36 @@ func ReadCommitted(ctx context.Context, cfg Config, topics []string, each func(*
 		})
 	}
 	return nil
+}
+
+// settledEnds returns the last stable offsets of topics once each equals its partition's
+// end offset, polling until then (at most settleTimeout).
+func settledEnds(ctx context.Context, adm *kadm.Client, topics []string) (kadm.ListedOffsets, error) {
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		stable, err1 := adm.ListCommittedOffsets(ctx, topics...)
+		ends, err2 := adm.ListEndOffsets(ctx, topics...)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("list offsets: %w", err)
+		}
+		open := ""
+		ends.Each(func(e kadm.ListedOffset) {
+			if s, ok := stable.Lookup(e.Topic, e.Partition); e.Err == nil && (!ok || s.Offset < e.Offset) {
+				open = fmt.Sprintf("%s/%d", e.Topic, e.Partition)
+			}
+		})
+		if open == "" {
+			return stable, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("partition %s still has an open transaction after %s", open, settleTimeout)
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("waiting for open transactions on %s to end: %w", open, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
