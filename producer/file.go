@@ -167,7 +167,7 @@ func (rn *runner) handleLine(ctx context.Context, f *fileRun, p *fastjson.Parser
 			class, msg = "type-mismatch", fmt.Sprintf("resourceType %q in a %s file", truncate(string(rt), 64), f.typ)
 		case id == nil:
 			class, msg = "missing-id", "resource has no id"
-		case !validID(id):
+		case !schemas.ValidResourceID(id):
 			class, msg = "bad-id", "id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
 		default:
 			key = schemas.Key(f.typ, string(id))
@@ -215,11 +215,11 @@ func (rn *runner) organizedLine(ctx context.Context, f *fileRun, p *fastjson.Par
 		switch {
 		case rt == nil:
 			class, msg = "missing-resource-type", "resource has no resourceType"
-		case !schemas.ValidResourceType(string(rt)):
+		case !schemas.ValidResourceType(rt):
 			class, msg = "bad-resource-type", fmt.Sprintf("resourceType %q is not a FHIR resource type", truncate(string(rt), 64))
 		case id == nil:
 			class, msg = "missing-id", "resource has no id"
-		case !validID(id):
+		case !schemas.ValidResourceID(id):
 			class, msg = "bad-id", "id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
 		default:
 			typ, key = string(rt), schemas.Key(string(rt), string(id))
@@ -346,21 +346,6 @@ func deletedEntries(p *fastjson.Parser, line []byte) ([][2]string, error) {
 		out = append(out, [2]string{typ, id})
 	}
 	return out, nil
-}
-
-// validID is schemas.ValidResourceID (FHIR R4: 1 to 64 of A-Z a-z 0-9 - .) on bytes,
-// without the regular expression: it runs once per published line, and the regexp was
-// as costly as parsing the line. TestValidIDMatchesSchemas keeps the two in step.
-func validID(id []byte) bool {
-	if len(id) == 0 || len(id) > 64 {
-		return false
-	}
-	for _, c := range id {
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 func truncate(s string, n int) string {

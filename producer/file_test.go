@@ -7,18 +7,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
-
-	"github.com/fhirstream/fhirstream/schemas"
 )
-
-func TestValidIDMatchesSchemas(t *testing.T) {
-	for _, id := range []string{"", "a", "p-1.2", "A9", strings.Repeat("x", 64), strings.Repeat("x", 65),
-		"bad id", "a/b", "ü", "a\n", "-", ".", "a_b", "123"} {
-		if got, want := validID([]byte(id)), schemas.ValidResourceID(id); got != want {
-			t.Errorf("validID(%q) = %v, schemas.ValidResourceID says %v", id, got, want)
-		}
-	}
-}
 
 type closeRecorder struct {
 	io.Reader

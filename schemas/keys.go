@@ -3,7 +3,6 @@ package schemas
 import (
 	"errors"
 	"fmt"
-	"regexp"
 )
 
 // Key is the record key of a FHIR resource: "<ResourceType>/<id>". Keying by resource
@@ -23,21 +22,38 @@ func AppendKey(dst []byte, resourceType, id string) []byte {
 	return append(dst, id...)
 }
 
-// FHIR R4 rules: a resource type is an upper-camel-case name; an id is 1–64 characters
-// of [A-Za-z0-9-.] (http://hl7.org/fhir/R4/datatypes.html#id).
-var (
-	resourceTypeRE = regexp.MustCompile(`^[A-Z][A-Za-z]{1,63}$`)
-	resourceIDRE   = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
-)
-
 // ErrBadKey is wrapped by ParseKey errors.
 var ErrBadKey = errors.New("bad resource key")
 
-// ValidResourceType reports whether s has the form of a FHIR resource type name.
-func ValidResourceType(s string) bool { return resourceTypeRE.MatchString(s) }
+// ValidResourceType reports whether s has the form of a FHIR resource type name: an
+// upper-camel-case name of 2–64 letters. It takes bytes or a string, so hot paths check
+// fields in place without converting them; it is a byte loop, not a regular expression,
+// because every stage checks every record with it (a regexp was a third of validate's time).
+func ValidResourceType[T ~string | ~[]byte](s T) bool {
+	if len(s) < 2 || len(s) > 64 || s[0] < 'A' || s[0] > 'Z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
 
-// ValidResourceID reports whether s is a valid FHIR R4 id.
-func ValidResourceID(s string) bool { return resourceIDRE.MatchString(s) }
+// ValidResourceID reports whether s is a valid FHIR R4 id: 1–64 characters of
+// [A-Za-z0-9-.] (http://hl7.org/fhir/R4/datatypes.html#id).
+func ValidResourceID[T ~string | ~[]byte](s T) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
 
 // ParseKey splits a key into resource type and id, checking both against FHIR's rules.
 func ParseKey(key []byte) (resourceType, id string, err error) {

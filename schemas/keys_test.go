@@ -30,3 +30,31 @@ func TestParseKeyRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestValidResourceIDAndType(t *testing.T) {
+	ids := map[string]bool{
+		"a": true, "p-1.2": true, "A9": true, "123": true, "-": true, ".": true,
+		strings.Repeat("x", 64): true, strings.Repeat("x", 65): false,
+		"": false, "bad id": false, "a/b": false, "ü": false, "a\n": false, "a_b": false,
+	}
+	for id, want := range ids {
+		if got := ValidResourceID(id); got != want {
+			t.Errorf("ValidResourceID(%q) = %v, want %v", id, got, want)
+		}
+		if got := ValidResourceID([]byte(id)); got != want {
+			t.Errorf("ValidResourceID([]byte(%q)) = %v, want %v", id, got, want)
+		}
+	}
+	types := map[string]bool{
+		"Patient": true, "DocumentReference": true, "Ab": true, strings.Repeat("A", 64): true,
+		"A": false, "patient": false, "Patient1": false, "Pa-tient": false, "": false, strings.Repeat("A", 65): false,
+	}
+	for typ, want := range types {
+		if got := ValidResourceType(typ); got != want {
+			t.Errorf("ValidResourceType(%q) = %v, want %v", typ, got, want)
+		}
+		if got := ValidResourceType([]byte(typ)); got != want {
+			t.Errorf("ValidResourceType([]byte(%q)) = %v, want %v", typ, got, want)
+		}
+	}
+}
