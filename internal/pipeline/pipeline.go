@@ -3,6 +3,11 @@
 // an embedded broker, `fhirstream run` against a real cluster for small sites, and the end
 // to end tests and `fhirstream bench` use it too. Each stage is still its own consumer
 // group, exactly as when run one per process.
+//
+// Every goroutine of a stage runs under the pprof label ProfileLabel=<stage name>
+// (goroutines inherit the labels of the goroutine that starts them, so this covers the
+// stage's Kafka clients too): one CPU profile of the process splits per stage with
+// `go tool pprof -tagfocus stage=omop`. Progress reports what each stage has committed.
 package pipeline
 
 import (
@@ -10,6 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,16 +44,44 @@ type Config struct {
 	// SinkFlushInterval bounds how long rows wait before a Parquet file is written.
 	// Zero keeps the sink's default.
 	SinkFlushInterval time.Duration
-	Logger            *slog.Logger
-	Ready             *obs.Readiness
+	// GroupPrefix is put before every stage's consumer group name, so that pipelines on
+	// different topic prefixes can share a cluster without joining each other's groups
+	// (`fhirstream bench` uses one per run). "" keeps the standard names, which
+	// `fhirstream consume` uses too.
+	GroupPrefix string
+	// MeasureBytes counts the bytes each stage reads and emits, for Progress. It wraps
+	// every stage's processor in a counter: one atomic add per record.
+	MeasureBytes bool
+	Logger       *slog.Logger
+	Ready        *obs.Readiness
 }
+
+// ProfileLabel is the pprof label key every stage goroutine runs under; its value is
+// the stage name (Stage* constants).
+const ProfileLabel = "stage"
+
+// Stage names, as used in logs, metrics, dead-letter headers and ProfileLabel.
+const (
+	StageValidate   = validate.Name
+	StageDedupe     = dedupe.Name
+	StageOMOP       = omop.StageName
+	StageSinkBronze = "sink-" + sink.LayerBronze
+	StageSinkOMOP   = "sink-" + sink.LayerOMOP
+)
+
+// Stages lists the stage names in data-flow order (the order of Progress).
+var Stages = []string{StageValidate, StageDedupe, StageOMOP, StageSinkBronze, StageSinkOMOP}
 
 // Pipeline is a running set of stages.
 type Pipeline struct {
 	cfg    Config
+	topics schemas.Topics
 	omop   *omop.Processor
 	sinks  map[string]*sink.Sink
-	groups []string // in data-flow order
+	groups []string          // in data-flow order
+	stages []string          // names, in the order of groups
+	inputs []*regexp.Regexp  // input topics, in the order of groups
+	meters map[string]*meter // by stage name, when Config.MeasureBytes
 
 	ctx    context.Context // ends when Stop is called or any stage fails
 	cancel context.CancelFunc
@@ -71,7 +107,8 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	p := &Pipeline{cfg: cfg, omop: mapper, sinks: map[string]*sink.Sink{}, ctx: ctx, cancel: cancel}
+	p := &Pipeline{cfg: cfg, topics: topics, omop: mapper, sinks: map[string]*sink.Sink{},
+		meters: map[string]*meter{}, ctx: ctx, cancel: cancel}
 
 	defs := []runtime.Definition{
 		validate.Definition(topics, validate.Options{}),
@@ -80,12 +117,28 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	opts := runtime.Options{Logger: cfg.Logger, Ready: cfg.Ready}
 	for _, def := range defs {
+		def.Group = cfg.GroupPrefix + def.Group
+		if cfg.MeasureBytes {
+			m := &meter{}
+			p.meters[def.Name] = m
+			def.NewProcessor = m.wrap(def.NewProcessor)
+		}
 		p.groups = append(p.groups, def.Group)
-		p.goRun(def.Name, func() error { return runtime.Run(ctx, cfg.Kafka, def, opts) })
+		p.stages = append(p.stages, def.Name)
+		p.inputs = append(p.inputs, inputPattern(def))
+		p.goRun(def.Name, func(ctx context.Context) error { return runtime.Run(ctx, cfg.Kafka, def, opts) })
 	}
 	for _, layer := range []string{sink.LayerBronze, sink.LayerOMOP} {
-		s, err := sink.New(ctx, cfg.Kafka, sink.Config{Layer: layer, Out: cfg.Out, Logger: cfg.Logger,
-			FlushInterval: cfg.SinkFlushInterval})
+		name := "sink-" + layer
+		scfg := sink.Config{Layer: layer, Out: cfg.Out, Logger: cfg.Logger, FlushInterval: cfg.SinkFlushInterval}
+		if cfg.GroupPrefix != "" {
+			scfg.Group = cfg.GroupPrefix + "fhirstream-" + name
+		}
+		var s *sink.Sink
+		// Labelled too: whatever New starts (storage clients) belongs to the sink.
+		pprof.Do(ctx, pprof.Labels(ProfileLabel, name), func(ctx context.Context) {
+			s, err = sink.New(ctx, cfg.Kafka, scfg)
+		})
 		if err != nil {
 			cancel()
 			p.wg.Wait()
@@ -93,16 +146,25 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 		}
 		p.sinks[layer] = s
 		p.groups = append(p.groups, s.Group())
-		p.goRun("sink-"+layer, func() error { return s.Run(ctx) })
+		p.stages = append(p.stages, name)
+		input := topics.LayerPattern(schemas.LayerUnique)
+		if layer == sink.LayerOMOP {
+			input = topics.OMOPPattern()
+		}
+		p.inputs = append(p.inputs, regexp.MustCompile(input))
+		p.goRun(name, s.Run)
 	}
 	return p, nil
 }
 
-func (p *Pipeline) goRun(name string, run func() error) {
+// goRun runs one stage in its own goroutine under the pprof label of its name.
+func (p *Pipeline) goRun(name string, run func(context.Context) error) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		if err := run(); err != nil && !errors.Is(err, context.Canceled) {
+		var err error
+		pprof.Do(p.ctx, pprof.Labels(ProfileLabel, name), func(ctx context.Context) { err = run(ctx) })
+		if err != nil && !errors.Is(err, context.Canceled) {
 			p.mu.Lock()
 			p.errs = append(p.errs, fmt.Errorf("stage %s: %w", name, err))
 			p.mu.Unlock()
@@ -134,6 +196,9 @@ func (p *Pipeline) SinkStats(layer string) sink.Stats { return p.sinks[layer].St
 // WaitDrained returns once every stage has consumed and committed everything in its
 // input topics, checking the groups in data-flow order until all report zero lag twice
 // in a row (a stage may still be writing what the next one will read), or when ctx ends.
+// A topic matching a stage's input that its group has not committed on yet (one created
+// after the group last refreshed its metadata) counts as lag too, so a late topic is
+// never taken for a drained one.
 func (p *Pipeline) WaitDrained(ctx context.Context) error {
 	cl, err := p.cfg.Kafka.NewClient()
 	if err != nil {
@@ -146,7 +211,7 @@ func (p *Pipeline) WaitDrained(ctx context.Context) error {
 		if err := p.Err(); err != nil {
 			return err
 		}
-		lag, err := totalLag(ctx, adm, p.groups)
+		lag, err := p.totalLag(ctx, adm)
 		switch {
 		case err != nil:
 			quiet = 0
@@ -166,15 +231,17 @@ func (p *Pipeline) WaitDrained(ctx context.Context) error {
 	}
 }
 
-// totalLag sums the lag of groups; a group that has not committed yet, or a member
-// still joining, counts as not drained.
-func totalLag(ctx context.Context, adm *kadm.Client, groups []string) (int64, error) {
-	lags, err := adm.Lag(ctx, groups...)
+// totalLag sums the lag of the stages' groups; a group that has not committed yet, or a
+// member still joining, counts as not drained. Only when the committed partitions show no
+// lag does it list the cluster's topics (a large request on a shared cluster) to add the
+// partitions of input topics a group has never committed on.
+func (p *Pipeline) totalLag(ctx context.Context, adm *kadm.Client) (int64, error) {
+	lags, err := adm.Lag(ctx, p.groups...)
 	if err != nil {
 		return 0, err
 	}
 	var total int64
-	for _, g := range groups {
+	for _, g := range p.groups {
 		l, ok := lags[g]
 		if !ok || l.Error() != nil {
 			return 0, fmt.Errorf("group %s: no lag yet", g)
@@ -184,7 +251,42 @@ func totalLag(ctx context.Context, adm *kadm.Client, groups []string) (int64, er
 		}
 		total += l.Lag.Total()
 	}
-	return total, nil
+	if total > 0 {
+		return total, nil
+	}
+	all, err := adm.ListTopics(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var names []string // only this pipeline's inputs
+	for name := range all {
+		for _, re := range p.inputs {
+			if re.MatchString(name) {
+				names = append(names, name)
+				break
+			}
+		}
+	}
+	ends, err := adm.ListEndOffsets(ctx, names...)
+	if err != nil {
+		return 0, err
+	}
+	var missed error
+	ends.Each(func(end kadm.ListedOffset) {
+		for i, g := range p.groups {
+			if !p.inputs[i].MatchString(end.Topic) {
+				continue
+			}
+			if end.Err != nil {
+				missed = fmt.Errorf("end offset of %s/%d: %w", end.Topic, end.Partition, end.Err)
+				continue
+			}
+			if _, ok := lags[g].Lag.Lookup(end.Topic, end.Partition); !ok {
+				total += end.Offset // never committed on: all of it is lag
+			}
+		}
+	})
+	return total, missed
 }
 
 // Stop ends every stage (sinks flush what they hold) and waits for them.
@@ -192,4 +294,16 @@ func (p *Pipeline) Stop() error {
 	p.cancel()
 	p.wg.Wait()
 	return p.Err()
+}
+
+// inputPattern is the regular expression of a stage definition's input topics.
+func inputPattern(def runtime.Definition) *regexp.Regexp {
+	if def.Input != "" {
+		return regexp.MustCompile(def.Input)
+	}
+	quoted := make([]string, len(def.InputTopics))
+	for i, t := range def.InputTopics {
+		quoted[i] = regexp.QuoteMeta(t)
+	}
+	return regexp.MustCompile("^(" + strings.Join(quoted, "|") + ")$")
 }

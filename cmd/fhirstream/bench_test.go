@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/pprof/profile"
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/internal/pipeline"
+	"github.com/fhirstream/fhirstream/internal/synth"
+)
+
+// TestIntegrationBench runs `fhirstream bench` on a handful of patients (on kfake, or on
+// the broker in FHIRSTREAM_TEST_BROKERS) and checks that its report is consistent with
+// the generated input and with itself, and that the CPU profile splits by stage.
+func TestIntegrationBench(t *testing.T) {
+	const patients, seed = 4, 7
+	profDir := t.TempDir()
+	args := []string{"bench", "--patients", "4", "--seed", "7", "--partitions", "3", "--output", "json",
+		"--sink-flush-interval", "200ms", "--cpuprofile-dir", profDir, "--log-level", "warn"}
+	brokers := os.Getenv("FHIRSTREAM_TEST_BROKERS")
+	if brokers != "" {
+		args = append(args, "--brokers", brokers)
+	}
+	var out bytes.Buffer
+	rootCmd.SetOut(&out)
+	rootCmd.SetArgs(args)
+	t.Cleanup(func() { rootCmd.SetOut(nil); rootCmd.SetArgs(nil) })
+	if err := rootCmd.ExecuteContext(t.Context()); err != nil {
+		t.Fatalf("bench: %v\n%s", err, out.String())
+	}
+	var rep benchReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("bench --output json printed no JSON report: %v\n%s", err, out.String())
+	}
+
+	// The input, counted independently of the pipeline.
+	var generated, lineBytes int64
+	err := synth.Generate(context.Background(), synth.Config{Patients: patients, Seed: seed}, func(_ string, line []byte) error {
+		generated++
+		lineBytes += int64(len(line))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Generated != generated || rep.Resources != generated {
+		t.Fatalf("report: generated %d, fetched %d resources; synth generates %d", rep.Generated, rep.Resources, generated)
+	}
+	if !rep.Consistent || len(rep.Mismatches) > 0 {
+		t.Fatalf("report not consistent: %v", rep.Mismatches)
+	}
+
+	// Each stage read exactly what its upstream committed, and the figures follow from
+	// the counts and times the report gives.
+	want := append([]string{benchLabelFetch}, pipeline.Stages...)
+	if len(rep.Stages) != len(want) {
+		t.Fatalf("stages %+v, want %v", rep.Stages, want)
+	}
+	by := map[string]benchStage{}
+	for i, s := range rep.Stages {
+		if s.Name != want[i] {
+			t.Fatalf("stage %d is %q, want %q", i, s.Name, want[i])
+		}
+		by[s.Name] = s
+		if s.RecordsIn <= 0 || s.ActiveSeconds <= 0 || s.EndSeconds > rep.EndToEndSeconds+1e-9 || s.StartSeconds > s.EndSeconds {
+			t.Errorf("stage %s: %d records in, active %.3fs from %.3fs to %.3fs, end to end %.3fs",
+				s.Name, s.RecordsIn, s.ActiveSeconds, s.StartSeconds, s.EndSeconds, rep.EndToEndSeconds)
+		}
+		if !near(s.RecordsPerSecond, float64(s.RecordsIn)/s.ActiveSeconds) {
+			t.Errorf("stage %s: %.1f records/s, but %d records in %.3fs", s.Name, s.RecordsPerSecond, s.RecordsIn, s.ActiveSeconds)
+		}
+		if s.BytesIn <= 0 {
+			t.Errorf("stage %s: %d bytes in", s.Name, s.BytesIn)
+		}
+	}
+	flow := []struct {
+		what     string
+		got, exp int64
+	}{
+		{"fetch in", by["fetch"].RecordsIn, generated},
+		{"validate in", by[pipeline.StageValidate].RecordsIn, generated},
+		{"dedupe in", by[pipeline.StageDedupe].RecordsIn, by[pipeline.StageValidate].RecordsOut},
+		{"omop in", by[pipeline.StageOMOP].RecordsIn, by[pipeline.StageDedupe].RecordsOut},
+		{"sink-bronze in", by[pipeline.StageSinkBronze].RecordsIn, by[pipeline.StageDedupe].RecordsOut},
+		{"sink-omop in", by[pipeline.StageSinkOMOP].RecordsIn, by[pipeline.StageOMOP].RecordsOut},
+	}
+	for _, f := range flow {
+		if f.got != f.exp {
+			t.Errorf("%s: %d, want %d", f.what, f.got, f.exp)
+		}
+	}
+	// Raw records carry each NDJSON line as their value (plus a key).
+	if v := by[pipeline.StageValidate].BytesIn; v < lineBytes {
+		t.Errorf("validate read %d bytes, less than the %d bytes of the generated lines", v, lineBytes)
+	}
+	if !near(rep.ResourcesPerSecond, float64(rep.Resources)/rep.EndToEndSeconds) {
+		t.Errorf("%.1f resources/s end to end, but %d resources in %.3fs", rep.ResourcesPerSecond, rep.Resources, rep.EndToEndSeconds)
+	}
+	if rep.Memory.MaxRSSBytes <= 0 || rep.Memory.GoHeapPeakBytes <= 0 || rep.Memory.GoTotalPeakBytes < rep.Memory.GoHeapPeakBytes {
+		t.Errorf("memory %+v", rep.Memory)
+	}
+	if rep.CPU.ProcessSeconds <= 0 || rep.Host.CPUs <= 0 {
+		t.Errorf("cpu %+v, machine %+v", rep.CPU, rep.Host)
+	}
+
+	// The profile: labels are stage names, and each per-stage file holds only its stage.
+	if rep.Profile != filepath.Join(profDir, "cpu.pprof") {
+		t.Fatalf("profile at %q, want in %s", rep.Profile, profDir)
+	}
+	known := map[string]bool{benchLabelEHR: true, benchLabelBroker: true, benchLabelBench: true}
+	for _, s := range want {
+		known[s] = true
+	}
+	for label := range rep.CPU.ByLabel {
+		if strings.HasPrefix(label, "(") {
+			continue
+		}
+		if !known[label] {
+			t.Errorf("profile label %q is no stage of the run", label)
+		}
+		one := readProfile(t, filepath.Join(profDir, "cpu-"+label+".pprof"))
+		for _, s := range one.Sample {
+			if !s.HasLabel(pipeline.ProfileLabel, label) {
+				t.Fatalf("cpu-%s.pprof holds a sample labelled %v", label, s.Label)
+			}
+		}
+	}
+	readProfile(t, rep.Profile)
+
+	// The table form shows every stage and the verdict.
+	var table bytes.Buffer
+	if err := printBench(&table, "table", &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range want {
+		if !strings.Contains(table.String(), " "+s+"  ") {
+			t.Errorf("table lacks stage %s:\n%s", s, table.String())
+		}
+	}
+	if !strings.Contains(table.String(), "counts consistent") {
+		t.Errorf("table lacks the consistency verdict:\n%s", table.String())
+	}
+
+	// On a real broker, the run's topics and groups are gone afterwards.
+	if brokers != "" {
+		kc := kafkaclient.Defaults()
+		kc.Brokers = strings.Split(brokers, ",")
+		cl, err := kc.NewClient()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		adm := kadm.NewClient(cl)
+		topics, err := adm.ListTopics(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name := range topics {
+			if strings.HasPrefix(name, rep.TopicPrefix+".") {
+				t.Errorf("topic %s left behind", name)
+			}
+		}
+		groups, err := adm.ListGroups(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range groups.Groups() {
+			if strings.HasPrefix(g, rep.TopicPrefix+"-") {
+				t.Errorf("group %s left behind", g)
+			}
+		}
+	}
+}
+
+func TestBenchRejectsBadOptions(t *testing.T) {
+	for flag, o := range map[string]benchOptions{
+		"--patients":   {patients: 0, output: "table", partitions: 1},
+		"--output":     {patients: 1, output: "xml", partitions: 1},
+		"--partitions": {patients: 1, output: "json", partitions: 0},
+	} {
+		if _, err := runBench(t.Context(), &o); err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("options %+v: error %v, want one about %s", o, err, flag)
+		}
+	}
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-6*math.Max(1, math.Abs(b)) }
+
+func readProfile(t *testing.T, path string) *profile.Profile {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := profile.Parse(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return p
+}
