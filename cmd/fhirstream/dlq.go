@@ -231,9 +231,11 @@ func newDLQReplayCmd() *cobra.Command {
 value, timestamp and headers, the dead-letter context stripped and the replay count
 header (fhirstream.replay.count) incremented. A record replayed --max-replays times
 already is parked in <prefix>.dlq.parked instead, so a record that keeps failing does
-not loop. Progress is committed to a consumer group after every record (by default one
-per filter and destination), so an interrupted replay resumes; run one replay per
-group at a time. Use --dry-run first: it prints what would be replayed and parked.`,
+not loop. The replay is exactly once: republished records and the replay's progress (a
+consumer group, by default one per filter and destination) commit together in Kafka
+transactions, so an interrupted or crashed replay resumes where its last transaction
+ended, without duplicates. Run one replay per group at a time (a second one fences the
+first). Use --dry-run first: it prints what would be replayed and parked.`,
 		Args: cobra.NoArgs,
 	}
 	kc := kafkaFlags(cmd)

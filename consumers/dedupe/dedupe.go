@@ -25,11 +25,9 @@ import (
 	"math"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fastjson"
 
 	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/stage"
@@ -56,7 +54,7 @@ const (
 
 var mDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "fhirstream_dedupe_decisions_total",
-	Help: "Dedupe decisions per input topic and reason (new, newer, changed, deleted forwarded; duplicate, stale dropped). Counts attempts: a batch aborted by a rebalance is counted again when reprocessed.",
+	Help: "Dedupe decisions in committed batches, per input topic and reason (new, newer, changed, deleted forwarded; duplicate, stale dropped).",
 }, []string{"topic", "reason"})
 
 func init() { obs.Registry.MustRegister(mDecisions) }
@@ -132,36 +130,6 @@ func compare(a, b int64) int {
 	return 0
 }
 
-var parsers fastjson.ParserPool
-
-// Meta extracts meta.versionId and meta.lastUpdated. An absent or unparseable
-// lastUpdated is reported as ok=false for that field, not as an error: versioning is a
-// hint, content is the fallback. err is set only when value is not a JSON object.
-func Meta(value []byte) (versionID string, lastUpdated time.Time, luOK bool, err error) {
-	p := parsers.Get()
-	defer parsers.Put(p)
-	v, err := p.ParseBytes(value)
-	if err != nil {
-		return "", time.Time{}, false, err
-	}
-	if _, err := v.Object(); err != nil {
-		return "", time.Time{}, false, err
-	}
-	meta := v.Get("meta")
-	if meta == nil {
-		return "", time.Time{}, false, nil
-	}
-	if vid := meta.Get("versionId"); vid != nil && vid.Type() == fastjson.TypeString {
-		versionID = string(vid.GetStringBytes())
-	}
-	if lu := meta.Get("lastUpdated"); lu != nil && lu.Type() == fastjson.TypeString {
-		if t, perr := time.Parse(time.RFC3339Nano, string(lu.GetStringBytes())); perr == nil {
-			lastUpdated, luOK = t, true
-		}
-	}
-	return versionID, lastUpdated, luOK, nil
-}
-
 // StateOf computes the State of a resource's bytes.
 func StateOf(value []byte) (State, error) {
 	vid, lu, luOK, err := Meta(value)
@@ -203,7 +171,7 @@ type Processor struct {
 }
 
 // Process forwards or drops in according to Decide and records the new state.
-func (p *Processor) Process(_ context.Context, in *stage.Record, st stage.Store, out stage.Emitter) error {
+func (p *Processor) Process(ctx context.Context, in *stage.Record, st stage.Store, out stage.Emitter) error {
 	_, rt, ok := p.Topics.ParseLayerTopic(in.Topic)
 	if !ok {
 		return stage.Reject("type-mismatch", "", "topic %s is not a <prefix>.<layer>.<Type> topic", in.Topic)
@@ -211,7 +179,7 @@ func (p *Processor) Process(_ context.Context, in *stage.Record, st stage.Store,
 	var kb [KeySize]byte
 	sk := StoreKey(kb[:0], in.Key)
 	forward := func(reason string) {
-		mDecisions.WithLabelValues(in.Topic, reason).Inc()
+		runtime.CountCommitted(ctx, mDecisions, in.Topic, reason)
 		out.Emit(stage.Record{Topic: p.Topics.Unique(rt), Key: in.Key, Value: in.Value, Headers: in.Headers, Timestamp: in.Timestamp})
 	}
 	if in.IsTombstone() {
@@ -231,7 +199,7 @@ func (p *Processor) Process(_ context.Context, in *stage.Record, st stage.Store,
 	}
 	fwd, reason := Decide(prev, cur)
 	if !fwd {
-		mDecisions.WithLabelValues(in.Topic, reason).Inc()
+		runtime.CountCommitted(ctx, mDecisions, in.Topic, reason)
 		return nil
 	}
 	var vb [StateSize]byte
@@ -244,13 +212,14 @@ func (p *Processor) Process(_ context.Context, in *stage.Record, st stage.Store,
 // the changelog <prefix>.state.dedupe.
 func Definition(t schemas.Topics) runtime.Definition {
 	return runtime.Definition{
-		Name:     Name,
-		Group:    Group,
-		Input:    t.LayerPattern(schemas.LayerValid),
-		Outputs:  []string{t.Unique("<Type>"), t.DLQ()},
-		State:    StateName,
-		Topics:   t,
-		NewStore: NewStore,
+		Name:                 Name,
+		Group:                Group,
+		Input:                t.LayerPattern(schemas.LayerValid),
+		Outputs:              []string{t.Unique("<Type>"), t.DLQ()},
+		State:                StateName,
+		Topics:               t,
+		NewStore:             NewStore,
+		ConcurrentPartitions: true,
 		NewProcessor: func() (stage.Processor, error) {
 			return &Processor{Topics: t}, nil
 		},

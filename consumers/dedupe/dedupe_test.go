@@ -2,11 +2,12 @@ package dedupe
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"runtime"
 	"testing"
+
+	"github.com/valyala/fastjson"
 	"time"
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
@@ -152,38 +153,43 @@ func TestStoreBytesPerKey(t *testing.T) {
 	}
 }
 
-// FuzzMetaExtraction checks the fastjson extraction of meta against encoding/json.
+// FuzzMetaExtraction checks the scanner's extraction of meta against fastjson, the
+// full parser validate reads resources with (first of duplicate keys wins in both).
 func FuzzMetaExtraction(f *testing.F) {
 	f.Add([]byte(res("a", "3", "2024-01-01T00:00:00.5+01:00", "final")))
 	f.Add([]byte(`{"meta":{"versionId":1,"lastUpdated":"x"}}`))
 	f.Add([]byte(`{"meta":null}`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`{"meta":{"versionId":"\u0031"}}`))
+	f.Add([]byte(`{"a":[{"b":"\"}"}],"m\u0065ta":{"versionId":"2","versionId":"3"},"meta":{}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		vid, lu, luOK, err := Meta(data)
-		var doc map[string]json.RawMessage
-		if jerr := json.Unmarshal(data, &doc); jerr != nil || doc == nil {
-			// encoding/json is stricter about UTF-8 and duplicate handling differs;
-			// only require that fastjson did not report a field it could not have.
+		var p fastjson.Parser
+		doc, perr := p.ParseBytes(data)
+		if perr != nil || doc.Type() != fastjson.TypeObject {
+			// Not a JSON object: the scanner skips values it does not need without
+			// checking them, so only the other direction is checked.
 			return
 		}
 		if err != nil {
-			t.Fatalf("fastjson failed on a JSON object encoding/json accepts: %v", err)
+			t.Fatalf("scanner failed on a JSON object fastjson accepts: %v", err)
 		}
-		var meta struct {
-			VersionID   any `json:"versionId"`
-			LastUpdated any `json:"lastUpdated"`
+		var wantVid, wantLu string
+		var hasLu bool
+		if meta := doc.Get("meta"); meta != nil && meta.Type() == fastjson.TypeObject {
+			if v := meta.Get("versionId"); v != nil && v.Type() == fastjson.TypeString {
+				wantVid = string(v.GetStringBytes())
+			}
+			if v := meta.Get("lastUpdated"); v != nil && v.Type() == fastjson.TypeString {
+				wantLu, hasLu = string(v.GetStringBytes()), true
+			}
 		}
-		if raw, ok := doc["meta"]; ok && json.Unmarshal(raw, &meta) == nil {
-			if s, ok := meta.VersionID.(string); ok && s != vid {
-				t.Fatalf("versionId %q, encoding/json says %q", vid, s)
-			}
-			if s, ok := meta.LastUpdated.(string); ok {
-				want, perr := time.Parse(time.RFC3339Nano, s)
-				if (perr == nil) != luOK || (luOK && !want.Equal(lu)) {
-					t.Fatalf("lastUpdated %v/%v, encoding/json says %q", lu, luOK, s)
-				}
-			}
+		if vid != wantVid {
+			t.Fatalf("versionId %q, fastjson says %q", vid, wantVid)
+		}
+		want, werr := time.Parse(time.RFC3339Nano, wantLu)
+		if (hasLu && werr == nil) != luOK || luOK && !want.Equal(lu) {
+			t.Fatalf("lastUpdated %v/%v, fastjson says %q", lu, luOK, wantLu)
 		}
 	})
 }
@@ -217,6 +223,17 @@ func TestStoreAgainstMap(t *testing.T) {
 		want, wok := ref[[KeySize]byte(k)]
 		if ok != wok || (ok && string(got) != string(want[:])) {
 			t.Fatalf("key %d: store %x %v, map %x %v", n, got, ok, want, wok)
+		}
+	}
+}
+
+// BenchmarkMeta measures meta extraction from a typical resource.
+func BenchmarkMeta(b *testing.B) {
+	v := []byte(res("a", "3", "2024-01-01T00:00:00.5+01:00", "final"))
+	b.SetBytes(int64(len(v)))
+	for b.Loop() {
+		if _, _, ok, err := Meta(v); err != nil || !ok {
+			b.Fatal(ok, err)
 		}
 	}
 }

@@ -8,17 +8,33 @@ package passthrough_test
 //	FHIRSTREAM_TEST_BROKERS=127.0.0.1:19092 go test -run '^$' -bench BenchmarkStages \
 //	    -benchtime 1x ./consumers/passthrough
 //
-// Each reports records/s over the same input: generated Synthea-like resources
-// (internal/synth), produced once to the raw and valid layers. The rate is measured
-// from the first committed batch to the last, so that the one-time start (topic checks,
-// producer id, group join) of a few hundred milliseconds does not dominate.
+// FHIRSTREAM_BENCH_PATIENTS sets the input size (default 300 patients, about 115k
+// resources); FHIRSTREAM_BENCH_MAX_POLL sets runtime.Options.MaxPollRecords;
+// FHIRSTREAM_BENCH_LOG=info (or debug) shows the runtime's logs;
+// FHIRSTREAM_BENCH_CASES=dedupe,passthrough runs only those cases (for profiling).
+//
+// Each case reads the same input: generated Synthea-like resources (internal/synth),
+// produced once to the raw and valid layers (3 partitions per topic). Every case, the
+// bare loop included, is timed by the same observer: it watches the case's consumer
+// group commit its way to the end offsets of the input, and takes records/s from the
+// first commit it sees to the last, so the one-time start (topic checks, producer id,
+// group join) does not count; start-s reports that start separately. The cases run in
+// turn for FHIRSTREAM_BENCH_ROUNDS rounds (default 3); the medians are reported:
+// <case>-rec/s, and the ratios passthrough/bare, validate/passthrough and
+// dedupe/passthrough (medians of each round's ratio), and <case>-cpu-µs/rec, this
+// process's CPU time per input record (the broker's not included), which a loaded
+// machine distorts less than records/s. -v logs every run.
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,19 +50,50 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-const benchPatients = 100 // about 40k resources
+const defaultBenchPatients = 300
 
 func BenchmarkStages(b *testing.B) {
+	patients := defaultBenchPatients
+	if v := os.Getenv("FHIRSTREAM_BENCH_PATIENTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("FHIRSTREAM_BENCH_PATIENTS=%q: want a positive number", v)
+		}
+		patients = n
+	}
+	level := slog.LevelWarn
+	if v := os.Getenv("FHIRSTREAM_BENCH_LOG"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			b.Fatalf("FHIRSTREAM_BENCH_LOG=%q: %v", v, err)
+		}
+	}
+	rounds := 3
+	if v := os.Getenv("FHIRSTREAM_BENCH_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("FHIRSTREAM_BENCH_ROUNDS=%q: want a positive number", v)
+		}
+		rounds = n
+	}
+	var ropts runtime.Options
+	if v := os.Getenv("FHIRSTREAM_BENCH_MAX_POLL"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("FHIRSTREAM_BENCH_MAX_POLL=%q: want a positive number", v)
+		}
+		ropts.MaxPollRecords = n
+	}
+	ropts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
 	c := testkafka.New(b)
 	topics := schemas.MustTopics(c.Prefix)
 	ctx := context.Background()
 
 	var recs []*kgo.Record
 	typeSet := map[string]bool{}
-	err := synth.Generate(ctx, synth.Config{Patients: benchPatients, Seed: 1}, func(rt string, line []byte) error {
+	err := synth.Generate(ctx, synth.Config{Patients: patients, Seed: 1}, func(rt string, line []byte) error {
 		typeSet[rt] = true
-		id := idOf(line)
-		recs = append(recs, &kgo.Record{Key: schemas.Key(rt, id), Value: append([]byte(nil), line...),
+		recs = append(recs, &kgo.Record{Key: schemas.Key(rt, idOf(line)), Value: append([]byte(nil), line...),
 			Headers: []kgo.RecordHeader{{Key: schemas.HeaderResourceType, Value: []byte(rt)}}})
 		return nil
 	})
@@ -58,138 +105,249 @@ func BenchmarkStages(b *testing.B) {
 		all = append(all, topics.Raw(rt), topics.Valid(rt), topics.Unique(rt),
 			c.Prefix+"."+passthrough.Layer+"."+rt, c.Prefix+".bare."+rt)
 	}
-	c.CreateTopics(b, 3, all...)
-	cl := c.Client(b, kgo.ProducerLinger(10*time.Millisecond))
+	// Topics as the runtime creates them: room for the largest record (and batch) a
+	// client may produce; the broker default of 1 MB would reject a full batch.
+	maxBytes := strconv.Itoa(int(c.Config().MaxRecordBytes))
+	created, err := c.Admin(b).CreateTopics(ctx, 3, 1, map[string]*string{"max.message.bytes": &maxBytes}, all...)
+	if err == nil {
+		err = created.Error()
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl := c.Client(b, kgo.ProducerLinger(10*time.Millisecond), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	produced := kgo.AbortingFirstErrPromise(cl)
 	for _, layer := range []func(string) string{topics.Raw, topics.Valid} {
 		for _, r := range recs {
 			rt, _, _ := strings.Cut(string(r.Key), "/")
-			cl.Produce(ctx, &kgo.Record{Topic: layer(rt), Key: r.Key, Value: r.Value, Headers: r.Headers}, nil)
+			cl.Produce(ctx, &kgo.Record{Topic: layer(rt), Key: r.Key, Value: r.Value, Headers: r.Headers}, produced.Promise())
 		}
 	}
-	if err := cl.Flush(ctx); err != nil {
+	if err := produced.Err(); err != nil {
 		b.Fatal(err)
 	}
-	n := len(recs)
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	adm := c.Admin(b)
+	ends := map[string]kadm.ListedOffsets{}
+	for _, layer := range []string{schemas.LayerRaw, schemas.LayerValid} {
+		var names []string
+		for rt := range typeSet {
+			names = append(names, c.Prefix+"."+layer+"."+rt)
+		}
+		lo, err := adm.ListEndOffsets(ctx, names...)
+		if err == nil {
+			err = lo.Error()
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		ends[layer] = lo
+		var total int64
+		lo.Each(func(o kadm.ListedOffset) { total += o.Offset })
+		b.Logf("%s layer: %d records in %d topics", layer, total, len(names))
+	}
+	b.Logf("input: %d patients, %d resources per layer", patients, len(recs))
 
-	stage := func(def runtime.Definition, input string) func(b *testing.B, group string) (int64, time.Duration) {
-		return func(b *testing.B, group string) (int64, time.Duration) {
+	// stage runs def until its group has committed the input layer to its end.
+	stage := func(def runtime.Definition, input string) func(b *testing.B, group string) measure {
+		return func(b *testing.B, group string) measure {
 			def.Group = group
 			ctx, cancel := context.WithCancel(ctx)
 			done := make(chan error, 1)
-			go func() { done <- runtime.Run(ctx, c.Config(), def, runtime.Options{Logger: quiet}) }()
-			recs, took := waitCommitted(b, adm, group, input)
+			go func() { done <- runtime.Run(ctx, c.Config(), def, ropts) }()
+			m := waitCommitted(b, adm, group, ends[input], done)
 			cancel()
 			if err := <-done; err != nil {
 				b.Fatal(err)
 			}
-			return recs, took
+			return m
 		}
 	}
-	cases := []struct {
+	type benchCase struct {
 		name string
-		run  func(b *testing.B, group string) (int64, time.Duration)
-	}{
-		{"bare-franz-go", func(b *testing.B, group string) (int64, time.Duration) { return bareLoop(b, c, topics, group, n) }},
-		{"passthrough", stage(passthrough.Definition(topics, schemas.LayerRaw), schemas.LayerRaw)},
-		{"validate", stage(validate.Definition(topics, validate.Options{}), schemas.LayerRaw)},
-		{"dedupe", stage(dedupe.Definition(topics), schemas.LayerValid)},
+		run  func(b *testing.B, group string, round int) measure
+	}
+	dedupeDef := dedupe.Definition(topics)
+	cases := []benchCase{
+		{"bare", func(b *testing.B, group string, _ int) measure {
+			ctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- bareLoop(ctx, c, topics, group) }()
+			m := waitCommitted(b, adm, group, ends[schemas.LayerRaw], done)
+			cancel()
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			return m
+		}},
+		{"passthrough", func(b *testing.B, group string, _ int) measure {
+			return stage(passthrough.Definition(topics, schemas.LayerRaw), schemas.LayerRaw)(b, group)
+		}},
+		{"validate", func(b *testing.B, group string, _ int) measure {
+			return stage(validate.Definition(topics, validate.Options{}), schemas.LayerRaw)(b, group)
+		}},
+		{"dedupe", func(b *testing.B, group string, round int) measure {
+			def := dedupeDef
+			def.State = fmt.Sprintf("%s-%d", dedupe.StateName, round) // every round starts with no state
+			return stage(def, schemas.LayerValid)(b, group)
+		}},
+	}
+	// Rounds run every case in turn, so that each round's figures share the machine's
+	// load of the moment; the medians over rounds are reported, the ratios as medians
+	// of each round's ratio.
+	rates := map[string][]float64{}
+	cpus := map[string][]float64{} // CPU time of this process per input record, start included
+	ratios := map[string][]float64{}
+	var starts []float64
+	if only := os.Getenv("FHIRSTREAM_BENCH_CASES"); only != "" {
+		cases = slices.DeleteFunc(cases, func(c benchCase) bool { return !slices.Contains(strings.Split(only, ","), c.name) })
+	}
+	for round := range rounds * b.N {
+		rate := map[string]float64{}
+		for _, tc := range cases {
+			cpu0 := cpuTime()
+			m := tc.run(b, c.Group(fmt.Sprintf("%s-%d", tc.name, round)), round)
+			cpu := (cpuTime() - cpu0).Seconds() * 1e6 / float64(m.total)
+			cpus[tc.name] = append(cpus[tc.name], cpu)
+			rate[tc.name] = float64(m.records) / m.steady.Seconds()
+			rates[tc.name] = append(rates[tc.name], rate[tc.name])
+			starts = append(starts, m.start.Seconds())
+			b.Logf("round %d %-12s %8.0f records/s (%d records in %v after a start of %v), %.1f CPU-µs/record", round, tc.name, rate[tc.name],
+				m.records, m.steady.Round(time.Millisecond), m.start.Round(time.Millisecond), cpu)
+		}
+		ratios["passthrough/bare"] = append(ratios["passthrough/bare"], rate["passthrough"]/rate["bare"])
+		ratios["validate/passthrough"] = append(ratios["validate/passthrough"], rate["validate"]/rate["passthrough"])
+		ratios["dedupe/passthrough"] = append(ratios["dedupe/passthrough"], rate["dedupe"]/rate["passthrough"])
 	}
 	for _, tc := range cases {
-		b.Run(tc.name, func(b *testing.B) {
-			var total time.Duration
-			var records int64
-			for i := 0; i < b.N; i++ {
-				r, d := tc.run(b, c.Group(fmt.Sprintf("%s-%d", tc.name, i)))
-				records += r
-				total += d
-			}
-			b.ReportMetric(float64(records)/total.Seconds(), "records/s")
-		})
+		b.ReportMetric(median(rates[tc.name]), tc.name+"-rec/s")
+		b.ReportMetric(median(cpus[tc.name]), tc.name+"-cpu-µs/rec")
 	}
+	for name, rs := range ratios {
+		b.ReportMetric(median(rs), name)
+	}
+	b.ReportMetric(median(starts), "start-s")
 }
 
-// waitCommitted waits until group has committed every input partition of layer to its
-// end: the stage has processed (and, transactionally, published) all of it. It returns
-// the records committed after the first commit it saw, and the time they took.
-func waitCommitted(b *testing.B, adm *kadm.Client, group, layer string) (int64, time.Duration) {
+// cpuTime is the CPU time (user and system) this process has used. The broker's is
+// not in it: this is the price of the stage's own process, which load on a shared
+// machine distorts less than records/s.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// measure is one run: records committed after the first commit seen, the time they
+// took, and the time from the start to that first commit.
+type measure struct {
+	total         int64 // every record of the input, committed
+	records       int64
+	steady, start time.Duration
+}
+
+// waitCommitted watches group commit offsets until every partition in ends is committed
+// to its end (an empty partition gets no commit and needs none), or done reports the
+// worker ended first.
+func waitCommitted(b *testing.B, adm *kadm.Client, group string, ends kadm.ListedOffsets, done <-chan error) measure {
 	ctx := context.Background()
-	deadline := time.Now().Add(2 * time.Minute)
+	began := time.Now()
+	deadline := began.Add(5 * time.Minute)
 	var first time.Time
 	var firstCount int64
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-		lag, err := adm.Lag(ctx, group)
+		select {
+		case err := <-done:
+			b.Fatalf("group %s stopped before catching up: %v", group, err)
+		case <-tick.C:
+		}
+		committed, err := adm.FetchOffsets(ctx, group)
 		if err != nil {
-			continue
+			continue // the group may not exist yet
 		}
-		gl, ok := lag[group]
-		if !ok || gl.FetchErr != nil || len(gl.Lag) == 0 {
-			continue
-		}
-		done, seen := true, 0
-		var committed int64
-		for topic, parts := range gl.Lag {
-			if !strings.Contains(topic, "."+layer+".") {
-				continue
+		finished := true
+		var n int64
+		ends.Each(func(end kadm.ListedOffset) {
+			at := end.Offset
+			if c, ok := committed.Lookup(end.Topic, end.Partition); ok && c.Err == nil && c.At >= 0 {
+				at = c.At
+			} else if end.Offset > 0 {
+				at = 0
 			}
-			for _, l := range parts {
-				seen++
-				if l.Commit.At > l.Start.Offset {
-					committed += l.Commit.At - l.Start.Offset
-				}
-				// An empty partition never gets a commit; any other must be committed to its end.
-				if l.End.Err != nil || l.End.Offset > l.Start.Offset && l.Commit.At < l.End.Offset {
-					done = false
-				}
+			n += min(at, end.Offset)
+			if at < end.Offset {
+				finished = false
 			}
+		})
+		now := time.Now()
+		if n > 0 && first.IsZero() {
+			first, firstCount = now, n
 		}
-		if committed > 0 && first.IsZero() {
-			first, firstCount = time.Now(), committed
-		}
-		if done && seen > 0 {
-			return committed - firstCount, time.Since(first)
+		if finished {
+			return measure{total: n, records: n - firstCount, steady: now.Sub(first), start: first.Sub(began)}
 		}
 	}
-	b.Fatalf("group %s did not catch up", group)
-	return 0, 0
+	b.Fatalf("group %s did not catch up within 5 minutes", group)
+	return measure{}
 }
 
-// bareLoop is the baseline: a plain consumer group polling the raw layer and producing
-// every record to <prefix>.bare.<Type>, flushing and committing once per poll, with no
-// transactions.
-func bareLoop(b *testing.B, c *testkafka.Cluster, t schemas.Topics, group string, n int) (int64, time.Duration) {
-	cl := c.Client(b, kgo.ConsumerGroup(group), kgo.ConsumeTopics(t.LayerPattern(schemas.LayerRaw)), kgo.ConsumeRegex(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	seen := 0
-	var first time.Time
-	firstCount := 0
-	for seen < n {
+// bareLoop is the baseline: the at-least-once consume-produce loop one would write
+// without transactions, with the same connection and fetch settings as the runtime. It
+// polls up to 5000 records (the runtime's batch size), produces each to
+// <prefix>.bare.<Type> asynchronously, waits for the produce acknowledgements and
+// commits the batch's offsets: the least a loop can do without losing records.
+func bareLoop(ctx context.Context, c *testkafka.Cluster, t schemas.Topics, group string) error {
+	cfg := c.Config()
+	cl, err := cfg.NewClient(kgo.ConsumerGroup(group), kgo.ConsumeTopics(t.LayerPattern(schemas.LayerRaw)), kgo.ConsumeRegex(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for {
 		fs := cl.PollRecords(ctx, 5000)
-		if err := fs.Err0(); err != nil {
-			b.Fatalf("bare loop after %d of %d records: %v", seen, n, err)
+		if ctx.Err() != nil {
+			return nil
 		}
+		if err := fs.Err0(); err != nil {
+			return err
+		}
+		var failed error
 		fs.EachRecord(func(r *kgo.Record) {
 			_, rt, _ := t.ParseLayerTopic(r.Topic)
-			cl.Produce(ctx, &kgo.Record{Topic: t.Prefix + ".bare." + rt, Key: r.Key, Value: r.Value, Headers: r.Headers}, nil)
-			seen++
+			cl.Produce(ctx, &kgo.Record{Topic: t.Prefix + ".bare." + rt, Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp},
+				func(_ *kgo.Record, err error) {
+					if err != nil {
+						failed = err
+					}
+				})
 		})
 		if err := cl.Flush(ctx); err != nil {
-			b.Fatal(err)
+			return err
 		}
-		if err := cl.CommitUncommittedOffsets(ctx); err != nil {
-			b.Fatal(err)
+		if failed != nil {
+			return failed
 		}
-		if first.IsZero() {
-			first, firstCount = time.Now(), seen
+		if err := cl.CommitUncommittedOffsets(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			return err
 		}
 	}
-	took := time.Since(first)
-	cl.Close()
-	return int64(seen - firstCount), took
 }
 
 func idOf(line []byte) string {

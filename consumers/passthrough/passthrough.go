@@ -41,11 +41,12 @@ func Definition(t schemas.Topics, from string) runtime.Definition {
 		return t.Prefix + "." + Layer + "." + rt
 	}
 	return runtime.Definition{
-		Name:    "passthrough",
-		Group:   "fhirstream-passthrough",
-		Input:   t.LayerPattern(from),
-		Outputs: []string{t.Prefix + "." + Layer + ".<Type>"},
-		Topics:  t,
+		Name:                 "passthrough",
+		Group:                "fhirstream-passthrough",
+		Input:                t.LayerPattern(from),
+		Outputs:              []string{t.Prefix + "." + Layer + ".<Type>"},
+		Topics:               t,
+		ConcurrentPartitions: true,
 		NewProcessor: func() (stage.Processor, error) {
 			return Processor{To: to}, nil
 		},

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -13,10 +15,18 @@ import (
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 )
 
-// batchStats are counted during a batch and published only if it commits.
-type batchStats struct {
-	in, out map[string]int
-	dl      map[[2]string]int // source topic, class
+// partWork is one input partition's share of a batch, processed in offset order by one
+// worker. Its counts are published only if the batch commits.
+type partWork struct {
+	key  tp
+	recs []*kgo.Record
+	bs   *batchStore // nil for a stateless stage
+
+	abort string // why this partition stopped the batch ("" if it did not)
+	n     int    // input records processed
+	out   map[string]int
+	dl    map[string]int // by error class
+	tally tally
 }
 
 // batch processes one poll batch in one transaction. It returns why the batch was
@@ -31,9 +41,7 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 		return "", fmt.Errorf("begin transaction: %w", err)
 	}
 	promise := kgo.AbortingFirstErrPromise(r.sess.Client())
-	st := batchStats{in: map[string]int{}, out: map[string]int{}, dl: map[[2]string]int{}}
 	batches := map[tp]*batchStore{}
-	n := 0
 
 	// The restore runs inside the transaction only so that an abort rewinds the
 	// polled offsets; the broker's transaction timer starts at the first produce.
@@ -44,79 +52,27 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 		}
 	}
 
-	produce := func(rec *kgo.Record) { r.sess.Produce(work, rec, promise.Promise()) }
-	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		if abort != "" || len(p.Records) == 0 {
-			return
-		}
-		key := tp{p.Topic, p.Partition}
-		var bs *batchStore
-		if r.changelog != "" {
-			r.mu.Lock()
-			base := r.stores[key]
-			r.mu.Unlock()
-			if base == nil {
-				// Revoked between restore and now: the transaction will abort.
-				abort = "rebalance"
-				return
-			}
-			// A lingering batch may hold several fetches of one partition: they share
-			// one batch store.
-			if bs = batches[key]; bs == nil || bs.base != base {
-				bs = newBatchStore(base)
-				batches[key] = bs
-			}
-		}
-		for _, rec := range p.Records {
-			if rec.Attrs.IsControl() {
-				continue // a transaction marker: committed past, never processed
-			}
-			res, err := r.processOne(ctx, work, rec, bs)
-			if err != nil {
-				if ctx.Err() != nil {
-					abort = "shutdown"
-				} else {
-					abort = "transient"
-					r.opts.Logger.Warn("transient error; batch aborted and will be retried", "stage", r.def.Name,
-						"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "attempts", res.attempts, "err", err)
-				}
-				return
-			}
-			n++
-			st.in[rec.Topic]++
-			if res.rejection != nil {
-				dctx := deadletter.Context{Stage: r.def.Name, SourceTopic: rec.Topic, Partition: rec.Partition,
-					Offset: rec.Offset, Class: res.rejection.Class, Path: res.rejection.Path,
-					Message: res.rejection.Message, Attempts: res.attempts, Time: time.Now()}
-				produce(deadletter.Record(r.def.Topics.DLQ(), rec, dctx))
-				st.dl[[2]string{rec.Topic, res.rejection.Class}]++
-				continue
-			}
-			for _, out := range res.outputs {
-				if err := r.ensureOutput(work, out.Topic, rec.Topic); err != nil {
-					r.opts.Logger.Warn("output topic unavailable; batch aborted", "stage", r.def.Name, "topic", out.Topic, "err", err)
-					abort = "transient"
-					return
-				}
-				produce(out)
-				st.out[out.Topic]++
-			}
-			for _, op := range res.ops {
-				bs.apply(op)
-				cl := &kgo.Record{Topic: r.changelog, Partition: rec.Partition, Key: changelogKey(rec.Topic, op.key)}
-				if !op.del {
-					cl.Value = op.value
-				}
-				produce(cl)
-			}
-		}
-	})
+	var parts []*partWork
+	if abort == "" {
+		parts, abort = r.split(fetches, batches)
+	}
+	if abort == "" {
+		abort = r.processParts(ctx, work, parts, promise)
+	}
+	processed := time.Since(start)
 
 	var committed bool
+	var flushed time.Duration
 	if abort != "" {
 		committed, err = r.sess.End(work, kgo.TryAbort)
 	} else {
-		perr := promise.Err()
+		// Flush sends the batch's last records at once instead of after the producer's
+		// linger; the promise then has every produce result.
+		perr := r.sess.Client().Flush(work)
+		if err := promise.Err(); err != nil {
+			perr = err
+		}
+		flushed = time.Since(start)
 		if perr != nil {
 			abort = "produce"
 			r.opts.Logger.Warn("producing failed; batch aborted", "stage", r.def.Name, "err", perr)
@@ -137,18 +93,169 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 		r.opts.Logger.Info("batch aborted", "stage", r.def.Name, "reason", abort, "records", fetches.NumRecords())
 		return abort, nil
 	}
+	n := 0
+	for _, p := range parts {
+		n += p.n
+		mRecordsIn.WithLabelValues(r.def.Name, p.key.topic).Add(float64(p.n))
+		for t, c := range p.out {
+			mRecordsOut.WithLabelValues(r.def.Name, t).Add(float64(c))
+		}
+		for class, c := range p.dl {
+			mDeadLettered.WithLabelValues(r.def.Name, p.key.topic, class).Add(float64(c))
+		}
+		p.tally.publish()
+	}
 	mBatchRecords.WithLabelValues(r.def.Name).Observe(float64(n))
-	r.opts.Logger.Debug("batch committed", "stage", r.def.Name, "records", n, "took", time.Since(start))
-	for t, c := range st.in {
-		mRecordsIn.WithLabelValues(r.def.Name, t).Add(float64(c))
-	}
-	for t, c := range st.out {
-		mRecordsOut.WithLabelValues(r.def.Name, t).Add(float64(c))
-	}
-	for k, c := range st.dl {
-		mDeadLettered.WithLabelValues(r.def.Name, k[0], k[1]).Add(float64(c))
-	}
+	r.opts.Logger.Debug("batch committed", "stage", r.def.Name, "records", n, "partitions", len(parts),
+		"took", time.Since(start), "processed_at", processed, "flushed_at", flushed)
 	return "", nil
+}
+
+// split groups the batch's data records by input partition, in offset order (a
+// lingering batch may hold several fetches of one partition), and gives each partition
+// of a stateful stage its batch store.
+func (r *runner) split(fetches kgo.Fetches, batches map[tp]*batchStore) ([]*partWork, string) {
+	var parts []*partWork
+	byKey := map[tp]*partWork{}
+	abort := ""
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if abort != "" || len(p.Records) == 0 {
+			return
+		}
+		key := tp{p.Topic, p.Partition}
+		pw := byKey[key]
+		if pw == nil {
+			pw = &partWork{key: key}
+			if r.changelog != "" {
+				r.mu.Lock()
+				base := r.stores[key]
+				r.mu.Unlock()
+				if base == nil {
+					// Revoked between restore and now: the transaction will abort.
+					abort = "rebalance"
+					return
+				}
+				pw.bs = newBatchStore(base)
+				batches[key] = pw.bs
+			}
+			byKey[key] = pw
+			parts = append(parts, pw)
+		}
+		for _, rec := range p.Records {
+			if !rec.Attrs.IsControl() { // a transaction marker is committed past, never processed
+				pw.recs = append(pw.recs, rec)
+			}
+		}
+	})
+	return parts, abort
+}
+
+// processParts processes every partition of the batch, several at once when the stage
+// allows it (Definition.ConcurrentPartitions), and returns why the batch must abort
+// ("" if it need not). The first partition to fail stops the others.
+func (r *runner) processParts(ctx, work context.Context, parts []*partWork, promise *kgo.FirstErrPromise) string {
+	var stop atomic.Bool
+	workers := 1
+	if r.def.ConcurrentPartitions {
+		workers = min(len(parts), r.opts.PartitionWorkers)
+	}
+	if workers <= 1 {
+		for _, p := range parts {
+			if r.processPart(ctx, work, p, promise, &stop); p.abort != "" {
+				return p.abort
+			}
+		}
+		return ""
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(parts) || stop.Load() {
+					return
+				}
+				r.processPart(ctx, work, parts[i], promise, &stop)
+			}
+		})
+	}
+	wg.Wait()
+	for _, p := range parts {
+		if p.abort != "" {
+			return p.abort
+		}
+	}
+	return ""
+}
+
+// processPart processes one partition's records in order, producing outputs, dead
+// letters and changelog records into the open transaction.
+func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kgo.FirstErrPromise, stop *atomic.Bool) {
+	fail := func(reason string) {
+		p.abort = reason
+		stop.Store(true)
+	}
+	wctx := context.WithValue(work, tallyCtxKey{}, &p.tally)
+	w := worker{em: emitter{}, rs: recordStore{batch: p.bs}}
+	var lastOutput string // the output topic known to exist most recently: skips ensureOutput's lookup
+	for _, rec := range p.recs {
+		if stop.Load() {
+			if p.abort == "" {
+				p.abort = "stopped"
+			}
+			return
+		}
+		res, err := r.processOne(ctx, wctx, rec, &w)
+		if err != nil {
+			p.tally.drop()
+			if ctx.Err() != nil {
+				fail("shutdown")
+			} else {
+				fail("transient")
+				r.opts.Logger.Warn("transient error; batch aborted and will be retried", "stage", r.def.Name,
+					"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "attempts", res.attempts, "err", err)
+			}
+			return
+		}
+		p.n++
+		if res.rejection != nil {
+			p.tally.drop()
+			dctx := deadletter.Context{Stage: r.def.Name, SourceTopic: rec.Topic, Partition: rec.Partition,
+				Offset: rec.Offset, Class: res.rejection.Class, Path: res.rejection.Path,
+				Message: res.rejection.Message, Attempts: res.attempts, Time: time.Now()}
+			r.sess.Produce(work, deadletter.Record(r.def.Topics.DLQ(), rec, dctx), promise.Promise())
+			if p.dl == nil {
+				p.dl = map[string]int{}
+			}
+			p.dl[res.rejection.Class]++
+			continue
+		}
+		p.tally.keep()
+		for _, out := range res.outputs {
+			if out.Topic != lastOutput {
+				if err := r.ensureOutput(work, out.Topic, rec.Topic); err != nil {
+					r.opts.Logger.Warn("output topic unavailable; batch aborted", "stage", r.def.Name, "topic", out.Topic, "err", err)
+					fail("transient")
+					return
+				}
+				lastOutput = out.Topic
+			}
+			r.sess.Produce(work, out, promise.Promise())
+			if p.out == nil {
+				p.out = map[string]int{}
+			}
+			p.out[out.Topic]++
+		}
+		for _, op := range res.ops {
+			p.bs.apply(op)
+			cl := &kgo.Record{Topic: r.changelog, Partition: rec.Partition, Key: changelogKey(rec.Topic, op.key)}
+			if !op.del {
+				cl.Value = op.value
+			}
+			r.sess.Produce(work, cl, promise.Promise())
+		}
+	}
 }
 
 // afterEnd applies the state changes of a committed batch and forgets partitions that
@@ -171,7 +278,8 @@ func (r *runner) afterEnd(committed bool, batches map[tp]*batchStore) {
 	}
 }
 
-// result is the outcome of processing one input.
+// result is the outcome of processing one input. Its slices belong to the worker and
+// are valid until its next record.
 type result struct {
 	outputs   []*kgo.Record
 	ops       []stateOp
@@ -179,37 +287,47 @@ type result struct {
 	attempts  int
 }
 
+// worker holds what processOne reuses from one record to the next of a partition.
+type worker struct {
+	in stage.Record
+	hs []stage.Header
+	em emitter
+	rs recordStore
+	ns noStore
+}
+
 // processOne runs the processor on rec, retrying transient errors with backoff. It
 // returns an error only when retries are exhausted or the run is shutting down.
-func (r *runner) processOne(ctx, work context.Context, rec *kgo.Record, bs *batchStore) (result, error) {
-	in := toStage(rec)
+func (r *runner) processOne(ctx, work context.Context, rec *kgo.Record, w *worker) (result, error) {
+	in := w.toStage(rec)
 	backoff := r.opts.RetryBackoff
 	for attempt := 1; ; attempt++ {
-		em := &emitter{in: rec}
+		w.em.reset(rec)
 		var store stage.Store
-		var rs *recordStore
-		var ns *noStore
-		if bs != nil {
-			rs = &recordStore{batch: bs}
-			store = rs
+		if w.rs.batch != nil {
+			w.rs.ops = w.rs.ops[:0]
+			store = &w.rs
 		} else {
-			ns = &noStore{}
-			store = ns
+			w.ns.wrote = false
+			store = &w.ns
 		}
-		err := r.safeProcess(work, in, store, em)
+		err := r.safeProcess(work, in, store, &w.em)
 		if err == nil {
 			switch {
-			case ns != nil && ns.wrote:
+			case w.ns.wrote:
 				err = stage.Reject("stage-bug", "", "stage %s wrote state but declares none", r.def.Name)
-			case em.err != nil:
-				err = em.err
+			case w.em.err != nil:
+				err = w.em.err
 			default:
-				res := result{outputs: em.out, attempts: attempt}
-				if rs != nil {
-					res.ops = rs.ops
+				res := result{outputs: w.em.out, attempts: attempt}
+				if w.rs.batch != nil {
+					res.ops = w.rs.ops
 				}
 				return res, nil
 			}
+		}
+		if t, ok := work.Value(tallyCtxKey{}).(*tally); ok {
+			t.drop()
 		}
 		if rej, ok := stage.AsRejection(err); ok {
 			return result{rejection: rej, attempts: attempt}, nil
@@ -238,16 +356,21 @@ func (r *runner) safeProcess(ctx context.Context, in *stage.Record, store stage.
 	return r.proc.Process(ctx, in, store, em)
 }
 
-func toStage(rec *kgo.Record) *stage.Record {
-	var hs []stage.Header
-	if len(rec.Headers) > 0 {
-		hs = make([]stage.Header, len(rec.Headers))
-		for i, h := range rec.Headers {
-			hs[i] = stage.Header{Key: h.Key, Value: h.Value}
-		}
+// toStage is the stage's view of rec. The Record and its header slice are the worker's,
+// reused for its next record: a stage keeps neither beyond Process (it may keep the
+// key, value and header bytes, which belong to rec).
+func (w *worker) toStage(rec *kgo.Record) *stage.Record {
+	w.hs = w.hs[:0]
+	for _, h := range rec.Headers {
+		w.hs = append(w.hs, stage.Header{Key: h.Key, Value: h.Value})
 	}
-	return &stage.Record{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
+	hs := w.hs
+	if len(hs) == 0 {
+		hs = nil
+	}
+	w.in = stage.Record{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
 		Key: rec.Key, Value: rec.Value, Headers: hs, Timestamp: rec.Timestamp}
+	return &w.in
 }
 
 // emitter collects the outputs of one input.
@@ -255,6 +378,11 @@ type emitter struct {
 	in  *kgo.Record
 	out []*kgo.Record
 	err error
+}
+
+func (e *emitter) reset(in *kgo.Record) {
+	clear(e.out)
+	*e = emitter{in: in, out: e.out[:0]}
 }
 
 var errNoTopic = errors.New("emitted a record without a topic")

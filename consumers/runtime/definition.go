@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	goruntime "runtime"
 	"time"
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
@@ -71,6 +72,11 @@ type Definition struct {
 	// NewStore returns an empty partition store; nil means a general map store. A stage
 	// with a compact value layout supplies its own to keep memory per key small.
 	NewStore func() stage.Store
+	// ConcurrentPartitions says the processor may be called for different input
+	// partitions at once (see stage.Processor), so a batch's partitions are processed
+	// by up to Options.PartitionWorkers goroutines. Records of one partition are always
+	// processed in order, by one goroutine.
+	ConcurrentPartitions bool
 }
 
 func (d *Definition) validate() error {
@@ -96,8 +102,15 @@ type Options struct {
 	// Ready, when set, gets a readiness check "stage <name>" that passes while the
 	// consumer group is joined; it is removed when Run returns.
 	Ready *obs.Readiness
-	// MaxPollRecords bounds one batch, and so one transaction. Default 5000.
+	// MaxPollRecords bounds one batch, and so one transaction. Default 20000: a
+	// transaction costs several broker round trips (flush, offsets, heartbeat, end
+	// markers on every partition written) whatever its size, so a batch must be large
+	// for that cost to be small beside the records' own; an aborted batch is processed
+	// again, so larger batches cost more after a rebalance.
 	MaxPollRecords int
+	// PartitionWorkers bounds how many partitions of a batch are processed at once,
+	// for a stage with Definition.ConcurrentPartitions. Default GOMAXPROCS.
+	PartitionWorkers int
 	// BatchLinger is how long a batch keeps polling for more records once it has
 	// some, up to MaxPollRecords: a transaction costs a few broker round trips
 	// whatever its size, so fuller batches mean more records per second, at the price
@@ -135,7 +148,10 @@ func (o *Options) defaults() {
 		o.Logger = slog.Default()
 	}
 	if o.MaxPollRecords <= 0 {
-		o.MaxPollRecords = 5000
+		o.MaxPollRecords = 20000
+	}
+	if o.PartitionWorkers <= 0 {
+		o.PartitionWorkers = goruntime.GOMAXPROCS(0)
 	}
 	if o.BatchLinger == 0 {
 		o.BatchLinger = 25 * time.Millisecond

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -14,14 +15,17 @@ import (
 // restoreTimeout bounds one restore.
 const restoreTimeout = 2 * time.Minute
 
-// restoreMissing restores the store of every partition in fetches that has none yet.
+// restoreMissing restores the store of every partition in fetches that has none yet,
+// and with them those of every other partition assigned to this instance that has none:
+// input topics share changelog partitions, so restoring them together reads each
+// changelog partition once instead of once per input partition as its records arrive.
 //
-// It runs only once this instance has records of the partition, which with stable offset
-// fetches (KIP-447) means the previous owner's last transaction has ended: its changelog
-// records are final. The changelog partition is read with read_committed up to its high
-// watermark at the start of the restore; records of other owners' open transactions
-// below that mark are waited for, so the restore never stops short at a last stable
-// offset held back by someone else's transaction.
+// The changelog partition is read with read_committed up to its high watermark at the
+// start of the restore; records of open transactions below that mark (a previous
+// owner's last batch) are waited for, so the restore never stops short at a last stable
+// offset held back by another transaction, and sees the previous owner's final state.
+// (A partition is assigned here only after its previous owner's session has ended the
+// transaction it was in, or been fenced out of the group, which aborts it.)
 func (r *runner) restoreMissing(ctx context.Context, fetches kgo.Fetches) error {
 	missing := map[int32]map[string]stage.Store{} // changelog partition → input topic → store
 	var keys []tp
@@ -33,6 +37,13 @@ func (r *runner) restoreMissing(ctx context.Context, fetches kgo.Fetches) error 
 		}
 		keys = append(keys, k)
 	})
+	if len(keys) > 0 {
+		for k := range r.assigned {
+			if r.stores[k] == nil && !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
 	r.mu.Unlock()
 	if len(keys) == 0 {
 		return nil

@@ -44,11 +44,13 @@ type runner struct {
 	changelog      string // "" for a stateless stage
 	changelogParts int32
 
-	mu      sync.Mutex
-	stores  map[tp]stage.Store
-	revoked map[tp]bool // revoked or lost since the current batch began
-	joined  atomic.Bool
+	mu       sync.Mutex
+	stores   map[tp]stage.Store
+	assigned map[tp]bool // partitions this instance owns, restored together on first use
+	revoked  map[tp]bool // revoked or lost since the current batch began
+	joined   atomic.Bool
 
+	topicMu    sync.Mutex       // guards topicParts and known: partitions are processed concurrently
 	topicParts map[string]int32 // partition counts of input topics, for created outputs
 	known      map[string]bool  // output topics known to exist
 }
@@ -68,7 +70,7 @@ func Run(ctx context.Context, cfg kafkaclient.Config, def Definition, opts Optio
 		return fmt.Errorf("stage %s: %w", def.Name, err)
 	}
 	r := &runner{def: def, opts: opts, cfg: cfg, proc: proc,
-		stores: map[tp]stage.Store{}, revoked: map[tp]bool{},
+		stores: map[tp]stage.Store{}, revoked: map[tp]bool{}, assigned: map[tp]bool{},
 		topicParts: map[string]int32{}, known: map[string]bool{}}
 	admCl, err := cfg.NewClient()
 	if err != nil {
@@ -145,9 +147,15 @@ func (r *runner) startSession() error {
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.MetadataMaxAge(r.opts.TopicRefresh),
-		kgo.MetadataMinAge(min(r.opts.TopicRefresh, 5*time.Second)),
+		// A first produce to an output topic waits for its metadata, and franz-go
+		// throttles refreshes to one per MetadataMinAge (default 5s): with several new
+		// output topics in a batch, that batch would stall for seconds. Not lower than
+		// a second, though: with a topic pattern every refresh reads the metadata of
+		// every topic in the cluster, and on a cluster with topics coming and going a
+		// refresh that sees one still loading triggers the next.
+		kgo.MetadataMinAge(min(r.opts.TopicRefresh, time.Second)),
 		kgo.RecordPartitioner(changelogPartitioner{changelog: r.changelog}),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { r.joined.Store(true) }),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.assignPartitions(m) }),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.dropPartitions(m) }),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.dropPartitions(m) }),
 	)
@@ -173,6 +181,18 @@ func defaultInstanceID() string {
 	return host + "-" + hex.EncodeToString(b)
 }
 
+// assignPartitions notes newly assigned partitions.
+func (r *runner) assignPartitions(m map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for topic, parts := range m {
+		for _, p := range parts {
+			r.assigned[tp{topic, p}] = true
+		}
+	}
+	r.joined.Store(true)
+}
+
 // dropPartitions forgets the stores of partitions this instance no longer owns; they are
 // restored again from the changelog if the partitions come back.
 func (r *runner) dropPartitions(m map[string][]int32) {
@@ -182,6 +202,7 @@ func (r *runner) dropPartitions(m map[string][]int32) {
 		for _, p := range parts {
 			k := tp{topic, p}
 			delete(r.stores, k)
+			delete(r.assigned, k)
 			r.revoked[k] = true
 			mLag.DeleteLabelValues(r.def.Name, topic, fmt.Sprint(p))
 		}

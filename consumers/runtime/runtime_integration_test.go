@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fhirstream/fhirstream/consumers/runtime"
@@ -54,6 +57,13 @@ func (c *counter) Process(_ context.Context, in *stage.Record, st stage.Store, o
 	return nil
 }
 
+// producer is a client for feeding a topic just created: on a busy broker the new
+// topic may take a moment to show in its metadata, which franz-go by default reports
+// as UNKNOWN_TOPIC_OR_PARTITION after a few tries instead of waiting.
+func producer(t *testing.T, c *testkafka.Cluster) *kgo.Client {
+	return c.Client(t, kgo.UnknownTopicRetries(-1), kgo.RecordDeliveryTimeout(time.Minute))
+}
+
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // waitFor reads topic until it holds n records or the deadline passes.
@@ -80,7 +90,7 @@ func TestIntegrationRuntimeStateRejectPanicRetry(t *testing.T) {
 	opts := runtime.Options{Logger: quiet(), RetryBackoff: time.Millisecond, TopicRefresh: time.Second}
 
 	produce := func(values map[string][]string) {
-		cl := c.Client(t)
+		cl := producer(t, c)
 		for key, vs := range values {
 			for _, v := range vs {
 				r := &kgo.Record{Topic: in, Key: []byte(key), Value: []byte(v),
@@ -145,5 +155,64 @@ func TestIntegrationRuntimeStateRejectPanicRetry(t *testing.T) {
 	}
 	if len(got) != 9 || last["T/a"] != "4" || last["T/c"] != "3" {
 		t.Fatalf("after restart: %d outputs, last counts %v; want 9, a=4 c=3", len(got), last)
+	}
+}
+
+// TestIntegrationCountCommitted: counts a stage makes with runtime.CountCommitted reach
+// the counter only for records of committed batches: not for a rejected record, not
+// for a record whose transient failure aborted its batch (it is counted once, when the
+// batch is processed again and commits), and they match what the output holds.
+func TestIntegrationCountCommitted(t *testing.T) {
+	c := testkafka.New(t)
+	topics := schemas.MustTopics(c.Prefix)
+	in, out := topics.Raw("Thing"), c.Prefix+".counted"
+	c.CreateTopics(t, 3, in, out)
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "test_decisions_total", Help: "test"}, []string{"topic", "value"})
+	var mu sync.Mutex
+	failed := map[int64]bool{}
+	proc := stage.ProcessorFunc(func(ctx context.Context, rec *stage.Record, _ stage.Store, em stage.Emitter) error {
+		runtime.CountCommitted(ctx, decisions, rec.Topic, string(rec.Value))
+		switch string(rec.Value) {
+		case "reject":
+			return stage.Reject("bad-value", "", "value says reject")
+		case "flaky":
+			mu.Lock()
+			seen := failed[rec.Offset]
+			failed[rec.Offset] = true
+			mu.Unlock()
+			if !seen {
+				return errors.New("dependency unavailable") // with MaxAttempts 1: the batch aborts
+			}
+		}
+		em.Emit(stage.Record{Topic: out, Key: rec.Key, Value: rec.Value})
+		return nil
+	})
+	def := runtime.Definition{Name: "tally", Group: c.Group("tally"), InputTopics: []string{in}, Topics: topics,
+		ConcurrentPartitions: true, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	cl := producer(t, c)
+	values := []string{"a", "b", "reject", "flaky", "a", "flaky", "c", "reject", "a"}
+	for i, v := range values {
+		r := &kgo.Record{Topic: in, Key: []byte(fmt.Sprintf("T/%d", i)), Value: []byte(v)}
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runtime.Run(ctx, c.Config(), def, runtime.Options{Logger: quiet(), MaxAttempts: 1, RetryBackoff: time.Millisecond})
+	}()
+	got := waitFor(t, c, 7, out)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 7 {
+		t.Fatalf("%d outputs, want 7", len(got))
+	}
+	for v, want := range map[string]float64{"a": 3, "b": 1, "c": 1, "flaky": 2, "reject": 0} {
+		if n := testutil.ToFloat64(decisions.WithLabelValues(in, v)); n != want {
+			t.Errorf("counted %v of %q, want %v", n, v, want)
+		}
 	}
 }

@@ -45,6 +45,8 @@ func (r *runner) ensureFixedTopics(ctx context.Context) error {
 // it, creating it with the partition count of the input it derives from, so a key keeps
 // the same partition number from layer to layer.
 func (r *runner) ensureOutput(ctx context.Context, topic, from string) error {
+	r.topicMu.Lock()
+	defer r.topicMu.Unlock()
 	if r.known[topic] {
 		return nil
 	}

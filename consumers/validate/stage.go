@@ -56,11 +56,12 @@ func Reject(fails []Failure) error {
 // Definition declares the validate stage: fhir.raw.* → fhir.valid.*, stateless.
 func Definition(t schemas.Topics, o Options) runtime.Definition {
 	return runtime.Definition{
-		Name:    Name,
-		Group:   Group,
-		Input:   t.LayerPattern(schemas.LayerRaw),
-		Outputs: []string{t.Valid("<Type>"), t.DLQ()},
-		Topics:  t,
+		Name:                 Name,
+		Group:                Group,
+		Input:                t.LayerPattern(schemas.LayerRaw),
+		Outputs:              []string{t.Valid("<Type>"), t.DLQ()},
+		Topics:               t,
+		ConcurrentPartitions: true,
 		NewProcessor: func() (stage.Processor, error) {
 			return &Processor{Topics: t, Validator: New(o)}, nil
 		},

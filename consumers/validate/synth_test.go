@@ -31,3 +31,32 @@ func TestSynthPasses(t *testing.T) {
 	}
 	t.Logf("%d generated resources, %d rejected", n, bad)
 }
+
+// BenchmarkValidateSynth measures validation alone (no Kafka) over generated resources:
+// the CPU price per record that the validate stage adds to the runtime's.
+func BenchmarkValidateSynth(b *testing.B) {
+	type res struct {
+		rt        string
+		key, line []byte
+	}
+	var docs []res
+	var size int64
+	err := synth.Generate(context.Background(), synth.Config{Patients: 10, Seed: 7}, func(rt string, line []byte) error {
+		docs = append(docs, res{rt, schemas.Key(rt, idOf(line)), append([]byte(nil), line...)})
+		size += int64(len(line))
+		return nil
+	})
+	if err != nil || len(docs) == 0 {
+		b.Fatal(err, len(docs))
+	}
+	v := New(Options{})
+	b.SetBytes(size / int64(len(docs)))
+	i := 0
+	for b.Loop() {
+		d := docs[i%len(docs)]
+		if fails := v.Validate(d.rt, d.key, d.line); len(fails) > 0 {
+			b.Fatal(fails)
+		}
+		i++
+	}
+}

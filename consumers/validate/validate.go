@@ -20,6 +20,7 @@ package validate
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -27,8 +28,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
-
-	"github.com/fhirstream/fhirstream/schemas"
 )
 
 // Rejection classes: the rule a failure broke. They are the dead letter's error class.
@@ -138,7 +137,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		return c.fails
 	}
 	rtb, err := rtv.StringBytes()
-	if err != nil || !schemas.ValidResourceType(string(rtb)) {
+	if err != nil || !validType(string(rtb)) {
 		c.fail(ClassBadFormat, "resourceType", "resourceType must be a FHIR resource type name")
 		return c.fails
 	}
@@ -152,7 +151,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 	switch {
 	case idv == nil:
 		c.fail(ClassMissingRequired, rt+".id", "id is required")
-	case idv.Type() != fastjson.TypeString || !schemas.ValidResourceID(string(idv.GetStringBytes())):
+	case idv.Type() != fastjson.TypeString || !validID(string(idv.GetStringBytes())):
 		c.fail(ClassBadFormat, rt+".id", "id must be 1-64 of A-Z a-z 0-9 - .")
 	default:
 		id = string(idv.GetStringBytes())
@@ -164,7 +163,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		if lu := meta.Get("lastUpdated"); lu != nil {
 			c.primitive(lu, Instant, nil, rt+".meta.lastUpdated")
 		}
-		if vid := meta.Get("versionId"); vid != nil && (vid.Type() != fastjson.TypeString || !schemas.ValidResourceID(string(vid.GetStringBytes()))) {
+		if vid := meta.Get("versionId"); vid != nil && (vid.Type() != fastjson.TypeString || !validID(string(vid.GetStringBytes()))) {
 			c.fail(ClassBadFormat, rt+".meta.versionId", "versionId must be a FHIR id")
 		}
 	}
@@ -186,6 +185,9 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 // rawControlInString returns the offset of the first unescaped control character
 // (below 0x20) inside a JSON string of a parsed document, or -1.
 func rawControlInString(b []byte) int {
+	if !hasControl(b) {
+		return -1 // the common case (compact JSON), found eight bytes at a time
+	}
 	in, esc := false, false
 	for i, c := range b {
 		switch {
@@ -200,6 +202,25 @@ func rawControlInString(b []byte) int {
 		}
 	}
 	return -1
+}
+
+// hasControl reports whether b has a byte below 0x20, testing eight bytes at a time:
+// (x - 0x20 in every byte) &^ x has a byte's top bit set exactly where that byte is
+// below 0x20 (for bytes below 0x80; larger ones have the top bit of x set).
+func hasControl(b []byte) bool {
+	const ones, tops = 0x0101010101010101, 0x8080808080808080
+	for len(b) >= 8 {
+		if x := binary.LittleEndian.Uint64(b); (x-0x20*ones)&^x&tops != 0 {
+			return true
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return false
 }
 
 func keyIs(key []byte, rt, id string) bool {

@@ -1,0 +1,137 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fhirstream/fhirstream/internal/deadletter"
+	"github.com/fhirstream/fhirstream/internal/testkafka"
+	"github.com/fhirstream/fhirstream/schemas"
+)
+
+// TestIntegrationReplayExactlyOnce crashes a replay in the middle of a transaction and
+// runs it again: the source topic then holds every dead letter exactly once
+// (read_committed), repeat offenders are parked once, records of another stage are
+// left alone, and a further run finds nothing left to do.
+func TestIntegrationReplayExactlyOnce(t *testing.T) {
+	c := testkafka.New(t)
+	topics := schemas.MustTopics(c.Prefix)
+	source := topics.Raw("Patient")
+	c.CreateTopics(t, 3, source, topics.DLQ())
+	ctx := context.Background()
+
+	// 40 dead letters of validate, every tenth already replayed 3 times (so parked),
+	// and 5 of another stage that the filter leaves alone.
+	const letters, others = 40, 5
+	prod := c.Client(t, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.UnknownTopicRetries(-1)) // the topics were just created: wait for them (bounded by pctx)
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for i := range letters + others {
+		stage := "validate"
+		if i >= letters {
+			stage = "omop"
+		}
+		orig := &kgo.Record{Topic: source, Key: []byte(fmt.Sprintf("Patient/p%d", i)), Value: []byte(fmt.Sprintf(`{"n":%d}`, i)),
+			Headers: []kgo.RecordHeader{{Key: schemas.HeaderResourceType, Value: []byte("Patient")}}, Timestamp: base.Add(time.Duration(i) * time.Millisecond)}
+		if i < letters && i%10 == 9 {
+			orig.Headers = append(orig.Headers, kgo.RecordHeader{Key: schemas.DLQReplayCount, Value: []byte("3")})
+		}
+		dl := deadletter.Record(topics.DLQ(), orig, deadletter.Context{Stage: stage, SourceTopic: source, Partition: 0,
+			Offset: int64(i), Class: "bad-coding", Message: "test", Attempts: 1})
+		if err := prod.ProduceSync(pctx, dl).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	opts := ReplayOptions{Filter: Filter{Stages: []string{"validate"}}, Group: c.Group("replay"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	// Small transactions, and a crash after the 13th record: two transactions of 5
+	// commit, the third (3 records produced) must leave no trace.
+	defer func(n int) { replayTxnRecords, testHookAfterProduce = n, nil }(replayTxnRecords)
+	replayTxnRecords = 5
+	produced := 0
+	crash := errors.New("simulated crash")
+	testHookAfterProduce = func() error {
+		if produced++; produced == 13 {
+			return crash
+		}
+		return nil
+	}
+	first, err := Replay(ctx, c.Config(), topics, opts)
+	if !errors.Is(err, crash) {
+		t.Fatalf("first replay: got %v, want the simulated crash", err)
+	}
+	if first.Replayed+first.Parked != 10 {
+		t.Fatalf("first replay reports %d replayed + %d parked, want the 10 of its committed transactions", first.Replayed, first.Parked)
+	}
+	testHookAfterProduce = nil
+	second, err := Replay(ctx, c.Config(), topics, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := first.Replayed + second.Replayed; got != 36 {
+		t.Fatalf("replayed %d in all, want 36", got)
+	}
+	if got := first.Parked + second.Parked; got != 4 {
+		t.Fatalf("parked %d in all, want 4", got)
+	}
+	third, err := Replay(ctx, c.Config(), topics, opts)
+	if err != nil || third.Replayed+third.Parked != 0 {
+		t.Fatalf("a finished replay run again did %+v, %v; want nothing", third, err)
+	}
+
+	seen := map[string]int{}
+	for _, r := range c.ReadAll(t, source) {
+		seen[string(r.Key)]++
+		if _, ok := deadletter.Parse(r.Headers); ok {
+			t.Errorf("%s: dead-letter context not stripped", r.Key)
+		}
+		n, _ := strconv.Atoi(string(headerValue(r, schemas.DLQReplayCount)))
+		if n != 1 {
+			t.Errorf("%s: replay count %d, want 1", r.Key, n)
+		}
+		if string(headerValue(r, schemas.HeaderResourceType)) != "Patient" {
+			t.Errorf("%s: original header lost", r.Key)
+		}
+	}
+	for i := range letters + others {
+		key := fmt.Sprintf("Patient/p%d", i)
+		want := 1
+		if i >= letters || i%10 == 9 {
+			want = 0
+		}
+		if seen[key] != want {
+			t.Errorf("%s is in the source topic %d times, want %d", key, seen[key], want)
+		}
+	}
+	if parked := c.ReadAll(t, ParkedTopic(topics)); len(parked) != 4 {
+		t.Errorf("parked topic holds %d records, want 4", len(parked))
+	}
+}
+
+// TestReplayRejectsTooSlowRate: a rate whose interval outlasts any transaction timeout
+// is refused before anything is read.
+func TestReplayRejectsTooSlowRate(t *testing.T) {
+	_, err := Replay(context.Background(), testkafka.New(t).Config(), schemas.MustTopics("x"), ReplayOptions{Rate: 0.001})
+	if err == nil {
+		t.Fatal("a rate of one record per 1000s was accepted")
+	}
+}
+
+func headerValue(r *kgo.Record, key string) []byte {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return h.Value
+		}
+	}
+	return nil
+}
