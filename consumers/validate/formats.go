@@ -3,6 +3,8 @@ package validate
 import (
 	"strings"
 	"time"
+
+	"github.com/fhirstream/fhirstream/schemas"
 )
 
 // Primitive formats of FHIR R4 (http://hl7.org/fhir/R4/datatypes.html), checked by hand
@@ -140,7 +142,7 @@ func checkReference(s string) string {
 	case strings.ContainsAny(s, " \t\n\r"):
 		return "reference with whitespace"
 	case s[0] == '#':
-		if !validID(s[1:]) {
+		if !schemas.ValidResourceID(s[1:]) {
 			return "contained reference must be #<id>"
 		}
 		return ""
@@ -156,7 +158,7 @@ func checkReference(s string) string {
 		return ""
 	}
 	if typ, query, ok := strings.Cut(s, "?"); ok {
-		if !validType(typ) {
+		if !schemas.ValidResourceType(typ) {
 			return "conditional reference must start with a resource type"
 		}
 		if name, _, ok := strings.Cut(query, "="); !ok || name == "" {
@@ -168,43 +170,14 @@ func checkReference(s string) string {
 	if len(parts) != 2 && !(len(parts) == 4 && parts[2] == "_history") {
 		return "reference must be Type/id, Type?query, #id or an absolute URL"
 	}
-	if !validType(parts[0]) {
+	if !schemas.ValidResourceType(parts[0]) {
 		return "reference type is not a FHIR resource type name"
 	}
-	if !validID(parts[1]) {
+	if !schemas.ValidResourceID(parts[1]) {
 		return "reference id is not a FHIR id"
 	}
-	if len(parts) == 4 && !validID(parts[3]) {
+	if len(parts) == 4 && !schemas.ValidResourceID(parts[3]) {
 		return "reference version is not a FHIR id"
 	}
 	return ""
-}
-
-// validID is schemas.ValidResourceID without a regular expression: ids and references
-// are checked several times per resource, and the regexp was a third of validate's time.
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-// validType is schemas.ValidResourceType without a regular expression.
-func validType(s string) bool {
-	if len(s) < 2 || len(s) > 64 || s[0] < 'A' || s[0] > 'Z' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
-			return false
-		}
-	}
-	return true
 }

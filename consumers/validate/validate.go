@@ -28,6 +28,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/fhirstream/fhirstream/schemas"
 )
 
 // Rejection classes: the rule a failure broke. They are the dead letter's error class.
@@ -137,7 +139,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		return c.fails
 	}
 	rtb, err := rtv.StringBytes()
-	if err != nil || !validType(string(rtb)) {
+	if err != nil || !schemas.ValidResourceType(rtb) {
 		c.fail(ClassBadFormat, "resourceType", "resourceType must be a FHIR resource type name")
 		return c.fails
 	}
@@ -151,7 +153,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 	switch {
 	case idv == nil:
 		c.fail(ClassMissingRequired, rt+".id", "id is required")
-	case idv.Type() != fastjson.TypeString || !validID(string(idv.GetStringBytes())):
+	case idv.Type() != fastjson.TypeString || !schemas.ValidResourceID(idv.GetStringBytes()):
 		c.fail(ClassBadFormat, rt+".id", "id must be 1-64 of A-Z a-z 0-9 - .")
 	default:
 		id = string(idv.GetStringBytes())
@@ -163,7 +165,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		if lu := meta.Get("lastUpdated"); lu != nil {
 			c.primitive(lu, Instant, nil, rt+".meta.lastUpdated")
 		}
-		if vid := meta.Get("versionId"); vid != nil && (vid.Type() != fastjson.TypeString || !validID(string(vid.GetStringBytes()))) {
+		if vid := meta.Get("versionId"); vid != nil && (vid.Type() != fastjson.TypeString || !schemas.ValidResourceID(vid.GetStringBytes())) {
 			c.fail(ClassBadFormat, rt+".meta.versionId", "versionId must be a FHIR id")
 		}
 	}
