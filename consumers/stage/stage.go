@@ -60,7 +60,9 @@ type Emitter interface {
 
 // Processor is a stage's logic. Process is called once per input record, in offset order
 // within a partition, possibly concurrently for different partitions (each partition has
-// its own Store). It emits zero or more outputs, or returns an error:
+// its own Store). The runtime reuses in and in.Headers from one record to the next, so
+// they are valid only during the call; the byte slices they point to (key, value, header
+// values) may be kept. It emits zero or more outputs, or returns an error:
 //
 //   - a *Rejection (see Reject) for bad data: the runtime dead-letters the input with the
 //     rejection's class, path and message, and its outputs for that input are discarded;
