@@ -143,7 +143,7 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (Ens
 			return res, fmt.Errorf("create topic %s: %w (%s)", s.Name, cr.Err, cr.ErrMessage)
 		}
 	}
-	if err := waitVisible(ctx, adm, res.Created); err != nil {
+	if err := WaitTopicsVisible(ctx, adm, res.Created); err != nil {
 		return res, err
 	}
 	if len(existing) == 0 {
@@ -210,10 +210,10 @@ func alignConfigs(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (alt
 	return altered, unchanged, nil
 }
 
-// waitVisible returns once the metadata of every topic in names shows all its partitions
+// WaitTopicsVisible returns once the metadata of every topic in names shows all its partitions
 // with a leader. A real broker acknowledges a create before its metadata cache has the
 // topic, and a command returning earlier would leave its caller to race that.
-func waitVisible(ctx context.Context, adm *kadm.Client, names []string) error {
+func WaitTopicsVisible(ctx context.Context, adm *kadm.Client, names []string) error {
 	if len(names) == 0 {
 		return nil
 	}

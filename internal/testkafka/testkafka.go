@@ -109,6 +109,11 @@ func (c *Cluster) CreateTopics(t testing.TB, partitions int32, topics ...string)
 			t.Fatalf("create topic %s: %v", r.Topic, r.Err)
 		}
 	}
+	// A real broker acknowledges a create before its metadata has the topic; a test
+	// producing at once would otherwise fail with UNKNOWN_TOPIC_OR_PARTITION.
+	if err := kafkaclient.WaitTopicsVisible(ctx, c.Admin(t), topics); err != nil {
+		t.Fatalf("create topics: %v", err)
+	}
 }
 
 // ReadAll reads topics from the start with read_committed isolation up to each
