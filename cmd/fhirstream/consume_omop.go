@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhirstream/fhirstream/consumers/omop"
-	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/internal/vocab"
 	"github.com/fhirstream/fhirstream/schemas"
 )
@@ -26,11 +25,10 @@ concept_id 0 for other codes, counting them (fhirstream_omop_unmapped_codes_tota
 The mapping is documented in docs/omop-mapping.md. On exit it prints a summary.`,
 		Args: cobra.NoArgs,
 	}
-	kc := kafkaFlags(cmd)
-	o := metricsFlag(cmd, ":9104")
+	f := bindStageFlags(cmd, ":9104")
+	kc := f.kc
 	cmd.Flags().StringVar(&vocabDir, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		ctx := cmd.Context()
 		topics, err := schemas.NewTopics(kc.TopicPrefix)
 		if err != nil {
 			return err
@@ -50,10 +48,7 @@ The mapping is documented in docs/omop-mapping.md. On exit it prints a summary.`
 		if err != nil {
 			return err
 		}
-		if _, err := o.start(ctx); err != nil {
-			return err
-		}
-		err = runtime.Run(ctx, *kc, omop.Definition(p), runtime.Options{Logger: logger, Ready: o.ready})
+		err = f.run(cmd, omop.Definition(p))
 		printOMOPSummary(cmd, p.Summary())
 		return err
 	}

@@ -26,7 +26,7 @@ after the sinks have flushed.`,
 	}
 	kc := kafkaFlags(cmd)
 	o := metricsFlag(cmd, ":9100")
-	cmd.Flags().StringVar(&out, "out", "lake", "lake root directory (env FHIRSTREAM_OUT)")
+	cmd.Flags().StringVar(&out, "out", "lake", "lake root: a directory or an object store URL (s3://, azblob://, file://) (env FHIRSTREAM_OUT)")
 	cmd.Flags().StringVar(&vocabDir, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
