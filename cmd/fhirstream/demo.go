@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -23,6 +25,7 @@ import (
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/internal/pipeline"
+	"github.com/fhirstream/fhirstream/internal/synth"
 	"github.com/fhirstream/fhirstream/producer"
 	"github.com/fhirstream/fhirstream/producer/bulk"
 	"github.com/fhirstream/fhirstream/producer/smart"
@@ -32,6 +35,7 @@ import (
 type demoOptions struct {
 	patients int
 	seed     uint64
+	bad      int
 	from     string
 	out      string
 	timeout  time.Duration
@@ -51,6 +55,10 @@ func init() {
   - the fetcher, authenticating with a freshly generated ES384 key,
   - every stage: validate, dedupe, omop, and the Parquet sinks for the OMOP and bronze layers.
 
+Generated data has --bad deliberately bad lines mixed in (malformed JSON, a resource in
+the wrong file, an impossible date, a malformed reference, a Coding without system, a
+patient OMOP cannot map, ...), so the dead-letter topic has something to show.
+
 It runs one export end to end, waits until every stage has caught up, and prints a
 summary: resources per type, dead letters by reason, OMOP rows per table, unmapped codes,
 files written, and a DuckDB query to try on the lake.`,
@@ -59,6 +67,7 @@ files written, and a DuckDB query to try on the lake.`,
 	}
 	cmd.Flags().IntVar(&o.patients, "patients", 100, "patients to generate (ignored with --from)")
 	cmd.Flags().Uint64Var(&o.seed, "seed", 1, "seed of the generated data")
+	cmd.Flags().IntVar(&o.bad, "bad", 6, "deliberately bad lines to mix into the generated data (0: none; ignored with --from)")
 	cmd.Flags().StringVar(&o.from, "from", "", "serve the NDJSON files in this directory instead of generated data")
 	cmd.Flags().StringVar(&o.out, "out", "lake", "lake directory to write")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
@@ -95,11 +104,22 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 		return err
 	}
 	defer os.RemoveAll(workDir)
-	ehrCfg := ehrsim.Config{Addr: "127.0.0.1:0", Auth: true, Seed: o.seed, Log: logger}
-	if o.from != "" {
-		ehrCfg.Dir = o.from
-	} else {
-		ehrCfg.Synth = o.patients
+	ehrCfg := ehrsim.Config{Addr: "127.0.0.1:0", Auth: true, Log: logger, Dir: o.from}
+	source := o.from
+	var badLines []synth.DeadLetter
+	if o.from == "" {
+		// Generated into the work dir rather than by the simulator, so that the bad lines
+		// mixed in are known and the summary can check each was dead-lettered.
+		if o.patients < 0 || o.bad < 0 {
+			return fmt.Errorf("--patients and --bad must not be negative")
+		}
+		ehrCfg.Dir = filepath.Join(workDir, "export")
+		gen, err := synth.WriteDir(ctx, synth.Config{Patients: o.patients, Seed: o.seed, Bad: o.bad}, ehrCfg.Dir)
+		if err != nil {
+			return fmt.Errorf("generate the export: %w", err)
+		}
+		badLines = gen.Bad
+		source = fmt.Sprintf("%d generated patients (%d resources, %d bad lines mixed in)", o.patients, gen.Total(), len(badLines))
 	}
 	ehr, err := ehrsim.New(ehrCfg)
 	if err != nil {
@@ -109,10 +129,6 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 	keyFile, err := demoClientKey(ehr, workDir)
 	if err != nil {
 		return err
-	}
-	source := fmt.Sprintf("%d generated patients", o.patients)
-	if o.from != "" {
-		source = o.from
 	}
 	say("EHR simulator at %s serving %s, SMART Backend Services auth on", ehr.URL, source)
 
@@ -155,7 +171,7 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 	if err != nil {
 		return err
 	}
-	printDemoSummary(w, demoReport{fetch: sum, counts: counts, pipeline: p, out: out, took: time.Since(start)})
+	printDemoSummary(w, demoReport{fetch: sum, counts: counts, pipeline: p, out: out, took: time.Since(start), bad: badLines})
 	if !sum.OK() {
 		return fmt.Errorf("fetch reconciliation failed: %s", strings.Join(sum.Mismatches, "; "))
 	}
@@ -252,6 +268,7 @@ type demoReport struct {
 	pipeline *pipeline.Pipeline
 	out      string
 	took     time.Duration
+	bad      []synth.DeadLetter // the bad lines mixed into generated data
 }
 
 func printDemoSummary(w io.Writer, r demoReport) {
@@ -269,6 +286,9 @@ func printDemoSummary(w io.Writer, r demoReport) {
 
 	fmt.Fprintln(w, "dead letters by stage and reason:")
 	printCounts(w, r.counts.dead, "  (none)")
+	if len(r.bad) > 0 {
+		fmt.Fprintf(w, "  %s\n", checkDeadLetters(r.bad, r.counts.dead))
+	}
 
 	omopSum := r.pipeline.OMOPSummary()
 	sinkStats := r.pipeline.SinkStats(sink.LayerOMOP)
@@ -295,6 +315,31 @@ func printDemoSummary(w io.Writer, r demoReport) {
 	fmt.Fprintf(w, "\nParquet files written: %d OMOP, %d bronze, under %s\n", sinkStats.FilesWritten, bronze.FilesWritten, r.out)
 	fmt.Fprintf(w, "\ntry it:\n  duckdb -c \"SELECT gender_source_value, count(*) FROM read_parquet('%s/omop/person/*/*.parquet', hive_partitioning=true) GROUP BY 1\"\n",
 		r.out)
+}
+
+// checkDeadLetters compares the dead letters by stage and class with the bad lines mixed
+// into the generated data: each must have been rejected, by the stage and for the reason
+// it was written for, and nothing else.
+func checkDeadLetters(bad []synth.DeadLetter, dead map[string]int64) string {
+	want := map[string]int64{}
+	for _, d := range bad {
+		want[d.Stage+": "+d.Class]++
+	}
+	var diffs []string
+	for _, k := range slices.Sorted(maps.Keys(dead)) {
+		if dead[k] != want[k] {
+			diffs = append(diffs, fmt.Sprintf("%s %d, expected %d", k, dead[k], want[k]))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if _, ok := dead[k]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%s 0, expected %d", k, want[k]))
+		}
+	}
+	if len(diffs) > 0 {
+		return "UNEXPECTED, compared with the bad lines mixed in: " + strings.Join(diffs, "; ")
+	}
+	return fmt.Sprintf("= the %d bad lines mixed into the generated data, each rejected as intended", len(bad))
 }
 
 func printCounts(w io.Writer, m map[string]int64, none string) {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,6 +27,13 @@ Immunization, AllergyIntolerance and the Practitioner, Organization and Location
 reference, one Type.ndjson (or Type.ndjson.gz) file per type. The same --seed and
 --patients always produce the same bytes; every reference resolves within the output.
 
+With --bad N it mixes N deliberately bad lines into the files, spread between patients:
+lines the pipeline must dead-letter (malformed JSON, a resource in the wrong file, a
+missing or malformed id, an impossible dateTime, a malformed reference, a Coding without
+system, a missing required element, a code outside its value set, resources OMOP cannot
+map, and with --long-line-bytes an over-long line). They are listed with the stage and
+class that must reject each, and are not counted as resources.
+
 It prints the resources per type and a one-line summary with the throughput.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -33,8 +42,8 @@ It prints the resources per type and a one-line summary with the throughput.`,
 			if out == "" {
 				return fmt.Errorf("synth: --out is required")
 			}
-			if cfg.Patients < 0 {
-				return fmt.Errorf("synth: --patients must not be negative")
+			if cfg.Patients < 0 || cfg.Bad < 0 || cfg.LongLineBytes < 0 {
+				return fmt.Errorf("synth: --patients, --bad and --long-line-bytes must not be negative")
 			}
 			start := time.Now()
 			counts, err := synth.WriteDir(cmd.Context(), cfg, out)
@@ -47,6 +56,7 @@ It prints the resources per type and a one-line summary with the throughput.`,
 			fmt.Fprintf(w, "synth: %d patients, %d resources, %.1f MB NDJSON (%.1f MB on disk), %.2f s, %.0f resources/s, into %s\n",
 				cfg.Patients, counts.Total(), float64(counts.TotalBytes())/1e6, float64(diskBytes(out, counts, cfg.Gzip))/1e6,
 				secs, float64(counts.Total())/secs, out)
+			printBadLines(w, counts.Bad)
 			return nil
 		},
 	}
@@ -55,7 +65,28 @@ It prints the resources per type and a one-line summary with the throughput.`,
 	f.StringVar(&out, "out", "", "output directory, created if missing; earlier files of the same types are replaced (required; env FHIRSTREAM_OUT)")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "random seed: the same seed and --patients give byte-identical output (env FHIRSTREAM_SEED)")
 	f.BoolVar(&cfg.Gzip, "gzip", false, "write gzip-compressed Type.ndjson.gz files (env FHIRSTREAM_GZIP)")
+	f.IntVar(&cfg.Bad, "bad", 0, "mix this many deliberately bad lines into the files (env FHIRSTREAM_BAD)")
+	f.IntVar(&cfg.LongLineBytes, "long-line-bytes", 0, "with --bad, one class of bad line is a line this long, for a fetcher whose --max-line-bytes is lower (env FHIRSTREAM_LONG_LINE_BYTES)")
 	addCommand(cmd)
+}
+
+// printBadLines lists the bad lines mixed in: where each is and which stage must
+// dead-letter it with which class.
+func printBadLines(w io.Writer, bad []synth.DeadLetter) {
+	if len(bad) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "synth: %d bad lines mixed in, to be dead-lettered:\n", len(bad))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  FILE\tLINE\tSTAGE\tCLASS\tKEY\t")
+	for _, d := range bad {
+		key := d.Key
+		if key == "" {
+			key = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t\n", d.File, d.Line, d.Stage, d.Class, key)
+	}
+	_ = tw.Flush()
 }
 
 // diskBytes is the size of the files WriteDir wrote; with --gzip, the compressed size.

@@ -19,4 +19,9 @@
 //   - Streaming: resources are written patient by patient as they are made. The shared pool
 //     of Organizations, Locations and Practitioners is derived from the seed and the group
 //     index (one group per 20 patients), so memory does not grow with the number of patients.
+//
+// Config.Bad mixes deliberately bad lines into the export (malformed JSON, resources in the
+// wrong file, bad ids, dates, references and codings, resources OMOP cannot map, an
+// over-long line), and ExpectedDeadLetters says which stage must dead-letter each and
+// why, so that tests, the demo and the chaos test can check the dead-letter topic exactly.
 package synth

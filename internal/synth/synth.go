@@ -55,6 +55,20 @@ type Config struct {
 	// End is the export's transactionTime: nothing happens, and nothing is updated, after
 	// it except planned future encounters. Zero means DefaultEnd.
 	End time.Time
+	// Bad mixes this many deliberately bad lines into the export, for testing that the
+	// pipeline dead-letters them: malformed JSON, a resource in the wrong type's file, a
+	// missing or malformed id, an impossible dateTime, a malformed reference, a Coding
+	// without system, a missing required element, a code outside its value set, and
+	// resources valid in FHIR that OMOP cannot map. The classes are used round robin
+	// (BadKinds says how many there are) and the lines are spread evenly between patients;
+	// ExpectedDeadLetters says where each one is and how it must be rejected. Bad lines
+	// have ids of their own and do not change the good resources, which stay
+	// byte-identical to a run without them.
+	Bad int
+	// LongLineBytes, when positive, adds an over-long line of this many bytes to the
+	// classes of Bad: a valid Observation that a fetcher whose line limit
+	// (--max-line-bytes) is below LongLineBytes dead-letters as "line-too-long".
+	LongLineBytes int
 }
 
 func (c Config) end() time.Time {
@@ -73,9 +87,35 @@ type EmitFunc func(resourceType string, line []byte) error
 // comes first, then each encounter followed by what was recorded in it; the shared
 // Organization, Location and Practitioners of a group come before its first patient, so
 // every reference points backwards. It stops early, returning ctx.Err(), when ctx ends.
+//
+// With cfg.Bad, the bad lines go to emit like every other line, under the type of the file
+// they belong in; ExpectedDeadLetters tells them apart.
 func Generate(ctx context.Context, cfg Config, emit EmitFunc) error {
+	return generateMixed(ctx, cfg, emit, nil)
+}
+
+// ExpectedDeadLetters runs cfg's export without writing it and returns its bad lines
+// (cfg.Bad of them), in the order they appear, with the stage and class that must
+// dead-letter each. WriteDir returns the same list in Counts.Bad.
+func ExpectedDeadLetters(ctx context.Context, cfg Config) ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := generateMixed(ctx, cfg, func(string, []byte) error { return nil }, func(d DeadLetter, _ []byte) error {
+		out = append(out, d)
+		return nil
+	})
+	return out, err
+}
+
+// badEmitFunc receives a bad line, its line number filled in. Nil sends bad lines to the
+// EmitFunc like good ones.
+type badEmitFunc func(d DeadLetter, line []byte) error
+
+func generateMixed(ctx context.Context, cfg Config, emit EmitFunc, emitBad badEmitFunc) error {
 	if cfg.Patients < 0 {
 		return fmt.Errorf("synth: negative patient count %d", cfg.Patients)
+	}
+	if cfg.Bad < 0 || cfg.LongLineBytes < 0 {
+		return fmt.Errorf("synth: negative bad line count %d or length %d", cfg.Bad, cfg.LongLineBytes)
 	}
 	zs, err := zones()
 	if err != nil {
@@ -83,9 +123,15 @@ func Generate(ctx context.Context, cfg Config, emit EmitFunc) error {
 	}
 	g := &gen{cfg: cfg, end: cfg.end(), emit: emit, zones: zs}
 	g.r = rand.New(&g.src)
+	if cfg.Bad > 0 {
+		g.setupBad(emitBad)
+	}
 	for i := 0; i < cfg.Patients; i++ {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if g.mixBad(i); g.err != nil {
+			return g.err
 		}
 		if i%PatientsPerGroup == 0 {
 			g.pool(i / PatientsPerGroup)
@@ -95,7 +141,35 @@ func Generate(ctx context.Context, cfg Config, emit EmitFunc) error {
 			return g.err
 		}
 	}
-	return nil
+	g.mixBad(cfg.Patients)
+	return g.err
+}
+
+// setupBad counts lines per file, which bad lines need for their line numbers, by
+// wrapping emit; runs without bad lines do not pay for it.
+func (g *gen) setupBad(emitBad badEmitFunc) {
+	g.badKindList = g.cfg.badKinds()
+	g.lines = map[string]int64{}
+	good := g.emit
+	g.emit = func(resourceType string, line []byte) error {
+		g.lines[resourceType]++
+		return good(resourceType, line)
+	}
+	g.emitBad = emitBad
+	if g.emitBad == nil {
+		g.emitBad = func(d DeadLetter, line []byte) error { return good(d.File, line) }
+	}
+}
+
+// mixBad writes the bad lines due before patient index i.
+func (g *gen) mixBad(i int) {
+	for g.err == nil && g.nextBad < g.cfg.Bad && badBefore(g.nextBad, g.cfg.Bad, g.cfg.Patients) <= i {
+		d := g.badLine(g.nextBad)
+		g.lines[d.File]++
+		d.Line = g.lines[d.File]
+		g.err = g.emitBad(d, g.badBuf)
+		g.nextBad++
+	}
 }
 
 // gen is the state of one Generate call. Everything in it is either per run (config,
@@ -118,6 +192,14 @@ type gen struct {
 	slotsEnd time.Time // no slot is later
 	final    time.Time // start of a deceased patient's last stay
 	labIDs   []uuid
+
+	// Bad lines (Config.Bad): the classes in rotation, the next one to write, lines
+	// written per file so far, and where bad lines go.
+	badKindList []badKind
+	nextBad     int
+	lines       map[string]int64
+	emitBad     badEmitFunc
+	badBuf      []byte
 }
 
 // write hands the finished resource in g.e to emit.

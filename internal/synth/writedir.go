@@ -15,17 +15,14 @@ import (
 
 // Counts is what a run produced, per resource type.
 type Counts struct {
-	Resources map[string]int64 // lines written
-	Bytes     map[string]int64 // uncompressed NDJSON bytes, newlines included
+	Resources map[string]int64 // good resources written (bad lines are not resources)
+	Bytes     map[string]int64 // uncompressed NDJSON bytes of the file, bad lines and newlines included
+	// Bad are the deliberately bad lines mixed in (Config.Bad), in the order written.
+	Bad []DeadLetter
 }
 
 func newCounts() Counts {
 	return Counts{Resources: map[string]int64{}, Bytes: map[string]int64{}}
-}
-
-func (c Counts) add(resourceType string, n int) {
-	c.Resources[resourceType]++
-	c.Bytes[resourceType] += int64(n)
 }
 
 // Total is the number of resources of all types.
@@ -46,10 +43,10 @@ func (c Counts) TotalBytes() int64 {
 	return n
 }
 
-// Types lists the resource types present, sorted by name.
+// Types lists the files written, by resource type, sorted by name.
 func (c Counts) Types() []string {
-	types := make([]string, 0, len(c.Resources))
-	for t := range c.Resources {
+	types := make([]string, 0, len(c.Bytes))
+	for t := range c.Bytes { // a file may hold bad lines only
 		types = append(types, t)
 	}
 	slices.Sort(types)
@@ -64,6 +61,9 @@ func (c Counts) String() string {
 		fmt.Fprintf(&b, "%-20s %12d %12.1f\n", t, c.Resources[t], float64(c.Bytes[t])/1e6)
 	}
 	fmt.Fprintf(&b, "%-20s %12d %12.1f\n", "total", c.Total(), float64(c.TotalBytes())/1e6)
+	if len(c.Bad) > 0 {
+		fmt.Fprintf(&b, "%-20s %12d   (not counted above)\n", "bad lines", len(c.Bad))
+	}
 	return b.String()
 }
 
@@ -94,7 +94,7 @@ func WriteDir(ctx context.Context, cfg Config, dir string) (Counts, error) {
 	}
 
 	files := make(map[string]*typeFile, len(ResourceTypes))
-	emit := func(resourceType string, line []byte) error {
+	write := func(resourceType string, line []byte) error {
 		f := files[resourceType]
 		if f == nil {
 			var err error
@@ -103,10 +103,18 @@ func WriteDir(ctx context.Context, cfg Config, dir string) (Counts, error) {
 			}
 			files[resourceType] = f
 		}
-		counts.add(resourceType, len(line)+1)
+		counts.Bytes[resourceType] += int64(len(line)) + 1
 		return f.writeLine(line)
 	}
-	err := Generate(ctx, cfg, emit)
+	emit := func(resourceType string, line []byte) error {
+		counts.Resources[resourceType]++
+		return write(resourceType, line)
+	}
+	emitBad := func(d DeadLetter, line []byte) error {
+		counts.Bad = append(counts.Bad, d)
+		return write(d.File, line)
+	}
+	err := generateMixed(ctx, cfg, emit, emitBad)
 	// Close in a fixed order so that the first error reported does not depend on map order.
 	for _, t := range ResourceTypes {
 		if f := files[t]; f != nil {
