@@ -431,10 +431,17 @@ func benchStages(sum producer.Summary, fetchEnd time.Duration, samples []benchSa
 	for i, sp := range final {
 		st := benchStage{Name: sp.Name, RecordsIn: sp.In, RecordsOut: sp.Out, DeadLetters: sp.DeadLetters, Batches: sp.Batches, BytesIn: sp.BytesIn}
 		inputSeen := upstreamOut(sp.Name)
-		start, end := time.Duration(-1), time.Duration(-1)
+		// The input became readable between the last sample without it and the first
+		// with it; starting from the earlier one never under-counts the active time, and
+		// keeps it above zero for a stage that finished within one sample period.
+		start, end, before := time.Duration(-1), time.Duration(-1), time.Duration(0)
 		for _, s := range samples {
-			if start < 0 && inputSeen(s) > 0 {
-				start = s.at
+			if start < 0 {
+				if inputSeen(s) > 0 {
+					start = before
+				} else {
+					before = s.at
+				}
 			}
 			if end < 0 && s.stages[i].In == sp.In {
 				end = s.at
