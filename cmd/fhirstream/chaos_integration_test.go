@@ -23,7 +23,7 @@ import (
 const (
 	chaosValidate   = "chaos-validate"
 	chaosDedupe     = "chaos-dedupe"
-	chaosOMOP       = "fhirstream-omop" // consume omop has no --group flag
+	chaosOMOP       = "chaos-omop"
 	chaosSinkOMOP   = "chaos-sink-omop"
 	chaosSinkBronze = "chaos-sink-bronze"
 )
@@ -188,20 +188,13 @@ func TestIntegrationChaos(t *testing.T) {
 		return withKafka("consume", "sink-"+layer, "--out", lake, "--group", group, "--instance-id", "chaos",
 			"--flush-rows", "3000", "--flush-interval", "500ms")
 	}
-	omopArgs := withKafka("consume", "omop")
-	if chaosCommandHasFlag(t, bin, "--instance-id", "consume", "omop") {
-		omopArgs = append(omopArgs, "--instance-id", "chaos")
-	} else {
-		t.Log("consume omop has no --instance-id: a restarted omop stage is a new group member with a new transactional id, " +
-			"so a kill costs the group a session timeout")
-	}
 	procs := map[string]*chaosProc{
 		"fetch": newChaosProc(t, logs, "fetch", bin, withKafka("fetch", ehrURL, "--smart-client-id", "chaos", "--key", keyFile,
 			"--max-line-bytes", strconv.Itoa(chaosMaxLine), "--manifest-dir", filepath.Join(work, "manifests"),
 			"--partitions", "3", "--min-poll", "100ms", "--commit-bytes", strconv.Itoa(2<<20), "--commit-interval", "500ms")...),
 		"validate":    newChaosProc(t, logs, "validate", bin, stageArgs("validate", chaosValidate)...),
 		"dedupe":      newChaosProc(t, logs, "dedupe", bin, stageArgs("dedupe", chaosDedupe)...),
-		"omop":        newChaosProc(t, logs, "omop", bin, omopArgs...),
+		"omop":        newChaosProc(t, logs, "omop", bin, stageArgs("omop", chaosOMOP)...),
 		"sink-omop":   newChaosProc(t, logs, "sink-omop", bin, sinkArgs(sink.LayerOMOP, chaosSinkOMOP)...),
 		"sink-bronze": newChaosProc(t, logs, "sink-bronze", bin, sinkArgs(sink.LayerBronze, chaosSinkBronze)...),
 	}
@@ -490,11 +483,4 @@ func TestIntegrationChaos(t *testing.T) {
 	t.Logf("chaos run on %s: %d patients, %d resources, pipeline done in %s, %s in all (seed %d)",
 		map[bool]string{true: "a real broker", false: "kfake"}[realBroker], patients, counts.Total(),
 		pipelineDone.Round(time.Millisecond), time.Since(began).Round(time.Millisecond), seed)
-}
-
-// chaosCommandHasFlag reports whether a subcommand of the binary lists flag in its help.
-func chaosCommandHasFlag(t *testing.T, bin, flag string, command ...string) bool {
-	t.Helper()
-	help := runChaosCommand(t, bin, append(command, "--help")...)
-	return strings.Contains(string(help), flag+" ")
 }
