@@ -178,33 +178,35 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, st stage.Stor
 	}
 	var kb [KeySize]byte
 	sk := StoreKey(kb[:0], in.Key)
-	forward := func(reason string) {
-		runtime.CountCommitted(ctx, mDecisions, in.Topic, reason)
-		out.Emit(stage.Record{Topic: p.Topics.Unique(rt), Key: in.Key, Value: in.Value, Headers: in.Headers, Timestamp: in.Timestamp})
-	}
+	var reason string
 	if in.IsTombstone() {
 		st.Delete(sk)
-		forward(Deleted)
-		return nil
-	}
-	cur, err := StateOf(in.Value)
-	if err != nil {
-		return stage.Reject("invalid-json", "", "value is not a JSON object")
-	}
-	var prev *State
-	if b, ok := st.Get(sk); ok {
-		if s, ok := DecodeState(b); ok {
-			prev = &s
+		reason = Deleted
+	} else {
+		cur, err := StateOf(in.Value)
+		if err != nil {
+			return stage.Reject("invalid-json", "", "value is not a JSON object")
 		}
+		var prev State
+		known := false
+		if b, ok := st.Get(sk); ok {
+			prev, known = DecodeState(b)
+		}
+		var fwd bool
+		if known {
+			fwd, reason = Decide(&prev, cur)
+		} else {
+			fwd, reason = Decide(nil, cur)
+		}
+		if !fwd {
+			runtime.CountCommitted(ctx, mDecisions, in.Topic, reason)
+			return nil
+		}
+		var vb [StateSize]byte
+		st.Put(sk, cur.Encode(vb[:0]))
 	}
-	fwd, reason := Decide(prev, cur)
-	if !fwd {
-		runtime.CountCommitted(ctx, mDecisions, in.Topic, reason)
-		return nil
-	}
-	var vb [StateSize]byte
-	st.Put(sk, cur.Encode(vb[:0]))
-	forward(reason)
+	runtime.CountCommitted(ctx, mDecisions, in.Topic, reason)
+	out.Emit(stage.Record{Topic: p.Topics.Unique(rt), Key: in.Key, Value: in.Value, Headers: in.Headers, Timestamp: in.Timestamp})
 	return nil
 }
 

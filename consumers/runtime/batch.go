@@ -249,11 +249,7 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 		}
 		for _, op := range res.ops {
 			p.bs.apply(op)
-			cl := &kgo.Record{Topic: r.changelog, Partition: rec.Partition, Key: changelogKey(rec.Topic, op.key)}
-			if !op.del {
-				cl.Value = op.value
-			}
-			r.sess.Produce(work, cl, promise.Promise())
+			r.sess.Produce(work, p.bs.changelogRecord(r.changelog, rec.Partition, rec.Topic, op), promise.Promise())
 		}
 	}
 }

@@ -155,6 +155,12 @@ func (r *runner) startSession() error {
 		// refresh that sees one still loading triggers the next.
 		kgo.MetadataMinAge(min(r.opts.TopicRefresh, time.Second)),
 		kgo.RecordPartitioner(changelogPartitioner{changelog: r.changelog}),
+		// Room to buffer a whole batch's produces: its outputs, and as many changelog
+		// records for a stateful stage. At franz-go's default of 10000, a batch of
+		// 20000 inputs waits in Produce for broker round trips instead of processing on
+		// while earlier records are sent; a stateful stage, producing twice as many
+		// records, waited most. The records are the batch's, which is in memory anyway.
+		kgo.MaxBufferedRecords(max(10000, 3*r.opts.MaxPollRecords)),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.assignPartitions(m) }),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.dropPartitions(m) }),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.dropPartitions(m) }),

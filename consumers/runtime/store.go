@@ -2,6 +2,9 @@ package runtime
 
 import (
 	"bytes"
+	"unsafe"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
 )
@@ -42,6 +45,59 @@ type batchStore struct {
 	base    stage.Store
 	pending map[string]stateOp
 	order   []string // keys in first-write order, so commits apply deterministically
+	// arena holds the batch's copies of state keys and values and its changelog keys and
+	// records: a few allocations per batch instead of several per state change.
+	arena     arena
+	changelog []kgo.Record
+}
+
+// arena hands out copies of byte slices from large chunks. Nothing written to it
+// changes afterwards, and a chunk is never reused: the copies live as long as anything
+// (the batch store, a changelog record in the producer) refers to them.
+type arena struct{ buf []byte }
+
+const arenaChunk = 64 << 10
+
+// alloc returns n bytes of the arena, with a capacity of exactly n.
+func (a *arena) alloc(n int) []byte {
+	if cap(a.buf)-len(a.buf) < n {
+		a.buf = make([]byte, 0, max(arenaChunk, n))
+	}
+	start := len(a.buf)
+	a.buf = a.buf[:start+n]
+	return a.buf[start : start+n : start+n]
+}
+
+// copy returns a copy of b in the arena: nil for nil and empty for empty, as bytes.Clone.
+func (a *arena) copy(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	if len(b) == 0 {
+		return []byte{}
+	}
+	dst := a.alloc(len(b))
+	copy(dst, b)
+	return dst
+}
+
+// changelogRecord returns a changelog record to send op's change in, from a slab of the
+// batch's records.
+func (b *batchStore) changelogRecord(topic string, partition int32, inputTopic string, op stateOp) *kgo.Record {
+	if len(b.changelog) == cap(b.changelog) {
+		b.changelog = make([]kgo.Record, 0, 256)
+	}
+	b.changelog = append(b.changelog, kgo.Record{Topic: topic, Partition: partition})
+	cl := &b.changelog[len(b.changelog)-1]
+	// The key is "<input topic>\x00<store key>": partitions of several input topics
+	// share a changelog partition.
+	cl.Key = b.arena.alloc(len(inputTopic) + 1 + len(op.key))
+	copy(cl.Key[copy(cl.Key, inputTopic)+1:], op.key)
+	cl.Key[len(inputTopic)] = 0
+	if !op.del {
+		cl.Value = op.value
+	}
+	return cl
 }
 
 func newBatchStore(base stage.Store) *batchStore {
@@ -55,8 +111,10 @@ func (b *batchStore) get(key []byte) ([]byte, bool) {
 	return b.base.Get(key)
 }
 
+// apply records op, whose key and value are in b's arena (recordStore put them there).
 func (b *batchStore) apply(op stateOp) {
-	k := string(op.key)
+	// A view, not a copy: arena bytes never change.
+	k := unsafe.String(unsafe.SliceData(op.key), len(op.key))
 	if _, seen := b.pending[k]; !seen {
 		b.order = append(b.order, k)
 	}
@@ -94,11 +152,16 @@ func (r *recordStore) Get(key []byte) ([]byte, bool) {
 }
 
 func (r *recordStore) Put(key, value []byte) {
-	r.ops = append(r.ops, stateOp{key: bytes.Clone(key), value: bytes.Clone(value)})
+	if value == nil {
+		// A put, even of nothing, must not reach the changelog as a tombstone (a nil
+		// value), which a restore would take for a delete.
+		value = []byte{}
+	}
+	r.ops = append(r.ops, stateOp{key: r.batch.arena.copy(key), value: r.batch.arena.copy(value)})
 }
 
 func (r *recordStore) Delete(key []byte) {
-	r.ops = append(r.ops, stateOp{key: bytes.Clone(key), del: true})
+	r.ops = append(r.ops, stateOp{key: r.batch.arena.copy(key), del: true})
 }
 
 // noStore is the Store of a stateless stage: empty, and writing to it is a stage bug
@@ -108,14 +171,6 @@ type noStore struct{ wrote bool }
 func (n *noStore) Get([]byte) ([]byte, bool) { return nil, false }
 func (n *noStore) Put(_, _ []byte)           { n.wrote = true }
 func (n *noStore) Delete([]byte)             { n.wrote = true }
-
-// changelogKey is "<input topic>\x00<store key>".
-func changelogKey(topic string, key []byte) []byte {
-	k := make([]byte, 0, len(topic)+1+len(key))
-	k = append(k, topic...)
-	k = append(k, 0)
-	return append(k, key...)
-}
 
 // splitChangelogKey returns the input topic and store key of a changelog key.
 func splitChangelogKey(k []byte) (topic string, key []byte, ok bool) {

@@ -1,6 +1,10 @@
 package runtime
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
 
 // TestBatchAndRecordStores: a record's writes are visible to itself, to later records
 // of the batch once applied, and to the base store only after commit.
@@ -48,10 +52,31 @@ func TestBatchAndRecordStores(t *testing.T) {
 	}
 }
 
-func TestChangelogKey(t *testing.T) {
-	topic, key, ok := splitChangelogKey(changelogKey("fhir.valid.Patient", []byte("Patient/1\x00x")))
-	if !ok || topic != "fhir.valid.Patient" || string(key) != "Patient/1\x00x" {
-		t.Fatalf("round trip: %q %q %v", topic, key, ok)
+// TestChangelogRecord: changelog keys round-trip, a put (even of an empty value) is
+// never a tombstone, and a delete always is.
+func TestChangelogRecord(t *testing.T) {
+	b := newBatchStore(NewMapStore())
+	r := &recordStore{batch: b}
+	r.Put([]byte("Patient/1\x00x"), []byte("v"))
+	r.Put([]byte("empty"), nil)
+	r.Delete([]byte("gone"))
+	var got []*kgo.Record
+	for _, op := range r.ops {
+		b.apply(op)
+		got = append(got, b.changelogRecord("fhir.state.x", 2, "fhir.valid.Patient", op))
+	}
+	topic, key, ok := splitChangelogKey(got[0].Key)
+	if !ok || topic != "fhir.valid.Patient" || string(key) != "Patient/1\x00x" || string(got[0].Value) != "v" {
+		t.Fatalf("round trip: %q %q %v, value %q", topic, key, ok, got[0].Value)
+	}
+	if got[0].Topic != "fhir.state.x" || got[0].Partition != 2 {
+		t.Fatalf("changelog record to %s/%d", got[0].Topic, got[0].Partition)
+	}
+	if got[1].Value == nil {
+		t.Fatal("a put of an empty value became a tombstone")
+	}
+	if got[2].Value != nil {
+		t.Fatalf("a delete carries a value: %q", got[2].Value)
 	}
 	if _, _, ok := splitChangelogKey([]byte("no-separator")); ok {
 		t.Fatal("accepted a key without a topic")

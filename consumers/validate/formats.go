@@ -73,6 +73,10 @@ func checkTime(whole, t string) string {
 	default:
 		return "bad timezone: want Z or ±hh:mm"
 	}
+	if realTime(whole, t, rest) {
+		return ""
+	}
+	// Out of range somewhere: let time.Parse, the reference, decide (and say no).
 	// Leap seconds (:60) are allowed by FHIR but not by time.Parse; accept them here.
 	check := whole
 	if t[6:8] == "60" {
@@ -95,8 +99,67 @@ func datePart(s string) bool {
 		if !digits(s[:4]) || s[4] != '-' || !digits(s[5:7]) || s[7] != '-' || !digits(s[8:10]) || s[:4] == "0000" {
 			return false
 		}
-		_, err := time.Parse(time.DateOnly, s)
+		if realDay(s) {
+			return true
+		}
+		_, err := time.Parse(time.DateOnly, s) // the reference, for what realDay rules out
 		return err == nil
+	}
+	return false
+}
+
+// realDay reports whether the YYYY-MM-DD s (digits already checked) is a calendar day.
+// It accepts only what time.Parse accepts, without its cost: dates are in every resource.
+func realDay(s string) bool {
+	year := num4(s[:4])
+	month, day := num2(s[5:7]), num2(s[8:10])
+	if month < 1 || month > 12 || day < 1 {
+		return false
+	}
+	return day <= daysIn(month, year)
+}
+
+// realTime reports whether whole, a full date with the time t already checked as
+// hh:mm:ss[.f+] followed by the zone rest (Z or ±hh:mm, at most 14:00), is a point in
+// time time.Parse accepts: hours 0-23, minutes and seconds 0-59, zone minutes 0-59.
+// When it says no, checkTime asks time.Parse (leap seconds, for one, are accepted).
+func realTime(whole, t, rest string) bool {
+	if !realDay(whole[:10]) || num2(t[0:2]) > 23 || num2(t[3:5]) > 59 || num2(t[6:8]) > 59 {
+		return false
+	}
+	return rest == "Z" || num2(rest[4:6]) <= 59
+}
+
+func num2(s string) int { return int(s[0]-'0')*10 + int(s[1]-'0') }
+
+func num4(s string) int { return num2(s[:2])*100 + num2(s[2:]) }
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// hasSpace reports whether s has a tab, newline or carriage return, or a space when
+// spaceToo: a plain loop, as these strings are short and strings.ContainsAny builds
+// its byte set on every call.
+func hasSpace(s string, spaceToo bool) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\t', '\n', '\r':
+			return true
+		case ' ':
+			if spaceToo {
+				return true
+			}
+		}
 	}
 	return false
 }
@@ -115,7 +178,7 @@ func checkCode(s string) string {
 	if s == "" {
 		return "empty code"
 	}
-	if s[0] == ' ' || s[len(s)-1] == ' ' || strings.Contains(s, "  ") || strings.ContainsAny(s, "\t\n\r") {
+	if s[0] == ' ' || s[len(s)-1] == ' ' || strings.Contains(s, "  ") || hasSpace(s, false) {
 		return "code with leading, trailing or repeated whitespace"
 	}
 	return ""
@@ -126,7 +189,7 @@ func checkURI(s string) string {
 	if s == "" {
 		return "empty uri"
 	}
-	if strings.ContainsAny(s, " \t\n\r") {
+	if hasSpace(s, true) {
 		return "uri with whitespace"
 	}
 	return ""
@@ -139,7 +202,7 @@ func checkReference(s string) string {
 	switch {
 	case s == "":
 		return "empty reference"
-	case strings.ContainsAny(s, " \t\n\r"):
+	case hasSpace(s, true):
 		return "reference with whitespace"
 	case s[0] == '#':
 		if !schemas.ValidResourceID(s[1:]) {
@@ -166,17 +229,26 @@ func checkReference(s string) string {
 		}
 		return ""
 	}
-	parts := strings.Split(s, "/")
-	if len(parts) != 2 && !(len(parts) == 4 && parts[2] == "_history") {
+	// Type/id or Type/id/_history/vid, split without allocating.
+	typ, rest, _ := strings.Cut(s, "/")
+	id, rest, more := strings.Cut(rest, "/")
+	var version string
+	if more {
+		hist, v, ok := strings.Cut(rest, "/")
+		if !ok || hist != "_history" || strings.Contains(v, "/") {
+			return "reference must be Type/id, Type?query, #id or an absolute URL"
+		}
+		version = v
+	} else if !strings.Contains(s, "/") {
 		return "reference must be Type/id, Type?query, #id or an absolute URL"
 	}
-	if !schemas.ValidResourceType(parts[0]) {
+	if !schemas.ValidResourceType(typ) {
 		return "reference type is not a FHIR resource type name"
 	}
-	if !schemas.ValidResourceID(parts[1]) {
+	if !schemas.ValidResourceID(id) {
 		return "reference id is not a FHIR id"
 	}
-	if len(parts) == 4 && !schemas.ValidResourceID(parts[3]) {
+	if more && !schemas.ValidResourceID(version) {
 		return "reference version is not a FHIR id"
 	}
 	return ""

@@ -25,7 +25,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 
@@ -75,6 +77,9 @@ type Validator struct {
 	max   int
 	rules map[string][]compiled
 	pool  fastjson.ParserPool
+	// checkers are reused: a checker's path stack and contained-id map would otherwise be
+	// allocated for every resource.
+	checkers sync.Pool
 }
 
 type compiled struct {
@@ -110,7 +115,11 @@ func New(o Options) *Validator {
 // from ("" to skip that check) and key its record key (nil to skip that check). It
 // returns the failures, none when the resource passes.
 func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
-	c := &checker{v: v}
+	c, _ := v.checkers.Get().(*checker)
+	if c == nil {
+		c = &checker{v: v}
+	}
+	defer c.release()
 	p := v.pool.Get()
 	defer v.pool.Put(p)
 	root, err := p.ParseBytes(value)
@@ -143,27 +152,33 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		c.fail(ClassBadFormat, "resourceType", "resourceType must be a FHIR resource type name")
 		return c.fails
 	}
-	rt := string(rtb)
+	rt := wantType
+	if string(rtb) != wantType {
+		rt = string(rtb) // only when it differs from the topic's type: a failure follows
+	}
 	c.rt = rt
 	if wantType != "" && rt != wantType {
 		c.fail(ClassTypeMismatch, "resourceType", "resourceType %s does not match the topic's type %s", rt, wantType)
 	}
 	idv := obj.Get("id")
-	var id string
+	var id []byte
 	switch {
 	case idv == nil:
 		c.fail(ClassMissingRequired, rt+".id", "id is required")
 	case idv.Type() != fastjson.TypeString || !schemas.ValidResourceID(idv.GetStringBytes()):
 		c.fail(ClassBadFormat, rt+".id", "id must be 1-64 of A-Z a-z 0-9 - .")
 	default:
-		id = string(idv.GetStringBytes())
+		id = idv.GetStringBytes()
 	}
-	if key != nil && id != "" && !keyIs(key, rt, id) {
+	if key != nil && len(id) > 0 && !keyIs(key, rt, id) {
 		c.fail(ClassKeyMismatch, rt+".id", "record key is not %s/<id>", rt)
 	}
 	if meta := obj.Get("meta"); meta != nil {
 		if lu := meta.Get("lastUpdated"); lu != nil {
-			c.primitive(lu, Instant, nil, rt+".meta.lastUpdated")
+			c.push("meta")
+			c.push("lastUpdated")
+			c.primitive(lu, Instant, nil)
+			c.stack = c.stack[:0]
 		}
 		if vid := meta.Get("versionId"); vid != nil && (vid.Type() != fastjson.TypeString || !schemas.ValidResourceID(vid.GetStringBytes())) {
 			c.fail(ClassBadFormat, rt+".meta.versionId", "versionId must be a FHIR id")
@@ -178,11 +193,25 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		}
 	}
 	c.generic(root, false)
-	for _, r := range v.rules[rt] {
-		c.rule(root, &r, 0, rt)
+	rules := v.rules[rt]
+	for i := range rules {
+		c.rule(root, &rules[i], 0)
 	}
 	return c.fails
 }
+
+// release returns c to its validator's pool. The failures belong to the caller now.
+func (c *checker) release() {
+	clear(c.contained)
+	c.fails, c.rt, c.stack = nil, "", c.stack[:0]
+	c.v.checkers.Put(c)
+}
+
+// view is the bytes b as a string without a copy, for checks that only read it during
+// the call (the checks below run on every element: a copy each would be most of
+// their cost). b must not change while the string is in use; the parser's buffers do
+// not until the next resource.
+func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // rawControlInString returns the offset of the first unescaped control character
 // (below 0x20) inside a JSON string of a parsed document, or -1.
@@ -225,8 +254,8 @@ func hasControl(b []byte) bool {
 	return false
 }
 
-func keyIs(key []byte, rt, id string) bool {
-	return len(key) == len(rt)+1+len(id) && string(key[:len(rt)]) == rt && key[len(rt)] == '/' && string(key[len(rt)+1:]) == id
+func keyIs(key []byte, rt string, id []byte) bool {
+	return len(key) == len(rt)+1+len(id) && string(key[:len(rt)]) == rt && key[len(rt)] == '/' && bytes.Equal(key[len(rt)+1:], id)
 }
 
 // jsonError describes a JSON syntax error by position only: parser messages quote the
@@ -258,13 +287,19 @@ type checker struct {
 	rt        string
 	fails     []Failure
 	contained map[string]bool
-	stack     []seg // the generic walk's current path, rendered only on failure
+	stack     []seg // the current element's path below the resource, rendered only on failure
 }
 
+// seg is one step of an element path: a key or an array index.
 type seg struct {
-	key []byte
-	idx int // array index, or -1
+	key string // a view of the document's bytes (see view) or a rule's name
+	idx int    // array index, or -1
 }
+
+func (c *checker) push(name string) { c.stack = append(c.stack, seg{key: name, idx: -1}) }
+func (c *checker) pushKey(k []byte) { c.stack = append(c.stack, seg{key: view(k), idx: -1}) }
+func (c *checker) pushIndex(i int)  { c.stack = append(c.stack, seg{idx: i}) }
+func (c *checker) pop()             { c.stack = c.stack[:len(c.stack)-1] }
 
 func (c *checker) full() bool { return len(c.fails) >= c.v.max }
 
@@ -289,9 +324,17 @@ func (c *checker) stackPath() string {
 			continue
 		}
 		b.WriteByte('.')
-		b.Write(s.key)
+		b.WriteString(s.key)
 	}
 	return b.String()
+}
+
+// failHere fails the element at the top of the path stack.
+func (c *checker) failHere(class, format string, args ...any) {
+	if c.v.relax[class] || c.full() {
+		return
+	}
+	c.fail(class, c.stackPath(), format, args...)
 }
 
 // generic walks the whole resource for the checks that apply to every type.
@@ -303,113 +346,124 @@ func (c *checker) generic(v *fastjson.Value, inArray bool) {
 	case fastjson.TypeNull:
 		// FHIR allows null only inside arrays, to align primitive extensions.
 		if !inArray {
-			c.fail(ClassBadFormat, c.stackPath(), "null is not allowed")
+			c.failHere(ClassBadFormat, "null is not allowed")
 		}
 	case fastjson.TypeString:
 		if len(v.GetStringBytes()) == 0 {
-			c.fail(ClassBadFormat, c.stackPath(), "empty strings are not allowed")
+			c.failHere(ClassBadFormat, "empty strings are not allowed")
 		}
 	case fastjson.TypeArray:
 		arr, _ := v.Array()
 		for i, e := range arr {
-			c.stack = append(c.stack, seg{idx: i})
+			c.pushIndex(i)
 			c.generic(e, true)
-			c.stack = c.stack[:len(c.stack)-1]
+			c.pop()
 		}
 	case fastjson.TypeObject:
 		o, _ := v.Object()
 		o.Visit(func(k []byte, e *fastjson.Value) {
-			c.stack = append(c.stack, seg{key: k, idx: -1})
+			c.pushKey(k)
 			switch {
 			case string(k) == "reference" && e.Type() == fastjson.TypeString:
-				c.reference(string(e.GetStringBytes()))
+				c.reference(view(e.GetStringBytes()))
 			case string(k) == "coding" && e.Type() == fastjson.TypeArray:
 				arr, _ := e.Array()
 				for i, cd := range arr {
-					c.stack = append(c.stack, seg{idx: i})
+					c.pushIndex(i)
 					c.coding(cd)
-					c.stack = c.stack[:len(c.stack)-1]
+					c.pop()
 				}
 			case bytes.HasSuffix(k, []byte("DateTime")) && e.Type() == fastjson.TypeString:
-				if msg := checkDateTime(string(e.GetStringBytes())); msg != "" {
-					c.fail(ClassBadFormat, c.stackPath(), "%s", msg)
+				if msg := checkDateTime(view(e.GetStringBytes())); msg != "" {
+					c.failHere(ClassBadFormat, "%s", msg)
 				}
 			}
 			c.generic(e, false)
-			c.stack = c.stack[:len(c.stack)-1]
+			c.pop()
 		})
 	}
 }
 
 func (c *checker) reference(ref string) {
 	if msg := checkReference(ref); msg != "" {
-		c.fail(ClassBadReference, c.stackPath(), "%s", msg)
+		c.failHere(ClassBadReference, "%s", msg)
 		return
 	}
 	if ref[0] == '#' && !c.contained[ref[1:]] {
-		c.fail(ClassBadReference, c.stackPath(), "no contained resource with this id")
+		c.failHere(ClassBadReference, "no contained resource with this id")
 	}
 }
 
 func (c *checker) coding(cd *fastjson.Value) {
 	if cd.Type() != fastjson.TypeObject {
-		c.fail(ClassBadFormat, c.stackPath(), "a Coding must be an object")
+		c.failHere(ClassBadFormat, "a Coding must be an object")
 		return
 	}
 	sys, code := cd.Get("system"), cd.Get("code")
+	c.push("system")
 	switch {
 	case sys == nil:
-		c.fail(ClassBadCoding, c.stackPath()+".system", "a Coding must carry a system")
-	case sys.Type() != fastjson.TypeString || checkURI(string(sys.GetStringBytes())) != "":
-		c.fail(ClassBadFormat, c.stackPath()+".system", "system must be a uri")
+		c.failHere(ClassBadCoding, "a Coding must carry a system")
+	case sys.Type() != fastjson.TypeString || checkURI(view(sys.GetStringBytes())) != "":
+		c.failHere(ClassBadFormat, "system must be a uri")
 	}
+	c.pop()
+	c.push("code")
 	switch {
 	case code == nil:
-		c.fail(ClassBadCoding, c.stackPath()+".code", "a Coding must carry a code")
-	case code.Type() != fastjson.TypeString || checkCode(string(code.GetStringBytes())) != "":
-		c.fail(ClassBadFormat, c.stackPath()+".code", "code must be a FHIR code")
+		c.failHere(ClassBadCoding, "a Coding must carry a code")
+	case code.Type() != fastjson.TypeString || checkCode(view(code.GetStringBytes())) != "":
+		c.failHere(ClassBadFormat, "code must be a FHIR code")
 	}
+	c.pop()
 }
 
 // rule applies one table element: walk its parent segments from v (arrays element by
-// element), then check the leaf in each parent instance.
-func (c *checker) rule(v *fastjson.Value, r *compiled, depth int, path string) {
+// element), then check the leaf in each parent instance. The path of v is on the stack.
+func (c *checker) rule(v *fastjson.Value, r *compiled, depth int) {
 	if c.full() {
 		return
 	}
 	if v.Type() == fastjson.TypeArray {
 		arr, _ := v.Array()
 		for i, e := range arr {
-			c.rule(e, r, depth, path+"["+strconv.Itoa(i)+"]")
+			c.pushIndex(i)
+			c.rule(e, r, depth)
+			c.pop()
 		}
 		return
 	}
 	o, err := v.Object()
 	if err != nil {
-		c.fail(ClassBadFormat, path, "must be an object")
+		c.failHere(ClassBadFormat, "must be an object")
 		return
 	}
 	if depth < len(r.segs) {
 		if child := o.Get(r.segs[depth]); child != nil {
-			c.rule(child, r, depth+1, path+"."+r.segs[depth])
+			c.push(r.segs[depth])
+			c.rule(child, r, depth+1)
+			c.pop()
 		}
 		return
 	}
 	if r.choice {
-		c.choice(o, r, path)
+		c.choice(o, r)
 		return
 	}
 	leaf := o.Get(r.leaf)
-	if leaf == nil {
-		if r.Required {
-			c.fail(ClassMissingRequired, path+"."+r.leaf, "%s is required", r.leaf)
-		}
+	if leaf == nil && !r.Required {
 		return
 	}
-	c.value(leaf, r.Kind, r.Values, path+"."+r.leaf)
+	c.push(r.leaf)
+	if leaf == nil {
+		c.failHere(ClassMissingRequired, "%s is required", r.leaf)
+	} else {
+		c.value(leaf, r.Kind, r.Values)
+	}
+	c.pop()
 }
 
-func (c *checker) choice(o *fastjson.Object, r *compiled, path string) {
+func (c *checker) choice(o *fastjson.Object, r *compiled) {
 	found := 0
 	o.Visit(func(k []byte, e *fastjson.Value) {
 		suffix, ok := bytes.CutPrefix(k, []byte(r.leaf))
@@ -417,97 +471,114 @@ func (c *checker) choice(o *fastjson.Object, r *compiled, path string) {
 			return
 		}
 		found++
-		kind, allowed := r.Choices[string(suffix)]
-		if !allowed {
-			c.fail(ClassBadFormat, path+"."+string(k), "%s is not an allowed type of %s[x]", suffix, r.leaf)
-			return
+		c.pushKey(k)
+		if kind, allowed := r.Choices[view(suffix)]; allowed {
+			c.value(e, kind, nil)
+		} else {
+			c.failHere(ClassBadFormat, "%s is not an allowed type of %s[x]", suffix, r.leaf)
 		}
-		c.value(e, kind, nil, path+"."+string(k))
+		c.pop()
 	})
-	switch {
-	case found == 0 && r.Required:
-		c.fail(ClassMissingRequired, path+"."+r.leaf+"[x]", "%s[x] is required", r.leaf)
-	case found > 1:
-		c.fail(ClassBadFormat, path+"."+r.leaf+"[x]", "%s[x] appears with %d types; one is allowed", r.leaf, found)
+	if (found == 0 && r.Required) || found > 1 {
+		c.push(r.leaf + "[x]")
+		if found == 0 {
+			c.failHere(ClassMissingRequired, "%s[x] is required", r.leaf)
+		} else {
+			c.failHere(ClassBadFormat, "%s[x] appears with %d types; one is allowed", r.leaf, found)
+		}
+		c.pop()
 	}
 }
 
-// value checks an element (each item, if it is a repeating element) against kind.
-func (c *checker) value(v *fastjson.Value, kind Kind, values []string, path string) {
+// value checks an element (each item, if it is a repeating element) against kind. Its
+// path is on the stack.
+func (c *checker) value(v *fastjson.Value, kind Kind, values []string) {
 	if v.Type() == fastjson.TypeArray {
 		arr, _ := v.Array()
 		for i, e := range arr {
-			c.value(e, kind, values, path+"["+strconv.Itoa(i)+"]")
+			c.pushIndex(i)
+			c.value(e, kind, values)
+			c.pop()
 		}
 		return
 	}
 	switch kind {
 	case Any:
 	case String, Boolean, Code, URI, Date, DateTime, Instant, Decimal:
-		c.primitive(v, kind, values, path)
+		c.primitive(v, kind, values)
 	case Coding:
 		if v.Type() != fastjson.TypeObject {
-			c.fail(ClassBadFormat, path, "want a Coding object")
+			c.failHere(ClassBadFormat, "want a Coding object")
 			return
 		}
 		if !v.Exists("system") {
-			c.fail(ClassBadCoding, path+".system", "a Coding must carry a system")
+			c.push("system")
+			c.failHere(ClassBadCoding, "a Coding must carry a system")
+			c.pop()
 		}
 		if !v.Exists("code") {
-			c.fail(ClassBadCoding, path+".code", "a Coding must carry a code")
+			c.push("code")
+			c.failHere(ClassBadCoding, "a Coding must carry a code")
+			c.pop()
 		}
 	case CodeableConcept, Reference:
 		if v.Type() != fastjson.TypeObject {
-			c.fail(ClassBadFormat, path, "want a %s object", kind)
+			c.failHere(ClassBadFormat, "want a %s object", kind)
 		}
 	case Period:
 		if v.Type() != fastjson.TypeObject {
-			c.fail(ClassBadFormat, path, "want a Period object")
+			c.failHere(ClassBadFormat, "want a Period object")
 			return
 		}
-		for _, k := range []string{"start", "end"} {
+		for _, k := range [...]string{"start", "end"} {
 			if e := v.Get(k); e != nil {
-				c.primitive(e, DateTime, nil, path+"."+k)
+				c.push(k)
+				c.primitive(e, DateTime, nil)
+				c.pop()
 			}
 		}
 	case Quantity:
 		if v.Type() != fastjson.TypeObject {
-			c.fail(ClassBadFormat, path, "want a Quantity object")
+			c.failHere(ClassBadFormat, "want a Quantity object")
 			return
 		}
 		if e := v.Get("value"); e != nil {
-			c.primitive(e, Decimal, nil, path+".value")
+			c.push("value")
+			c.primitive(e, Decimal, nil)
+			c.pop()
 		}
 		if e := v.Get("system"); e != nil {
-			c.primitive(e, URI, nil, path+".system")
+			c.push("system")
+			c.primitive(e, URI, nil)
+			c.pop()
 		}
 	}
 }
 
-func (c *checker) primitive(v *fastjson.Value, kind Kind, values []string, path string) {
+func (c *checker) primitive(v *fastjson.Value, kind Kind, values []string) {
 	switch kind {
 	case Boolean:
 		if t := v.Type(); t != fastjson.TypeTrue && t != fastjson.TypeFalse {
-			c.fail(ClassBadFormat, path, "want a boolean")
+			c.failHere(ClassBadFormat, "want a boolean")
 		}
 		return
 	case Decimal:
 		if v.Type() != fastjson.TypeNumber {
-			c.fail(ClassBadFormat, path, "want a decimal (a JSON number)")
+			c.failHere(ClassBadFormat, "want a decimal (a JSON number)")
 		}
 		return
 	}
 	if v.Type() != fastjson.TypeString {
-		c.fail(ClassBadFormat, path, "want a %s (a JSON string)", kind)
+		c.failHere(ClassBadFormat, "want a %s (a JSON string)", kind)
 		return
 	}
-	s := string(v.GetStringBytes())
+	s := view(v.GetStringBytes())
 	var msg string
 	switch kind {
 	case Code:
 		msg = checkCode(s)
 		if msg == "" && len(values) > 0 && !contains(values, s) {
-			c.fail(ClassBadCode, path, "code not in the required value set (%s)", strings.Join(values, ", "))
+			c.failHere(ClassBadCode, "code not in the required value set (%s)", strings.Join(values, ", "))
 			return
 		}
 	case URI:
@@ -520,7 +591,7 @@ func (c *checker) primitive(v *fastjson.Value, kind Kind, values []string, path 
 		msg = checkInstant(s)
 	}
 	if msg != "" {
-		c.fail(ClassBadFormat, path, "%s", msg)
+		c.failHere(ClassBadFormat, "%s", msg)
 	}
 }
 
