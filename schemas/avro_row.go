@@ -20,98 +20,110 @@ package schemas
 // the first Go type of each line above, and time.Time in UTC for dates and timestamps.
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"time"
 	"unicode/utf8"
 )
 
-// toNative checks v against col and returns the value goavro's codec for col's type
-// accepts. Values goavro takes as they are come back unchanged, so the common case
-// allocates no new interface value.
-func toNative(col *Column, v any) (any, error) {
+// appendValue checks v against col and appends its Avro binary encoding (without a
+// union branch index) to b. On error the returned slice is b unchanged.
+func appendValue(b []byte, col *Column, v any) ([]byte, error) {
 	switch col.Type {
 	case TypeInt:
+		var n int64
 		switch x := v.(type) {
 		case int32:
-			return v, nil
+			return appendVarint(b, int64(x)), nil
 		case int:
-			if x >= math.MinInt32 && x <= math.MaxInt32 {
-				return v, nil
-			}
+			n = int64(x)
 		case int64:
-			if x >= math.MinInt32 && x <= math.MaxInt32 {
-				return v, nil
-			}
+			n = x
 		case int16:
-			return int32(x), nil
+			return appendVarint(b, int64(x)), nil
 		case int8:
-			return int32(x), nil
+			return appendVarint(b, int64(x)), nil
 		case uint16:
-			return int32(x), nil
+			return appendVarint(b, int64(x)), nil
 		case uint8:
-			return int32(x), nil
+			return appendVarint(b, int64(x)), nil
 		default:
-			return nil, typeError(col, v)
+			return b, typeError(col, v)
 		}
-		return nil, fmt.Errorf("column %s: %v does not fit in a 32-bit int", col.Name, v)
+		if n < math.MinInt32 || n > math.MaxInt32 {
+			return b, fmt.Errorf("column %s: %v does not fit in a 32-bit int", col.Name, v)
+		}
+		return appendVarint(b, n), nil
 	case TypeLong:
 		switch x := v.(type) {
-		case int64, int, int32:
-			return v, nil
+		case int64:
+			return appendVarint(b, x), nil
+		case int:
+			return appendVarint(b, int64(x)), nil
+		case int32:
+			return appendVarint(b, int64(x)), nil
 		case uint32:
-			return int64(x), nil
+			return appendVarint(b, int64(x)), nil
 		case uint64:
 			if x <= math.MaxInt64 {
-				return int64(x), nil
+				return appendVarint(b, int64(x)), nil
 			}
-			return nil, fmt.Errorf("column %s: %d does not fit in a 64-bit signed long", col.Name, x)
+			return b, fmt.Errorf("column %s: %d does not fit in a 64-bit signed long", col.Name, x)
 		}
 	case TypeDouble:
 		switch x := v.(type) {
 		case float64:
-			return v, nil
+			return binary.LittleEndian.AppendUint64(b, math.Float64bits(x)), nil
 		case float32:
-			return float64(x), nil
+			return binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(x))), nil
 		case int:
-			return float64(x), nil
+			return binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(x))), nil
 		case int64:
-			return float64(x), nil
+			return binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(x))), nil
 		case int32:
-			return float64(x), nil
+			return binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(x))), nil
 		}
 	case TypeString:
 		if s, ok := v.(string); ok {
 			// len(s) bounds the character count, so most strings skip the rune count.
 			if col.MaxLength > 0 && len(s) > col.MaxLength {
 				if n := utf8.RuneCountInString(s); n > col.MaxLength {
-					return nil, fmt.Errorf("column %s: %d characters, more than its varchar(%d)", col.Name, n, col.MaxLength)
+					return b, fmt.Errorf("column %s: %d characters, more than its varchar(%d)", col.Name, n, col.MaxLength)
 				}
 			}
-			return v, nil
+			return append(appendVarint(b, int64(len(s))), s...), nil
 		}
 	case TypeBoolean:
-		if _, ok := v.(bool); ok {
-			return v, nil
+		if x, ok := v.(bool); ok {
+			if x {
+				return append(b, 1), nil
+			}
+			return append(b, 0), nil
 		}
 	case TypeDate:
 		if t, ok := v.(time.Time); ok {
 			if t.IsZero() {
-				return nil, fmt.Errorf("column %s: zero time.Time (use nil for null)", col.Name)
+				return b, fmt.Errorf("column %s: zero time.Time (use nil for null)", col.Name)
 			}
-			return epochDays(t), nil
+			return appendVarint(b, int64(epochDays(t))), nil
 		}
 	case TypeTimestamp:
 		if t, ok := v.(time.Time); ok {
 			if t.IsZero() {
-				return nil, fmt.Errorf("column %s: zero time.Time (use nil for null)", col.Name)
+				return b, fmt.Errorf("column %s: zero time.Time (use nil for null)", col.Name)
 			}
-			// goavro converts time.Time itself, and correctly for instants before 1970.
-			return v, nil
+			// goavro's conversion, exact for instants before 1970 too: Nanosecond is
+			// never negative, so this is the floor of the instant in microseconds.
+			return appendVarint(b, t.Unix()*1e6+int64(t.Nanosecond()/1e3)), nil
 		}
 	}
-	return nil, typeError(col, v)
+	return b, typeError(col, v)
 }
+
+// appendVarint appends n as Avro writes an int or a long: zig-zag, then a base-128
+// varint, which is exactly what encoding/binary's signed varint is.
+func appendVarint(b []byte, n int64) []byte { return binary.AppendVarint(b, n) }
 
 func typeError(col *Column, v any) error {
 	return fmt.Errorf("column %s: %s column given %T", col.Name, col.Type, v)
@@ -132,18 +144,17 @@ func epochDays(t time.Time) int32 {
 // reject.
 func (t *Table) TruncateStrings(row map[string]any) []string {
 	var cut []string
-	for name, v := range row {
-		s, ok := v.(string)
-		if !ok {
-			continue
-		}
-		col, ok := t.Column(name)
-		if !ok || col.MaxLength == 0 || len(s) <= col.MaxLength {
+	// Only the bounded string columns can need cutting; looking those up is cheaper than
+	// walking every entry of the row, and this runs for every row the mapper emits.
+	for _, i := range t.bounded {
+		col := &t.Columns[i]
+		s, ok := row[col.Name].(string)
+		if !ok || len(s) <= col.MaxLength {
 			continue
 		}
 		if short := TruncateString(s, col.MaxLength); len(short) < len(s) {
-			row[name] = short
-			cut = append(cut, name)
+			row[col.Name] = short
+			cut = append(cut, col.Name)
 		}
 	}
 	return cut

@@ -139,6 +139,7 @@ type Table struct {
 	Schema  string // the .avsc JSON as embedded
 	Columns []Column
 	index   map[string]int
+	bounded []int // indexes of the string columns with a MaxLength
 }
 
 // Column returns the column called name.
@@ -236,6 +237,9 @@ func parseTable(raw []byte) (*Table, error) {
 			if def, err = parseDefault(typ, f.Default); err != nil {
 				return nil, fmt.Errorf("field %s: default: %w", f.Name, err)
 			}
+		}
+		if f.MaxLength > 0 {
+			t.bounded = append(t.bounded, len(t.Columns))
 		}
 		t.index[f.Name] = len(t.Columns)
 		t.Columns = append(t.Columns, Column{

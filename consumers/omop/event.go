@@ -221,42 +221,40 @@ func (m *mapper) emit(table string, ev *event) {
 	var row map[string]any
 	switch table {
 	case "condition_occurrence":
-		row = map[string]any{
-			"condition_occurrence_id":       id,
-			"person_id":                     ev.person,
-			"condition_concept_id":          ev.code.concept,
-			"condition_start_date":          ev.start.date(),
-			"condition_start_datetime":      ev.start.datetime(),
-			"condition_end_date":            ev.end.date(),
-			"condition_end_datetime":        ev.end.datetime(),
-			"condition_type_concept_id":     ev.typeConcept,
-			"stop_reason":                   optString(ev.stopReason),
-			"provider_id":                   optID(ev.provider),
-			"visit_occurrence_id":           optID(ev.visit),
-			"condition_source_value":        optString(src),
-			"condition_source_concept_id":   optSourceConcept(ev.code),
-			"condition_status_source_value": optString(ev.statusSource),
-		}
+		row = m.newRow(table)
+		row["condition_occurrence_id"] = id
+		row["person_id"] = ev.person
+		row["condition_concept_id"] = ev.code.concept
+		row["condition_start_date"] = ev.start.date()
+		row["condition_start_datetime"] = ev.start.datetime()
+		row["condition_end_date"] = ev.end.date()
+		row["condition_end_datetime"] = ev.end.datetime()
+		row["condition_type_concept_id"] = ev.typeConcept
+		row["stop_reason"] = optString(ev.stopReason)
+		row["provider_id"] = optID(ev.provider)
+		row["visit_occurrence_id"] = optID(ev.visit)
+		row["condition_source_value"] = optString(src)
+		row["condition_source_concept_id"] = optSourceConcept(ev.code)
+		row["condition_status_source_value"] = optString(ev.statusSource)
 	case "measurement":
-		row = map[string]any{
-			"measurement_id":                id,
-			"person_id":                     ev.person,
-			"measurement_concept_id":        ev.code.concept,
-			"measurement_date":              ev.start.date(),
-			"measurement_datetime":          ev.start.datetime(),
-			"measurement_type_concept_id":   ev.typeConcept,
-			"value_as_number":               optFloat(ev.hasNum, ev.num),
-			"value_as_concept_id":           optConcept(ev.value),
-			"unit_concept_id":               optConcept(ev.unit),
-			"range_low":                     optFloat(ev.hasLow, ev.low),
-			"range_high":                    optFloat(ev.hasHigh, ev.high),
-			"provider_id":                   optID(ev.provider),
-			"visit_occurrence_id":           optID(ev.visit),
-			"measurement_source_value":      optString(src),
-			"measurement_source_concept_id": optSourceConcept(ev.code),
-			"unit_source_value":             optString(ev.unit.source),
-			"unit_source_concept_id":        optSourceConcept(ev.unit),
-		}
+		row = m.newRow(table)
+		row["measurement_id"] = id
+		row["person_id"] = ev.person
+		row["measurement_concept_id"] = ev.code.concept
+		row["measurement_date"] = ev.start.date()
+		row["measurement_datetime"] = ev.start.datetime()
+		row["measurement_type_concept_id"] = ev.typeConcept
+		row["value_as_number"] = optFloat(ev.hasNum, ev.num)
+		row["value_as_concept_id"] = optConcept(ev.value)
+		row["unit_concept_id"] = optConcept(ev.unit)
+		row["range_low"] = optFloat(ev.hasLow, ev.low)
+		row["range_high"] = optFloat(ev.hasHigh, ev.high)
+		row["provider_id"] = optID(ev.provider)
+		row["visit_occurrence_id"] = optID(ev.visit)
+		row["measurement_source_value"] = optString(src)
+		row["measurement_source_concept_id"] = optSourceConcept(ev.code)
+		row["unit_source_value"] = optString(ev.unit.source)
+		row["unit_source_concept_id"] = optSourceConcept(ev.unit)
 		if ev.operator != 0 {
 			row["operator_concept_id"] = ev.operator
 		}
@@ -269,46 +267,44 @@ func (m *mapper) emit(table string, ev *event) {
 			row["value_as_concept_id"] = ev.code.valueConcept
 		}
 	case "observation":
-		row = map[string]any{
-			"observation_id":                id,
-			"person_id":                     ev.person,
-			"observation_concept_id":        ev.code.concept,
-			"observation_date":              ev.start.date(),
-			"observation_datetime":          ev.start.datetime(),
-			"observation_type_concept_id":   ev.typeConcept,
-			"value_as_number":               optFloat(ev.hasNum, ev.num),
-			"value_as_string":               optString(ev.valueString),
-			"value_as_concept_id":           optConcept(ev.value),
-			"qualifier_concept_id":          optConcept(ev.qualifier),
-			"unit_concept_id":               optConcept(ev.unit),
-			"provider_id":                   optID(ev.provider),
-			"visit_occurrence_id":           optID(ev.visit),
-			"observation_source_value":      optString(src),
-			"observation_source_concept_id": optSourceConcept(ev.code),
-			"unit_source_value":             optString(ev.unit.source),
-			"qualifier_source_value":        optString(ev.qualifier.source),
-			"value_source_value":            optString(ev.value.source),
-		}
+		row = m.newRow(table)
+		row["observation_id"] = id
+		row["person_id"] = ev.person
+		row["observation_concept_id"] = ev.code.concept
+		row["observation_date"] = ev.start.date()
+		row["observation_datetime"] = ev.start.datetime()
+		row["observation_type_concept_id"] = ev.typeConcept
+		row["value_as_number"] = optFloat(ev.hasNum, ev.num)
+		row["value_as_string"] = optString(ev.valueString)
+		row["value_as_concept_id"] = optConcept(ev.value)
+		row["qualifier_concept_id"] = optConcept(ev.qualifier)
+		row["unit_concept_id"] = optConcept(ev.unit)
+		row["provider_id"] = optID(ev.provider)
+		row["visit_occurrence_id"] = optID(ev.visit)
+		row["observation_source_value"] = optString(src)
+		row["observation_source_concept_id"] = optSourceConcept(ev.code)
+		row["unit_source_value"] = optString(ev.unit.source)
+		row["qualifier_source_value"] = optString(ev.qualifier.source)
+		row["value_source_value"] = optString(ev.value.source)
 		if !ev.value.present && ev.code.valueConcept != 0 {
 			// A pre-coordinated code ("history of X"): the vocabulary's 'Maps to value'
 			// supplies the answer.
 			row["value_as_concept_id"] = ev.code.valueConcept
 		}
 	case "procedure_occurrence":
-		row = map[string]any{
-			"procedure_occurrence_id":     id,
-			"person_id":                   ev.person,
-			"procedure_concept_id":        ev.code.concept,
-			"procedure_date":              ev.start.date(),
-			"procedure_datetime":          ev.start.datetime(),
-			"procedure_end_date":          ev.end.date(),
-			"procedure_end_datetime":      ev.end.datetime(),
-			"procedure_type_concept_id":   ev.typeConcept,
-			"provider_id":                 optID(ev.provider),
-			"visit_occurrence_id":         optID(ev.visit),
-			"procedure_source_value":      optString(src),
-			"procedure_source_concept_id": optSourceConcept(ev.code),
-		}
+		row = m.newRow(table)
+		row["procedure_occurrence_id"] = id
+		row["person_id"] = ev.person
+		row["procedure_concept_id"] = ev.code.concept
+		row["procedure_date"] = ev.start.date()
+		row["procedure_datetime"] = ev.start.datetime()
+		row["procedure_end_date"] = ev.end.date()
+		row["procedure_end_datetime"] = ev.end.datetime()
+		row["procedure_type_concept_id"] = ev.typeConcept
+		row["provider_id"] = optID(ev.provider)
+		row["visit_occurrence_id"] = optID(ev.visit)
+		row["procedure_source_value"] = optString(src)
+		row["procedure_source_concept_id"] = optSourceConcept(ev.code)
 	case "drug_exposure":
 		end := ev.end
 		if !end.valid() {
@@ -316,49 +312,47 @@ func (m *mapper) emit(table string, ev *event) {
 			// days supply is the start date.
 			end = ev.start
 		}
-		row = map[string]any{
-			"drug_exposure_id":             id,
-			"person_id":                    ev.person,
-			"drug_concept_id":              ev.code.concept,
-			"drug_exposure_start_date":     ev.start.date(),
-			"drug_exposure_start_datetime": ev.start.datetime(),
-			"drug_exposure_end_date":       end.date(),
-			"drug_exposure_end_datetime":   end.datetime(),
-			"verbatim_end_date":            ev.verbatimEnd.date(),
-			"drug_type_concept_id":         ev.typeConcept,
-			"stop_reason":                  optString(ev.stopReason),
-			"refills":                      optInt32(ev.refills),
-			"days_supply":                  optInt32(ev.daysSupply),
-			"sig":                          optString(ev.sig),
-			"route_concept_id":             optConcept(ev.route),
-			"lot_number":                   optString(ev.lot),
-			"provider_id":                  optID(ev.provider),
-			"visit_occurrence_id":          optID(ev.visit),
-			"drug_source_value":            optString(src),
-			"drug_source_concept_id":       optSourceConcept(ev.code),
-			"route_source_value":           optString(ev.route.source),
-			"dose_unit_source_value":       optString(ev.unit.source),
-		}
+		row = m.newRow(table)
+		row["drug_exposure_id"] = id
+		row["person_id"] = ev.person
+		row["drug_concept_id"] = ev.code.concept
+		row["drug_exposure_start_date"] = ev.start.date()
+		row["drug_exposure_start_datetime"] = ev.start.datetime()
+		row["drug_exposure_end_date"] = end.date()
+		row["drug_exposure_end_datetime"] = end.datetime()
+		row["verbatim_end_date"] = ev.verbatimEnd.date()
+		row["drug_type_concept_id"] = ev.typeConcept
+		row["stop_reason"] = optString(ev.stopReason)
+		row["refills"] = optInt32(ev.refills)
+		row["days_supply"] = optInt32(ev.daysSupply)
+		row["sig"] = optString(ev.sig)
+		row["route_concept_id"] = optConcept(ev.route)
+		row["lot_number"] = optString(ev.lot)
+		row["provider_id"] = optID(ev.provider)
+		row["visit_occurrence_id"] = optID(ev.visit)
+		row["drug_source_value"] = optString(src)
+		row["drug_source_concept_id"] = optSourceConcept(ev.code)
+		row["route_source_value"] = optString(ev.route.source)
+		row["dose_unit_source_value"] = optString(ev.unit.source)
 		if ev.quantity != nil {
 			row["quantity"] = *ev.quantity
 		}
 	case "device_exposure":
-		row = map[string]any{
-			"device_exposure_id":             id,
-			"person_id":                      ev.person,
-			"device_concept_id":              ev.code.concept,
-			"device_exposure_start_date":     ev.start.date(),
-			"device_exposure_start_datetime": ev.start.datetime(),
-			"device_exposure_end_date":       ev.end.date(),
-			"device_exposure_end_datetime":   ev.end.datetime(),
-			"device_type_concept_id":         ev.typeConcept,
-			"unique_device_id":               optString(ev.udi),
-			"production_id":                  optString(ev.productionID),
-			"provider_id":                    optID(ev.provider),
-			"visit_occurrence_id":            optID(ev.visit),
-			"device_source_value":            optString(src),
-			"device_source_concept_id":       optSourceConcept(ev.code),
-		}
+		row = m.newRow(table)
+		row["device_exposure_id"] = id
+		row["person_id"] = ev.person
+		row["device_concept_id"] = ev.code.concept
+		row["device_exposure_start_date"] = ev.start.date()
+		row["device_exposure_start_datetime"] = ev.start.datetime()
+		row["device_exposure_end_date"] = ev.end.date()
+		row["device_exposure_end_datetime"] = ev.end.datetime()
+		row["device_type_concept_id"] = ev.typeConcept
+		row["unique_device_id"] = optString(ev.udi)
+		row["production_id"] = optString(ev.productionID)
+		row["provider_id"] = optID(ev.provider)
+		row["visit_occurrence_id"] = optID(ev.visit)
+		row["device_source_value"] = optString(src)
+		row["device_source_concept_id"] = optSourceConcept(ev.code)
 	}
 	if ev.hasUnit {
 		m.noteUnmappedUnit(ev.unit, table)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/valyala/fastjson"
@@ -46,6 +47,11 @@ type Processor struct {
 	collisions *collisions
 	tally      *tally
 	parsers    fastjson.ParserPool
+	// rowPools holds cleared row maps per table, sized for all its columns: building a
+	// fresh map per row (and growing it when the envelope columns went in) was about half
+	// the bytes the mapper allocated, and the garbage collector's work with them.
+	rowPools map[string]*sync.Pool
+	mappers  sync.Pool // *mapper, reset by release, with their slices kept
 }
 
 var _ stage.Processor = (*Processor)(nil)
@@ -64,7 +70,9 @@ func New(cfg Config) (*Processor, error) {
 		tables:    map[string]*schemas.Table{},
 		outTopics: map[string]string{},
 		tally:     newTally(),
+		rowPools:  map[string]*sync.Pool{},
 	}
+	p.mappers.New = func() any { return &mapper{p: p} }
 	if p.enc == nil {
 		c, err := schemas.NewCodecs()
 		if err != nil {
@@ -85,6 +93,7 @@ func New(cfg Config) (*Processor, error) {
 			return nil, fmt.Errorf("omop: %w", err)
 		}
 		p.tables[name] = t
+		p.rowPools[name] = &sync.Pool{New: func() any { return make(map[string]any, len(t.Columns)) }}
 		p.outTopics[name] = cfg.Topics.OMOP(name)
 	}
 	limit := cfg.CollisionLimit
@@ -116,9 +125,32 @@ type outRow struct {
 	row   map[string]any
 }
 
+// newRow returns an empty row map for table from its pool; Process returns it there once
+// the row is encoded.
+func (m *mapper) newRow(table string) map[string]any {
+	return m.p.rowPools[table].Get().(map[string]any)
+}
+
+// release clears the mapper and its rows and returns them to their pools. The rows are
+// encoded by then, so nothing refers to them.
+func (p *Processor) release(m *mapper) {
+	for i, r := range m.rows {
+		clear(r.row)
+		p.rowPools[r.table].Put(r.row)
+		m.rows[i] = outRow{}
+	}
+	*m = mapper{p: p, rows: m.rows[:0], counts: counts{
+		rows:      m.counts.rows[:0],
+		unmapped:  m.counts.unmapped[:0],
+		truncated: m.counts.truncated[:0],
+	}}
+	p.mappers.Put(m)
+}
+
 // Process maps one fhir.unique.<Type> record. See the package documentation.
 func (p *Processor) Process(ctx context.Context, in *stage.Record, _ stage.Store, out stage.Emitter) error {
-	m := &mapper{p: p}
+	m := p.mappers.Get().(*mapper)
+	defer p.release(m)
 	var err error
 	if in.IsTombstone() {
 		err = m.retract(in.Key)
@@ -308,7 +340,7 @@ func (m *mapper) retract(key []byte) error {
 	}
 	for _, name := range tables {
 		t := m.p.tables[name]
-		row := make(map[string]any, 8)
+		row := m.newRow(name)
 		for _, c := range t.Columns {
 			if !c.Required || c.HasDefault || c.Envelope {
 				continue

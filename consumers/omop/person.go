@@ -26,20 +26,19 @@ func (m *mapper) patient() error {
 	}
 	personID := m.rowID(0)
 	gender := str(m.res, "gender")
-	row := map[string]any{
-		"person_id":            personID,
-		"gender_concept_id":    vocab.GenderConcepts[gender],
-		"year_of_birth":        int32(birth.t.Year()),
-		"month_of_birth":       nil,
-		"day_of_birth":         nil,
-		"birth_datetime":       nil,
-		"race_concept_id":      int32(0),
-		"ethnicity_concept_id": int32(0),
-		"provider_id":          optID(m.providerRef(first(m.res, "generalPractitioner"))),
-		"care_site_id":         optID(m.ref(m.res.Get("managingOrganization"), "Organization")),
-		"person_source_value":  str(m.res, "id"),
-		"gender_source_value":  optString(gender),
-	}
+	row := m.newRow("person")
+	row["person_id"] = personID
+	row["gender_concept_id"] = vocab.GenderConcepts[gender]
+	row["year_of_birth"] = int32(birth.t.Year())
+	row["month_of_birth"] = nil
+	row["day_of_birth"] = nil
+	row["birth_datetime"] = nil
+	row["race_concept_id"] = int32(0)
+	row["ethnicity_concept_id"] = int32(0)
+	row["provider_id"] = optID(m.providerRef(first(m.res, "generalPractitioner")))
+	row["care_site_id"] = optID(m.ref(m.res.Get("managingOrganization"), "Organization"))
+	row["person_source_value"] = str(m.res, "id")
+	row["gender_source_value"] = optString(gender)
 	if birth.precision >= 2 {
 		row["month_of_birth"] = int32(birth.t.Month())
 	}
@@ -164,19 +163,18 @@ func (m *mapper) encounter() error {
 			break
 		}
 	}
-	row := map[string]any{
-		"visit_occurrence_id":   m.rowID(0),
-		"person_id":             person,
-		"visit_concept_id":      visitConcept,
-		"visit_start_date":      start.date(),
-		"visit_start_datetime":  start.datetime(),
-		"visit_end_date":        end.date(),
-		"visit_end_datetime":    end.datetime(),
-		"visit_type_concept_id": vocab.TypeEHR,
-		"provider_id":           optID(provider),
-		"care_site_id":          optID(m.ref(m.res.Get("serviceProvider"), "Organization")),
-		"visit_source_value":    optString(class),
-	}
+	row := m.newRow("visit_occurrence")
+	row["visit_occurrence_id"] = m.rowID(0)
+	row["person_id"] = person
+	row["visit_concept_id"] = visitConcept
+	row["visit_start_date"] = start.date()
+	row["visit_start_datetime"] = start.datetime()
+	row["visit_end_date"] = end.date()
+	row["visit_end_datetime"] = end.datetime()
+	row["visit_type_concept_id"] = vocab.TypeEHR
+	row["provider_id"] = optID(provider)
+	row["care_site_id"] = optID(m.ref(m.res.Get("serviceProvider"), "Organization"))
+	row["visit_source_value"] = optString(class)
 	if h := m.res.Get("hospitalization"); h != nil {
 		if src := m.codeable(h.Get("admitSource")); src.present {
 			row["admitted_from_source_value"] = src.source
@@ -207,12 +205,11 @@ func (m *mapper) npiKey() (key, npi string) {
 
 func (m *mapper) practitioner() error {
 	key, npi := m.npiKey()
-	row := map[string]any{
-		"provider_id":           m.checkedID(key),
-		"provider_name":         optString(humanName(first(m.res, "name"))),
-		"npi":                   optString(npi),
-		"provider_source_value": str(m.res, "id"),
-	}
+	row := m.newRow("provider")
+	row["provider_id"] = m.checkedID(key)
+	row["provider_name"] = optString(humanName(first(m.res, "name")))
+	row["npi"] = optString(npi)
+	row["provider_source_value"] = str(m.res, "id")
 	if g := str(m.res, "gender"); g != "" {
 		row["gender_concept_id"] = vocab.GenderConcepts[g]
 		row["gender_source_value"] = g
@@ -247,11 +244,10 @@ func humanName(n *fastjson.Value) string {
 
 func (m *mapper) organization() error {
 	key, _ := m.npiKey()
-	row := map[string]any{
-		"care_site_id":           m.checkedID(key),
-		"care_site_name":         optString(str(m.res, "name")),
-		"care_site_source_value": str(m.res, "id"),
-	}
+	row := m.newRow("care_site")
+	row["care_site_id"] = m.checkedID(key)
+	row["care_site_name"] = optString(str(m.res, "name"))
+	row["care_site_source_value"] = str(m.res, "id")
 	if t := m.codeable(first(m.res, "type")); t.present {
 		row["place_of_service_source_value"] = t.source
 	}
