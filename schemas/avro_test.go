@@ -553,7 +553,7 @@ func TestTruncateStrings(t *testing.T) {
 	}
 }
 
-// The pooled scratch maps must not leak values between concurrent encodes.
+// The pooled buffers must not leak values between concurrent encodes.
 func TestConcurrentEncodeDecode(t *testing.T) {
 	ctx := context.Background()
 	c := mustCodecs(t)
