@@ -49,6 +49,7 @@ func New(t testing.TB) *Cluster {
 	c := &Cluster{Prefix: "t" + randomHex(6)}
 	if Real() {
 		c.Brokers = strings.Split(os.Getenv(EnvBrokers), ",")
+		t.Cleanup(func() { c.deleteOwn(t) })
 		return c
 	}
 	fake, err := kfake.NewCluster(
@@ -134,4 +135,47 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// deleteOwn deletes the topics and consumer groups of the test from a real cluster, so a
+// long-lived broker does not pile up thousands of test topics (a broker runs out of file
+// descriptors at some point: three files per partition). Failures are logged, not fatal:
+// the test's outcome is already decided.
+func (c *Cluster) deleteOwn(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := c.Config()
+	cl, err := cfg.NewClient()
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if topics, err := adm.ListTopics(ctx); err == nil {
+		var own []string
+		for _, name := range topics.Names() {
+			if strings.HasPrefix(name, c.Prefix+".") || strings.HasPrefix(name, c.Prefix+"-") {
+				own = append(own, name)
+			}
+		}
+		if len(own) > 0 {
+			if _, err := adm.DeleteTopics(ctx, own...); err != nil {
+				t.Logf("cleanup: delete %d topics: %v", len(own), err)
+			}
+		}
+	}
+	if groups, err := adm.ListGroups(ctx); err == nil {
+		var own []string
+		for _, g := range groups.Groups() {
+			if strings.HasPrefix(g, c.Prefix) {
+				own = append(own, g)
+			}
+		}
+		if len(own) > 0 {
+			if _, err := adm.DeleteGroups(ctx, own...); err != nil {
+				t.Logf("cleanup: delete %d groups: %v", len(own), err)
+			}
+		}
+	}
 }
