@@ -38,7 +38,7 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 	r.mu.Unlock()
 
 	if err := r.sess.Begin(); err != nil {
-		return "", fmt.Errorf("begin transaction: %w", err)
+		return "", fmt.Errorf("%w: begin transaction: %w", errSession, err)
 	}
 	promise := kgo.AbortingFirstErrPromise(r.sess.Client())
 	batches := map[tp]*batchStore{}
@@ -85,7 +85,7 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 	r.afterEnd(committed, batches)
 	if err != nil {
 		mAborts.WithLabelValues(r.def.Name, "end-error").Inc()
-		return "end-error", fmt.Errorf("end transaction: %w", err)
+		return "end-error", fmt.Errorf("%w: end transaction: %w", errSession, err)
 	}
 	mBatchSeconds.WithLabelValues(r.def.Name).Observe(time.Since(start).Seconds())
 	if !committed {

@@ -21,6 +21,9 @@ var (
 	mRetries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fhirstream_stage_transient_retries_total", Help: "Retries of records after a transient (non-data) error.",
 	}, []string{"stage"})
+	mSessionRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fhirstream_stage_session_restarts_total", Help: "Transactional sessions started anew after Begin or End failed (e.g. a broker restart).",
+	}, []string{"stage"})
 	mAborts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fhirstream_stage_transaction_aborts_total", Help: "Batches whose transaction aborted, by reason (rebalance, transient, produce, shutdown).",
 	}, []string{"stage", "reason"})
@@ -45,6 +48,6 @@ var (
 )
 
 func init() {
-	obs.Registry.MustRegister(mRecordsIn, mRecordsOut, mDeadLettered, mRetries, mAborts,
+	obs.Registry.MustRegister(mRecordsIn, mRecordsOut, mDeadLettered, mRetries, mAborts, mSessionRestarts,
 		mBatchSeconds, mBatchRecords, mLag, mRestoreSeconds, mRestoredEntries)
 }

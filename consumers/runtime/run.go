@@ -47,6 +47,7 @@ type runner struct {
 	mu       sync.Mutex
 	stores   map[tp]stage.Store
 	assigned map[tp]bool // partitions this instance owns, restored together on first use
+	instance string      // generated instance id, when Options.InstanceID is empty
 	revoked  map[tp]bool // revoked or lost since the current batch began
 	joined   atomic.Bool
 
@@ -95,14 +96,66 @@ func Run(ctx context.Context, cfg kafkaclient.Config, def Definition, opts Optio
 		defer opts.Ready.Remove(name)
 	}
 	opts.Logger.Info("stage starting", "stage", def.Name, "group", def.Group, "input", r.inputDesc(), "state", def.State)
-	err = r.loop(ctx)
-	// Close leaves the group, so the partitions move to the other instances at once
-	// instead of after a session timeout. (A static member, one with an InstanceID,
-	// keeps its membership until the session times out: it is expected back.)
-	r.sess.Close()
-	r.joined.Store(false)
+	failures, backoff := 0, opts.RetryBackoff
+	for {
+		var committed bool
+		err = r.loop(ctx, &committed)
+		// Close leaves the group, so the partitions move to the other instances at once
+		// instead of after a session timeout. (A static member, one with an InstanceID,
+		// keeps its membership until the session times out: it is expected back.)
+		r.sess.Close()
+		r.forgetPartitions()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, errSession) {
+			break
+		}
+		// The transactional session broke (typically the broker went away mid-commit).
+		// A new session with the same transactional id fences the old producer, so its
+		// open transaction is aborted and the batch is read again from the committed
+		// offsets: nothing is lost or repeated. A session that keeps breaking without
+		// committing anything is given up, for the process supervisor to see.
+		if committed {
+			failures, backoff = 0, opts.RetryBackoff
+		}
+		if failures++; failures > maxSessionRestarts {
+			err = fmt.Errorf("%w (the session failed %d times in a row)", err, failures)
+			break
+		}
+		mSessionRestarts.WithLabelValues(def.Name).Inc()
+		opts.Logger.Warn("transactional session failed; starting a new one", "stage", def.Name, "err", err, "after", backoff)
+		if !sleep(ctx, backoff) {
+			err = nil
+			break
+		}
+		backoff = min(2*backoff, opts.MaxRetryBackoff)
+		if err = r.startSession(); err != nil {
+			err = fmt.Errorf("stage %s: %w", def.Name, err)
+			break
+		}
+	}
 	opts.Logger.Info("stage stopped", "stage", def.Name)
 	return err
+}
+
+// errSession marks errors after which the transactional session cannot go on: Begin or
+// End failed. Run then starts a new session, up to maxSessionRestarts times in a row.
+var errSession = errors.New("transactional session failed")
+
+// maxSessionRestarts bounds consecutive session restarts without a committed batch;
+// with the doubling backoff (up to MaxRetryBackoff) they span about half a minute,
+// enough for a broker restart.
+const maxSessionRestarts = 8
+
+// forgetPartitions drops every partition's store and assignment when a session ends:
+// the revoke callbacks may not have run if the broker was unreachable.
+func (r *runner) forgetPartitions() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.assigned {
+		r.revoked[k] = true
+	}
+	clear(r.stores)
+	clear(r.assigned)
+	r.joined.Store(false)
 }
 
 func (r *runner) inputDesc() string {
@@ -120,7 +173,12 @@ func (r *runner) startSession() error {
 	instance := r.opts.InstanceID
 	var static []kgo.Opt
 	if instance == "" {
-		instance = defaultInstanceID()
+		// One id for the whole Run: a session started anew after a failure must fence
+		// the broken one's open transaction, which only the same transactional id does.
+		if r.instance == "" {
+			r.instance = defaultInstanceID()
+		}
+		instance = r.instance
 	} else {
 		// A stable instance is a static group member (KIP-345): restarted after a crash
 		// it takes its partitions back at once, instead of the group waiting out the
@@ -216,7 +274,7 @@ func (r *runner) dropPartitions(m map[string][]int32) {
 }
 
 // loop polls and processes batches until ctx ends.
-func (r *runner) loop(ctx context.Context) error {
+func (r *runner) loop(ctx context.Context, committed *bool) error {
 	// work is the context of processing and producing: it outlives ctx by the
 	// shutdown timeout, so a batch under way when SIGTERM arrives can still commit.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -247,6 +305,9 @@ func (r *runner) loop(ctx context.Context) error {
 		reason, err := r.batch(ctx, work, fetches)
 		if err != nil {
 			return err
+		}
+		if reason == "" {
+			*committed = true
 		}
 		if reason == "transient" || reason == "restore" {
 			// The batch's records come back with the next poll; give the failing

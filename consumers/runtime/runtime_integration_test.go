@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/stage"
@@ -213,6 +216,80 @@ func TestIntegrationCountCommitted(t *testing.T) {
 	for v, want := range map[string]float64{"a": 3, "b": 1, "c": 1, "flaky": 2, "reject": 0} {
 		if n := testutil.ToFloat64(decisions.WithLabelValues(in, v)); n != want {
 			t.Errorf("counted %v of %q, want %v", n, v, want)
+		}
+	}
+}
+
+// TestSessionRestartAfterFailedCommit: when ending a transaction fails (here kfake
+// answers one EndTxn with INVALID_TXN_STATE; on a real cluster, a broker restart
+// mid-commit), the stage starts a new transactional session instead of exiting, and
+// its outputs and state still come out exactly once. kfake only: a real broker cannot
+// be made to fail one request. (It takes about 30 s: kfake releases the broken
+// transaction's pending offset commit only at the transaction timeout, and the new
+// session's stable offset fetch waits for that.)
+func TestSessionRestartAfterFailedCommit(t *testing.T) {
+	c := testkafka.New(t)
+	if c.Fake == nil {
+		t.Skip("needs kfake to fail a request")
+	}
+	topics := schemas.MustTopics(c.Prefix)
+	in, out := topics.Raw("Thing"), c.Prefix+".counted"
+	c.CreateTopics(t, 3, in, out)
+	proc := &counter{out: out, flaky: map[int64]bool{}}
+	def := runtime.Definition{Name: "restart", Group: c.Group("restart"), Input: topics.LayerPattern(schemas.LayerRaw),
+		State: "restart", Topics: topics, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	opts := runtime.Options{Logger: quiet(), RetryBackoff: time.Millisecond, TopicRefresh: time.Second}
+
+	var failed atomic.Int32
+	c.Fake.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		end := req.(*kmsg.EndTxnRequest)
+		if !end.Commit || failed.Load() > 0 {
+			return nil, nil, false
+		}
+		failed.Add(1)
+		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.InvalidTxnState.Code
+		return resp, nil, true
+	})
+
+	cl := producer(t, c)
+	const keys, perKey = 20, 5
+	for i := 0; i < perKey; i++ {
+		for k := 0; k < keys; k++ {
+			r := &kgo.Record{Topic: in, Key: []byte(fmt.Sprintf("T/%d", k)), Value: []byte("x")}
+			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runtime.Run(ctx, c.Config(), def, opts) }()
+	got := waitFor(t, c, keys*perKey, out)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run ended with %v; want it to recover from the failed commit", err)
+	}
+	if failed.Load() != 1 {
+		t.Fatalf("the EndTxn failure was injected %d times, want 1", failed.Load())
+	}
+	// Every key counted 1..perKey exactly once: a batch repeated after the failure
+	// would show a count twice or skip one, and a lost state change would restart at 1.
+	seen := map[string]map[string]int{}
+	for _, r := range got {
+		if seen[string(r.Key)] == nil {
+			seen[string(r.Key)] = map[string]int{}
+		}
+		seen[string(r.Key)][string(r.Value)]++
+	}
+	if len(got) != keys*perKey || len(seen) != keys {
+		t.Fatalf("%d outputs for %d keys, want %d for %d", len(got), len(seen), keys*perKey, keys)
+	}
+	for key, counts := range seen {
+		for n := 1; n <= perKey; n++ {
+			if counts[strconv.Itoa(n)] != 1 {
+				t.Fatalf("key %s: counts %v, want each of 1..%d once", key, counts, perKey)
+			}
 		}
 	}
 }
