@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,14 +66,32 @@ func BenchmarkFetchVsBare(b *testing.B) {
 	for _, n := range srv.Types() {
 		resources += n
 	}
-	var fetchTime, bareTime time.Duration
+	var fetchTime, bareTime, bareSetup, fetchCPU, bareCPU time.Duration
 	var fetchBytes, bareBytes int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		// Alternate the order, so neither side always meets a broker warmed by the other.
+		// CPU is the whole process's, user plus system: during the fetch that includes
+		// the simulator serving it, which sends precompressed files and so costs little.
 		runs := []func(){
-			func() { d, n := benchFetch(b, srv.URL, resources); fetchTime += d; fetchBytes += n },
-			func() { d, n := benchBare(b, dir, resources); bareTime += d; bareBytes += n },
+			func() {
+				c := processCPU()
+				var d time.Duration
+				var n int64
+				// The label lets a CPU profile (-cpuprofile) tell the two sides apart:
+				// goroutines started inside inherit it (franz-go's, the HTTP client's),
+				// the simulator's do not (pprof -tagfocus side=fetch).
+				pprof.Do(context.Background(), pprof.Labels("side", "fetch"), func(context.Context) { d, n = benchFetch(b, srv.URL, resources) })
+				fetchTime, fetchBytes, fetchCPU = fetchTime+d, fetchBytes+n, fetchCPU+processCPU()-c
+			},
+			func() {
+				c := processCPU()
+				var d time.Duration
+				var n int64
+				var setup time.Duration
+				pprof.Do(context.Background(), pprof.Labels("side", "bare"), func(context.Context) { d, setup, n = benchBare(b, dir, resources) })
+				bareTime, bareSetup, bareBytes, bareCPU = bareTime+d, bareSetup+setup, bareBytes+n, bareCPU+processCPU()-c
+			},
 		}
 		if i%2 == 1 {
 			runs[0], runs[1] = runs[1], runs[0]
@@ -88,13 +108,35 @@ func BenchmarkFetchVsBare(b *testing.B) {
 	b.ReportMetric(float64(fetchBytes)/1e6/fetchTime.Seconds(), "fetch-MB/s")
 	b.ReportMetric(float64(bareBytes)/1e6/bareTime.Seconds(), "bare-MB/s")
 	b.ReportMetric(fetchRate/bareRate, "fetch/bare")
+	// The fetcher's time runs from its start, so it includes creating its topics (and the
+	// kickoff and polls); the bare producer's starts once its topics exist. This ratio
+	// times the bare producer's topic creation too, so both sides go from fresh topics
+	// to flushed records.
+	b.ReportMetric(fetchRate/(float64(resources)*n/(bareTime+bareSetup).Seconds()), "fetch/bare-with-topics")
+	lines := float64(resources) * n
+	b.ReportMetric(float64(fetchCPU.Nanoseconds())/lines, "fetch-cpu-ns/line")
+	b.ReportMetric(float64(bareCPU.Nanoseconds())/lines, "bare-cpu-ns/line")
 	b.ReportMetric(float64(resources), "resources")
+}
+
+// processCPU is the CPU time, user and system, the process has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchFetch runs one export into fresh topics and returns its duration and NDJSON bytes.
 func benchFetch(b *testing.B, base string, resources int64) (time.Duration, int64) {
 	c := testkafka.New(b)
 	cfg := producer.Config{Kafka: c.Config(), Partitions: 3, Export: bulk.Request{Base: base}, MinPoll: 5 * time.Millisecond}
+	// FHIRSTREAM_BENCH_COMMIT_BYTES sets Config.CommitBytes: each commit drains the
+	// producer, so the commit size trades throughput against work redone after a crash.
+	if v, err := strconv.ParseInt(os.Getenv("FHIRSTREAM_BENCH_COMMIT_BYTES"), 10, 64); err == nil {
+		cfg.CommitBytes = v
+	}
 	if os.Getenv("FHIRSTREAM_BENCH_DEBUG") != "" { // the fetcher's debug log: commit and flush times
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -111,8 +153,9 @@ func benchFetch(b *testing.B, base string, resources int64) (time.Duration, int6
 }
 
 // benchBare publishes every line of dir's files with a plain idempotent franz-go producer
-// into fresh topics of the same partition count, and returns its duration and bytes.
-func benchBare(b *testing.B, dir string, resources int64) (time.Duration, int64) {
+// into fresh topics of the same partition count, and returns its duration, the time it
+// took to create the topics before that, and its bytes.
+func benchBare(b *testing.B, dir string, resources int64) (time.Duration, time.Duration, int64) {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson"))
 	c := testkafka.New(b)
 	topics := schemas.MustTopics(c.Prefix)
@@ -123,6 +166,7 @@ func benchBare(b *testing.B, dir string, resources int64) (time.Duration, int64)
 	}
 	// The same record limit as the topics the fetcher creates, so batches are sized alike.
 	maxBytes := strconv.Itoa(int(c.Config().MaxRecordBytes))
+	setupStart := time.Now()
 	resp, err := c.Admin(b).CreateTopics(context.Background(), 3, 1, map[string]*string{"max.message.bytes": &maxBytes}, names...)
 	if err == nil {
 		err = resp.Error()
@@ -133,6 +177,7 @@ func benchBare(b *testing.B, dir string, resources int64) (time.Duration, int64)
 	cl := c.Client(b, kgo.ProducerLinger(20*time.Millisecond))
 	var bytes, lines int64
 	start := time.Now()
+	setup := start.Sub(setupStart)
 	for _, f := range files {
 		topic := topics.Raw(typeOf(f))
 		fh, err := os.Open(f)
@@ -160,5 +205,5 @@ func benchBare(b *testing.B, dir string, resources int64) (time.Duration, int64)
 	if lines != resources {
 		b.Fatalf("bare producer sent %d lines, want %d", lines, resources)
 	}
-	return d, bytes
+	return d, setup, bytes
 }

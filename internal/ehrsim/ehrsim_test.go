@@ -368,6 +368,10 @@ func TestFileRangeAndGzip(t *testing.T) {
 	if got := readAll(t, zr); got != string(whole) {
 		t.Errorf("gzip body differs from the identity body")
 	}
+	// A source file is served from its precompressed copy, whose length is known.
+	if resp.ContentLength <= 0 {
+		t.Errorf("gzip download of a source file has Content-Length %d, want its copy's size", resp.ContentLength)
+	}
 
 	resp = c.do(http.MethodGet, u, nil, map[string]string{"Range": "bytes=100-"})
 	if resp.StatusCode != http.StatusPartialContent || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 100-%d/%d", len(whole)-1, len(whole)) {
@@ -378,6 +382,27 @@ func TestFileRangeAndGzip(t *testing.T) {
 	}
 	if srv.Stats().RangeRequests.Load() != 1 {
 		t.Errorf("range requests = %d", srv.Stats().RangeRequests.Load())
+	}
+}
+
+// Files written for one export (here split at 2 resources) have no precompressed copy and
+// are compressed as served; the body must be the same either way.
+func TestGzipOfJobFile(t *testing.T) {
+	srv := start(t, Config{ResourcesPerFile: 2})
+	c := &testClient{t: t}
+	m := c.wait(c.kickoff(srv, "/$export?_type=Observation"))
+	u := m.Output[0].URL
+	whole := strings.Join(c.download(u), "\n") + "\n"
+	resp := c.do(http.MethodGet, u, nil, map[string]string{"Accept-Encoding": "gzip"})
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("Accept-Encoding gzip answered with %q", resp.Header.Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, zr); got != whole {
+		t.Errorf("gzip body differs from the identity body")
 	}
 }
 

@@ -69,6 +69,8 @@ type jobFile struct {
 	path  string
 	size  int64
 	lines int64
+	// gzPath is a ready gzip copy of the file ("" when it must be compressed as served).
+	gzPath string
 	// continues is the index of the file the last resource block of this one continues
 	// in (organized output), or 0 when it does not continue: a file never continues in
 	// the first file.
@@ -296,7 +298,7 @@ func (s *Server) buildFiles(j *job, req request) ([]jobFile, string, error) {
 			continue
 		}
 		if !filtering {
-			files = append(files, jobFile{kind: "output", typ: sf.typ, path: sf.path, size: sf.size, lines: sf.lines})
+			files = append(files, jobFile{kind: "output", typ: sf.typ, path: sf.path, size: sf.size, lines: sf.lines, gzPath: sf.gzPath})
 			continue
 		}
 		out, err := s.filterFile(dir, sf, req, len(files))

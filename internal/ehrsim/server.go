@@ -109,6 +109,7 @@ type Server struct {
 	ln     net.Listener
 	src    *source
 	tmp    string // removed on Close
+	gzDir  string // gzip copies of the source files; removed on Close
 	faults faultState
 
 	mu      sync.Mutex
@@ -174,6 +175,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.src = src
+	if err := s.precompress(); err != nil {
+		s.cleanup()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		s.cleanup()
@@ -235,6 +240,9 @@ func (s *Server) cleanup() {
 	if s.tmp != "" {
 		os.RemoveAll(s.tmp)
 	}
+	if s.gzDir != "" {
+		os.RemoveAll(s.gzDir)
+	}
 }
 
 func (s *Server) routes() http.Handler {
@@ -259,10 +267,11 @@ type source struct {
 }
 
 type srcFile struct {
-	typ   string
-	path  string
-	size  int64
-	lines int64
+	typ    string
+	path   string
+	size   int64
+	lines  int64
+	gzPath string // its gzip copy, made by precompress
 }
 
 var ndjsonName = regexp.MustCompile(`^([A-Z][A-Za-z]+)(\.[0-9]+)?\.ndjson$`)

@@ -1,0 +1,232 @@
+package producer
+
+import "bytes"
+
+// scanResource checks, in one pass and without allocating, that line is a JSON object,
+// and returns its top-level resourceType and id string values (nil when absent or not
+// a string). It accepts exactly the lines fastjson.Parser accepts (including its
+// leniencies: unchecked string contents, loose numbers, NaN and Inf), so that a line is
+// published or dead-lettered the same whichever of the two looks at it; the fuzz test
+// holds the two to that.
+//
+// ok is false when the scanner leaves the decision to fastjson: the line is not valid
+// JSON or not an object (fastjson then words the dead letter's reason), or a top-level
+// key, resourceType or id holds a backslash escape (fastjson unescapes those). Such
+// lines are rare, and parsing them twice costs little.
+func scanResource(line []byte) (resourceType, id []byte, ok bool) {
+	i := skipJSONSpace(line, 0)
+	if i >= len(line) || line[i] != '{' {
+		return nil, nil, false
+	}
+	i = skipJSONSpace(line, i+1)
+	if i < len(line) && line[i] == '}' {
+		return nil, nil, skipJSONSpace(line, i+1) == len(line)
+	}
+	var seenType, seenID bool
+	for {
+		i = skipJSONSpace(line, i)
+		if i >= len(line) || line[i] != '"' {
+			return nil, nil, false
+		}
+		end := jsonStringEnd(line, i+1)
+		if end < 0 {
+			return nil, nil, false
+		}
+		key := line[i+1 : end]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			return nil, nil, false
+		}
+		i = skipJSONSpace(line, end+1)
+		if i >= len(line) || line[i] != ':' {
+			return nil, nil, false
+		}
+		i = skipJSONSpace(line, i+1)
+		// fastjson's Get returns the first member of a name, and GetStringBytes nil when
+		// that member is not a string: only the first occurrence counts.
+		target := (*[]byte)(nil)
+		switch {
+		case !seenType && string(key) == "resourceType":
+			seenType, target = true, &resourceType
+		case !seenID && string(key) == "id":
+			seenID, target = true, &id
+		}
+		if target != nil && i < len(line) && line[i] == '"' {
+			end := jsonStringEnd(line, i+1)
+			if end < 0 {
+				return nil, nil, false
+			}
+			v := line[i+1 : end]
+			if bytes.IndexByte(v, '\\') >= 0 {
+				return nil, nil, false
+			}
+			*target, i = v, end+1
+		} else if i = skipJSONValue(line, i, 1); i < 0 {
+			return nil, nil, false
+		}
+		i = skipJSONSpace(line, i)
+		if i >= len(line) {
+			return nil, nil, false
+		}
+		switch line[i] {
+		case ',':
+			i++
+			continue
+		case '}':
+			if skipJSONSpace(line, i+1) != len(line) {
+				return nil, nil, false
+			}
+			return resourceType, id, true
+		}
+		return nil, nil, false
+	}
+}
+
+// maxJSONDepth is fastjson's MaxDepth: deeper nesting is an error there, so here too.
+const maxJSONDepth = 300
+
+// skipJSONValue returns the index just past the value starting at b[i] (at nesting
+// depth depth, the top-level value being at 0), or -1 where fastjson would fail.
+func skipJSONValue(b []byte, i, depth int) int {
+	if i >= len(b) {
+		return -1
+	}
+	depth++
+	if depth > maxJSONDepth {
+		return -1
+	}
+	switch c := b[i]; c {
+	case '{':
+		i = skipJSONSpace(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1
+		}
+		for {
+			i = skipJSONSpace(b, i)
+			if i >= len(b) || b[i] != '"' {
+				return -1
+			}
+			if i = jsonStringEnd(b, i+1); i < 0 {
+				return -1
+			}
+			i = skipJSONSpace(b, i+1)
+			if i >= len(b) || b[i] != ':' {
+				return -1
+			}
+			if i = skipJSONValue(b, skipJSONSpace(b, i+1), depth); i < 0 {
+				return -1
+			}
+			i = skipJSONSpace(b, i)
+			if i >= len(b) {
+				return -1
+			}
+			if b[i] == ',' {
+				i++
+				continue
+			}
+			if b[i] == '}' {
+				return i + 1
+			}
+			return -1
+		}
+	case '[':
+		i = skipJSONSpace(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1
+		}
+		for {
+			if i = skipJSONValue(b, skipJSONSpace(b, i), depth); i < 0 {
+				return -1
+			}
+			i = skipJSONSpace(b, i)
+			if i >= len(b) {
+				return -1
+			}
+			if b[i] == ',' {
+				i++
+				continue
+			}
+			if b[i] == ']' {
+				return i + 1
+			}
+			return -1
+		}
+	case '"':
+		if i = jsonStringEnd(b, i+1); i < 0 {
+			return -1
+		}
+		return i + 1
+	case 't':
+		return literalEnd(b, i, "true")
+	case 'f':
+		return literalEnd(b, i, "false")
+	case 'n':
+		if end := literalEnd(b, i, "null"); end >= 0 {
+			return end
+		}
+		if len(b)-i >= 3 && bytes.EqualFold(b[i:i+3], []byte("nan")) {
+			return i + 3
+		}
+		return -1
+	}
+	return jsonNumberEnd(b, i)
+}
+
+func literalEnd(b []byte, i int, lit string) int {
+	if len(b)-i >= len(lit) && string(b[i:i+len(lit)]) == lit {
+		return i + len(lit)
+	}
+	return -1
+}
+
+// jsonNumberEnd mirrors fastjson's parseRawNumber: a run of number characters, or an
+// optionally signed Inf or NaN.
+func jsonNumberEnd(b []byte, i int) int {
+	s := b[i:]
+	for k, c := range s {
+		if c >= '0' && c <= '9' || c == '.' || c == '-' || c == 'e' || c == 'E' || c == '+' {
+			continue
+		}
+		if k == 0 || k == 1 && (s[0] == '-' || s[0] == '+') {
+			if len(s)-k >= 3 && (bytes.EqualFold(s[k:k+3], []byte("inf")) || bytes.EqualFold(s[k:k+3], []byte("nan"))) {
+				return i + k + 3
+			}
+			return -1
+		}
+		return i + k
+	}
+	return len(b)
+}
+
+// jsonStringEnd returns the index of the quote closing the string whose contents start
+// at b[start], or -1: the first quote not escaped by an odd run of backslashes, as in
+// fastjson. (bytes.IndexByte measured faster than a byte loop even on short strings.)
+func jsonStringEnd(b []byte, start int) int {
+	j := start
+	for {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return -1
+		}
+		q := j + k
+		n := 0
+		for p := q - 1; p >= start && b[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q
+		}
+		j = q + 1
+	}
+}
+
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\n', '\t', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
