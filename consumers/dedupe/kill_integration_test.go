@@ -1,18 +1,14 @@
 package dedupe_test
 
 import (
-	"context"
 	"fmt"
-	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fhirstream/fhirstream/consumers/dedupe"
+	"github.com/fhirstream/fhirstream/internal/stagekill"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
 	"github.com/fhirstream/fhirstream/schemas"
 )
@@ -23,14 +19,6 @@ import (
 // every forwarded version exactly once (read_committed): state restored from the
 // changelog after each kill still drops the repeats of what was forwarded before it.
 func TestIntegrationKillDedupe(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and runs for about a minute")
-	}
-	bin := filepath.Join(t.TempDir(), "fhirstream")
-	build := exec.Command("go", "build", "-o", bin, "github.com/fhirstream/fhirstream/cmd/fhirstream")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	c := testkafka.New(t)
 	topics := schemas.MustTopics(c.Prefix)
 	types := []string{"Patient", "Observation"}
@@ -70,54 +58,8 @@ func TestIntegrationKillDedupe(t *testing.T) {
 		}
 	}
 	recs := append(first, later...)
-	cl := c.Client(t, kgo.ProducerLinger(5*time.Millisecond), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
-		kgo.UnknownTopicRetries(-1), kgo.RecordDeliveryTimeout(time.Minute)) // the topics were just created
-	produced := make(chan error, 1)
-	go func() {
-		ctx := context.Background()
-		per := (len(recs) + chunks - 1) / chunks
-		for i := 0; i < len(recs); i += per {
-			if err := cl.ProduceSync(ctx, recs[i:min(i+per, len(recs))]...).FirstErr(); err != nil {
-				produced <- err
-				return
-			}
-			time.Sleep(400 * time.Millisecond)
-		}
-		produced <- nil
-	}()
-
-	seed := time.Now().UnixNano()
-	t.Logf("kill schedule seed %d", seed)
-	rng := rand.New(rand.NewPCG(uint64(seed), 1))
-	logDir := t.TempDir()
-	group := c.Group("dedupe")
-	starts := 0
-	start := func(instance string) *exec.Cmd {
-		starts++
-		logf, err := os.Create(filepath.Join(logDir, fmt.Sprintf("%s-%d.log", instance, starts)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin, "consume", "dedupe", "--brokers", c.Brokers[0], "--topic-prefix", c.Prefix,
-			"--group", group, "--instance-id", instance, "--metrics-addr", "off", "--max-poll-records", "300", "--log-format", "json")
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
-		return cmd
-	}
-	procs := map[string]*exec.Cmd{"a": start("a"), "b": start("b")}
-	for range 8 {
-		time.Sleep(time.Duration(200+rng.IntN(1200)) * time.Millisecond)
-		victim := []string{"a", "b"}[rng.IntN(2)]
-		_ = procs[victim].Process.Kill() // SIGKILL: no cleanup, mid-batch
-		_ = procs[victim].Wait()
-		procs[victim] = start(victim)
-	}
-	if err := <-produced; err != nil {
-		t.Fatalf("produce: %v", err)
-	}
+	run := stagekill.Start(t, c, stagekill.Config{Stage: "dedupe", Input: recs, Chunks: chunks, Kills: 8,
+		ProducerOpts: []kgo.Opt{kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))}})
 
 	uniqueTopics := []string{topics.Unique("Patient"), topics.Unique("Observation")}
 	deadline := time.Now().Add(3 * time.Minute)
@@ -125,10 +67,7 @@ func TestIntegrationKillDedupe(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	// Stop both gracefully, then read once more: nothing may have been added twice.
-	for _, p := range procs {
-		_ = p.Process.Signal(os.Interrupt)
-		_ = p.Wait()
-	}
+	run.Stop()
 	seen := map[string]int{}
 	for _, r := range c.ReadAll(t, uniqueTopics...) {
 		vid, _, _, err := dedupe.Meta(r.Value)
@@ -150,5 +89,5 @@ func TestIntegrationKillDedupe(t *testing.T) {
 	if dl := c.ReadAll(t, topics.DLQ()); len(dl) != 0 {
 		t.Errorf("%d dead letters, want none", len(dl))
 	}
-	t.Logf("%d versions forwarded exactly once after %d process starts (logs in %s)", len(seen), starts, logDir)
+	t.Logf("%d versions forwarded exactly once after %d process starts (logs in %s)", len(seen), run.Starts, run.LogDir)
 }
