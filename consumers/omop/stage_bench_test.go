@@ -31,7 +31,7 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-const stageBenchPatients = 300 // about 120k resources: long enough (seconds) that the first-commit and last-partition edges do not dominate
+const stageBenchPatients = 1000 // about 350k resources: enough batches that the first one does not dominate
 
 func BenchmarkOMOPStage(b *testing.B) {
 	c := testkafka.New(b)
