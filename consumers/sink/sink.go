@@ -154,6 +154,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	if s.cfg.Layer == LayerOMOP {
 		if err := writeSchemaFiles(ctx, s.st, s.cfg.RowGroupRows, s.codec); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting: nothing was consumed, nothing to flush
+			}
 			return err
 		}
 	}
@@ -161,6 +164,11 @@ func (s *Sink) Run(ctx context.Context) error {
 	for {
 		err := s.session(ctx)
 		if ctx.Err() != nil {
+			// A requested stop (SIGTERM, Ctrl-C) is a clean end, as for the stages,
+			// even when it came while the session was still starting.
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
 			return err
 		}
 		if !errors.Is(err, errRestart) {
