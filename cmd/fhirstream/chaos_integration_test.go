@@ -312,6 +312,16 @@ func TestIntegrationChaos(t *testing.T) {
 	for {
 		select {
 		case <-ctx.Done():
+			// Where the groups that are behind are stuck: their goroutines.
+			stuck := map[string]bool{}
+			for _, b := range behind {
+				stuck[strings.Fields(b)[0]] = true
+			}
+			for _, name := range chaosSortedKeys(procs) {
+				if g := groupOf[name]; g != "" && stuck[g] {
+					t.Logf("%s goroutines running fhirstream code:\n%s", name, procs[name].stacks(10*time.Second))
+				}
+			}
 			t.Fatalf("the pipeline did not finish within the deadline (fetcher done: %v); last progress %v; behind:\n  %s",
 				fetcherDone, lastDone, strings.Join(behind, "\n  "))
 		case <-tick.C:

@@ -5,6 +5,7 @@
 #
 #   kafka-local.sh start  [--port N] [--dir D] [--timeout S]
 #   kafka-local.sh stop   [--dir D] [--keep] [--timeout S]
+#   kafka-local.sh crash  [--dir D]   (SIGKILL, state kept: for recovery tests)
 #   kafka-local.sh status [--dir D]
 #   kafka-local.sh logs   [--dir D] [-f] [-n LINES]
 set -euo pipefail
@@ -21,7 +22,7 @@ die() {
 say() { echo "kafka-local: $*" >&2; }
 
 usage() {
-	sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	cat >&2 <<'EOF'
 
 Environment (flags win):
@@ -384,6 +385,18 @@ do_stop() {
 	fi
 }
 
+# A crash: the broker dies at once (SIGKILL) and its state stays for the next start,
+# which recovers it as after a power cut of the process (not of the disk).
+do_crash() {
+	local pid
+	pid=$(running_pid)
+	[[ -n $pid ]] || die "not running (state $dir)"
+	kill -KILL "$pid"
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	rm -f "$pidfile"
+	say "killed broker (pid $pid); state kept in $dir"
+}
+
 do_status() {
 	local pid
 	pid=$(running_pid)
@@ -415,8 +428,9 @@ lock() {
 case $cmd in
 start) lock; do_start ;;
 stop) lock; do_stop ;;
+crash) lock; do_crash ;;
 status) do_status ;;
 logs) do_logs ;;
 -h | --help | help) usage ;;
-*) die "unknown command: $cmd (start, stop, status, logs)" ;;
+*) die "unknown command: $cmd (start, stop, crash, status, logs)" ;;
 esac
