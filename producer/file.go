@@ -196,14 +196,9 @@ func (rn *runner) handleLine(ctx context.Context, f *fileRun, ft *fileTemplate, 
 	rawTopic := ft.rawTopic
 	value := append([]byte(nil), line...)
 	headers := rn.headers(f.typ, urlB, lineNo)
-	class, msg, key := "", "", []byte(nil)
-	v, err := p.ParseBytes(line)
-	switch {
-	case err != nil:
-		class, msg = "invalid-json", "line is not valid JSON: "+truncate(err.Error(), 200)
-	case v.Type() != fastjson.TypeObject:
-		class, msg = "not-object", "line is a JSON "+v.Type().String()+", not an object"
-	default:
+	key := []byte(nil)
+	v, class, msg := parseObject(p, line)
+	if class == "" {
 		rt, id := v.GetStringBytes("resourceType"), v.GetStringBytes("id")
 		switch {
 		case rt == nil:
@@ -232,6 +227,19 @@ func (rn *runner) handleLine(ctx context.Context, f *fileRun, ft *fileTemplate, 
 	rn.pub.produce(ctx, rec)
 }
 
+// parseObject parses a line that must be one JSON object; otherwise it returns the
+// dead-letter class and message saying why it is not.
+func parseObject(p *fastjson.Parser, line []byte) (v *fastjson.Value, class, msg string) {
+	v, err := p.ParseBytes(line)
+	switch {
+	case err != nil:
+		return nil, "invalid-json", "line is not valid JSON: " + truncate(err.Error(), 200)
+	case v.Type() != fastjson.TypeObject:
+		return nil, "not-object", "line is a JSON " + v.Type().String() + ", not an object"
+	}
+	return v, "", ""
+}
+
 // organizedLine handles a line of organized output (organizeOutputBy): a block header
 // is noted and not published; any other line goes to the raw topic of its own type.
 func (rn *runner) organizedLine(ctx context.Context, f *fileRun, p *fastjson.Parser, line []byte, size, lineNo int64, urlB []byte) {
@@ -239,14 +247,9 @@ func (rn *runner) organizedLine(ctx context.Context, f *fileRun, p *fastjson.Par
 		rn.deadByRef(ctx, f, lineNo, size, "too-large", fmt.Sprintf("resource of %d bytes exceeds the %d-byte record limit", size, rn.maxRec))
 		return
 	}
-	class, msg, typ, key := "", "", "", []byte(nil)
-	v, err := p.ParseBytes(line)
-	switch {
-	case err != nil:
-		class, msg = "invalid-json", "line is not valid JSON: "+truncate(err.Error(), 200)
-	case v.Type() != fastjson.TypeObject:
-		class, msg = "not-object", "line is a JSON "+v.Type().String()+", not an object"
-	default:
+	typ, key := "", []byte(nil)
+	v, class, msg := parseObject(p, line)
+	if class == "" {
 		rt, id := v.GetStringBytes("resourceType"), v.GetStringBytes("id")
 		if string(rt) == "Parameters" && string(v.GetStringBytes("parameter", "0", "name")) == "header" {
 			ref := string(v.GetStringBytes("parameter", "0", "valueReference", "reference"))

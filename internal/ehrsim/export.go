@@ -353,32 +353,14 @@ func (s *Server) filterFile(dir string, sf srcFile, req request, base int) ([]jo
 	}
 	defer in.Close()
 	var (
-		out   []jobFile
-		cur   *os.File
-		bw    *bufio.Writer
+		w     jobWriter
 		p     fastjson.Parser
 		arena fastjson.Arena
 		buf   []byte
-		n     int64
 		seq   int
 		limit = int64(s.cfg.ResourcesPerFile)
 	)
-	closeCur := func() error {
-		if cur == nil {
-			return nil
-		}
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		st, err := cur.Stat()
-		if err != nil {
-			return err
-		}
-		out[len(out)-1].size, out[len(out)-1].lines = st.Size(), n
-		err = cur.Close()
-		cur = nil
-		return err
-	}
+	defer w.close()
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 256<<20)
 	for sc.Scan() {
@@ -397,27 +379,22 @@ func (s *Server) filterFile(dir string, sf srcFile, req request, base int) ([]jo
 				line = buf
 			}
 		}
-		if cur == nil || (limit > 0 && n >= limit) {
-			if err := closeCur(); err != nil {
-				return nil, err
-			}
+		if !w.open() || (limit > 0 && w.lines >= limit) {
 			seq++
-			name := fmt.Sprintf("%04d-%s.%03d.ndjson", base+len(out), sf.typ, seq)
-			f, err := os.Create(filepath.Join(dir, name))
-			if err != nil {
+			name := fmt.Sprintf("%04d-%s.%03d.ndjson", base+len(w.files), sf.typ, seq)
+			if err := w.next(filepath.Join(dir, name), jobFile{kind: "output", typ: sf.typ}); err != nil {
 				return nil, err
 			}
-			cur, bw, n = f, bufio.NewWriterSize(f, 1<<16), 0
-			out = append(out, jobFile{kind: "output", typ: sf.typ, path: f.Name()})
 		}
-		bw.Write(line)
-		bw.WriteByte('\n')
-		n++
+		w.writeLine(line)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read %s: %w", sf.path, err)
 	}
-	return out, closeCur()
+	if err := w.close(); err != nil {
+		return nil, err
+	}
+	return w.files, nil
 }
 
 // keep applies _since, _until, the patient list and _typeFilter to one resource. A

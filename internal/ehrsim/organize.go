@@ -89,47 +89,17 @@ func (s *Server) organizeByPatient(dir string, req request) ([]jobFile, error) {
 	}
 
 	var (
-		files     []jobFile
-		cur       *os.File
-		bw        *bufio.Writer
-		lines     int64 // lines in the current file, headers included
-		resources int   // resources in the current file, headers excluded
+		w         jobWriter
+		resources int // resources in the current file, headers excluded
 		limit     = s.cfg.ResourcesPerFile
 		buf       []byte
 		arena     fastjson.Arena
 	)
-	closeCur := func() error {
-		if cur == nil {
-			return nil
-		}
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		st, err := cur.Stat()
-		if err != nil {
-			return err
-		}
-		files[len(files)-1].size, files[len(files)-1].lines = st.Size(), lines
-		err = cur.Close()
-		cur = nil
-		return err
-	}
+	defer w.close()
 	newFile := func() error {
-		if err := closeCur(); err != nil {
-			return err
-		}
-		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("organized.%04d.ndjson", len(files))))
-		if err != nil {
-			return err
-		}
-		cur, bw, lines, resources = f, bufio.NewWriterSize(f, 1<<16), 0, 0
-		files = append(files, jobFile{kind: "output", path: f.Name()})
-		return nil
-	}
-	writeLine := func(b []byte) {
-		bw.Write(b)
-		bw.WriteByte('\n')
-		lines++
+		resources = 0
+		name := fmt.Sprintf("organized.%04d.ndjson", len(w.files))
+		return w.next(filepath.Join(dir, name), jobFile{kind: "output"})
 	}
 	for _, id := range ids {
 		block := others[id]
@@ -137,20 +107,20 @@ func (s *Server) organizeByPatient(dir string, req request) ([]jobFile, error) {
 			block = append([]lineRef{r}, block...)
 		}
 		header := fmt.Sprintf(`{"resourceType":"Parameters","parameter":[{"name":"header","valueReference":{"reference":"Patient/%s"}}]}`, id)
-		if cur == nil || (limit > 0 && resources >= limit) {
+		if !w.open() || (limit > 0 && resources >= limit) {
 			if err := newFile(); err != nil {
 				return nil, err
 			}
 		}
-		writeLine([]byte(header))
+		w.writeLine([]byte(header))
 		for _, r := range block {
 			if limit > 0 && resources >= limit {
 				// The block goes on in the next file, which starts with its header again.
-				files[len(files)-1].continues = len(files)
+				w.files[len(w.files)-1].continues = len(w.files)
 				if err := newFile(); err != nil {
 					return nil, err
 				}
-				writeLine([]byte(header))
+				w.writeLine([]byte(header))
 			}
 			var err error
 			if buf, err = read(r, buf); err != nil {
@@ -165,11 +135,14 @@ func (s *Server) organizeByPatient(dir string, req request) ([]jobFile, error) {
 					}
 				}
 			}
-			writeLine(line)
+			w.writeLine(line)
 			resources++
 		}
 	}
-	return files, closeCur()
+	if err := w.close(); err != nil {
+		return nil, err
+	}
+	return w.files, nil
 }
 
 // patientOf is the id of the Patient a resource belongs to, by its subject, patient or
