@@ -154,16 +154,7 @@ func chaosCountRaw(ctx context.Context, t *testing.T, c *testkafka.Cluster, topi
 	t.Helper()
 	got := map[string]map[int64]int{}
 	err := kafkaclient.ReadCommitted(ctx, c.Config(), topics, func(r *kgo.Record) {
-		var typ string
-		var line int64
-		for _, h := range r.Headers {
-			switch h.Key {
-			case schemas.HeaderResourceType:
-				typ = string(h.Value)
-			case schemas.HeaderSourceLine:
-				line, _ = strconv.ParseInt(string(h.Value), 10, 64)
-			}
-		}
+		typ, line := chaosSourceOf(r)
 		if got[typ] == nil {
 			got[typ] = map[int64]int{}
 		}
@@ -173,6 +164,19 @@ func chaosCountRaw(ctx context.Context, t *testing.T, c *testkafka.Cluster, topi
 		t.Fatalf("read raw topics: %v", err)
 	}
 	return got
+}
+
+// chaosSourceOf is the resource type and source line a record's headers name.
+func chaosSourceOf(r *kgo.Record) (typ string, line int64) {
+	for _, h := range r.Headers {
+		switch h.Key {
+		case schemas.HeaderResourceType:
+			typ = string(h.Value)
+		case schemas.HeaderSourceLine:
+			line, _ = strconv.ParseInt(string(h.Value), 10, 64)
+		}
+	}
+	return typ, line
 }
 
 // chaosDeadLetters reads the dead-letter topic into chaosDeadKey counts.
@@ -185,16 +189,7 @@ func chaosDeadLetters(ctx context.Context, t *testing.T, c *testkafka.Cluster, d
 			got["a record without dead-letter headers"]++
 			return
 		}
-		var typ string
-		var line int64
-		for _, h := range r.Headers {
-			switch h.Key {
-			case schemas.HeaderResourceType:
-				typ = string(h.Value)
-			case schemas.HeaderSourceLine:
-				line, _ = strconv.ParseInt(string(h.Value), 10, 64)
-			}
-		}
+		typ, line := chaosSourceOf(r)
 		got[chaosDeadKey(dc.Stage, dc.Class, typ, line, string(r.Key))]++
 	})
 	if err != nil {

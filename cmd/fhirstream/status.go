@@ -28,9 +28,11 @@ import (
 
 func init() {
 	var (
-		output      string
-		groups      []string
-		deadLetters bool
+		output       string
+		groups       []string
+		deadLetters  bool
+		transactions bool
+		abort        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -44,9 +46,16 @@ partition's), and the dead letters it has produced by error class, counted from
 Lag is in offsets: the log end offset minus the group's committed offset, or minus the
 log start offset for a partition the group has never committed (a stage starts there).
 On a topic written in transactions, such a partition's lag also counts commit markers.
-A group that does not exist (the stage never ran, or was deleted) shows state "none".`,
+A group that does not exist (the stage never ran, or was deleted) shows state "none".
+
+It also lists the open transactions on the pipeline's topics and on the stage groups'
+offsets partitions, and says which are hanging: open on the partition while the
+transaction coordinator has no transaction that will end them (a lost commit marker).
+A hanging transaction stops the stages reading that partition without an error;
+--abort-hanging writes abort markers for them, as kafka-transactions.sh abort does.`,
 		Example: `  fhirstream status --brokers kafka:9092
-  fhirstream status --stage-group validate=site-a-validate --output json`,
+  fhirstream status --stage-group validate=site-a-validate --output json
+  fhirstream status --abort-hanging`,
 		Args: cobra.NoArgs,
 	}
 	kc := kafkaFlags(cmd)
@@ -54,6 +63,8 @@ A group that does not exist (the stage never ran, or was deleted) shows state "n
 	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
 	f.StringSliceVar(&groups, "stage-group", nil, "STAGE=GROUP: the consumer group of a stage run with --group (repeatable)")
 	f.BoolVar(&deadLetters, "dead-letters", true, "count dead letters (reads the whole dead-letter topic)")
+	f.BoolVar(&transactions, "transactions", true, "list open transactions and say which are hanging")
+	f.BoolVar(&abort, "abort-hanging", false, "write abort markers for hanging transactions (needs ClusterAction; the stages redo their last batch)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if output != "table" && output != "json" {
 			return fmt.Errorf("--output %q: want table or json", output)
@@ -62,7 +73,8 @@ A group that does not exist (the stage never ran, or was deleted) shows state "n
 		if err != nil {
 			return err
 		}
-		rep, err := collectStatus(cmd.Context(), *kc, statusOptions{Groups: overrides, DeadLetters: deadLetters})
+		rep, err := collectStatus(cmd.Context(), *kc, statusOptions{Groups: overrides, DeadLetters: deadLetters,
+			Transactions: transactions || abort, AbortHanging: abort})
 		if err != nil {
 			return err
 		}
@@ -133,6 +145,8 @@ type statusOptions struct {
 	Groups map[string]string
 	// DeadLetters counts the dead-letter topic's records.
 	DeadLetters bool
+	// Transactions lists open transactions; AbortHanging aborts the hanging ones.
+	Transactions, AbortHanging bool
 }
 
 // statusReport is what 'fhirstream status' prints.
@@ -141,6 +155,12 @@ type statusReport struct {
 	Stages      []stageStatus `json:"stages"`
 	// DeadLetters is nil when not counted.
 	DeadLetters *deadLetterCounts `json:"dead_letters,omitempty"`
+	// OpenTransactions are the open transactions (when checked, and the check worked;
+	// otherwise TransactionCheckError says why not). AbortedHanging counts the hanging
+	// ones aborted by --abort-hanging.
+	OpenTransactions      []openTxn `json:"open_transactions,omitempty"`
+	TransactionCheckError string    `json:"transaction_check_error,omitempty"`
+	AbortedHanging        int       `json:"aborted_hanging,omitempty"`
 }
 
 type stageStatus struct {
@@ -259,6 +279,27 @@ func collectStatus(ctx context.Context, kc kafkaclient.Config, o statusOptions) 
 	rep := &statusReport{TopicPrefix: t.Prefix}
 	for _, s := range stages {
 		rep.Stages = append(rep.Stages, stageStatusOf(s, lags[s.group], inputs[s.stage], starts, ends))
+	}
+
+	if o.Transactions {
+		var topics []string
+		for _, name := range all.Names() {
+			if strings.HasPrefix(name, t.Prefix+".") {
+				topics = append(topics, name)
+			}
+		}
+		txns, err := collectOpenTxns(ctx, adm, topics, groupNames)
+		switch {
+		case err != nil:
+			rep.TransactionCheckError = err.Error()
+		case o.AbortHanging:
+			rep.OpenTransactions = txns
+			if rep.AbortedHanging, err = abortHanging(ctx, adm, txns); err != nil {
+				return nil, err
+			}
+		default:
+			rep.OpenTransactions = txns
+		}
 	}
 
 	if o.DeadLetters {
@@ -406,6 +447,7 @@ func (r *statusReport) writeTable(w io.Writer) {
 			fmt.Fprintf(w, "\n%s: %s\n", s.Stage, s.Error)
 		}
 	}
+	writeOpenTxns(w, r.OpenTransactions, r.TransactionCheckError, r.AbortedHanging)
 	if r.DeadLetters != nil {
 		fmt.Fprintln(w)
 		printDLQCounts(w, r.DeadLetters.Topic, r.DeadLetters.counts)
