@@ -136,6 +136,7 @@ func (c *Config) Opts() ([]kgo.Opt, error) {
 		// FetchMaxBytes after these options stays within it.
 		kgo.BrokerMaxReadBytes(max(256<<20, 4*fetchMax)),
 		kgo.RetryTimeout(2 * time.Minute),
+		kgo.WithLogger(newClientLogger()),
 	}
 	if m, err := c.saslMechanism(); err != nil {
 		return nil, err
