@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
 	"github.com/fhirstream/fhirstream/schemas"
 )
@@ -80,15 +81,43 @@ func testSinkKill(t *testing.T, bin string, lake testLake) {
 	args := append(append([]string{}, sinkCommand...),
 		"--out", lake.out, "--group", group, "--instance-id", "kill-test",
 		"--brokers", strings.Join(c.Brokers, ","), "--topic-prefix", c.Prefix,
-		"--flush-rows", "700", "--flush-interval", "150ms", "--metrics-addr", "off", "--log-level", "warn")
+		"--flush-rows", "700", "--flush-interval", "150ms", "--metrics-addr", "off", "--log-level", "info")
+	// Every run logs into one file; on failure the lines that say what recovery and the
+	// sessions did are printed (a lost row is otherwise silent).
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "sink.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	runs := 0
 	start := func() *exec.Cmd {
+		runs++
+		fmt.Fprintf(logFile, "---- run %d at %s\n", runs, time.Now().Format(time.RFC3339Nano))
 		cmd := exec.Command(bin, args...)
-		cmd.Stderr = os.Stderr
+		cmd.Stderr = logFile
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		return cmd
 	}
+	defer func() {
+		if !t.Failed() {
+			return
+		}
+		b, _ := os.ReadFile(logFile.Name())
+		var keep []string
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "----") || strings.Contains(line, "recovered") ||
+				strings.Contains(line, "WARN") || strings.Contains(line, "ERROR") || strings.Contains(line, "restart") {
+				keep = append(keep, line)
+			}
+		}
+		t.Logf("sink runs, recoveries and warnings:\n%s", strings.Join(keep, "\n"))
+		for _, r := range c.ReadAll(t, topics.DLQ()) {
+			dc, _ := deadletter.Parse(r.Headers)
+			t.Logf("dead letter: %s/%d@%d %s: %s", dc.SourceTopic, dc.Partition, dc.Offset, dc.Class, dc.Message)
+		}
+	}()
 
 	// The producer feeds the topics in chunks while the sink is being killed.
 	cl := c.Client(t)
