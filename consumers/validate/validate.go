@@ -14,8 +14,10 @@
 //   - per type, from the table Rules: required elements, primitive formats, choice
 //     elements ([x]) and required code bindings.
 //
-// The resource is parsed once with fastjson and only the elements the rules name are
-// visited by path (the generic walk looks at keys, not at every value's meaning).
+// The resource is read once into a flat tree (tree.go): by a strict scanner in the
+// common case, by fastjson otherwise. The generic checks are one loop over that tree
+// (they look at keys, not at every value's meaning), the rules visit only the elements
+// they name, and an element's path is rendered only when it fails.
 package validate
 
 import (
@@ -76,9 +78,9 @@ type Validator struct {
 	relax map[string]bool
 	max   int
 	rules map[string][]compiled
-	pool  fastjson.ParserPool
-	// checkers are reused: a checker's path stack and contained-id map would otherwise be
-	// allocated for every resource.
+	pool  fastjson.ParserPool // for what the fast scanner leaves to fastjson
+	// checkers are reused: a checker's tree and lists would otherwise be allocated for
+	// every resource.
 	checkers sync.Pool
 }
 
@@ -120,97 +122,97 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		c = &checker{v: v}
 	}
 	defer c.release()
-	p := v.pool.Get()
-	defer v.pool.Put(p)
-	root, err := p.ParseBytes(value)
-	if err != nil {
-		c.fail(ClassInvalidJSON, "", "%s", jsonError(value))
-		return c.fails
-	}
-	// fastjson is lenient about raw control characters in strings and does not check
-	// UTF-8; FHIR JSON must be strict JSON in UTF-8, or consumers downstream choke.
-	if at := rawControlInString(value); at >= 0 {
-		c.fail(ClassInvalidJSON, "", "not valid JSON: raw control character in a string at byte %d", at)
-		return c.fails
+	if !c.t.scan(value) {
+		// Not the common case: fastjson decides, as it always has, what is valid JSON.
+		p := v.pool.Get()
+		defer v.pool.Put(p)
+		root, err := p.ParseBytes(value)
+		if err != nil {
+			c.fail(ClassInvalidJSON, "", "%s", jsonError(value))
+			return c.fails
+		}
+		// fastjson is lenient about raw control characters in strings and does not check
+		// UTF-8; FHIR JSON must be strict JSON in UTF-8, or consumers downstream choke.
+		if at := rawControlInString(value); at >= 0 {
+			c.fail(ClassInvalidJSON, "", "not valid JSON: raw control character in a string at byte %d", at)
+			return c.fails
+		}
+		c.t.load(root)
 	}
 	if !utf8.Valid(value) {
 		c.fail(ClassInvalidJSON, "", "not valid UTF-8")
 		return c.fails
 	}
-	obj, err := root.Object()
-	if err != nil {
-		c.fail(ClassInvalidJSON, "", "a resource must be a JSON object, got %s", root.Type())
+	t := &c.t
+	if t.nodes[0].typ != fastjson.TypeObject {
+		c.fail(ClassInvalidJSON, "", "a resource must be a JSON object, got %s", t.nodes[0].typ)
 		return c.fails
 	}
-	rtv := obj.Get("resourceType")
-	if rtv == nil {
+	rtv := t.child(0, "resourceType")
+	if rtv < 0 {
 		c.fail(ClassMissingRequired, "resourceType", "resourceType is required")
 		return c.fails
 	}
-	rtb, err := rtv.StringBytes()
-	if err != nil || !schemas.ValidResourceType(rtb) {
+	if t.nodes[rtv].typ != fastjson.TypeString || !schemas.ValidResourceType(t.str(rtv)) {
 		c.fail(ClassBadFormat, "resourceType", "resourceType must be a FHIR resource type name")
 		return c.fails
 	}
 	rt := wantType
-	if string(rtb) != wantType {
-		rt = string(rtb) // only when it differs from the topic's type: a failure follows
+	if rtb := t.str(rtv); rtb != wantType {
+		rt = strings.Clone(rtb) // only when it differs from the topic's type: a failure follows
 	}
 	c.rt = rt
 	if wantType != "" && rt != wantType {
 		c.fail(ClassTypeMismatch, "resourceType", "resourceType %s does not match the topic's type %s", rt, wantType)
 	}
-	idv := obj.Get("id")
-	var id []byte
+	idv := t.child(0, "id")
+	var id string
 	switch {
-	case idv == nil:
+	case idv < 0:
 		c.fail(ClassMissingRequired, rt+".id", "id is required")
-	case idv.Type() != fastjson.TypeString || !schemas.ValidResourceID(idv.GetStringBytes()):
+	case t.nodes[idv].typ != fastjson.TypeString || !validID(t.str(idv)):
 		c.fail(ClassBadFormat, rt+".id", "id must be 1-64 of A-Z a-z 0-9 - .")
 	default:
-		id = idv.GetStringBytes()
+		id = t.str(idv)
 	}
 	if key != nil && len(id) > 0 && !keyIs(key, rt, id) {
 		c.fail(ClassKeyMismatch, rt+".id", "record key is not %s/<id>", rt)
 	}
-	if meta := obj.Get("meta"); meta != nil {
-		if lu := meta.Get("lastUpdated"); lu != nil {
-			c.push("meta")
-			c.push("lastUpdated")
+	if meta := t.child(0, "meta"); meta >= 0 {
+		if lu := t.child(meta, "lastUpdated"); lu >= 0 {
 			c.primitive(lu, Instant, nil)
-			c.stack = c.stack[:0]
 		}
-		if vid := meta.Get("versionId"); vid != nil && (vid.Type() != fastjson.TypeString || !schemas.ValidResourceID(vid.GetStringBytes())) {
+		if vid := t.child(meta, "versionId"); vid >= 0 && (t.nodes[vid].typ != fastjson.TypeString || !validID(t.str(vid))) {
 			c.fail(ClassBadFormat, rt+".meta.versionId", "versionId must be a FHIR id")
 		}
 	}
-	for _, cv := range obj.Get("contained").GetArray() {
-		if cid := cv.GetStringBytes("id"); len(cid) > 0 {
-			if c.contained == nil {
-				c.contained = map[string]bool{}
+	if cont := t.child(0, "contained"); cont >= 0 && t.nodes[cont].typ == fastjson.TypeArray {
+		for j := cont + 1; j < t.nodes[cont].end; j = t.nodes[j].end {
+			if cid := t.child(j, "id"); cid >= 0 && t.nodes[cid].typ == fastjson.TypeString && t.str(cid) != "" {
+				c.contained = append(c.contained, t.str(cid))
 			}
-			c.contained[string(cid)] = true
 		}
 	}
-	c.generic(root, false)
+	c.generic()
 	rules := v.rules[rt]
 	for i := range rules {
-		c.rule(root, &rules[i], 0)
+		c.rule(0, &rules[i], 0)
 	}
 	return c.fails
 }
 
-// release returns c to its validator's pool. The failures belong to the caller now.
+// release returns c to its validator's pool. The failures belong to the caller now;
+// the views of this resource's bytes are dropped.
 func (c *checker) release() {
 	clear(c.contained)
-	c.fails, c.rt, c.stack = nil, "", c.stack[:0]
+	c.fails, c.rt, c.contained, c.t.src = nil, "", c.contained[:0], ""
 	c.v.checkers.Put(c)
 }
 
 // view is the bytes b as a string without a copy, for checks that only read it during
 // the call (the checks below run on every element: a copy each would be most of
-// their cost). b must not change while the string is in use; the parser's buffers do
-// not until the next resource.
+// their cost). b must not change while the string is in use: the resource's bytes do
+// not during Validate, nor does a tree's copy of unescaped text until the next resource.
 func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // rawControlInString returns the offset of the first unescaped control character
@@ -254,8 +256,8 @@ func hasControl(b []byte) bool {
 	return false
 }
 
-func keyIs(key []byte, rt string, id []byte) bool {
-	return len(key) == len(rt)+1+len(id) && string(key[:len(rt)]) == rt && key[len(rt)] == '/' && bytes.Equal(key[len(rt)+1:], id)
+func keyIs(key []byte, rt, id string) bool {
+	return len(key) == len(rt)+1+len(id) && string(key[:len(rt)]) == rt && key[len(rt)] == '/' && string(key[len(rt)+1:]) == id
 }
 
 // jsonError describes a JSON syntax error by position only: parser messages quote the
@@ -284,22 +286,12 @@ func asSyntax(err error, se **json.SyntaxError) bool {
 // checker collects the failures of one resource.
 type checker struct {
 	v         *Validator
+	t         tree
 	rt        string
 	fails     []Failure
-	contained map[string]bool
-	stack     []seg // the current element's path below the resource, rendered only on failure
+	contained []string // ids of the contained resources (few: a list beats a map)
+	path      []int32  // scratch for rendering a path
 }
-
-// seg is one step of an element path: a key or an array index.
-type seg struct {
-	key string // a view of the document's bytes (see view) or a rule's name
-	idx int    // array index, or -1
-}
-
-func (c *checker) push(name string) { c.stack = append(c.stack, seg{key: name, idx: -1}) }
-func (c *checker) pushKey(k []byte) { c.stack = append(c.stack, seg{key: view(k), idx: -1}) }
-func (c *checker) pushIndex(i int)  { c.stack = append(c.stack, seg{idx: i}) }
-func (c *checker) pop()             { c.stack = c.stack[:len(c.stack)-1] }
 
 func (c *checker) full() bool { return len(c.fails) >= c.v.max }
 
@@ -315,270 +307,238 @@ func (c *checker) fail(class, path, format string, args ...any) {
 	c.fails = append(c.fails, Failure{Class: class, Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
-func (c *checker) stackPath() string {
+// nodePath renders the path of node i, then suffix (".name" of an element that is not
+// in the tree, such as a missing one): Observation.code.coding[0].system.
+func (c *checker) nodePath(i int32, suffix string) string {
+	c.path = c.path[:0]
+	for ; i > 0; i = c.t.nodes[i].parent {
+		c.path = append(c.path, i)
+	}
 	var b strings.Builder
 	b.WriteString(c.rt)
-	for _, s := range c.stack {
-		if s.idx >= 0 {
-			b.WriteString("[" + strconv.Itoa(s.idx) + "]")
+	for k := len(c.path) - 1; k >= 0; k-- {
+		n := c.path[k]
+		if c.t.nodes[c.t.nodes[n].parent].typ == fastjson.TypeArray {
+			b.WriteString("[" + strconv.Itoa(c.t.index(n)) + "]")
 			continue
 		}
 		b.WriteByte('.')
-		b.WriteString(s.key)
+		b.WriteString(c.t.key(n))
 	}
+	b.WriteString(suffix)
 	return b.String()
 }
 
-// failHere fails the element at the top of the path stack.
-func (c *checker) failHere(class, format string, args ...any) {
+// failAt fails node i (or its missing element suffix, see nodePath).
+func (c *checker) failAt(i int32, suffix, class, format string, args ...any) {
 	if c.v.relax[class] || c.full() {
 		return
 	}
-	c.fail(class, c.stackPath(), format, args...)
+	c.fail(class, c.nodePath(i, suffix), format, args...)
 }
 
-// generic walks the whole resource for the checks that apply to every type.
-func (c *checker) generic(v *fastjson.Value, inArray bool) {
-	if c.full() {
-		return
-	}
-	switch v.Type() {
-	case fastjson.TypeNull:
+// generic runs the checks that apply to every type, on every element in document order.
+func (c *checker) generic() {
+	t := &c.t
+	nodes := t.nodes
+	for i := int32(1); i < int32(len(nodes)); i++ {
+		if c.full() {
+			return
+		}
+		n := &nodes[i]
 		// FHIR allows null only inside arrays, to align primitive extensions.
+		inArray := nodes[n.parent].typ == fastjson.TypeArray
 		if !inArray {
-			c.failHere(ClassBadFormat, "null is not allowed")
-		}
-	case fastjson.TypeString:
-		if len(v.GetStringBytes()) == 0 {
-			c.failHere(ClassBadFormat, "empty strings are not allowed")
-		}
-	case fastjson.TypeArray:
-		arr, _ := v.Array()
-		for i, e := range arr {
-			c.pushIndex(i)
-			c.generic(e, true)
-			c.pop()
-		}
-	case fastjson.TypeObject:
-		o, _ := v.Object()
-		o.Visit(func(k []byte, e *fastjson.Value) {
-			c.pushKey(k)
 			switch {
-			case string(k) == "reference" && e.Type() == fastjson.TypeString:
-				c.reference(view(e.GetStringBytes()))
-			case string(k) == "coding" && e.Type() == fastjson.TypeArray:
-				arr, _ := e.Array()
-				for i, cd := range arr {
-					c.pushIndex(i)
-					c.coding(cd)
-					c.pop()
+			case n.typ == fastjson.TypeString && t.key(i) == "reference":
+				c.reference(i, t.str(i))
+			case n.typ == fastjson.TypeArray && t.key(i) == "coding":
+				for j := i + 1; j < n.end; j = nodes[j].end {
+					c.coding(j)
 				}
-			case bytes.HasSuffix(k, []byte("DateTime")) && e.Type() == fastjson.TypeString:
-				if msg := checkDateTime(view(e.GetStringBytes())); msg != "" {
-					c.failHere(ClassBadFormat, "%s", msg)
+			case n.typ == fastjson.TypeString && strings.HasSuffix(t.key(i), "DateTime"):
+				if msg := checkDateTime(t.str(i)); msg != "" {
+					c.failAt(i, "", ClassBadFormat, "%s", msg)
 				}
 			}
-			c.generic(e, false)
-			c.pop()
-		})
+		}
+		switch {
+		case n.typ == fastjson.TypeNull && !inArray:
+			c.failAt(i, "", ClassBadFormat, "null is not allowed")
+		case n.typ == fastjson.TypeString && n.strLen == 0:
+			c.failAt(i, "", ClassBadFormat, "empty strings are not allowed")
+		}
 	}
 }
 
-func (c *checker) reference(ref string) {
+func (c *checker) reference(i int32, ref string) {
 	if msg := checkReference(ref); msg != "" {
-		c.failHere(ClassBadReference, "%s", msg)
+		c.failAt(i, "", ClassBadReference, "%s", msg)
 		return
 	}
-	if ref[0] == '#' && !c.contained[ref[1:]] {
-		c.failHere(ClassBadReference, "no contained resource with this id")
+	if ref[0] == '#' && !contains(c.contained, ref[1:]) {
+		c.failAt(i, "", ClassBadReference, "no contained resource with this id")
 	}
 }
 
-func (c *checker) coding(cd *fastjson.Value) {
-	if cd.Type() != fastjson.TypeObject {
-		c.failHere(ClassBadFormat, "a Coding must be an object")
+func (c *checker) coding(cd int32) {
+	t := &c.t
+	if t.nodes[cd].typ != fastjson.TypeObject {
+		c.failAt(cd, "", ClassBadFormat, "a Coding must be an object")
 		return
 	}
-	sys, code := cd.Get("system"), cd.Get("code")
-	c.push("system")
+	sys, code := t.child(cd, "system"), t.child(cd, "code")
 	switch {
-	case sys == nil:
-		c.failHere(ClassBadCoding, "a Coding must carry a system")
-	case sys.Type() != fastjson.TypeString || checkURI(view(sys.GetStringBytes())) != "":
-		c.failHere(ClassBadFormat, "system must be a uri")
+	case sys < 0:
+		c.failAt(cd, ".system", ClassBadCoding, "a Coding must carry a system")
+	case t.nodes[sys].typ != fastjson.TypeString || checkURI(t.str(sys)) != "":
+		c.failAt(sys, "", ClassBadFormat, "system must be a uri")
 	}
-	c.pop()
-	c.push("code")
 	switch {
-	case code == nil:
-		c.failHere(ClassBadCoding, "a Coding must carry a code")
-	case code.Type() != fastjson.TypeString || checkCode(view(code.GetStringBytes())) != "":
-		c.failHere(ClassBadFormat, "code must be a FHIR code")
+	case code < 0:
+		c.failAt(cd, ".code", ClassBadCoding, "a Coding must carry a code")
+	case t.nodes[code].typ != fastjson.TypeString || checkCode(t.str(code)) != "":
+		c.failAt(code, "", ClassBadFormat, "code must be a FHIR code")
 	}
-	c.pop()
 }
 
-// rule applies one table element: walk its parent segments from v (arrays element by
-// element), then check the leaf in each parent instance. The path of v is on the stack.
-func (c *checker) rule(v *fastjson.Value, r *compiled, depth int) {
+// rule applies one table element: walk its parent segments from node i (arrays element
+// by element), then check the leaf in each parent instance.
+func (c *checker) rule(i int32, r *compiled, depth int) {
 	if c.full() {
 		return
 	}
-	if v.Type() == fastjson.TypeArray {
-		arr, _ := v.Array()
-		for i, e := range arr {
-			c.pushIndex(i)
-			c.rule(e, r, depth)
-			c.pop()
+	t := &c.t
+	switch t.nodes[i].typ {
+	case fastjson.TypeArray:
+		for j := i + 1; j < t.nodes[i].end; j = t.nodes[j].end {
+			c.rule(j, r, depth)
 		}
 		return
-	}
-	o, err := v.Object()
-	if err != nil {
-		c.failHere(ClassBadFormat, "must be an object")
+	case fastjson.TypeObject:
+	default:
+		c.failAt(i, "", ClassBadFormat, "must be an object")
 		return
 	}
 	if depth < len(r.segs) {
-		if child := o.Get(r.segs[depth]); child != nil {
-			c.push(r.segs[depth])
+		if child := t.child(i, r.segs[depth]); child >= 0 {
 			c.rule(child, r, depth+1)
-			c.pop()
 		}
 		return
 	}
 	if r.choice {
-		c.choice(o, r)
+		c.choice(i, r)
 		return
 	}
-	leaf := o.Get(r.leaf)
-	if leaf == nil && !r.Required {
-		return
-	}
-	c.push(r.leaf)
-	if leaf == nil {
-		c.failHere(ClassMissingRequired, "%s is required", r.leaf)
-	} else {
+	leaf := t.child(i, r.leaf)
+	switch {
+	case leaf >= 0:
 		c.value(leaf, r.Kind, r.Values)
+	case r.Required:
+		c.failAt(i, "."+r.leaf, ClassMissingRequired, "%s is required", r.leaf)
 	}
-	c.pop()
 }
 
-func (c *checker) choice(o *fastjson.Object, r *compiled) {
+func (c *checker) choice(o int32, r *compiled) {
+	t := &c.t
 	found := 0
-	o.Visit(func(k []byte, e *fastjson.Value) {
-		suffix, ok := bytes.CutPrefix(k, []byte(r.leaf))
+	for j := o + 1; j < t.nodes[o].end; j = t.nodes[j].end {
+		suffix, ok := strings.CutPrefix(t.key(j), r.leaf)
 		if !ok || len(suffix) == 0 || suffix[0] < 'A' || suffix[0] > 'Z' {
-			return
+			continue
 		}
 		found++
-		c.pushKey(k)
-		if kind, allowed := r.Choices[view(suffix)]; allowed {
-			c.value(e, kind, nil)
+		if kind, allowed := r.Choices[suffix]; allowed {
+			c.value(j, kind, nil)
 		} else {
-			c.failHere(ClassBadFormat, "%s is not an allowed type of %s[x]", suffix, r.leaf)
+			c.failAt(j, "", ClassBadFormat, "%s is not an allowed type of %s[x]", suffix, r.leaf)
 		}
-		c.pop()
-	})
-	if (found == 0 && r.Required) || found > 1 {
-		c.push(r.leaf + "[x]")
-		if found == 0 {
-			c.failHere(ClassMissingRequired, "%s[x] is required", r.leaf)
-		} else {
-			c.failHere(ClassBadFormat, "%s[x] appears with %d types; one is allowed", r.leaf, found)
-		}
-		c.pop()
+	}
+	if found == 0 && r.Required {
+		c.failAt(o, "."+r.leaf+"[x]", ClassMissingRequired, "%s[x] is required", r.leaf)
+	} else if found > 1 {
+		c.failAt(o, "."+r.leaf+"[x]", ClassBadFormat, "%s[x] appears with %d types; one is allowed", r.leaf, found)
 	}
 }
 
-// value checks an element (each item, if it is a repeating element) against kind. Its
-// path is on the stack.
-func (c *checker) value(v *fastjson.Value, kind Kind, values []string) {
-	if v.Type() == fastjson.TypeArray {
-		arr, _ := v.Array()
-		for i, e := range arr {
-			c.pushIndex(i)
-			c.value(e, kind, values)
-			c.pop()
+// value checks element i (each item, if it is a repeating element) against kind.
+func (c *checker) value(i int32, kind Kind, values []string) {
+	t := &c.t
+	typ := t.nodes[i].typ
+	if typ == fastjson.TypeArray {
+		for j := i + 1; j < t.nodes[i].end; j = t.nodes[j].end {
+			c.value(j, kind, values)
 		}
 		return
 	}
 	switch kind {
 	case Any:
 	case String, Boolean, Code, URI, Date, DateTime, Instant, Decimal:
-		c.primitive(v, kind, values)
+		c.primitive(i, kind, values)
 	case Coding:
-		if v.Type() != fastjson.TypeObject {
-			c.failHere(ClassBadFormat, "want a Coding object")
+		if typ != fastjson.TypeObject {
+			c.failAt(i, "", ClassBadFormat, "want a Coding object")
 			return
 		}
-		if !v.Exists("system") {
-			c.push("system")
-			c.failHere(ClassBadCoding, "a Coding must carry a system")
-			c.pop()
+		if t.child(i, "system") < 0 {
+			c.failAt(i, ".system", ClassBadCoding, "a Coding must carry a system")
 		}
-		if !v.Exists("code") {
-			c.push("code")
-			c.failHere(ClassBadCoding, "a Coding must carry a code")
-			c.pop()
+		if t.child(i, "code") < 0 {
+			c.failAt(i, ".code", ClassBadCoding, "a Coding must carry a code")
 		}
 	case CodeableConcept, Reference:
-		if v.Type() != fastjson.TypeObject {
-			c.failHere(ClassBadFormat, "want a %s object", kind)
+		if typ != fastjson.TypeObject {
+			c.failAt(i, "", ClassBadFormat, "want a %s object", kind)
 		}
 	case Period:
-		if v.Type() != fastjson.TypeObject {
-			c.failHere(ClassBadFormat, "want a Period object")
+		if typ != fastjson.TypeObject {
+			c.failAt(i, "", ClassBadFormat, "want a Period object")
 			return
 		}
 		for _, k := range [...]string{"start", "end"} {
-			if e := v.Get(k); e != nil {
-				c.push(k)
+			if e := t.child(i, k); e >= 0 {
 				c.primitive(e, DateTime, nil)
-				c.pop()
 			}
 		}
 	case Quantity:
-		if v.Type() != fastjson.TypeObject {
-			c.failHere(ClassBadFormat, "want a Quantity object")
+		if typ != fastjson.TypeObject {
+			c.failAt(i, "", ClassBadFormat, "want a Quantity object")
 			return
 		}
-		if e := v.Get("value"); e != nil {
-			c.push("value")
+		if e := t.child(i, "value"); e >= 0 {
 			c.primitive(e, Decimal, nil)
-			c.pop()
 		}
-		if e := v.Get("system"); e != nil {
-			c.push("system")
+		if e := t.child(i, "system"); e >= 0 {
 			c.primitive(e, URI, nil)
-			c.pop()
 		}
 	}
 }
 
-func (c *checker) primitive(v *fastjson.Value, kind Kind, values []string) {
+func (c *checker) primitive(i int32, kind Kind, values []string) {
+	typ := c.t.nodes[i].typ
 	switch kind {
 	case Boolean:
-		if t := v.Type(); t != fastjson.TypeTrue && t != fastjson.TypeFalse {
-			c.failHere(ClassBadFormat, "want a boolean")
+		if typ != fastjson.TypeTrue && typ != fastjson.TypeFalse {
+			c.failAt(i, "", ClassBadFormat, "want a boolean")
 		}
 		return
 	case Decimal:
-		if v.Type() != fastjson.TypeNumber {
-			c.failHere(ClassBadFormat, "want a decimal (a JSON number)")
+		if typ != fastjson.TypeNumber {
+			c.failAt(i, "", ClassBadFormat, "want a decimal (a JSON number)")
 		}
 		return
 	}
-	if v.Type() != fastjson.TypeString {
-		c.failHere(ClassBadFormat, "want a %s (a JSON string)", kind)
+	if typ != fastjson.TypeString {
+		c.failAt(i, "", ClassBadFormat, "want a %s (a JSON string)", kind)
 		return
 	}
-	s := view(v.GetStringBytes())
+	s := c.t.str(i)
 	var msg string
 	switch kind {
 	case Code:
 		msg = checkCode(s)
 		if msg == "" && len(values) > 0 && !contains(values, s) {
-			c.failHere(ClassBadCode, "code not in the required value set (%s)", strings.Join(values, ", "))
+			c.failAt(i, "", ClassBadCode, "code not in the required value set (%s)", strings.Join(values, ", "))
 			return
 		}
 	case URI:
@@ -591,7 +551,7 @@ func (c *checker) primitive(v *fastjson.Value, kind Kind, values []string) {
 		msg = checkInstant(s)
 	}
 	if msg != "" {
-		c.failHere(ClassBadFormat, "%s", msg)
+		c.failAt(i, "", ClassBadFormat, "%s", msg)
 	}
 }
 
