@@ -42,18 +42,28 @@ func ValidResourceType[T ~string | ~[]byte](s T) bool {
 }
 
 // ValidResourceID reports whether s is a valid FHIR R4 id: 1–64 characters of
-// [A-Za-z0-9-.] (http://hl7.org/fhir/R4/datatypes.html#id).
+// [A-Za-z0-9-.] (http://hl7.org/fhir/R4/datatypes.html#id). Every resource and
+// reference has one, mostly UUIDs: a table lookup per byte is several times faster
+// there than a chain of range tests.
 func ValidResourceID[T ~string | ~[]byte](s T) bool {
 	if len(s) == 0 || len(s) > 64 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+		if !idByte[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// idByte marks the bytes of [A-Za-z0-9-.].
+var idByte = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.'
+	}
+	return t
+}()
 
 // ParseKey splits a key into resource type and id, checking both against FHIR's rules.
 func ParseKey(key []byte) (resourceType, id string, err error) {

@@ -45,6 +45,13 @@ func TestValidResourceIDAndType(t *testing.T) {
 			t.Errorf("ValidResourceID([]byte(%q)) = %v, want %v", id, got, want)
 		}
 	}
+	// Every byte, against the id alphabet written out.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-."
+	for c := range 256 {
+		if got, want := ValidResourceID([]byte{byte(c)}), strings.IndexByte(alphabet, byte(c)) >= 0; got != want {
+			t.Errorf("ValidResourceID(%q) = %v, want %v", []byte{byte(c)}, got, want)
+		}
+	}
 	types := map[string]bool{
 		"Patient": true, "DocumentReference": true, "Ab": true, strings.Repeat("A", 64): true,
 		"A": false, "patient": false, "Patient1": false, "Pa-tient": false, "": false, strings.Repeat("A", 65): false,

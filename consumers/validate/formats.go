@@ -223,7 +223,7 @@ func checkReference(s string) string {
 	case space:
 		return "reference with whitespace"
 	case s[0] == '#':
-		if !validID(s[1:]) {
+		if !schemas.ValidResourceID(s[1:]) {
 			return "contained reference must be #<id>"
 		}
 		return ""
@@ -264,10 +264,10 @@ func checkReference(s string) string {
 	if !schemas.ValidResourceType(typ) {
 		return "reference type is not a FHIR resource type name"
 	}
-	if !validID(id) {
+	if !schemas.ValidResourceID(id) {
 		return "reference id is not a FHIR id"
 	}
-	if more && !validID(version) {
+	if more && !schemas.ValidResourceID(version) {
 		return "reference version is not a FHIR id"
 	}
 	return ""
@@ -286,27 +286,3 @@ var refByte = func() (t [256]uint8) {
 	t['?'], t['/'] = refQuery, refSlash
 	return t
 }()
-
-// idByte marks the bytes a FHIR id may hold, taken from schemas.ValidResourceID so the
-// rule stays in one place.
-var idByte = func() (t [256]bool) {
-	for c := range 256 {
-		t[c] = schemas.ValidResourceID([]byte{byte(c)})
-	}
-	return t
-}()
-
-// validID is schemas.ValidResourceID by table lookup: ids (UUIDs, mostly) are checked
-// in every resource and reference, and the lookup is several times faster than its
-// chain of range tests on mixed letters and digits (FuzzValidID keeps them equal).
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !idByte[s[i]] {
-			return false
-		}
-	}
-	return true
-}

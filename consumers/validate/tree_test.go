@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/valyala/fastjson"
-
-	"github.com/fhirstream/fhirstream/schemas"
 )
 
 // FuzzScanMatchesFastjson: whatever the fast scanner accepts, fastjson accepts too and
@@ -80,18 +78,6 @@ func TestFallbackPathChecksTheSame(t *testing.T) {
 			t.Errorf("%s: got %v, want one %s at %s", c.name, fails, c.class, c.path)
 		}
 	}
-}
-
-// FuzzValidID: the table lookup agrees with schemas.ValidResourceID.
-func FuzzValidID(f *testing.F) {
-	f.Add("8c1e5a3b-0000-4000-8000-000000000001")
-	f.Add("a_b")
-	f.Add(strings.Repeat("a", 65))
-	f.Fuzz(func(t *testing.T, s string) {
-		if got, want := validID(s), schemas.ValidResourceID(s); got != want {
-			t.Fatalf("validID(%q) = %v, want %v", s, got, want)
-		}
-	})
 }
 
 // TestPathsOfArrayItems: failures deep in arrays name each index, as the path is now

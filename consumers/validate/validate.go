@@ -170,7 +170,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 	switch {
 	case idv < 0:
 		c.fail(ClassMissingRequired, rt+".id", "id is required")
-	case t.nodes[idv].typ != fastjson.TypeString || !validID(t.str(idv)):
+	case t.nodes[idv].typ != fastjson.TypeString || !schemas.ValidResourceID(t.str(idv)):
 		c.fail(ClassBadFormat, rt+".id", "id must be 1-64 of A-Z a-z 0-9 - .")
 	default:
 		id = t.str(idv)
@@ -182,7 +182,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		if lu := t.child(meta, "lastUpdated"); lu >= 0 {
 			c.primitive(lu, Instant, nil)
 		}
-		if vid := t.child(meta, "versionId"); vid >= 0 && (t.nodes[vid].typ != fastjson.TypeString || !validID(t.str(vid))) {
+		if vid := t.child(meta, "versionId"); vid >= 0 && (t.nodes[vid].typ != fastjson.TypeString || !schemas.ValidResourceID(t.str(vid))) {
 			c.fail(ClassBadFormat, rt+".meta.versionId", "versionId must be a FHIR id")
 		}
 	}
