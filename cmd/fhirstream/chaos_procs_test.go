@@ -101,6 +101,7 @@ func (p *chaosProc) start(t *testing.T) {
 	p.runs++
 	fmt.Fprintf(p.log, "---- run %d at %s\n", p.runs, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.bin, p.args...)
+	dieWithTest(cmd)
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.name, err)
@@ -221,6 +222,7 @@ func startChaosEHR(t *testing.T, p *chaosProc) string {
 	}
 	p.runs++
 	cmd := exec.Command(p.bin, p.args...)
+	dieWithTest(cmd)
 	cmd.Stdout, cmd.Stderr = w, p.log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.name, err)
