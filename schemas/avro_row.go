@@ -1,7 +1,8 @@
 package schemas
 
-// Rows are plain Go maps so the mapper never deals with Avro's union wrappers. The rules,
-// per column type (see ColumnType):
+// Rows come in two forms, neither with Avro's union wrappers: plain Go maps (Encode,
+// Decode), and Row, the positional form the mapping stage builds (EncodeRow, below), which
+// writes the same bytes. The rules of the map form, per column type (see ColumnType):
 //
 //	int        int32; also int, int64, int16, int8, uint16, uint8 when in range
 //	long       int64; also int, int32, uint32, uint64 when in range
@@ -20,6 +21,7 @@ package schemas
 // the first Go type of each line above, and time.Time in UTC for dates and timestamps.
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -174,4 +176,257 @@ func TruncateString(s string, maxChars int) string {
 		n++
 	}
 	return s
+}
+
+// Row is one row of a table held by column position, the form for hot paths: a value per
+// column in schema order, set through typed setters, so building a row boxes no value in
+// an interface and hashes no column name, and encoding it (Codec.EncodeRow) walks two
+// parallel slices. Resolve column positions once with Table.ColumnIndex. A column never
+// set (or set and then cleared by Reset) is null; the rules for nulls, defaults and
+// varchar lengths are those of the map form above. Setting a value of the wrong type for
+// its column records an error that EncodeRow returns (ErrInvalidRow), as the map form's
+// type check does. A Row is not safe for concurrent use; Reset makes it reusable.
+type Row struct {
+	table *Table
+	vals  []rowValue
+	err   error // the first setter error, returned by EncodeRow
+}
+
+// rowValue is one column's value. n holds every fixed-size type in the form Avro writes
+// it: int and long as is, boolean 0/1, date as days since 1970-01-01, timestamp as UTC
+// microseconds, double as its IEEE 754 bits; s holds strings.
+type rowValue struct {
+	set bool
+	n   int64
+	s   string
+}
+
+// NewRow returns an empty (all null) row of t.
+func (t *Table) NewRow() *Row {
+	return &Row{table: t, vals: make([]rowValue, len(t.Columns))}
+}
+
+// ColumnIndex returns the position of the column called name, for Row's setters.
+func (t *Table) ColumnIndex(name string) (int, bool) {
+	i, ok := t.index[name]
+	return i, ok
+}
+
+// Table returns the row's table.
+func (r *Row) Table() *Table { return r.table }
+
+// Reset makes every column null again and forgets setter errors.
+func (r *Row) Reset() {
+	clear(r.vals)
+	r.err = nil
+}
+
+// Err returns the first setter error since the row was made or Reset, or nil.
+func (r *Row) Err() error { return r.err }
+
+// check reports whether column i has type want, recording an error when it has not.
+func (r *Row) check(i int, want ColumnType, given string) bool {
+	if col := &r.table.Columns[i]; col.Type != want {
+		if r.err == nil {
+			r.err = fmt.Errorf("column %s: %s column given %s", col.Name, col.Type, given)
+		}
+		return false
+	}
+	return true
+}
+
+// SetInt sets int column i.
+func (r *Row) SetInt(i int, v int32) {
+	if r.check(i, TypeInt, "int32") {
+		r.vals[i] = rowValue{set: true, n: int64(v)}
+	}
+}
+
+// SetLong sets long column i.
+func (r *Row) SetLong(i int, v int64) {
+	if r.check(i, TypeLong, "int64") {
+		r.vals[i] = rowValue{set: true, n: v}
+	}
+}
+
+// SetDouble sets double column i.
+func (r *Row) SetDouble(i int, v float64) {
+	if r.check(i, TypeDouble, "float64") {
+		r.vals[i] = rowValue{set: true, n: int64(math.Float64bits(v))}
+	}
+}
+
+// SetString sets string column i. The row keeps s, not a copy.
+func (r *Row) SetString(i int, s string) {
+	if r.check(i, TypeString, "string") {
+		r.vals[i] = rowValue{set: true, s: s}
+	}
+}
+
+// SetBool sets boolean column i.
+func (r *Row) SetBool(i int, v bool) {
+	if r.check(i, TypeBoolean, "bool") {
+		n := int64(0)
+		if v {
+			n = 1
+		}
+		r.vals[i] = rowValue{set: true, n: n}
+	}
+}
+
+// SetDate sets date column i to t's calendar date in t's own location. A zero t is an
+// error, as in the map form.
+func (r *Row) SetDate(i int, t time.Time) {
+	if !r.check(i, TypeDate, "time.Time") {
+		return
+	}
+	if t.IsZero() {
+		r.zeroTime(i)
+		return
+	}
+	r.vals[i] = rowValue{set: true, n: int64(epochDays(t))}
+}
+
+// SetTimestamp sets timestamp column i to the instant t. A zero t is an error.
+func (r *Row) SetTimestamp(i int, t time.Time) {
+	if !r.check(i, TypeTimestamp, "time.Time") {
+		return
+	}
+	if t.IsZero() {
+		r.zeroTime(i)
+		return
+	}
+	r.vals[i] = rowValue{set: true, n: t.Unix()*1e6 + int64(t.Nanosecond()/1e3)}
+}
+
+func (r *Row) zeroTime(i int) {
+	if r.err == nil {
+		r.err = fmt.Errorf("column %s: zero time.Time (leave the column unset for null)", r.table.Columns[i].Name)
+	}
+}
+
+// Map returns the row in the map form (see above): set columns only, dates as UTC
+// midnight of their day, timestamps in UTC. Encoders that take only maps are given this.
+// One value does not survive the trip: 0001-01-01T00:00:00Z (to the microsecond) becomes
+// the zero time.Time, which the map form refuses.
+func (r *Row) Map() map[string]any {
+	m := make(map[string]any, len(r.vals))
+	for i := range r.vals {
+		v := &r.vals[i]
+		if !v.set {
+			continue
+		}
+		col := &r.table.Columns[i]
+		var x any
+		switch col.Type {
+		case TypeInt:
+			x = int32(v.n)
+		case TypeLong:
+			x = v.n
+		case TypeDouble:
+			x = math.Float64frombits(uint64(v.n))
+		case TypeString:
+			x = v.s
+		case TypeBoolean:
+			x = v.n != 0
+		case TypeDate:
+			x = time.Unix(v.n*86400, 0).UTC()
+		case TypeTimestamp:
+			x = time.UnixMicro(v.n).UTC()
+		}
+		m[col.Name] = x
+	}
+	return m
+}
+
+// TruncateStrings is Table.TruncateStrings for a Row: it cuts the strings longer than
+// their column's MaxLength, in place, and returns the names of the columns it cut.
+func (r *Row) TruncateStrings() []string {
+	var cut []string
+	for _, i := range r.table.bounded {
+		col := &r.table.Columns[i]
+		v := &r.vals[i]
+		if !v.set || len(v.s) <= col.MaxLength {
+			continue
+		}
+		if short := TruncateString(v.s, col.MaxLength); len(short) < len(v.s) {
+			v.s = short
+			cut = append(cut, col.Name)
+		}
+	}
+	return cut
+}
+
+// EncodeRow returns r in single-object encoding, in a new slice the caller owns. It
+// writes exactly what Encode writes for r.Map().
+func (c *Codec) EncodeRow(_ context.Context, r *Row) ([]byte, error) {
+	tc, err := c.table(r.table.Name)
+	if err != nil {
+		return nil, err
+	}
+	return tc.encodeRow(nil, r)
+}
+
+// EncodeRow returns r in the Confluent wire format; see Codec.EncodeRow.
+func (r *RegistryCodec) EncodeRow(ctx context.Context, row *Row) ([]byte, error) {
+	tc, header, err := r.header(ctx, row.table.Name)
+	if err != nil {
+		return nil, err
+	}
+	return tc.encodeRow(header[:], row)
+}
+
+// encodeRow is encode for a Row.
+func (tc *tableCodec) encodeRow(header []byte, r *Row) ([]byte, error) {
+	if r.table != tc.table {
+		// Same name, other *Table: its positions may not be this schema's.
+		return nil, fmt.Errorf("%w: row of another %s table than the codec's", ErrInvalidRow, tc.table.Name)
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidRow, tc.table.Name, r.err)
+	}
+	s := tc.scratch.Get().(*encodeScratch)
+	defer tc.scratch.Put(s)
+	if header == nil {
+		header = tc.soeHeader
+	}
+	out := append(s.buf[:0], header...)
+	var err error
+	for i := range tc.table.Columns {
+		col := &tc.table.Columns[i]
+		v := &r.vals[i]
+		if !v.set {
+			switch {
+			case !col.Required:
+				out = append(out, 0) // union branch 0: null
+			case col.def != nil:
+				if out, err = appendValue(out, col, col.def); err != nil {
+					return nil, fmt.Errorf("%w: %s: %w", ErrInvalidRow, tc.table.Name, err)
+				}
+			default:
+				return nil, fmt.Errorf("%w: %s: required column %s is missing or nil", ErrInvalidRow, tc.table.Name, col.Name)
+			}
+			continue
+		}
+		if !col.Required {
+			out = append(out, 2) // union branch 1 (zig-zag): the value
+		}
+		switch col.Type {
+		case TypeDouble:
+			out = binary.LittleEndian.AppendUint64(out, uint64(v.n))
+		case TypeBoolean:
+			out = append(out, byte(v.n))
+		case TypeString:
+			if col.MaxLength > 0 && len(v.s) > col.MaxLength {
+				if n := utf8.RuneCountInString(v.s); n > col.MaxLength {
+					return nil, fmt.Errorf("%w: %s: column %s: %d characters, more than its varchar(%d)", ErrInvalidRow, tc.table.Name, col.Name, n, col.MaxLength)
+				}
+			}
+			out = append(appendVarint(out, int64(len(v.s))), v.s...)
+		default: // int, long, date, timestamp: all varints
+			out = appendVarint(out, v.n)
+		}
+	}
+	s.buf = out // keep the grown buffer for the next row
+	return append([]byte(nil), out...), nil
 }

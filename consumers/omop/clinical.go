@@ -130,7 +130,7 @@ func (m *mapper) condition() error {
 	if ev.provider == 0 {
 		ev.provider = m.providerRef(m.res.Get("recorder"))
 	}
-	m.emit(route(ev.code, "condition_occurrence"), &ev)
+	m.emit(m.route(ev.code, m.p.t.condition), &ev)
 	return nil
 }
 
@@ -144,27 +144,27 @@ func (m *mapper) procedure() error {
 	}
 	ev := m.eventAt(d, first(m.res, "performer").Get("actor"), vocab.TypeEHR)
 	ev.code = m.codeable(m.res.Get("code"))
-	m.emit(route(ev.code, "procedure_occurrence"), &ev)
+	m.emit(m.route(ev.code, m.p.t.procedure), &ev)
 	return nil
 }
 
 // observationCategoryTable is the default table of an Observation by its category, used
 // when no vocabulary decides by domain.
-func observationCategoryTable(res *fastjson.Value) string {
-	for _, cat := range res.GetArray("category") {
+func (m *mapper) observationCategoryTable() *tableInfo {
+	for _, cat := range m.res.GetArray("category") {
 		for _, c := range cat.GetArray("coding") {
-			switch str(c, "code") {
+			switch string(c.GetStringBytes("code")) {
 			case "laboratory", "vital-signs":
-				return "measurement"
+				return m.p.t.measurement
 			case "social-history", "survey", "exam", "therapy", "activity":
-				return "observation"
+				return m.p.t.observation
 			}
 		}
 	}
-	if res.Exists("valueQuantity") {
-		return "measurement"
+	if m.res.Exists("valueQuantity") {
+		return m.p.t.measurement
 	}
-	return "observation"
+	return m.p.t.observation
 }
 
 func (m *mapper) observation() error {
@@ -175,7 +175,7 @@ func (m *mapper) observation() error {
 	if err != nil {
 		return err
 	}
-	def := observationCategoryTable(m.res)
+	def := m.observationCategoryTable()
 	base := m.eventAt(d, first(m.res, "performer"), vocab.TypeEHR)
 	components := m.res.GetArray("component")
 	hasValue := hasValueX(m.res)
@@ -184,22 +184,21 @@ func (m *mapper) observation() error {
 	if hasValue || len(components) == 0 {
 		ev := base
 		ev.code = m.codeable(m.res.Get("code"))
-		if err := m.value(&ev, m.res, "Observation"); err != nil {
+		if err := m.value(&ev, m.res, -1); err != nil {
 			return err
 		}
 		m.referenceRange(&ev, m.res)
-		m.emit(route(ev.code, def), &ev)
+		m.emit(m.route(ev.code, def), &ev)
 	}
 	for i, c := range components {
 		ev := base
 		ev.component = i + 1
 		ev.code = m.codeable(c.Get("code"))
-		path := "Observation.component[" + itoa(i) + "]"
-		if err := m.value(&ev, c, path); err != nil {
+		if err := m.value(&ev, c, i); err != nil {
 			return err
 		}
 		m.referenceRange(&ev, c)
-		m.emit(route(ev.code, def), &ev)
+		m.emit(m.route(ev.code, def), &ev)
 	}
 	return nil
 }
@@ -218,14 +217,19 @@ func hasValueX(v *fastjson.Value) bool {
 	return found
 }
 
-// value fills the value columns from value[x] of v (an Observation or a component).
-func (m *mapper) value(ev *event, v *fastjson.Value, path string) error {
+// value fills the value columns from value[x] of v: the Observation when component is
+// -1, else its component of that index (which names the element in a rejection).
+func (m *mapper) value(ev *event, v *fastjson.Value, component int) error {
 	switch {
 	case v.Exists("valueQuantity"):
 		q := v.Get("valueQuantity")
 		if n, ok := num(q, "value"); ok {
 			ev.hasNum, ev.num = true, n
 		} else if q.Exists("value") {
+			path := "Observation"
+			if component >= 0 {
+				path = "Observation.component[" + itoa(component) + "]"
+			}
 			return stage.Reject("type-mismatch", path+".valueQuantity.value", "not a number")
 		}
 		ev.operator = vocab.ComparatorConcepts[str(q, "comparator")]
@@ -265,7 +269,7 @@ func (m *mapper) unit(ev *event, q *fastjson.Value) {
 	ev.hasUnit = true
 	ev.unit = coded{source: code, present: true, vocabulary: "UCUM"}
 	if system != "" && system != "http://unitsofmeasure.org" {
-		ev.unit.vocabulary = system
+		ev.unit.vocabulary = strings.Clone(system) // a metric label: see lookup
 		return
 	}
 	if match, _, ok := m.p.lookup("http://unitsofmeasure.org", code); ok {
@@ -380,7 +384,7 @@ func (m *mapper) medication() error {
 	if ev.route.present && ev.route.concept == 0 {
 		m.counts.unmapped = append(m.counts.unmapped, [2]string{ev.route.vocabulary, "route"})
 	}
-	m.emit(route(ev.code, "drug_exposure"), ev)
+	m.emit(m.route(ev.code, m.p.t.drug), ev)
 	return nil
 }
 
@@ -433,7 +437,7 @@ func (m *mapper) immunization() error {
 		ev.quantity = &q
 		ev.unit = coded{source: str(m.res, "doseQuantity", "unit"), present: true}
 	}
-	m.emit(route(ev.code, "drug_exposure"), &ev)
+	m.emit(m.route(ev.code, m.p.t.drug), &ev)
 	return nil
 }
 
@@ -463,7 +467,7 @@ func (m *mapper) allergy() error {
 	if crit := str(m.res, "criticality"); crit != "" {
 		ev.qualifier = coded{source: crit, present: true}
 	}
-	m.emit("observation", &ev)
+	m.emit(m.p.t.observation, &ev)
 	return nil
 }
 
@@ -490,7 +494,7 @@ func (m *mapper) device() error {
 	if ev.productionID == "" {
 		ev.productionID = str(m.res, "lotNumber")
 	}
-	m.emit(route(ev.code, "device_exposure"), &ev)
+	m.emit(m.route(ev.code, m.p.t.device), &ev)
 	return nil
 }
 
@@ -506,6 +510,6 @@ func (m *mapper) deviceUse() error {
 	// The device's code lives in the Device resource; keep the reference as the source.
 	ev.code = coded{present: true, vocabulary: "Device-reference"}
 	ev.sourceValue = str(m.res, "device", "reference")
-	m.emit("device_exposure", &ev)
+	m.emit(m.p.t.device, &ev)
 	return nil
 }

@@ -23,8 +23,9 @@ func Definition(p *Processor) runtime.Definition {
 		NewProcessor: func() (stage.Processor, error) {
 			return p, nil
 		},
-		// Process is safe for concurrent use: parsers are pooled, the tallies and the
-		// collision table are locked, and the Avro encoders are concurrency-safe.
+		// Process is safe for concurrent use: each record gets its own pooled mapper
+		// (parser, rows, scratch), the tallies and the collision table are locked, and
+		// the Avro encoders are concurrency-safe.
 		ConcurrentPartitions: true,
 	}
 }

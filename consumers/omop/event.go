@@ -27,7 +27,10 @@ type coded struct {
 func (p *Processor) lookup(system, code string) (vocab.Match, string, bool) {
 	vid, known := vocab.SystemVocabulary(system)
 	if !known {
-		vid = system // SOURCE_TO_CONCEPT_MAP rows may name the system URI itself
+		// SOURCE_TO_CONCEPT_MAP rows may name the system URI itself. A copy: system is a
+		// view of the parser's buffer, and the vocabulary id outlives the record as the
+		// unmapped-code metric's label.
+		vid = strings.Clone(system)
 	}
 	var (
 		m     vocab.Match
@@ -99,22 +102,24 @@ func (m *mapper) noteUnmapped(c coded, table string) {
 	m.counts.unmapped = append(m.counts.unmapped, [2]string{v, table})
 }
 
-// domainTables routes a standard concept by its domain, as OHDSI requires: the table is
-// decided by what the concept is, not by the FHIR resource it came in.
-var domainTables = map[string]string{
-	"Condition":   "condition_occurrence",
-	"Measurement": "measurement",
-	"Observation": "observation",
-	"Procedure":   "procedure_occurrence",
-	"Drug":        "drug_exposure",
-	"Device":      "device_exposure",
-}
-
 // route returns the table for a code: its domain's table when the vocabulary knows it,
-// else the resource type's default table.
-func route(c coded, def string) string {
-	if t, ok := domainTables[c.domain]; ok {
-		return t
+// else the resource type's default table. OHDSI requires routing by domain: the table is
+// decided by what the concept is, not by the FHIR resource it came in.
+func (m *mapper) route(c coded, def *tableInfo) *tableInfo {
+	t := &m.p.t
+	switch c.domain {
+	case "Condition":
+		return t.condition
+	case "Measurement":
+		return t.measurement
+	case "Observation":
+		return t.observation
+	case "Procedure":
+		return t.procedure
+	case "Drug":
+		return t.drug
+	case "Device":
+		return t.device
 	}
 	return def
 }
@@ -164,198 +169,157 @@ type event struct {
 	codeIsValue bool
 }
 
-func optID(id int64) any {
-	if id == 0 {
-		return nil
-	}
-	return id
-}
-
-func optString(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-func optConcept(c coded) any {
-	if !c.present {
-		return nil
-	}
-	return c.concept
-}
-
-func optInt32(p *int32) any {
-	if p == nil {
-		return nil
-	}
-	return *p
-}
-
-func optFloat(ok bool, f float64) any {
-	if !ok {
-		return nil
-	}
-	return f
-}
-
-func optSourceConcept(c coded) any {
-	if !c.present {
-		return nil
-	}
-	return c.sourceConcept
-}
-
 // emit writes ev to table, counting its unmapped code.
-func (m *mapper) emit(table string, ev *event) {
+func (m *mapper) emit(table *tableInfo, ev *event) {
 	id := m.rowID(ev.component)
 	src := ev.code.source
 	if ev.sourceValue != "" {
 		src = ev.sourceValue
 	}
 	if ev.codeIsValue {
-		m.noteUnmapped(ev.value, table)
+		m.noteUnmapped(ev.value, table.name)
 	} else {
-		m.noteUnmapped(ev.code, table)
+		m.noteUnmapped(ev.code, table.name)
 	}
-	var row map[string]any
+	row := m.newRow(table)
+	t, cols := &m.p.t, &m.p.cols
 	switch table {
-	case "condition_occurrence":
-		row = m.newRow(table)
-		row["condition_occurrence_id"] = id
-		row["person_id"] = ev.person
-		row["condition_concept_id"] = ev.code.concept
-		row["condition_start_date"] = ev.start.date()
-		row["condition_start_datetime"] = ev.start.datetime()
-		row["condition_end_date"] = ev.end.date()
-		row["condition_end_datetime"] = ev.end.datetime()
-		row["condition_type_concept_id"] = ev.typeConcept
-		row["stop_reason"] = optString(ev.stopReason)
-		row["provider_id"] = optID(ev.provider)
-		row["visit_occurrence_id"] = optID(ev.visit)
-		row["condition_source_value"] = optString(src)
-		row["condition_source_concept_id"] = optSourceConcept(ev.code)
-		row["condition_status_source_value"] = optString(ev.statusSource)
-	case "measurement":
-		row = m.newRow(table)
-		row["measurement_id"] = id
-		row["person_id"] = ev.person
-		row["measurement_concept_id"] = ev.code.concept
-		row["measurement_date"] = ev.start.date()
-		row["measurement_datetime"] = ev.start.datetime()
-		row["measurement_type_concept_id"] = ev.typeConcept
-		row["value_as_number"] = optFloat(ev.hasNum, ev.num)
-		row["value_as_concept_id"] = optConcept(ev.value)
-		row["unit_concept_id"] = optConcept(ev.unit)
-		row["range_low"] = optFloat(ev.hasLow, ev.low)
-		row["range_high"] = optFloat(ev.hasHigh, ev.high)
-		row["provider_id"] = optID(ev.provider)
-		row["visit_occurrence_id"] = optID(ev.visit)
-		row["measurement_source_value"] = optString(src)
-		row["measurement_source_concept_id"] = optSourceConcept(ev.code)
-		row["unit_source_value"] = optString(ev.unit.source)
-		row["unit_source_concept_id"] = optSourceConcept(ev.unit)
+	case t.condition:
+		c := &cols.condition
+		row.SetLong(c.ConditionOccurrenceID, id)
+		row.SetLong(c.PersonID, ev.person)
+		row.SetInt(c.ConditionConceptID, ev.code.concept)
+		setDate(row, c.ConditionStartDate, ev.start)
+		setDatetime(row, c.ConditionStartDatetime, ev.start)
+		setDate(row, c.ConditionEndDate, ev.end)
+		setDatetime(row, c.ConditionEndDatetime, ev.end)
+		row.SetInt(c.ConditionTypeConceptID, ev.typeConcept)
+		setOptString(row, c.StopReason, ev.stopReason)
+		setOptID(row, c.ProviderID, ev.provider)
+		setOptID(row, c.VisitOccurrenceID, ev.visit)
+		setOptString(row, c.ConditionSourceValue, src)
+		setSourceConcept(row, c.ConditionSourceConceptID, ev.code)
+		setOptString(row, c.ConditionStatusSourceValue, ev.statusSource)
+	case t.measurement:
+		c := &cols.measurement
+		row.SetLong(c.MeasurementID, id)
+		row.SetLong(c.PersonID, ev.person)
+		row.SetInt(c.MeasurementConceptID, ev.code.concept)
+		setDate(row, c.MeasurementDate, ev.start)
+		setDatetime(row, c.MeasurementDatetime, ev.start)
+		row.SetInt(c.MeasurementTypeConceptID, ev.typeConcept)
+		setOptFloat(row, c.ValueAsNumber, ev.hasNum, ev.num)
+		setConcept(row, c.ValueAsConceptID, ev.value)
+		setConcept(row, c.UnitConceptID, ev.unit)
+		setOptFloat(row, c.RangeLow, ev.hasLow, ev.low)
+		setOptFloat(row, c.RangeHigh, ev.hasHigh, ev.high)
+		setOptID(row, c.ProviderID, ev.provider)
+		setOptID(row, c.VisitOccurrenceID, ev.visit)
+		setOptString(row, c.MeasurementSourceValue, src)
+		setSourceConcept(row, c.MeasurementSourceConceptID, ev.code)
+		setOptString(row, c.UnitSourceValue, ev.unit.source)
+		setSourceConcept(row, c.UnitSourceConceptID, ev.unit)
 		if ev.operator != 0 {
-			row["operator_concept_id"] = ev.operator
+			row.SetInt(c.OperatorConceptID, ev.operator)
 		}
 		switch {
 		case ev.value.present:
-			row["value_source_value"] = ev.value.source
+			row.SetString(c.ValueSourceValue, ev.value.source)
 		case ev.valueString != "":
-			row["value_source_value"] = ev.valueString
+			row.SetString(c.ValueSourceValue, ev.valueString)
 		case ev.code.valueConcept != 0:
-			row["value_as_concept_id"] = ev.code.valueConcept
+			row.SetInt(c.ValueAsConceptID, ev.code.valueConcept)
 		}
-	case "observation":
-		row = m.newRow(table)
-		row["observation_id"] = id
-		row["person_id"] = ev.person
-		row["observation_concept_id"] = ev.code.concept
-		row["observation_date"] = ev.start.date()
-		row["observation_datetime"] = ev.start.datetime()
-		row["observation_type_concept_id"] = ev.typeConcept
-		row["value_as_number"] = optFloat(ev.hasNum, ev.num)
-		row["value_as_string"] = optString(ev.valueString)
-		row["value_as_concept_id"] = optConcept(ev.value)
-		row["qualifier_concept_id"] = optConcept(ev.qualifier)
-		row["unit_concept_id"] = optConcept(ev.unit)
-		row["provider_id"] = optID(ev.provider)
-		row["visit_occurrence_id"] = optID(ev.visit)
-		row["observation_source_value"] = optString(src)
-		row["observation_source_concept_id"] = optSourceConcept(ev.code)
-		row["unit_source_value"] = optString(ev.unit.source)
-		row["qualifier_source_value"] = optString(ev.qualifier.source)
-		row["value_source_value"] = optString(ev.value.source)
+	case t.observation:
+		c := &cols.observation
+		row.SetLong(c.ObservationID, id)
+		row.SetLong(c.PersonID, ev.person)
+		row.SetInt(c.ObservationConceptID, ev.code.concept)
+		setDate(row, c.ObservationDate, ev.start)
+		setDatetime(row, c.ObservationDatetime, ev.start)
+		row.SetInt(c.ObservationTypeConceptID, ev.typeConcept)
+		setOptFloat(row, c.ValueAsNumber, ev.hasNum, ev.num)
+		setOptString(row, c.ValueAsString, ev.valueString)
+		setConcept(row, c.ValueAsConceptID, ev.value)
+		setConcept(row, c.QualifierConceptID, ev.qualifier)
+		setConcept(row, c.UnitConceptID, ev.unit)
+		setOptID(row, c.ProviderID, ev.provider)
+		setOptID(row, c.VisitOccurrenceID, ev.visit)
+		setOptString(row, c.ObservationSourceValue, src)
+		setSourceConcept(row, c.ObservationSourceConceptID, ev.code)
+		setOptString(row, c.UnitSourceValue, ev.unit.source)
+		setOptString(row, c.QualifierSourceValue, ev.qualifier.source)
+		setOptString(row, c.ValueSourceValue, ev.value.source)
 		if !ev.value.present && ev.code.valueConcept != 0 {
 			// A pre-coordinated code ("history of X"): the vocabulary's 'Maps to value'
 			// supplies the answer.
-			row["value_as_concept_id"] = ev.code.valueConcept
+			row.SetInt(c.ValueAsConceptID, ev.code.valueConcept)
 		}
-	case "procedure_occurrence":
-		row = m.newRow(table)
-		row["procedure_occurrence_id"] = id
-		row["person_id"] = ev.person
-		row["procedure_concept_id"] = ev.code.concept
-		row["procedure_date"] = ev.start.date()
-		row["procedure_datetime"] = ev.start.datetime()
-		row["procedure_end_date"] = ev.end.date()
-		row["procedure_end_datetime"] = ev.end.datetime()
-		row["procedure_type_concept_id"] = ev.typeConcept
-		row["provider_id"] = optID(ev.provider)
-		row["visit_occurrence_id"] = optID(ev.visit)
-		row["procedure_source_value"] = optString(src)
-		row["procedure_source_concept_id"] = optSourceConcept(ev.code)
-	case "drug_exposure":
+	case t.procedure:
+		c := &cols.procedure
+		row.SetLong(c.ProcedureOccurrenceID, id)
+		row.SetLong(c.PersonID, ev.person)
+		row.SetInt(c.ProcedureConceptID, ev.code.concept)
+		setDate(row, c.ProcedureDate, ev.start)
+		setDatetime(row, c.ProcedureDatetime, ev.start)
+		setDate(row, c.ProcedureEndDate, ev.end)
+		setDatetime(row, c.ProcedureEndDatetime, ev.end)
+		row.SetInt(c.ProcedureTypeConceptID, ev.typeConcept)
+		setOptID(row, c.ProviderID, ev.provider)
+		setOptID(row, c.VisitOccurrenceID, ev.visit)
+		setOptString(row, c.ProcedureSourceValue, src)
+		setSourceConcept(row, c.ProcedureSourceConceptID, ev.code)
+	case t.drug:
 		end := ev.end
 		if !end.valid() {
 			// drug_exposure_end_date is required; OHDSI's convention without a known end or
 			// days supply is the start date.
 			end = ev.start
 		}
-		row = m.newRow(table)
-		row["drug_exposure_id"] = id
-		row["person_id"] = ev.person
-		row["drug_concept_id"] = ev.code.concept
-		row["drug_exposure_start_date"] = ev.start.date()
-		row["drug_exposure_start_datetime"] = ev.start.datetime()
-		row["drug_exposure_end_date"] = end.date()
-		row["drug_exposure_end_datetime"] = end.datetime()
-		row["verbatim_end_date"] = ev.verbatimEnd.date()
-		row["drug_type_concept_id"] = ev.typeConcept
-		row["stop_reason"] = optString(ev.stopReason)
-		row["refills"] = optInt32(ev.refills)
-		row["days_supply"] = optInt32(ev.daysSupply)
-		row["sig"] = optString(ev.sig)
-		row["route_concept_id"] = optConcept(ev.route)
-		row["lot_number"] = optString(ev.lot)
-		row["provider_id"] = optID(ev.provider)
-		row["visit_occurrence_id"] = optID(ev.visit)
-		row["drug_source_value"] = optString(src)
-		row["drug_source_concept_id"] = optSourceConcept(ev.code)
-		row["route_source_value"] = optString(ev.route.source)
-		row["dose_unit_source_value"] = optString(ev.unit.source)
+		c := &cols.drug
+		row.SetLong(c.DrugExposureID, id)
+		row.SetLong(c.PersonID, ev.person)
+		row.SetInt(c.DrugConceptID, ev.code.concept)
+		setDate(row, c.DrugExposureStartDate, ev.start)
+		setDatetime(row, c.DrugExposureStartDatetime, ev.start)
+		setDate(row, c.DrugExposureEndDate, end)
+		setDatetime(row, c.DrugExposureEndDatetime, end)
+		setDate(row, c.VerbatimEndDate, ev.verbatimEnd)
+		row.SetInt(c.DrugTypeConceptID, ev.typeConcept)
+		setOptString(row, c.StopReason, ev.stopReason)
+		setOptInt32(row, c.Refills, ev.refills)
+		setOptInt32(row, c.DaysSupply, ev.daysSupply)
+		setOptString(row, c.Sig, ev.sig)
+		setConcept(row, c.RouteConceptID, ev.route)
+		setOptString(row, c.LotNumber, ev.lot)
+		setOptID(row, c.ProviderID, ev.provider)
+		setOptID(row, c.VisitOccurrenceID, ev.visit)
+		setOptString(row, c.DrugSourceValue, src)
+		setSourceConcept(row, c.DrugSourceConceptID, ev.code)
+		setOptString(row, c.RouteSourceValue, ev.route.source)
+		setOptString(row, c.DoseUnitSourceValue, ev.unit.source)
 		if ev.quantity != nil {
-			row["quantity"] = *ev.quantity
+			row.SetDouble(c.Quantity, *ev.quantity)
 		}
-	case "device_exposure":
-		row = m.newRow(table)
-		row["device_exposure_id"] = id
-		row["person_id"] = ev.person
-		row["device_concept_id"] = ev.code.concept
-		row["device_exposure_start_date"] = ev.start.date()
-		row["device_exposure_start_datetime"] = ev.start.datetime()
-		row["device_exposure_end_date"] = ev.end.date()
-		row["device_exposure_end_datetime"] = ev.end.datetime()
-		row["device_type_concept_id"] = ev.typeConcept
-		row["unique_device_id"] = optString(ev.udi)
-		row["production_id"] = optString(ev.productionID)
-		row["provider_id"] = optID(ev.provider)
-		row["visit_occurrence_id"] = optID(ev.visit)
-		row["device_source_value"] = optString(src)
-		row["device_source_concept_id"] = optSourceConcept(ev.code)
+	case t.device:
+		c := &cols.device
+		row.SetLong(c.DeviceExposureID, id)
+		row.SetLong(c.PersonID, ev.person)
+		row.SetInt(c.DeviceConceptID, ev.code.concept)
+		setDate(row, c.DeviceExposureStartDate, ev.start)
+		setDatetime(row, c.DeviceExposureStartDatetime, ev.start)
+		setDate(row, c.DeviceExposureEndDate, ev.end)
+		setDatetime(row, c.DeviceExposureEndDatetime, ev.end)
+		row.SetInt(c.DeviceTypeConceptID, ev.typeConcept)
+		setOptString(row, c.UniqueDeviceID, ev.udi)
+		setOptString(row, c.ProductionID, ev.productionID)
+		setOptID(row, c.ProviderID, ev.provider)
+		setOptID(row, c.VisitOccurrenceID, ev.visit)
+		setOptString(row, c.DeviceSourceValue, src)
+		setSourceConcept(row, c.DeviceSourceConceptID, ev.code)
 	}
 	if ev.hasUnit {
-		m.noteUnmappedUnit(ev.unit, table)
+		m.noteUnmappedUnit(ev.unit, table.name)
 	}
 	m.add(table, ev.component, row)
 }

@@ -1,11 +1,11 @@
 package omop
 
 import (
-	"hash/fnv"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -82,26 +82,52 @@ func refKey(ref, want string, idSystems map[string]bool) (key, gotType string, o
 	if slash <= 0 || slash == len(ref)-1 {
 		return "", "", false
 	}
-	id := ref[slash+1:]
-	typ := ref[strings.LastIndexByte(ref[:slash], '/')+1 : slash]
+	start := strings.LastIndexByte(ref[:slash], '/') + 1
+	typ := ref[start:slash]
 	if typ == "" {
 		return "", "", false
 	}
-	return typ + "/" + id, typ, true
+	// "<Type>/<id>" is already in ref: slicing it out spares building it per reference.
+	return ref[start:], typ, true
+}
+
+// fnv64a is hash/fnv's 64-bit FNV-1a of s, without converting s to a byte slice (a copy
+// per id).
+func fnv64a(s string) uint64 {
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= prime64
+	}
+	return h
 }
 
 // collisions remembers which key each id came from, to detect two keys hashing to one id.
 // It keeps a 64-bit FNV fingerprint of the key, not the key, so it holds no resource ids
 // and costs 16 bytes an entry; it stops learning new ids at limit entries but keeps
-// checking the ones it knows.
+// checking the ones it knows. Every row's id is checked, from every partition the stage
+// runs at once, so the table is split into shards by id, each with its own lock.
 type collisions struct {
-	mu    sync.Mutex
-	seen  map[int64]uint64
-	limit int
+	shards [collisionShards]collisionShard
+	limit  int64
+	n      atomic.Int64 // ids remembered, over all shards
+}
+
+const collisionShards = 32
+
+type collisionShard struct {
+	mu   sync.Mutex
+	seen map[int64]uint64
+	_    [48]byte // 64 bytes a shard: neighbouring shards' locks are not on one cache line
 }
 
 func newCollisions(limit int) *collisions {
-	return &collisions{seen: make(map[int64]uint64), limit: limit}
+	c := &collisions{limit: int64(limit)}
+	for i := range c.shards {
+		c.shards[i].seen = make(map[int64]uint64)
+	}
+	return c
 }
 
 // check records that key produced id and reports whether a different key produced it before.
@@ -109,16 +135,17 @@ func (c *collisions) check(id int64, key string) bool {
 	if c == nil || c.limit <= 0 {
 		return false
 	}
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	fp := h.Sum64()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if old, ok := c.seen[id]; ok {
+	fp := fnv64a(key)
+	s := &c.shards[uint64(id)%collisionShards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.seen[id]; ok {
 		return old != fp
 	}
-	if len(c.seen) < c.limit {
-		c.seen[id] = fp
+	if c.n.Add(1) <= c.limit {
+		s.seen[id] = fp
+	} else {
+		c.n.Add(-1)
 	}
 	return false
 }

@@ -58,23 +58,31 @@ type UnmappedCount struct {
 // the whole process.
 type tally struct {
 	mu         sync.Mutex
-	rows       map[string]int64
-	unmapped   map[[2]string]int64
+	rows       map[*tableInfo]int64
+	unmapped   map[[2]string]*unmappedCount
 	skipped    map[string]int64
 	truncated  map[string]int64
 	rejected   map[string]int64
 	collisions int64
 }
 
+// unmappedCount is one (vocabulary, table) count with its metric child, looked up once:
+// without a vocabulary most rows carry an unmapped code, and WithLabelValues hashes both
+// labels on every call.
+type unmappedCount struct {
+	n      int64
+	metric prometheus.Counter
+}
+
 func newTally() *tally {
-	return &tally{rows: map[string]int64{}, unmapped: map[[2]string]int64{}, skipped: map[string]int64{},
+	return &tally{rows: map[*tableInfo]int64{}, unmapped: map[[2]string]*unmappedCount{}, skipped: map[string]int64{},
 		truncated: map[string]int64{}, rejected: map[string]int64{}}
 }
 
 // counts is the per-record scratch merged into the tally once per record, so a record
 // takes the lock once however many rows it yields.
 type counts struct {
-	rows       []string
+	rows       []*tableInfo
 	unmapped   [][2]string
 	truncated  [][2]string
 	skipped    string // reason, when the resource gave no row on purpose
@@ -83,10 +91,7 @@ type counts struct {
 
 func (t *tally) merge(resourceType string, c *counts) {
 	for _, tb := range c.rows {
-		metricRows.WithLabelValues(tb).Inc()
-	}
-	for _, u := range c.unmapped {
-		metricUnmapped.WithLabelValues(u[0], u[1]).Inc()
+		tb.rowsMetric.Inc() // resolved once: WithLabelValues hashes the label per call
 	}
 	for _, tr := range c.truncated {
 		metricTruncated.WithLabelValues(tr[0], tr[1]).Inc()
@@ -103,7 +108,13 @@ func (t *tally) merge(resourceType string, c *counts) {
 		t.rows[tb]++
 	}
 	for _, u := range c.unmapped {
-		t.unmapped[u]++
+		uc := t.unmapped[u]
+		if uc == nil {
+			uc = &unmappedCount{metric: metricUnmapped.WithLabelValues(u[0], u[1])}
+			t.unmapped[u] = uc
+		}
+		uc.n++
+		uc.metric.Inc()
 	}
 	for _, tr := range c.truncated {
 		t.truncated[tr[0]+"."+tr[1]]++
@@ -126,7 +137,7 @@ func (t *tally) summary() Summary {
 	s := Summary{Rows: map[string]int64{}, Skipped: map[string]int64{}, Truncated: map[string]int64{},
 		Rejected: map[string]int64{}, Collisions: t.collisions}
 	for k, v := range t.rows {
-		s.Rows[k] = v
+		s.Rows[k.name] = v
 	}
 	for k, v := range t.skipped {
 		s.Skipped[k] = v
@@ -138,7 +149,7 @@ func (t *tally) summary() Summary {
 		s.Rejected[k] = v
 	}
 	for k, v := range t.unmapped {
-		s.Unmapped = append(s.Unmapped, UnmappedCount{Vocabulary: k[0], Table: k[1], Count: v})
+		s.Unmapped = append(s.Unmapped, UnmappedCount{Vocabulary: k[0], Table: k[1], Count: v.n})
 	}
 	sort.Slice(s.Unmapped, func(i, j int) bool {
 		a, b := s.Unmapped[i], s.Unmapped[j]

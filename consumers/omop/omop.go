@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 
@@ -37,21 +39,26 @@ type Config struct {
 // Processor maps FHIR resources to OMOP rows. It implements stage.Processor and is safe
 // for concurrent use by several partitions; it keeps no state between records.
 type Processor struct {
-	topics     schemas.Topics
-	vocab      *vocab.Vocabulary
-	builtin    *vocab.Vocabulary
-	enc        schemas.Encoder
-	idSystems  map[string]bool
-	tables     map[string]*schemas.Table
-	outTopics  map[string]string // table → its topic, built once: Topics.OMOP concatenates
-	collisions *collisions
-	tally      *tally
-	parsers    fastjson.ParserPool
-	// rowPools holds cleared row maps per table, sized for all its columns: building a
-	// fresh map per row (and growing it when the envelope columns went in) was about half
-	// the bytes the mapper allocated, and the garbage collector's work with them.
-	rowPools map[string]*sync.Pool
-	mappers  sync.Pool // *mapper, reset by release, with their slices kept
+	topics      schemas.Topics
+	vocab       *vocab.Vocabulary
+	builtin     *vocab.Vocabulary
+	enc         schemas.Encoder
+	rowEnc      rowEncoder // enc, when it encodes schemas.Row directly; else rows go as maps
+	contentType []byte     // enc.ContentType(), the value of every output's content-type header
+	idSystems   map[string]bool
+	tables      map[string]*tableInfo // every OMOP table, by name
+	t           outTables             // the ones the mapper writes, by role
+	cols        columns               // their column positions
+	collisions  *collisions
+	tally       *tally
+	parsers     fastjson.ParserPool
+	mappers     sync.Pool // *mapper, reset by release, with their slices and spare rows kept
+}
+
+// rowEncoder is implemented by schemas.Codec and schemas.RegistryCodec: encoding a
+// positional row skips building a map per row and hashing every column name twice.
+type rowEncoder interface {
+	EncodeRow(ctx context.Context, r *schemas.Row) ([]byte, error)
 }
 
 var _ stage.Processor = (*Processor)(nil)
@@ -67,12 +74,9 @@ func New(cfg Config) (*Processor, error) {
 		builtin:   vocab.Builtin(),
 		enc:       cfg.Encoder,
 		idSystems: map[string]bool{},
-		tables:    map[string]*schemas.Table{},
-		outTopics: map[string]string{},
+		tables:    map[string]*tableInfo{},
 		tally:     newTally(),
-		rowPools:  map[string]*sync.Pool{},
 	}
-	p.mappers.New = func() any { return &mapper{p: p} }
 	if p.enc == nil {
 		c, err := schemas.NewCodecs()
 		if err != nil {
@@ -80,6 +84,8 @@ func New(cfg Config) (*Processor, error) {
 		}
 		p.enc = c
 	}
+	p.rowEnc, _ = p.enc.(rowEncoder)
+	p.contentType = []byte(p.enc.ContentType())
 	systems := cfg.IDSystems
 	if systems == nil {
 		systems = []string{SyntheaIDSystem}
@@ -87,15 +93,22 @@ func New(cfg Config) (*Processor, error) {
 	for _, s := range systems {
 		p.idSystems[s] = true
 	}
-	for _, name := range schemas.OMOPTables() {
+	for slot, name := range schemas.OMOPTables() {
 		t, err := schemas.OMOPTable(name)
 		if err != nil {
 			return nil, fmt.Errorf("omop: %w", err)
 		}
-		p.tables[name] = t
-		p.rowPools[name] = &sync.Pool{New: func() any { return make(map[string]any, len(t.Columns)) }}
-		p.outTopics[name] = cfg.Topics.OMOP(name)
+		info, err := newTableInfo(t, cfg.Topics.OMOP(name), slot)
+		if err != nil {
+			return nil, fmt.Errorf("omop: %w", err)
+		}
+		p.tables[name] = info
 	}
+	if err := p.bindTables(); err != nil {
+		return nil, fmt.Errorf("omop: %w", err)
+	}
+	nTables := len(p.tables)
+	p.mappers.New = func() any { return &mapper{p: p, spare: make([][]*schemas.Row, nTables)} }
 	limit := cfg.CollisionLimit
 	if limit == 0 {
 		limit = 1 << 20
@@ -111,35 +124,50 @@ func (p *Processor) Summary() Summary { return p.tally.summary() }
 // the rows built so far.
 type mapper struct {
 	p       *Processor
+	parser  *fastjson.Parser // nil until mapRecord; res and every str() are in its buffer
 	res     *fastjson.Value
 	rtype   string
 	key     string
-	version any // string or nil
-	updated any // time.Time or nil
+	version string    // "" for none
+	updated time.Time // zero for none
 	rows    []outRow
 	counts  counts
+	// spare holds cleared rows per table (by tableInfo.slot) for the next records:
+	// rows are reused rather than allocated per record.
+	spare [][]*schemas.Row
+	// scratch builds derived keys that are only hashed (checkedID keeps no key), so
+	// they need no string of their own.
+	scratch []byte
 }
 
 type outRow struct {
-	table string
-	row   map[string]any
+	table *tableInfo
+	row   *schemas.Row
 }
 
-// newRow returns an empty row map for table from its pool; Process returns it there once
-// the row is encoded.
-func (m *mapper) newRow(table string) map[string]any {
-	return m.p.rowPools[table].Get().(map[string]any)
+// newRow returns an empty row of t; release keeps it for reuse once it is encoded.
+func (m *mapper) newRow(t *tableInfo) *schemas.Row {
+	s := m.spare[t.slot]
+	if n := len(s); n > 0 {
+		r := s[n-1]
+		m.spare[t.slot] = s[:n-1]
+		return r
+	}
+	return t.table.NewRow()
 }
 
-// release clears the mapper and its rows and returns them to their pools. The rows are
+// release clears the mapper and its rows and returns them to the pool. The rows are
 // encoded by then, so nothing refers to them.
 func (p *Processor) release(m *mapper) {
 	for i, r := range m.rows {
-		clear(r.row)
-		p.rowPools[r.table].Put(r.row)
+		r.row.Reset()
+		m.spare[r.table.slot] = append(m.spare[r.table.slot], r.row)
 		m.rows[i] = outRow{}
 	}
-	*m = mapper{p: p, rows: m.rows[:0], counts: counts{
+	if m.parser != nil {
+		p.parsers.Put(m.parser)
+	}
+	*m = mapper{p: p, rows: m.rows[:0], spare: m.spare, scratch: m.scratch, counts: counts{
 		rows:      m.counts.rows[:0],
 		unmapped:  m.counts.unmapped[:0],
 		truncated: m.counts.truncated[:0],
@@ -163,23 +191,28 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, _ stage.Store
 		}
 		return err
 	}
-	headers := outHeaders(in.Headers, p.enc.ContentType())
+	headers := outHeaders(in.Headers, p.contentType)
 	for _, r := range m.rows {
-		t := p.tables[r.table]
-		for _, col := range t.TruncateStrings(r.row) {
-			m.counts.truncated = append(m.counts.truncated, [2]string{r.table, col})
+		for _, col := range r.row.TruncateStrings() {
+			m.counts.truncated = append(m.counts.truncated, [2]string{r.table.name, col})
 		}
-		val, err := p.enc.Encode(ctx, r.table, r.row)
+		var val []byte
+		var err error
+		if p.rowEnc != nil {
+			val, err = p.rowEnc.EncodeRow(ctx, r.row)
+		} else {
+			val, err = p.enc.Encode(ctx, r.table.name, r.row.Map())
+		}
 		if err != nil {
 			if errors.Is(err, schemas.ErrInvalidRow) || errors.Is(err, schemas.ErrUnknownTable) {
 				// A row the schema refuses is a mapping defect for this input, not an outage:
 				// dead-letter the input with the reason rather than retry it forever.
 				p.tally.reject(m.rtype, "invalid-row")
-				return stage.Reject("invalid-row", m.rtype, "OMOP %s row does not fit its schema: %v", r.table, err)
+				return stage.Reject("invalid-row", m.rtype, "OMOP %s row does not fit its schema: %v", r.table.name, err)
 			}
-			return fmt.Errorf("encode %s row: %w", r.table, err)
+			return fmt.Errorf("encode %s row: %w", r.table.name, err)
 		}
-		out.Emit(stage.Record{Topic: p.outTopics[r.table], Key: in.Key, Value: val, Headers: headers, Timestamp: in.Timestamp})
+		out.Emit(stage.Record{Topic: r.table.topic, Key: in.Key, Value: val, Headers: headers, Timestamp: in.Timestamp})
 		m.counts.rows = append(m.counts.rows, r.table)
 	}
 	p.tally.merge(m.rtype, &m.counts)
@@ -192,26 +225,28 @@ func rejectionClass(err error) string {
 }
 
 // outHeaders copies the input's headers (provenance) with the content type replaced. One
-// slice is shared by all rows of a record; the runtime does not modify headers.
-func outHeaders(in []stage.Header, contentType string) []stage.Header {
+// slice is shared by all rows of a record, and contentType by all records; the runtime
+// does not modify headers.
+func outHeaders(in []stage.Header, contentType []byte) []stage.Header {
 	hs := make([]stage.Header, 0, len(in)+1)
 	for _, h := range in {
 		if h.Key != schemas.ContentTypeHeader {
 			hs = append(hs, h)
 		}
 	}
-	return append(hs, stage.Header{Key: schemas.ContentTypeHeader, Value: []byte(contentType)})
+	return append(hs, stage.Header{Key: schemas.ContentTypeHeader, Value: contentType})
 }
 
 func (m *mapper) mapRecord(in *stage.Record) error {
-	parser := m.p.parsers.Get()
-	defer m.p.parsers.Put(parser)
-	res, err := parser.ParseBytes(in.Value)
+	// The parser stays with the mapper until release: the strings the mapper reads are
+	// views of its buffer (see str).
+	m.parser = m.p.parsers.Get()
+	res, err := m.parser.ParseBytes(in.Value)
 	if err != nil {
 		return stage.Reject("invalid-json", "", "record value is not JSON: %v", err)
 	}
 	m.res = res
-	m.rtype = str(res, "resourceType")
+	m.rtype = internType(res.GetStringBytes("resourceType"))
 	id := str(res, "id")
 	if m.rtype == "" || id == "" {
 		return stage.Reject("missing-required", "resourceType", "resource has no resourceType or id")
@@ -220,17 +255,14 @@ func (m *mapper) mapRecord(in *stage.Record) error {
 	if in.Key != nil && string(in.Key) != m.key {
 		return stage.Reject("key-mismatch", m.rtype+".id", "record key does not match the resource's type and id")
 	}
-	m.version = nil
-	if v := str(res, "meta", "versionId"); v != "" {
-		m.version = v
-	}
+	m.version = str(res, "meta", "versionId")
 	if lu := str(res, "meta", "lastUpdated"); lu != "" {
 		t, err := parseFHIRTime(lu)
 		if err != nil || !t.hasTime {
 			return stage.Reject("bad-format", m.rtype+".meta.lastUpdated", "not a FHIR instant")
 		}
 		m.updated = t.t
-		if m.version == nil {
+		if m.version == "" {
 			m.version = lu
 		}
 	}
@@ -269,23 +301,33 @@ func (m *mapper) mapRecord(in *stage.Record) error {
 // skip records that the resource deliberately gives no (further) rows, and why.
 func (m *mapper) skip(reason string) { m.counts.skipped = reason }
 
-// add appends a row with the envelope columns set.
-func (m *mapper) add(table string, component int, row map[string]any) {
-	row[schemas.ColFHIRKey] = m.key
-	row[schemas.ColFHIRVersion] = m.version
-	row[schemas.ColFHIRLastUpdated] = m.updated
-	row[schemas.ColFHIRComponent] = int32(component)
-	row[schemas.ColFHIRDeleted] = false
-	m.rows = append(m.rows, outRow{table: table, row: row})
+// add appends a row of t with the envelope columns set.
+func (m *mapper) add(t *tableInfo, component int, row *schemas.Row) {
+	e := &t.env
+	row.SetString(e.Key, m.key)
+	setOptString(row, e.Version, m.version)
+	if !m.updated.IsZero() {
+		row.SetTimestamp(e.LastUpdated, m.updated)
+	}
+	row.SetInt(e.Component, int32(component))
+	row.SetBool(e.Deleted, false)
+	m.rows = append(m.rows, outRow{table: t, row: row})
 }
 
 // rowID is the id of component n of this resource, checked for collisions.
 func (m *mapper) rowID(n int) int64 {
-	k := m.key
-	if n > 0 {
-		k = m.key + "#" + itoa(n)
+	if n == 0 {
+		return m.checkedID(m.key)
 	}
-	return m.checkedID(k)
+	m.scratch = strconv.AppendInt(append(append(m.scratch[:0], m.key...), '#'), int64(n), 10)
+	return m.checkedID(unsafe.String(&m.scratch[0], len(m.scratch)))
+}
+
+// suffixID is the id of the key "<resource key><suffix>" (such as "#address"), checked
+// for collisions.
+func (m *mapper) suffixID(suffix string) int64 {
+	m.scratch = append(append(m.scratch[:0], m.key...), suffix...)
+	return m.checkedID(unsafe.String(&m.scratch[0], len(m.scratch)))
 }
 
 func (m *mapper) checkedID(k string) int64 {
@@ -340,28 +382,30 @@ func (m *mapper) retract(key []byte) error {
 	}
 	for _, name := range tables {
 		t := m.p.tables[name]
-		row := m.newRow(name)
-		for _, c := range t.Columns {
+		row := m.newRow(t)
+		for i, c := range t.table.Columns {
 			if !c.Required || c.HasDefault || c.Envelope {
 				continue
 			}
 			switch c.Type {
 			case schemas.TypeLong:
-				row[c.Name] = int64(0)
+				row.SetLong(i, 0)
 			case schemas.TypeInt:
-				row[c.Name] = int32(0)
-			case schemas.TypeDate, schemas.TypeTimestamp:
-				row[c.Name] = epoch
+				row.SetInt(i, 0)
+			case schemas.TypeDate:
+				row.SetDate(i, epoch)
+			case schemas.TypeTimestamp:
+				row.SetTimestamp(i, epoch)
 			case schemas.TypeString:
-				row[c.Name] = ""
+				row.SetString(i, "")
 			case schemas.TypeDouble:
-				row[c.Name] = 0.0
+				row.SetDouble(i, 0)
 			case schemas.TypeBoolean:
-				row[c.Name] = false
+				row.SetBool(i, false)
 			}
 		}
-		m.add(name, 0, row)
-		row[schemas.ColFHIRDeleted] = true
+		m.add(t, 0, row)
+		row.SetBool(t.env.Deleted, true)
 	}
 	m.skip("")
 	return nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/vocab"
+	"github.com/fhirstream/fhirstream/schemas"
 )
 
 // US Core extension URLs read by the Patient mapping.
@@ -26,48 +27,46 @@ func (m *mapper) patient() error {
 	}
 	personID := m.rowID(0)
 	gender := str(m.res, "gender")
-	row := m.newRow("person")
-	row["person_id"] = personID
-	row["gender_concept_id"] = vocab.GenderConcepts[gender]
-	row["year_of_birth"] = int32(birth.t.Year())
-	row["month_of_birth"] = nil
-	row["day_of_birth"] = nil
-	row["birth_datetime"] = nil
-	row["race_concept_id"] = int32(0)
-	row["ethnicity_concept_id"] = int32(0)
-	row["provider_id"] = optID(m.providerRef(first(m.res, "generalPractitioner")))
-	row["care_site_id"] = optID(m.ref(m.res.Get("managingOrganization"), "Organization"))
-	row["person_source_value"] = str(m.res, "id")
-	row["gender_source_value"] = optString(gender)
+	c := &m.p.cols.person
+	row := m.newRow(m.p.t.person)
+	row.SetLong(c.PersonID, personID)
+	row.SetInt(c.GenderConceptID, vocab.GenderConcepts[gender])
+	row.SetInt(c.YearOfBirth, int32(birth.t.Year()))
+	row.SetInt(c.RaceConceptID, 0)
+	row.SetInt(c.EthnicityConceptID, 0)
+	setOptID(row, c.ProviderID, m.providerRef(first(m.res, "generalPractitioner")))
+	setOptID(row, c.CareSiteID, m.ref(m.res.Get("managingOrganization"), "Organization"))
+	row.SetString(c.PersonSourceValue, str(m.res, "id"))
+	setOptString(row, c.GenderSourceValue, gender)
 	if birth.precision >= 2 {
-		row["month_of_birth"] = int32(birth.t.Month())
+		row.SetInt(c.MonthOfBirth, int32(birth.t.Month()))
 	}
 	if birth.precision >= 3 {
-		row["day_of_birth"] = int32(birth.t.Day())
+		row.SetInt(c.DayOfBirth, int32(birth.t.Day()))
 		// The CDM asks for birth_datetime whenever the date is known, midnight when the
 		// time is not.
-		row["birth_datetime"] = birth.t
+		row.SetTimestamp(c.BirthDatetime, birth.t)
 	}
 	for _, ext := range m.res.GetArray("extension") {
 		switch str(ext, "url") {
 		case extRace:
 			if code := ombCategory(ext); code != "" {
-				row["race_concept_id"] = vocab.RaceConcepts[code]
-				row["race_source_value"] = code
+				row.SetInt(c.RaceConceptID, vocab.RaceConcepts[code])
+				row.SetString(c.RaceSourceValue, code)
 			}
 		case extEthnicity:
 			if code := ombCategory(ext); code != "" {
-				row["ethnicity_concept_id"] = vocab.EthnicityConcepts[code]
-				row["ethnicity_source_value"] = code
+				row.SetInt(c.EthnicityConceptID, vocab.EthnicityConcepts[code])
+				row.SetString(c.EthnicitySourceValue, code)
 			}
 		}
 	}
 	if addr := homeAddress(m.res); addr != nil {
-		locID := m.checkedID(m.key + "#address")
-		row["location_id"] = locID
-		m.add("location", 0, addressRow(addr, locID))
+		locID := m.suffixID("#address")
+		row.SetLong(c.LocationID, locID)
+		m.add(m.p.t.location, 0, m.addressRow(addr, locID))
 	}
-	m.add("person", 0, row)
+	m.add(m.p.t.person, 0, row)
 
 	deceased, err := m.time("deceasedDateTime", "deceasedDateTime")
 	if err != nil {
@@ -75,12 +74,13 @@ func (m *mapper) patient() error {
 	}
 	switch {
 	case deceased.valid():
-		m.add("death", 0, map[string]any{
-			"person_id":             personID,
-			"death_date":            deceased.date(),
-			"death_datetime":        deceased.datetime(),
-			"death_type_concept_id": vocab.TypeEHR,
-		})
+		d := &m.p.cols.death
+		death := m.newRow(m.p.t.death)
+		death.SetLong(d.PersonID, personID)
+		setDate(death, d.DeathDate, deceased)
+		setDatetime(death, d.DeathDatetime, deceased)
+		death.SetInt(d.DeathTypeConceptID, vocab.TypeEHR)
+		m.add(m.p.t.death, 0, death)
 	case m.res.GetBool("deceasedBoolean"):
 		// death_date is required and a boolean gives none: the death is known but cannot
 		// be a death row. Counted, not dropped silently.
@@ -114,25 +114,26 @@ func homeAddress(res *fastjson.Value) *fastjson.Value {
 	return nil
 }
 
+// zipSeparators are dropped from postal codes.
+var zipSeparators = strings.NewReplacer("-", "", " ", "")
+
 // addressRow builds a location row from a FHIR Address.
-func addressRow(a *fastjson.Value, id int64) map[string]any {
+func (m *mapper) addressRow(a *fastjson.Value, id int64) *schemas.Row {
+	c := &m.p.cols.location
+	row := m.newRow(m.p.t.location)
+	row.SetLong(c.LocationID, id)
 	lines := a.GetArray("line")
-	row := map[string]any{"location_id": id}
 	if len(lines) > 0 {
-		row["address_1"] = optString(string(lines[0].GetStringBytes()))
+		setOptString(row, c.Address1, string(lines[0].GetStringBytes()))
 	}
 	if len(lines) > 1 {
-		row["address_2"] = optString(string(lines[1].GetStringBytes()))
+		setOptString(row, c.Address2, string(lines[1].GetStringBytes()))
 	}
-	row["city"] = optString(str(a, "city"))
-	if st := stateCode(str(a, "state")); st != "" {
-		row["state"] = st
-	}
-	if zip := strings.NewReplacer("-", "", " ", "").Replace(str(a, "postalCode")); zip != "" {
-		row["zip"] = zip
-	}
-	row["county"] = optString(str(a, "district"))
-	row["country_source_value"] = optString(str(a, "country"))
+	setOptString(row, c.City, str(a, "city"))
+	setOptString(row, c.State, stateCode(str(a, "state")))
+	setOptString(row, c.Zip, zipSeparators.Replace(str(a, "postalCode")))
+	setOptString(row, c.County, str(a, "district"))
+	setOptString(row, c.CountrySourceValue, str(a, "country"))
 	return row
 }
 
@@ -163,29 +164,30 @@ func (m *mapper) encounter() error {
 			break
 		}
 	}
-	row := m.newRow("visit_occurrence")
-	row["visit_occurrence_id"] = m.rowID(0)
-	row["person_id"] = person
-	row["visit_concept_id"] = visitConcept
-	row["visit_start_date"] = start.date()
-	row["visit_start_datetime"] = start.datetime()
-	row["visit_end_date"] = end.date()
-	row["visit_end_datetime"] = end.datetime()
-	row["visit_type_concept_id"] = vocab.TypeEHR
-	row["provider_id"] = optID(provider)
-	row["care_site_id"] = optID(m.ref(m.res.Get("serviceProvider"), "Organization"))
-	row["visit_source_value"] = optString(class)
+	c := &m.p.cols.visit
+	row := m.newRow(m.p.t.visit)
+	row.SetLong(c.VisitOccurrenceID, m.rowID(0))
+	row.SetLong(c.PersonID, person)
+	row.SetInt(c.VisitConceptID, visitConcept)
+	setDate(row, c.VisitStartDate, start)
+	setDatetime(row, c.VisitStartDatetime, start)
+	setDate(row, c.VisitEndDate, end)
+	setDatetime(row, c.VisitEndDatetime, end)
+	row.SetInt(c.VisitTypeConceptID, vocab.TypeEHR)
+	setOptID(row, c.ProviderID, provider)
+	setOptID(row, c.CareSiteID, m.ref(m.res.Get("serviceProvider"), "Organization"))
+	setOptString(row, c.VisitSourceValue, class)
 	if h := m.res.Get("hospitalization"); h != nil {
 		if src := m.codeable(h.Get("admitSource")); src.present {
-			row["admitted_from_source_value"] = src.source
-			row["admitted_from_concept_id"] = src.concept
+			row.SetString(c.AdmittedFromSourceValue, src.source)
+			row.SetInt(c.AdmittedFromConceptID, src.concept)
 		}
 		if dis := m.codeable(h.Get("dischargeDisposition")); dis.present {
-			row["discharged_to_source_value"] = dis.source
-			row["discharged_to_concept_id"] = dis.concept
+			row.SetString(c.DischargedToSourceValue, dis.source)
+			row.SetInt(c.DischargedToConceptID, dis.concept)
 		}
 	}
-	m.add("visit_occurrence", 0, row)
+	m.add(m.p.t.visit, 0, row)
 	return nil
 }
 
@@ -205,23 +207,24 @@ func (m *mapper) npiKey() (key, npi string) {
 
 func (m *mapper) practitioner() error {
 	key, npi := m.npiKey()
-	row := m.newRow("provider")
-	row["provider_id"] = m.checkedID(key)
-	row["provider_name"] = optString(humanName(first(m.res, "name")))
-	row["npi"] = optString(npi)
-	row["provider_source_value"] = str(m.res, "id")
+	c := &m.p.cols.provider
+	row := m.newRow(m.p.t.provider)
+	row.SetLong(c.ProviderID, m.checkedID(key))
+	setOptString(row, c.ProviderName, humanName(first(m.res, "name")))
+	setOptString(row, c.NPI, npi)
+	row.SetString(c.ProviderSourceValue, str(m.res, "id"))
 	if g := str(m.res, "gender"); g != "" {
-		row["gender_concept_id"] = vocab.GenderConcepts[g]
-		row["gender_source_value"] = g
+		row.SetInt(c.GenderConceptID, vocab.GenderConcepts[g])
+		row.SetString(c.GenderSourceValue, g)
 	}
 	birth, err := m.time("birthDate", "birthDate")
 	if err != nil {
 		return err
 	}
 	if birth.valid() {
-		row["year_of_birth"] = int32(birth.t.Year())
+		row.SetInt(c.YearOfBirth, int32(birth.t.Year()))
 	}
-	m.add("provider", 0, row)
+	m.add(m.p.t.provider, 0, row)
 	return nil
 }
 
@@ -244,19 +247,20 @@ func humanName(n *fastjson.Value) string {
 
 func (m *mapper) organization() error {
 	key, _ := m.npiKey()
-	row := m.newRow("care_site")
-	row["care_site_id"] = m.checkedID(key)
-	row["care_site_name"] = optString(str(m.res, "name"))
-	row["care_site_source_value"] = str(m.res, "id")
+	c := &m.p.cols.careSite
+	row := m.newRow(m.p.t.careSite)
+	row.SetLong(c.CareSiteID, m.checkedID(key))
+	setOptString(row, c.CareSiteName, str(m.res, "name"))
+	row.SetString(c.CareSiteSourceValue, str(m.res, "id"))
 	if t := m.codeable(first(m.res, "type")); t.present {
-		row["place_of_service_source_value"] = t.source
+		row.SetString(c.PlaceOfServiceSourceValue, t.source)
 	}
 	if addr := first(m.res, "address"); addr != nil {
-		locID := m.checkedID(m.key + "#address")
-		row["location_id"] = locID
-		m.add("location", 0, addressRow(addr, locID))
+		locID := m.suffixID("#address")
+		row.SetLong(c.LocationID, locID)
+		m.add(m.p.t.location, 0, m.addressRow(addr, locID))
 	}
-	m.add("care_site", 0, row)
+	m.add(m.p.t.careSite, 0, row)
 	return nil
 }
 
@@ -265,21 +269,23 @@ func (m *mapper) location() error {
 		m.skip("inactive-without-address")
 		return nil
 	}
-	var row map[string]any
+	c := &m.p.cols.location
+	var row *schemas.Row
 	id := m.rowID(0)
 	if addr := m.res.Get("address"); addr != nil {
-		row = addressRow(addr, id)
+		row = m.addressRow(addr, id)
 	} else {
-		row = map[string]any{"location_id": id}
+		row = m.newRow(m.p.t.location)
+		row.SetLong(c.LocationID, id)
 	}
-	row["location_source_value"] = str(m.res, "id")
+	row.SetString(c.LocationSourceValue, str(m.res, "id"))
 	if lat, ok := num(m.res, "position", "latitude"); ok {
-		row["latitude"] = lat
+		row.SetDouble(c.Latitude, lat)
 	}
 	if lon, ok := num(m.res, "position", "longitude"); ok {
-		row["longitude"] = lon
+		row.SetDouble(c.Longitude, lon)
 	}
-	m.add("location", 0, row)
+	m.add(m.p.t.location, 0, row)
 	return nil
 }
 
