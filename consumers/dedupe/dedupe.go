@@ -168,11 +168,27 @@ var digests = sync.Pool{New: func() any { return xxhash.New() }}
 // Processor is the dedupe stage's logic.
 type Processor struct {
 	Topics schemas.Topics
+
+	outputs sync.Map // input topic → output topic, so a record costs no string building
+}
+
+// output returns the output topic of records from input topic in.
+func (p *Processor) output(in string) (string, bool) {
+	if out, ok := p.outputs.Load(in); ok {
+		return out.(string), true
+	}
+	_, rt, ok := p.Topics.ParseLayerTopic(in)
+	if !ok {
+		return "", false
+	}
+	out := p.Topics.Unique(rt)
+	p.outputs.Store(in, out)
+	return out, true
 }
 
 // Process forwards or drops in according to Decide and records the new state.
 func (p *Processor) Process(ctx context.Context, in *stage.Record, st stage.Store, out stage.Emitter) error {
-	_, rt, ok := p.Topics.ParseLayerTopic(in.Topic)
+	outTopic, ok := p.output(in.Topic)
 	if !ok {
 		return stage.Reject("type-mismatch", "", "topic %s is not a <prefix>.<layer>.<Type> topic", in.Topic)
 	}
@@ -206,7 +222,7 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, st stage.Stor
 		st.Put(sk, cur.Encode(vb[:0]))
 	}
 	runtime.CountCommitted(ctx, mDecisions, in.Topic, reason)
-	out.Emit(stage.Record{Topic: p.Topics.Unique(rt), Key: in.Key, Value: in.Value, Headers: in.Headers, Timestamp: in.Timestamp})
+	out.Emit(stage.Record{Topic: outTopic, Key: in.Key, Value: in.Value, Headers: in.Headers, Timestamp: in.Timestamp})
 	return nil
 }
 

@@ -197,7 +197,11 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 		stop.Store(true)
 	}
 	wctx := context.WithValue(work, tallyCtxKey{}, &p.tally)
-	w := worker{em: emitter{}, rs: recordStore{batch: p.bs}}
+	if p.bs != nil {
+		p.bs.reserve(len(p.recs)) // most stateful stages change state once per record
+	}
+	w := worker{em: emitter{}, rs: recordStore{batch: p.bs, topic: p.key.topic}}
+	now := time.Now()     // the timestamp of the partition's changelog records
 	var lastOutput string // the output topic known to exist most recently: skips ensureOutput's lookup
 	for _, rec := range p.recs {
 		if stop.Load() {
@@ -249,13 +253,14 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 		}
 		for _, op := range res.ops {
 			p.bs.apply(op)
-			r.sess.Produce(work, p.bs.changelogRecord(r.changelog, rec.Partition, rec.Topic, op), promise.Promise())
+			r.sess.Produce(work, p.bs.changelogRecord(r.changelog, rec.Partition, op, now), promise.Promise())
 		}
 	}
 }
 
-// afterEnd applies the state changes of a committed batch and forgets partitions that
-// were revoked while it ran (a store restored for one of them may already be stale).
+// afterEnd keeps the state changes of a committed batch or rolls back those of an
+// aborted one, and forgets partitions that were revoked while it ran (a store restored
+// for one of them may already be stale).
 func (r *runner) afterEnd(committed bool, batches map[tp]*batchStore) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -264,12 +269,14 @@ func (r *runner) afterEnd(committed bool, batches map[tp]*batchStore) {
 		delete(batches, k)
 	}
 	clear(r.revoked)
-	if !committed {
-		return
-	}
 	for k, bs := range batches {
-		if r.stores[k] == bs.base {
+		switch {
+		case r.stores[k] != bs.base:
+			// Dropped (revoked, lost or restored anew): nothing reads it any more.
+		case committed:
 			bs.commit()
+		default:
+			bs.rollback()
 		}
 	}
 }

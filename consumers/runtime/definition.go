@@ -11,8 +11,9 @@
 // produces outputs, dead letters and changelog records, and ends the transaction with the
 // batch's input offsets. A rebalance that revokes partitions mid-batch makes End abort:
 // nothing of the batch becomes visible and the records are processed again by whoever
-// owns them next. State changes of a batch are buffered and applied to the in-memory
-// store only when its transaction commits, so the store never runs ahead of the changelog.
+// owns them next. State changes of a batch are applied to the in-memory store as they are
+// made, with an undo log: when its transaction aborts they are rolled back, so the store
+// never keeps a change the changelog does not have.
 //
 // # State
 //

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -292,4 +293,82 @@ func TestSessionRestartAfterFailedCommit(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestIntegrationAbortRollsBackState: state changes of records processed before a batch
+// aborts are undone, so the records processed again count from the committed state and
+// every output comes out once with the right count; a restart restores the same state
+// from the changelog.
+func TestIntegrationAbortRollsBackState(t *testing.T) {
+	c := testkafka.New(t)
+	topics := schemas.MustTopics(c.Prefix)
+	in, out := topics.Raw("Thing"), c.Prefix+".counted"
+	c.CreateTopics(t, 1, in, out)
+	var mu sync.Mutex
+	var attempts []string // key=count as computed, in processing order, across attempts
+	inner := &counter{out: out, flaky: map[int64]bool{}}
+	proc := stage.ProcessorFunc(func(ctx context.Context, rec *stage.Record, st stage.Store, em stage.Emitter) error {
+		err := inner.Process(ctx, rec, st, spy{em, func(r stage.Record) {
+			mu.Lock()
+			attempts = append(attempts, string(r.Key)+"="+string(r.Value))
+			mu.Unlock()
+		}})
+		return err
+	})
+	def := runtime.Definition{Name: "count", Group: c.Group("count"), InputTopics: []string{in},
+		State: "count", Topics: topics, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	opts := runtime.Options{Logger: quiet(), MaxAttempts: 1, RetryBackoff: time.Millisecond}
+	cl := producer(t, c)
+	// One partition, produced before the stage starts: the first batch holds all of it,
+	// changes a's and b's state, then aborts at the flaky record (MaxAttempts 1).
+	for _, kv := range [][2]string{{"T/a", "x"}, {"T/b", "x"}, {"T/a", "x"}, {"T/a", "flaky"}, {"T/b", "x"}} {
+		r := &kgo.Record{Topic: in, Key: []byte(kv[0]), Value: []byte(kv[1])}
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runOnce := func(want int) []*kgo.Record {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- runtime.Run(ctx, c.Config(), def, opts) }()
+		got := waitFor(t, c, want, out)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	got := runOnce(5)
+	var values []string
+	for _, r := range got {
+		values = append(values, string(r.Key)+"="+string(r.Value))
+	}
+	if want := "T/a=1 T/b=1 T/a=2 T/a=3 T/b=2"; strings.Join(values, " ") != want {
+		t.Fatalf("outputs %q, want %q", values, want)
+	}
+	mu.Lock()
+	seq := strings.Join(attempts, " ")
+	mu.Unlock()
+	if want := "T/a=1 T/b=1 T/a=2 T/a=1 T/b=1 T/a=2 T/a=3 T/b=2"; seq != want {
+		t.Fatalf("processing sequence %q, want %q (the first batch aborted after changing state, then processed again from the committed state)", seq, want)
+	}
+
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: in, Key: []byte("T/a"), Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	got = runOnce(6)
+	if len(got) != 6 || string(got[5].Value) != "4" {
+		t.Fatalf("after restart: %d outputs, last %q; want 6, T/a=4", len(got), got[len(got)-1].Value)
+	}
+}
+
+// spy is an Emitter that reports each output to seen before passing it on.
+type spy struct {
+	stage.Emitter
+	seen func(stage.Record)
+}
+
+func (s spy) Emit(r stage.Record) {
+	s.seen(r)
+	s.Emitter.Emit(r)
 }

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -21,7 +22,12 @@ type tallyKey struct {
 // records in/out counts, so an aborted and reprocessed batch is counted once.
 type tally struct {
 	pending []tallyKey
-	counts  map[tallyKey]float64
+	counts  map[tallyKey]*float64
+	// last and lastCount are the most recently kept key and its count: consecutive
+	// records mostly count the same thing (one topic, one reason), and comparing keys
+	// is cheaper than hashing them into the map.
+	last      tallyKey
+	lastCount *float64
 }
 
 type tallyCtxKey struct{}
@@ -35,7 +41,9 @@ type tallyCtxKey struct{}
 func CountCommitted(ctx context.Context, vec *prometheus.CounterVec, labels ...string) {
 	t, _ := ctx.Value(tallyCtxKey{}).(*tally)
 	if t == nil || len(labels) > maxTallyLabels {
-		vec.WithLabelValues(labels...).Inc()
+		// A copy, so that labels does not escape: the caller's argument slice then
+		// stays on its stack instead of costing an allocation per record.
+		vec.WithLabelValues(slices.Clone(labels)...).Inc()
 		return
 	}
 	k := tallyKey{vec: vec, n: len(labels)}
@@ -46,10 +54,18 @@ func CountCommitted(ctx context.Context, vec *prometheus.CounterVec, labels ...s
 // keep moves the pending counts of the record just processed to the batch's counts.
 func (t *tally) keep() {
 	for _, k := range t.pending {
-		if t.counts == nil {
-			t.counts = map[tallyKey]float64{}
+		if t.lastCount == nil || k != t.last {
+			if t.counts == nil {
+				t.counts = map[tallyKey]*float64{}
+			}
+			c := t.counts[k]
+			if c == nil {
+				c = new(float64)
+				t.counts[k] = c
+			}
+			t.last, t.lastCount = k, c
 		}
-		t.counts[k]++
+		*t.lastCount++
 	}
 	t.pending = t.pending[:0]
 }
@@ -60,6 +76,6 @@ func (t *tally) drop() { t.pending = t.pending[:0] }
 // publish adds the batch's counts to their counters.
 func (t *tally) publish() {
 	for k, c := range t.counts {
-		k.vec.WithLabelValues(k.labels[:k.n]...).Add(c)
+		k.vec.WithLabelValues(k.labels[:k.n]...).Add(*c)
 	}
 }
