@@ -166,12 +166,18 @@ func (b *batch) abort() {
 
 // publish moves every pending file to its final name and fsyncs the directories. It is
 // called only after the commit covering the batch succeeded. A pending file already gone
-// was published by whoever owns the partition now (recovery after a rebalance), which is
-// the same outcome.
+// is fine only when its final file is there: the partition's next owner published it
+// (its recovery publishes the pending files of the committed batch, under the same
+// names). A pending file gone with no final file means committed rows are not in the
+// lake, which the protocol must never allow: that is errVanished, never silence.
 func (b *batch) publish(ctx context.Context, st Storage) error {
 	dirs := map[string]bool{}
 	for _, f := range b.order {
-		if err := st.Publish(ctx, f.pending, f.final); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		err := st.Publish(ctx, f.pending, f.final)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = b.checkPublished(ctx, st, f)
+		}
+		if err != nil {
 			return err
 		}
 		dirs[f.dir] = true
@@ -182,4 +188,24 @@ func (b *batch) publish(ctx context.Context, st Storage) error {
 		}
 	}
 	return nil
+}
+
+// errVanished marks a pending file of a committed batch that is gone without having been
+// published: its rows are committed in Kafka but missing from the lake.
+var errVanished = errors.New("pending file of a committed batch vanished")
+
+// checkPublished tells whether the missing pending file f was published by someone else.
+func (b *batch) checkPublished(ctx context.Context, st Storage, f *openFile) error {
+	files, err := st.List(ctx, f.dir)
+	if err != nil {
+		return err
+	}
+	for _, p := range files {
+		if p == f.final {
+			return nil
+		}
+	}
+	pr := b.parts[topicPartition{f.id.Topic, f.id.Partition}]
+	return fmt.Errorf("%w: %s (batch %s committed %s/%d offsets %d-%d; its %d rows there are not in the lake: rewind the group to offset %d to write them again)",
+		errVanished, f.pending, b.id, f.id.Topic, f.id.Partition, pr.first, pr.last, f.rows, f.id.Start)
 }

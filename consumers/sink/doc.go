@@ -27,7 +27,14 @@
 //     fsynced.
 //
 // When a partition is assigned, before its first fetch, recovery lists its files and
-// compares them with the committed offset C and the batch named in the commit metadata:
+// compares them with the committed offset C and the batch named in the commit metadata.
+// C is taken from the group client's own OffsetFetch answer (kgo.OnOffsetsFetched), the
+// answer it then starts consuming from, never from a second fetch: the rules below are
+// exact only for the offset consumption really resumes at, and a second fetch can
+// disagree with it (a partition it fails to name reads as "no commit", which removes
+// committed files, and an older commit removes the newer committed batch's pending files;
+// both lose rows without a trace). A partition whose offset fetch a rebalance cancels is
+// recovered when the client fetches it again.
 //
 //   - a file whose first offset is >= C holds rows the group never committed. They will be
 //     consumed again from C and written again, so the file is removed. (A file spanning
@@ -55,10 +62,14 @@
 // recovery ran, by the next one, and meanwhile they are invisible to readers. A member
 // whose commit succeeded was the owner when it committed; if it then stalls, the new
 // owner's recovery publishes the same pending files under the same names, and the
-// stalled member's own rename finds nothing to do. Recovery of a partition runs in the
-// assignment callback, which franz-go calls before fetching that partition, and
+// stalled member's own rename finds the pending file gone and the final file there. A
+// pending file of a committed batch gone with no final file would be committed rows
+// missing from the lake: publication reports it as an error naming the offsets to rewind
+// to, and restarts the session, rather than skip it. Recovery of a partition runs after
+// the client fetched its committed offset and before it fetches records, and
 // BlockRebalanceOnPoll keeps rebalances out of an open batch, so one member never holds a
-// batch across a change of ownership.
+// batch across a change of ownership, and recovery never touches a partition the open
+// batch holds (a partition whose offsets are being fetched is not being consumed).
 //
 // The residual risks, stated honestly: an operator who points two groups at one root, or
 // who resets a group's offsets backwards, gets what the rules say (files at or after the

@@ -13,7 +13,6 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -212,7 +211,9 @@ func (s *Sink) session(ctx context.Context) (err error) {
 		kgo.MetadataMaxAge(10 * time.Second),
 		kgo.FetchMaxBytes(int32(min(s.cfg.FlushBytes, fetchBufferBytes))),
 		kgo.MaxConcurrentFetches(1),
-		kgo.OnPartitionsAssigned(s.onAssigned),
+		// Recovery runs on the OffsetFetch response the client starts consuming from,
+		// not in OnPartitionsAssigned with an offset fetch of its own: see onOffsetsFetched.
+		kgo.OnOffsetsFetched(s.onOffsetsFetched),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onRevoked),
 		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) {
@@ -381,7 +382,12 @@ func (s *Sink) flush(ctx context.Context, cl *kgo.Client, b *batch) error {
 		return fmt.Errorf("%w: commit batch %s: %v", errRestart, b.id, err)
 	}
 	if err := b.publish(ctx, s.st); err != nil {
-		return fmt.Errorf("%w: publish batch %s: %v", errRestart, b.id, err)
+		if errors.Is(err, errVanished) {
+			// Not a storage hiccup a restart may cure: committed rows are missing from the
+			// lake. Say so loudly; the restart lets recovery re-read the committed state.
+			s.log.Error("sink: committed rows missing from the lake", "batch", b.id, "err", err)
+		}
+		return fmt.Errorf("%w: publish batch %s: %w", errRestart, b.id, err)
 	}
 	s.openRows.Add(-int64(b.rows))
 	rows := map[string]int64{}
@@ -449,26 +455,64 @@ func (s *Sink) onRevoked(_ context.Context, _ *kgo.Client, lost map[string][]int
 	s.log.Info("sink: partitions released", "partitions", lost)
 }
 
-// onAssigned recovers every newly assigned partition before its first fetch.
-func (s *Sink) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
-	if err := s.recoverAssigned(ctx, cl, assigned); err != nil {
-		err = fmt.Errorf("sink: recover assigned partitions: %w", err)
-		s.log.Error("sink: recovery failed", "err", err)
-		s.assignErr.Store(&err)
-		// Wake the consuming goroutine so it stops before taking any record.
-		if c := s.pollCancel.Load(); c != nil {
-			(*c)()
-		}
+// onOffsetsFetched recovers the files of the partitions whose committed offsets the group
+// client has just fetched, before it assigns them for consuming. The response is the one
+// the client starts consuming from, offset for offset, so recovery reasons about exactly
+// the offsets that consumption resumes at. It is called for every partition the client
+// fetches offsets for, including those whose earlier fetch a rebalance cancelled (which
+// OnPartitionsAssigned does not name again).
+//
+// Deciding from an offset fetch of our own, as the sink once did in OnPartitionsAssigned,
+// can lose committed rows silently: that fetch (all of the group's topics, not required
+// to be stable) is a different request from the client's, and where the answers differ
+// the files are judged against one offset while consumption resumes at another. A
+// partition missing from that answer (a topic the client could not name from the topic
+// id OffsetFetch v10 answers with) read as "no commit", so recovery removed every file of
+// the partition, published ones included; an older commit removed the pending files of
+// the newer, committed batch. TestRecoveryUsesOffsetsConsumptionStartsFrom shows both.
+func (s *Sink) onOffsetsFetched(ctx context.Context, _ *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
+	err := s.recoverFetched(ctx, resp)
+	if err == nil {
+		return nil
 	}
+	if ctx.Err() != nil {
+		// The group session is ending (a rebalance): the client fetches these partitions'
+		// offsets again in its next session and calls this again; recovery is idempotent.
+		return ctx.Err()
+	}
+	err = fmt.Errorf("sink: recover assigned partitions: %w", err)
+	s.log.Error("sink: recovery failed", "err", err)
+	s.assignErr.Store(&err)
+	// Wake the consuming goroutine so it ends the session; the error also stops the client
+	// from assigning these partitions.
+	if c := s.pollCancel.Load(); c != nil {
+		(*c)()
+	}
+	return err
 }
 
-func (s *Sink) recoverAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) error {
-	committed, err := kadm.NewClient(cl).FetchOffsets(ctx, s.cfg.Group)
-	if err != nil {
-		return fmt.Errorf("fetch committed offsets of %s: %w", s.cfg.Group, err)
+// recoverFetched runs recovery for every partition of an OffsetFetch response that the
+// client will consume from. A partition answered with an error is not assigned (the client
+// reports the error as a fetch error), so it is left for a later session.
+func (s *Sink) recoverFetched(ctx context.Context, resp *kmsg.OffsetFetchResponse) error {
+	if len(resp.Groups) == 0 {
+		return fmt.Errorf("offset fetch for %s answered no group", s.cfg.Group)
 	}
-	for topic, parts := range assigned {
-		ds, err := s.layer.dataset(topic)
+	for _, t := range resp.Groups[0].Topics {
+		var parts []kmsg.OffsetFetchResponseGroupTopicPartition
+		for _, p := range t.Partitions {
+			if p.ErrorCode == 0 {
+				parts = append(parts, p)
+			}
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		if t.Topic == "" {
+			// Without the name there is no telling which files are this partition's.
+			return fmt.Errorf("committed offsets of topic id %x arrived without the topic's name", t.TopicID)
+		}
+		ds, err := s.layer.dataset(t.Topic)
 		if err != nil {
 			// A topic the pattern matched but this layer cannot name: its records will be
 			// dead-lettered, and it has no files.
@@ -481,19 +525,19 @@ func (s *Sink) recoverAssigned(ctx context.Context, cl *kgo.Client, assigned map
 			return err
 		}
 		for _, p := range parts {
-			off, meta := int64(-1), ""
-			if o, ok := committed.Lookup(topic, p); ok {
-				if o.Err != nil {
-					return fmt.Errorf("committed offset of %s/%d: %w", topic, p, o.Err)
-				}
-				off, meta = o.At, o.Metadata
+			// A negative offset is "no commit": the client starts at the log start.
+			off, meta := p.Offset, ""
+			if off < 0 {
+				off = -1
+			} else if p.Metadata != nil {
+				meta = *p.Metadata
 			}
-			res, err := recoverFiles(ctx, s.st, files, topic, p, off, batchFromMetadata(meta))
+			res, err := recoverFiles(ctx, s.st, files, t.Topic, p.Partition, off, batchFromMetadata(meta))
 			if err != nil {
 				return err
 			}
 			if res.removed+res.published > 0 {
-				s.log.Info("sink: recovered partition", "topic", topic, "partition", p, "committed", off,
+				s.log.Info("sink: recovered partition", "topic", t.Topic, "partition", p.Partition, "committed", off,
 					"removed", res.removed, "published", res.published)
 			}
 			s.addStats(func(st *Stats) { st.Removed += int64(res.removed); st.Republished += int64(res.published) })
