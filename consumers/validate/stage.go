@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/stage"
@@ -20,22 +21,42 @@ const (
 type Processor struct {
 	Topics    schemas.Topics
 	Validator *Validator
+
+	routes sync.Map // input topic → route, so a record costs no topic parsing or string building
+}
+
+// route is where records of one input topic go: the resource type their topic names
+// and the valid topic of that type.
+type route struct{ typ, out string }
+
+// routeOf returns the route of input topic in, false if in is not a layer topic.
+func (p *Processor) routeOf(in string) (route, bool) {
+	if r, ok := p.routes.Load(in); ok {
+		return r.(route), true
+	}
+	_, rt, ok := p.Topics.ParseLayerTopic(in)
+	if !ok {
+		return route{}, false
+	}
+	r := route{typ: rt, out: p.Topics.Valid(rt)}
+	p.routes.Store(in, r)
+	return r, true
 }
 
 // Process forwards a passing resource unchanged to the valid topic of its type and
 // rejects a failing one with its first failure's class and path; the message lists
 // every failure found (up to Options.MaxFailures). Tombstones pass through.
 func (p *Processor) Process(_ context.Context, in *stage.Record, _ stage.Store, out stage.Emitter) error {
-	_, rt, ok := p.Topics.ParseLayerTopic(in.Topic)
+	r, ok := p.routeOf(in.Topic)
 	if !ok {
 		return stage.Reject(ClassTypeMismatch, "", "topic %s is not a <prefix>.<layer>.<Type> topic", in.Topic)
 	}
 	if !in.IsTombstone() {
-		if fails := p.Validator.Validate(rt, in.Key, in.Value); len(fails) > 0 {
+		if fails := p.Validator.Validate(r.typ, in.Key, in.Value); len(fails) > 0 {
 			return Reject(fails)
 		}
 	}
-	out.Emit(stage.Record{Topic: p.Topics.Valid(rt), Key: in.Key, Value: in.Value, Headers: in.Headers, Timestamp: in.Timestamp})
+	out.Emit(stage.Record{Topic: r.out, Key: in.Key, Value: in.Value, Headers: in.Headers, Timestamp: in.Timestamp})
 	return nil
 }
 

@@ -36,7 +36,14 @@ type tree struct {
 	src string
 	// unescaped holds the keys and strings of a fastjson parse, unescaped (load).
 	unescaped []byte
+	// high ORs together the bytes of every string scan read, in 8-byte words: its top
+	// bits are clear when the document is ASCII, which is then valid UTF-8 without a
+	// second pass (scan accepts no byte above 0x7f outside strings).
+	high uint64
 }
+
+// ascii reports whether the document scan accepted last is all ASCII.
+func (t *tree) ascii() bool { return t.high&0x8080808080808080 == 0 }
 
 func (t *tree) key(i int32) string {
 	return t.src[t.nodes[i].keyAt : t.nodes[i].keyAt+t.nodes[i].keyLen]
@@ -103,7 +110,7 @@ func (t *tree) add(v *fastjson.Value, parent int32, key []byte) {
 // scan parses b into t if b is strict JSON of the common kind, and reports whether it
 // did; on false the caller parses b with fastjson.
 func (t *tree) scan(b []byte) bool {
-	t.nodes, t.src = t.nodes[:0], view(b)
+	t.nodes, t.src, t.high = t.nodes[:0], view(b), 0
 	s := t.src
 	i, ok := t.value(s, skipSpace(s, 0), -1, 0, 0, 0)
 	return ok && skipSpace(s, i) == len(s)
@@ -130,7 +137,7 @@ func (t *tree) value(s string, i int, parent int32, keyAt, keyLen int32, depth i
 				return i, false
 			}
 			keyAt := i + 1
-			if i, ok = scanString(s, keyAt); !ok {
+			if i, ok = scanString(s, keyAt, &t.high); !ok {
 				return i, false
 			}
 			keyLen := i - 1 - keyAt
@@ -179,7 +186,7 @@ func (t *tree) value(s string, i int, parent int32, keyAt, keyLen int32, depth i
 	case c == '"':
 		t.nodes[idx].typ = fastjson.TypeString
 		at := i + 1
-		if i, ok = scanString(s, at); !ok {
+		if i, ok = scanString(s, at, &t.high); !ok {
 			return i, false
 		}
 		t.nodes[idx].strAt, t.nodes[idx].strLen = int32(at), int32(i-1-at)
@@ -215,8 +222,9 @@ var stringStop = func() (t [256]bool) {
 // after its closing quote; ok is false if it has an escape or a raw control character
 // or is not closed. It tests eight bytes at a time
 // for a stop byte (see hasControl), as most of a resource's bytes are in strings.
-func scanString(s string, i int) (next int, ok bool) {
+func scanString(s string, i int, high *uint64) (next int, ok bool) {
 	const ones, tops = 0x0101010101010101, 0x8080808080808080
+	var acc uint64
 	j := i
 	for ; j+8 <= len(s); j += 8 {
 		x := uint64(s[j]) | uint64(s[j+1])<<8 | uint64(s[j+2])<<16 | uint64(s[j+3])<<24 |
@@ -225,12 +233,16 @@ func scanString(s string, i int) (next int, ok bool) {
 		if ((x-0x20*ones)&^x|(quote-ones)&^quote|(backslash-ones)&^backslash)&tops != 0 {
 			break // a stop byte in these eight; the loop below finds it
 		}
+		acc |= x
 	}
 	for ; j < len(s); j++ {
 		if stringStop[s[j]] {
+			*high |= acc
 			return j + 1, s[j] == '"'
 		}
+		acc |= uint64(s[j])
 	}
+	*high |= acc
 	return len(s), false
 }
 

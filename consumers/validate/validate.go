@@ -122,7 +122,8 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		c = &checker{v: v}
 	}
 	defer c.release()
-	if !c.t.scan(value) {
+	scanned := c.t.scan(value)
+	if !scanned {
 		// Not the common case: fastjson decides, as it always has, what is valid JSON.
 		p := v.pool.Get()
 		defer v.pool.Put(p)
@@ -139,7 +140,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		}
 		c.t.load(root)
 	}
-	if !utf8.Valid(value) {
+	if !(scanned && c.t.ascii()) && !utf8.Valid(value) {
 		c.fail(ClassInvalidJSON, "", "not valid UTF-8")
 		return c.fails
 	}

@@ -41,6 +41,8 @@ func TestRejections(t *testing.T) {
 		{"array", "Observation", "", `[1,2]`, ClassInvalidJSON, ""},
 		{"raw control character", "Observation", "", "{\"resourceType\":\"Observation\",\"id\":\"a\x01\"}", ClassInvalidJSON, ""},
 		{"invalid utf-8", "Observation", "", "{\"resourceType\":\"Observation\",\"id\":\"a\",\"note\":\"\xff\"}", ClassInvalidJSON, ""},
+		{"invalid utf-8 deep in a long string", "Observation", "", "{\"resourceType\":\"Observation\",\"id\":\"a\",\"note\":\"abcdefghijklmnop\xc3\x28qrstuvwxyz\"}", ClassInvalidJSON, ""},
+		{"invalid utf-8 in a member name", "Observation", "", "{\"resourceType\":\"Observation\",\"id\":\"a\",\"n\xe2\x82ote\":\"x\"}", ClassInvalidJSON, ""},
 		{"string", "Observation", "", `"Observation"`, ClassInvalidJSON, ""},
 		{"no resourceType", "Observation", "", `{"id":"a"}`, ClassMissingRequired, "resourceType"},
 		{"resourceType not a name", "Observation", "", `{"resourceType":"observation","id":"a"}`, ClassBadFormat, "resourceType"},
@@ -142,6 +144,12 @@ func TestAcceptedForms(t *testing.T) {
 	for _, dt := range []string{"2024", "2024-05", "2024-05-01", "2024-05-01T09:58:00+14:00", "2016-12-31T23:59:60Z", "2024-05-01T09:58:00.123456789-05:00"} {
 		if fails := v.Validate("Observation", nil, []byte(mutate(t, `"2024-05-01T09:58:00Z"`, `"`+dt+`"`))); len(fails) > 0 {
 			t.Errorf("dateTime %s rejected: %v", dt, fails)
+		}
+	}
+	// Text beyond ASCII, in values and names, short and past the scanner's 8-byte words.
+	for _, text := range []string{"é", "Müller, José — café ☕ naïve résumé", "患者の記録", "🩺"} {
+		if fails := v.Validate("Observation", nil, []byte(mutate(t, `"text":"Heart rate"`, `"text":"`+text+`"`))); len(fails) > 0 {
+			t.Errorf("text %q rejected: %v", text, fails)
 		}
 	}
 	contained := mutate(t, `"Patient/p-1"`, `"#pat"`)
