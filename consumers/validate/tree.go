@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"math/bits"
 	"strings"
 
 	"github.com/valyala/fastjson"
@@ -230,8 +231,12 @@ func scanString(s string, i int, high *uint64) (next int, ok bool) {
 		x := uint64(s[j]) | uint64(s[j+1])<<8 | uint64(s[j+2])<<16 | uint64(s[j+3])<<24 |
 			uint64(s[j+4])<<32 | uint64(s[j+5])<<40 | uint64(s[j+6])<<48 | uint64(s[j+7])<<56
 		quote, backslash := x^('"'*ones), x^('\\'*ones)
-		if ((x-0x20*ones)&^x|(quote-ones)&^quote|(backslash-ones)&^backslash)&tops != 0 {
-			break // a stop byte in these eight; the loop below finds it
+		if m := ((x-0x20*ones)&^x | (quote-ones)&^quote | (backslash-ones)&^backslash) & tops; m != 0 {
+			// A stop byte in these eight. A borrow only carries into higher bytes, so the
+			// lowest flagged byte is the first stop byte.
+			k := bits.TrailingZeros64(m) >> 3
+			*high |= acc | x&(1<<(8*k)-1)
+			return j + k + 1, s[j+k] == '"'
 		}
 		acc |= x
 	}

@@ -17,10 +17,20 @@ func FuzzScanMatchesFastjson(f *testing.F) {
 	f.Add([]byte(`{"a":1,"a":2}`))
 	f.Add([]byte(`{"a":01}`))
 	f.Add([]byte(`{"a":"\u0041"}`))
+	f.Add([]byte("{\"note\":\"abcdefgh\xc3\xa9ijklmnop\",\"k\xe2\x82\xacy\":\"short \xc3\xa9\"}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var fast tree
 		if !fast.scan(data) {
 			return
+		}
+		// What scan accepts is ASCII exactly when it says so (Validate then skips the
+		// UTF-8 pass).
+		ascii := true
+		for _, c := range data {
+			ascii = ascii && c < 0x80
+		}
+		if fast.ascii() != ascii {
+			t.Fatalf("scan says ascii=%v, the bytes say %v: %q", fast.ascii(), ascii, data)
 		}
 		var p fastjson.Parser
 		root, err := p.ParseBytes(data)
