@@ -29,6 +29,10 @@ type partWork struct {
 	tally tally
 }
 
+// endTimeout bounds flushing and ending one batch's transaction: the transaction
+// timeout, after which the broker aborts it, plus time for the abort to be seen.
+const endTimeout = transactionTimeout + 30*time.Second
+
 // batch processes one poll batch in one transaction. It returns why the batch was
 // aborted ("" when it committed), or an error when the session cannot continue.
 func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort string, err error) {
@@ -61,14 +65,21 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 	}
 	processed := time.Since(start)
 
+	// Ending the batch waits on the broker; bound it. Past the transaction timeout the
+	// broker has aborted the transaction anyway, and a wait that outlasts it (a broker
+	// that does not come back, a group that never rejoins) would stall the stage with
+	// no error: it becomes a session failure instead, and the new session fences this
+	// producer and restores state from the changelog.
+	ectx, cancelEnd := context.WithTimeout(work, endTimeout)
+	defer cancelEnd()
 	var committed bool
 	var flushed time.Duration
 	if abort != "" {
-		committed, err = r.sess.End(work, kgo.TryAbort)
+		committed, err = r.sess.End(ectx, kgo.TryAbort)
 	} else {
 		// Flush sends the batch's last records at once instead of after the producer's
 		// linger; the promise then has every produce result.
-		perr := r.sess.Client().Flush(work)
+		perr := r.sess.Client().Flush(ectx)
 		if err := promise.Err(); err != nil {
 			perr = err
 		}
@@ -77,7 +88,7 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 			abort = "produce"
 			r.opts.Logger.Warn("producing failed; batch aborted", "stage", r.def.Name, "err", perr)
 		}
-		committed, err = r.sess.End(work, perr == nil)
+		committed, err = r.sess.End(ectx, perr == nil)
 		if !committed && abort == "" {
 			abort = "rebalance"
 		}
