@@ -32,7 +32,7 @@ func init() {
 		groups       []string
 		deadLetters  bool
 		transactions bool
-		abort        bool
+		resolve      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -52,10 +52,12 @@ It also lists the open transactions on the pipeline's topics and on the stage gr
 offsets partitions, and says which are hanging: open on the partition while the
 transaction coordinator has no transaction that will end them (a lost commit marker).
 A hanging transaction stops the stages reading that partition without an error;
---abort-hanging writes abort markers for them, as kafka-transactions.sh abort does.`,
+--resolve-hanging ends them with a marker written to the partition, as
+kafka-transactions.sh abort does: a commit marker when the coordinator recorded that
+the transaction committed, otherwise an abort marker.`,
 		Example: `  fhirstream status --brokers kafka:9092
   fhirstream status --stage-group validate=site-a-validate --output json
-  fhirstream status --abort-hanging`,
+  fhirstream status --resolve-hanging`,
 		Args: cobra.NoArgs,
 	}
 	kc := kafkaFlags(cmd)
@@ -64,7 +66,7 @@ A hanging transaction stops the stages reading that partition without an error;
 	f.StringSliceVar(&groups, "stage-group", nil, "STAGE=GROUP: the consumer group of a stage run with --group (repeatable)")
 	f.BoolVar(&deadLetters, "dead-letters", true, "count dead letters (reads the whole dead-letter topic)")
 	f.BoolVar(&transactions, "transactions", true, "list open transactions and say which are hanging")
-	f.BoolVar(&abort, "abort-hanging", false, "write abort markers for hanging transactions (needs ClusterAction; the stages redo their last batch)")
+	f.BoolVar(&resolve, "resolve-hanging", false, "end hanging transactions as their coordinator decided, or by abort when unknown (needs ClusterAction)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if output != "table" && output != "json" {
 			return fmt.Errorf("--output %q: want table or json", output)
@@ -74,7 +76,7 @@ A hanging transaction stops the stages reading that partition without an error;
 			return err
 		}
 		rep, err := collectStatus(cmd.Context(), *kc, statusOptions{Groups: overrides, DeadLetters: deadLetters,
-			Transactions: transactions || abort, AbortHanging: abort})
+			Transactions: transactions || resolve, ResolveHanging: resolve})
 		if err != nil {
 			return err
 		}
@@ -145,8 +147,8 @@ type statusOptions struct {
 	Groups map[string]string
 	// DeadLetters counts the dead-letter topic's records.
 	DeadLetters bool
-	// Transactions lists open transactions; AbortHanging aborts the hanging ones.
-	Transactions, AbortHanging bool
+	// Transactions lists open transactions; ResolveHanging ends the hanging ones.
+	Transactions, ResolveHanging bool
 }
 
 // statusReport is what 'fhirstream status' prints.
@@ -157,10 +159,10 @@ type statusReport struct {
 	DeadLetters *deadLetterCounts `json:"dead_letters,omitempty"`
 	// OpenTransactions are the open transactions (when checked, and the check worked;
 	// otherwise TransactionCheckError says why not). AbortedHanging counts the hanging
-	// ones aborted by --abort-hanging.
+	// ones ended by --resolve-hanging.
 	OpenTransactions      []openTxn `json:"open_transactions,omitempty"`
 	TransactionCheckError string    `json:"transaction_check_error,omitempty"`
-	AbortedHanging        int       `json:"aborted_hanging,omitempty"`
+	ResolvedHanging       int       `json:"resolved_hanging,omitempty"`
 }
 
 type stageStatus struct {
@@ -292,9 +294,9 @@ func collectStatus(ctx context.Context, kc kafkaclient.Config, o statusOptions) 
 		switch {
 		case err != nil:
 			rep.TransactionCheckError = err.Error()
-		case o.AbortHanging:
+		case o.ResolveHanging:
 			rep.OpenTransactions = txns
-			if rep.AbortedHanging, err = abortHanging(ctx, adm, txns); err != nil {
+			if rep.ResolvedHanging, err = resolveHanging(ctx, adm, txns); err != nil {
 				return nil, err
 			}
 		default:
@@ -447,7 +449,7 @@ func (r *statusReport) writeTable(w io.Writer) {
 			fmt.Fprintf(w, "\n%s: %s\n", s.Stage, s.Error)
 		}
 	}
-	writeOpenTxns(w, r.OpenTransactions, r.TransactionCheckError, r.AbortedHanging)
+	writeOpenTxns(w, r.OpenTransactions, r.TransactionCheckError, r.ResolvedHanging)
 	if r.DeadLetters != nil {
 		fmt.Fprintln(w)
 		printDLQCounts(w, r.DeadLetters.Topic, r.DeadLetters.counts)

@@ -39,6 +39,10 @@ type openTxn struct {
 	// only a marker written by an operator does (Why says what was seen).
 	Hanging bool   `json:"hanging"`
 	Why     string `json:"why,omitempty"`
+	// Resolution is the marker --resolve-hanging writes for a hanging transaction:
+	// "commit" when the coordinator recorded that this very transaction committed,
+	// otherwise "abort" (what kafka-transactions.sh abort writes).
+	Resolution string `json:"resolution,omitempty"`
 
 	coordinatorEpoch int32
 }
@@ -82,6 +86,18 @@ func txnHasPartition(txn *kadm.DescribedTransaction, topic string, partition int
 	}
 	_, ok = parts[partition]
 	return ok
+}
+
+// resolutionOf is the marker that ends a hanging transaction as its coordinator decided
+// it: commit only when the coordinator's last transaction of this producer is this one
+// and it committed (a transaction ends by bumping the epoch once, so the coordinator's
+// epoch is then the partition's plus one). Otherwise, with the outcome unknown, abort,
+// as Kafka's own tool does: the batch is then read again by its stage.
+func resolutionOf(p kadm.DescribedProducer, txn *kadm.DescribedTransaction) string {
+	if txn != nil && txn.ProducerID == p.ProducerID && txn.State == "CompleteCommit" && txn.ProducerEpoch == p.ProducerEpoch+1 {
+		return "commit"
+	}
+	return "abort"
 }
 
 // groupOffsetsPartition is the __consumer_offsets partition that holds a group's
@@ -170,6 +186,7 @@ func collectOpenTxns(ctx context.Context, adm *kadm.Client, topics []string, gro
 		}
 		o.Hanging, o.Why = judgeOpenTxn(p, txn, now)
 		if o.Hanging {
+			o.Resolution = resolutionOf(p, txn)
 			recheck.Add(p.Topic, p.Partition)
 		}
 		out = append(out, o)
@@ -185,7 +202,7 @@ func collectOpenTxns(ctx context.Context, adm *kadm.Client, topics []string, gro
 				return p.Topic == o.Topic && p.Partition == o.Partition && p.ProducerID == o.ProducerID &&
 					p.CurrentTxnStartOffset == o.StartOffset
 			}) {
-				o.Hanging, o.Why = false, "ended while being checked"
+				o.Hanging, o.Why, o.Resolution = false, "ended while being checked", ""
 			}
 		}
 	}
@@ -221,11 +238,12 @@ func describeOpen(ctx context.Context, adm *kadm.Client, set kadm.TopicsSet) ([]
 	return open, nil
 }
 
-// abortHanging writes an abort marker for each hanging transaction, as
-// kafka-transactions.sh abort does (it needs ClusterAction on the cluster). The aborted
-// records are skipped by read_committed readers, and pending offsets of a consumer group
-// are dropped: the stage processes that batch again from its last committed offsets.
-func abortHanging(ctx context.Context, adm *kadm.Client, txns []openTxn) (int, error) {
+// resolveHanging ends each hanging transaction with the marker its Resolution names,
+// written straight to the partition as kafka-transactions.sh abort does (it needs
+// ClusterAction on the cluster). A commit marker makes the records and pending group
+// offsets of the transaction visible, as the coordinator had decided; an abort marker
+// hides them, and a stage whose pending offsets are dropped processes that batch again.
+func resolveHanging(ctx context.Context, adm *kadm.Client, txns []openTxn) (int, error) {
 	n := 0
 	for _, o := range txns {
 		if !o.Hanging {
@@ -234,15 +252,15 @@ func abortHanging(ctx context.Context, adm *kadm.Client, txns []openTxn) (int, e
 		set := kadm.TopicsSet{}
 		set.Add(o.Topic, o.Partition)
 		resp, err := adm.WriteTxnMarkers(ctx, kadm.TxnMarkers{ProducerID: o.ProducerID, ProducerEpoch: o.ProducerEpoch,
-			Commit: false, CoordinatorEpoch: o.coordinatorEpoch, Topics: set})
+			Commit: o.Resolution == "commit", CoordinatorEpoch: o.coordinatorEpoch, Topics: set})
 		if err != nil {
-			return n, fmt.Errorf("abort transaction of producer %d on %s/%d: %w", o.ProducerID, o.Topic, o.Partition, err)
+			return n, fmt.Errorf("%s transaction of producer %d on %s/%d: %w", o.Resolution, o.ProducerID, o.Topic, o.Partition, err)
 		}
 		for _, m := range resp {
 			for _, t := range m.Topics {
 				for _, p := range t.Partitions {
 					if p.Err != nil {
-						return n, fmt.Errorf("abort transaction of producer %d on %s/%d: %w", o.ProducerID, p.Topic, p.Partition, p.Err)
+						return n, fmt.Errorf("%s transaction of producer %d on %s/%d: %w", o.Resolution, o.ProducerID, p.Topic, p.Partition, p.Err)
 					}
 				}
 			}
@@ -253,7 +271,7 @@ func abortHanging(ctx context.Context, adm *kadm.Client, txns []openTxn) (int, e
 }
 
 // writeOpenTxns prints the open transactions and, for hanging ones, what to do.
-func writeOpenTxns(w io.Writer, txns []openTxn, checkErr string, aborted int) {
+func writeOpenTxns(w io.Writer, txns []openTxn, checkErr string, resolved int) {
 	if checkErr != "" {
 		fmt.Fprintf(w, "\nopen transactions: not checked: %s\n", checkErr)
 		return
@@ -268,7 +286,7 @@ func writeOpenTxns(w io.Writer, txns []openTxn, checkErr string, aborted int) {
 	for _, o := range txns {
 		verdict := "no"
 		if o.Hanging {
-			verdict = "YES: " + o.Why
+			verdict = "YES (resolve by " + o.Resolution + "): " + o.Why
 			hanging++
 		}
 		fmt.Fprintf(tw, "%s/%d\t%d\t%d (epoch %d)\t%s\t%s\t%s\n", o.Topic, o.Partition, o.StartOffset, o.ProducerID, o.ProducerEpoch,
@@ -276,11 +294,11 @@ func writeOpenTxns(w io.Writer, txns []openTxn, checkErr string, aborted int) {
 	}
 	_ = tw.Flush()
 	switch {
-	case aborted > 0:
-		fmt.Fprintf(w, "\naborted %d hanging transaction(s); the stages reading them go on.\n", aborted)
+	case resolved > 0:
+		fmt.Fprintf(w, "\nresolved %d hanging transaction(s); the stages reading them go on.\n", resolved)
 	case hanging > 0:
 		fmt.Fprintf(w, "\n%d hanging transaction(s): the stages reading these partitions wait until a marker ends them.\n"+
-			"Abort them with 'fhirstream status --abort-hanging' (needs ClusterAction; the stage then processes\n"+
-			"its last batch again) or with kafka-transactions.sh abort. See Operations in README.md.\n", hanging)
+			"End them with 'fhirstream status --resolve-hanging' (needs ClusterAction): as the coordinator decided\n"+
+			"when it is known, otherwise by abort (the stage processes that batch again). See Operations in README.md.\n", hanging)
 	}
 }

@@ -60,6 +60,23 @@ func TestJudgeOpenTxn(t *testing.T) {
 			t.Errorf("%s: hanging %v (%s), want %v (%s)", tc.name, hanging, why, tc.hanging, tc.why)
 		}
 	}
+	// The marker that ends a hanging transaction: commit only when the coordinator's
+	// record is of this very transaction committing.
+	for _, tc := range []struct {
+		name string
+		txn  *kadm.DescribedTransaction
+		want string
+	}{
+		{"committed, this transaction", txn("CompleteCommit", 7, 261), "commit"},
+		{"aborted, this transaction", txn("CompleteAbort", 7, 261), "abort"},
+		{"committed, a later transaction", txn("CompleteCommit", 7, 262), "abort"},
+		{"another producer id", txn("CompleteCommit", 8, 261), "abort"},
+		{"no owner", nil, "abort"},
+	} {
+		if got := resolutionOf(open, tc.txn); got != tc.want {
+			t.Errorf("%s: resolution %s, want %s", tc.name, got, tc.want)
+		}
+	}
 }
 
 // TestIntegrationStatusOpenTransactions checks the open-transaction report against a
@@ -95,8 +112,8 @@ func TestIntegrationStatusOpenTransactions(t *testing.T) {
 	if o.CoordinatorState != "Ongoing" {
 		t.Errorf("coordinator state %q, want Ongoing", o.CoordinatorState)
 	}
-	if n, err := abortHanging(ctx, adm, txns); n != 0 || err != nil {
-		t.Errorf("abortHanging on a live transaction: %d aborted, %v; want none", n, err)
+	if n, err := resolveHanging(ctx, adm, txns); n != 0 || err != nil {
+		t.Errorf("resolveHanging on a live transaction: %d resolved, %v; want none", n, err)
 	}
 
 	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
