@@ -161,6 +161,29 @@ func randomRow(tab *Table, rng *rand.Rand) map[string]any {
 	return row
 }
 
+// referenceRows are the rows the encoders are checked on for table tab: full, minimal,
+// 12 edge-value rows and 300 random ones, by label.
+func referenceRows(tab *Table, rng *rand.Rand) map[string]map[string]any {
+	rows := map[string]map[string]any{"full": fullRow(tab), "minimal": minimalRow(tab)}
+	for v := range 12 {
+		rows[fmt.Sprintf("edge%d", v)] = edgeRow(tab, v)
+	}
+	for i := range 300 {
+		rows[fmt.Sprintf("random%d", i)] = randomRow(tab, rng)
+	}
+	return rows
+}
+
+// goavroEncode is the reference encoding of row: goavro's, after the single-object header.
+func goavroEncode(t *testing.T, tc *tableCodec, label string, row map[string]any) []byte {
+	t.Helper()
+	want, err := tc.avro.BinaryFromNative(append([]byte(nil), tc.soeHeader...), goavroNative(t, tc.table, row))
+	if err != nil {
+		t.Fatalf("%s %s: goavro: %v", tc.table.Name, label, err)
+	}
+	return want
+}
+
 // TestEncoderMatchesGoavro checks the hand-written encoder against goavro, the reference
 // implementation: for every table and every kind of row, the bytes must be identical to
 // goavro's encoding of the same row, and goavro must decode them back to that row.
@@ -171,18 +194,8 @@ func TestEncoderMatchesGoavro(t *testing.T) {
 	for _, name := range OMOPTables() {
 		tc := c.tables[name]
 		tab := tc.table
-		rows := map[string]map[string]any{"full": fullRow(tab), "minimal": minimalRow(tab)}
-		for v := range 12 {
-			rows[fmt.Sprintf("edge%d", v)] = edgeRow(tab, v)
-		}
-		for i := range 300 {
-			rows[fmt.Sprintf("random%d", i)] = randomRow(tab, rng)
-		}
-		for label, row := range rows {
-			want, err := tc.avro.BinaryFromNative(append([]byte(nil), tc.soeHeader...), goavroNative(t, tab, row))
-			if err != nil {
-				t.Fatalf("%s %s: goavro: %v", name, label, err)
-			}
+		for label, row := range referenceRows(tab, rng) {
+			want := goavroEncode(t, tc, label, row)
 			got, err := c.Encode(ctx, name, row)
 			if err != nil {
 				t.Fatalf("%s %s: %v", name, label, err)
