@@ -133,7 +133,7 @@ func (t *tree) value(s string, i int, parent int32, keyAt, keyLen int32, depth i
 			i++
 			break
 		}
-		for {
+		for more := true; more; {
 			if i >= len(s) || s[i] != '"' {
 				return i, false
 			}
@@ -148,18 +148,9 @@ func (t *tree) value(s string, i int, parent int32, keyAt, keyLen int32, depth i
 			if i, ok = t.value(s, skipSpace(s, i+1), idx, int32(keyAt), int32(keyLen), depth+1); !ok {
 				return i, false
 			}
-			if i = skipSpace(s, i); i >= len(s) {
+			if i, more, ok = afterElement(s, i, '}'); !ok {
 				return i, false
 			}
-			if s[i] == ',' {
-				i = skipSpace(s, i+1)
-				continue
-			}
-			if s[i] != '}' {
-				return i, false
-			}
-			i++
-			break
 		}
 	case c == '[':
 		t.nodes[idx].typ = fastjson.TypeArray
@@ -167,22 +158,13 @@ func (t *tree) value(s string, i int, parent int32, keyAt, keyLen int32, depth i
 			i++
 			break
 		}
-		for {
+		for more := true; more; {
 			if i, ok = t.value(s, i, idx, 0, 0, depth+1); !ok {
 				return i, false
 			}
-			if i = skipSpace(s, i); i >= len(s) {
+			if i, more, ok = afterElement(s, i, ']'); !ok {
 				return i, false
 			}
-			if s[i] == ',' {
-				i = skipSpace(s, i+1)
-				continue
-			}
-			if s[i] != ']' {
-				return i, false
-			}
-			i++
-			break
 		}
 	case c == '"':
 		t.nodes[idx].typ = fastjson.TypeString
@@ -207,6 +189,22 @@ func (t *tree) value(s string, i int, parent int32, keyAt, keyLen int32, depth i
 	}
 	t.nodes[idx].end = int32(len(t.nodes))
 	return i, true
+}
+
+// afterElement reads what follows a member of an object or an element of an array at
+// s[i:]: a comma, and more is true with i past it and the space after it; or the closing
+// bracket, and i is past it.
+func afterElement(s string, i int, closing byte) (next int, more, ok bool) {
+	if i = skipSpace(s, i); i >= len(s) {
+		return i, false, false
+	}
+	switch s[i] {
+	case ',':
+		return skipSpace(s, i+1), true, true
+	case closing:
+		return i + 1, false, true
+	}
+	return i, false, false
 }
 
 // stringStop marks the bytes that end scan's fast reading of a string: the closing
