@@ -115,18 +115,10 @@ func skipJSONValue(b []byte, i, depth int) int {
 			if i = skipJSONValue(b, skipJSONSpace(b, i+1), depth); i < 0 {
 				return -1
 			}
-			i = skipJSONSpace(b, i)
-			if i >= len(b) {
-				return -1
+			var more bool
+			if i, more = afterJSONElement(b, i, '}'); !more {
+				return i
 			}
-			if b[i] == ',' {
-				i++
-				continue
-			}
-			if b[i] == '}' {
-				return i + 1
-			}
-			return -1
 		}
 	case '[':
 		i = skipJSONSpace(b, i+1)
@@ -137,18 +129,10 @@ func skipJSONValue(b []byte, i, depth int) int {
 			if i = skipJSONValue(b, skipJSONSpace(b, i), depth); i < 0 {
 				return -1
 			}
-			i = skipJSONSpace(b, i)
-			if i >= len(b) {
-				return -1
+			var more bool
+			if i, more = afterJSONElement(b, i, ']'); !more {
+				return i
 			}
-			if b[i] == ',' {
-				i++
-				continue
-			}
-			if b[i] == ']' {
-				return i + 1
-			}
-			return -1
 		}
 	case '"':
 		if i = jsonStringEnd(b, i+1); i < 0 {
@@ -229,4 +213,20 @@ func skipJSONSpace(b []byte, i int) int {
 		}
 	}
 	return i
+}
+
+// afterJSONElement reads what follows a member of an object or an element of an array
+// at b[i:]: a comma (more is true, next is past it), or the closing bracket (next is
+// past it); anything else is an error (next is -1).
+func afterJSONElement(b []byte, i int, closing byte) (next int, more bool) {
+	i = skipJSONSpace(b, i)
+	switch {
+	case i >= len(b):
+		return -1, false
+	case b[i] == ',':
+		return i + 1, true
+	case b[i] == closing:
+		return i + 1, false
+	}
+	return -1, false
 }
