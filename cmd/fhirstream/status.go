@@ -284,10 +284,10 @@ func collectStatus(ctx context.Context, kc kafkaclient.Config, o statusOptions) 
 	}
 
 	if o.Transactions {
-		var topics []string
-		for _, name := range all.Names() {
+		topics := kadm.TopicDetails{}
+		for name, d := range all {
 			if strings.HasPrefix(name, t.Prefix+".") {
-				topics = append(topics, name)
+				topics[name] = d
 			}
 		}
 		txns, err := collectOpenTxns(ctx, adm, topics, groupNames)

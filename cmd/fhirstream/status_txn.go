@@ -115,21 +115,16 @@ func groupOffsetsPartition(group string, partitions int32) int32 {
 	return h % partitions
 }
 
-// collectOpenTxns describes the producers of topics and of the groups' __consumer_offsets
+// collectOpenTxns describes the producers of the partitions of topics (as listed) and of
+// the groups' __consumer_offsets
 // partitions, and judges every open transaction. A transaction judged hanging is
 // described a second time and kept only if it is still open from the same offset: one
 // that was merely finishing between the two looks is not reported.
-func collectOpenTxns(ctx context.Context, adm *kadm.Client, topics []string, groups []string) ([]openTxn, error) {
+func collectOpenTxns(ctx context.Context, adm *kadm.Client, topics kadm.TopicDetails, groups []string) ([]openTxn, error) {
 	set := kadm.TopicsSet{}
-	if len(topics) > 0 {
-		td, err := adm.ListTopics(ctx, topics...)
-		if err != nil {
-			return nil, fmt.Errorf("describe topics: %w", err)
-		}
-		for _, t := range td {
-			for p := range t.Partitions {
-				set.Add(t.Topic, p)
-			}
+	for _, t := range topics {
+		for p := range t.Partitions {
+			set.Add(t.Topic, p)
 		}
 	}
 	if len(groups) > 0 {

@@ -98,7 +98,11 @@ func TestIntegrationStatusOpenTransactions(t *testing.T) {
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 1, Value: []byte(`{}`)}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	txns, err := collectOpenTxns(ctx, adm, []string{topic}, []string{c.Group("validate")})
+	listed, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txns, err := collectOpenTxns(ctx, adm, listed, []string{c.Group("validate")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +125,7 @@ func TestIntegrationStatusOpenTransactions(t *testing.T) {
 	}
 	// The commit returns before the marker is written; the report must then empty.
 	for {
-		txns, err = collectOpenTxns(ctx, adm, []string{topic}, nil)
+		txns, err = collectOpenTxns(ctx, adm, listed, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
