@@ -34,7 +34,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -141,13 +140,7 @@ func BenchmarkStages(b *testing.B) {
 				names = append(names, c.Prefix+"."+layer+"."+rt)
 			}
 		}
-		lo, err := adm.ListEndOffsets(ctx, names...)
-		if err == nil {
-			err = lo.Error()
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
+		lo := testkafka.EndOffsets(b, adm, names...)
 		ends[layer] = lo
 		var total int64
 		lo.Each(func(o kadm.ListedOffset) { total += o.Offset })
@@ -156,13 +149,13 @@ func BenchmarkStages(b *testing.B) {
 	b.Logf("input: %d patients, %d resources per layer", patients, len(recs))
 
 	// stage runs def until its group has committed the input layer to its end.
-	stage := func(def runtime.Definition, input string) func(b *testing.B, group string) measure {
-		return func(b *testing.B, group string) measure {
+	stage := func(def runtime.Definition, input string) func(b *testing.B, group string) testkafka.CommitProgress {
+		return func(b *testing.B, group string) testkafka.CommitProgress {
 			def.Group = group
 			ctx, cancel := context.WithCancel(ctx)
 			done := make(chan error, 1)
 			go func() { done <- runtime.Run(ctx, c.Config(), def, ropts) }()
-			m := waitCommitted(b, adm, group, ends[input], done)
+			m := testkafka.WaitCommitted(b, adm, group, ends[input], done)
 			cancel()
 			if err := <-done; err != nil {
 				b.Fatal(err)
@@ -172,28 +165,28 @@ func BenchmarkStages(b *testing.B) {
 	}
 	type benchCase struct {
 		name string
-		run  func(b *testing.B, group string, round int) measure
+		run  func(b *testing.B, group string, round int) testkafka.CommitProgress
 	}
 	dedupeDef := dedupe.Definition(dtopics)
 	cases := []benchCase{
-		{"bare", func(b *testing.B, group string, _ int) measure {
+		{"bare", func(b *testing.B, group string, _ int) testkafka.CommitProgress {
 			ctx, cancel := context.WithCancel(ctx)
 			done := make(chan error, 1)
 			go func() { done <- bareLoop(ctx, c, topics, group) }()
-			m := waitCommitted(b, adm, group, ends[schemas.LayerRaw], done)
+			m := testkafka.WaitCommitted(b, adm, group, ends[schemas.LayerRaw], done)
 			cancel()
 			if err := <-done; err != nil {
 				b.Fatal(err)
 			}
 			return m
 		}},
-		{"passthrough", func(b *testing.B, group string, _ int) measure {
+		{"passthrough", func(b *testing.B, group string, _ int) testkafka.CommitProgress {
 			return stage(passthrough.Definition(topics, schemas.LayerRaw), schemas.LayerRaw)(b, group)
 		}},
-		{"validate", func(b *testing.B, group string, _ int) measure {
+		{"validate", func(b *testing.B, group string, _ int) testkafka.CommitProgress {
 			return stage(validate.Definition(topics, validate.Options{}), schemas.LayerRaw)(b, group)
 		}},
-		{"dedupe", func(b *testing.B, group string, round int) measure {
+		{"dedupe", func(b *testing.B, group string, round int) testkafka.CommitProgress {
 			def := dedupeDef
 			def.State = fmt.Sprintf("%s-%d", dedupe.StateName, round) // every round starts with no state
 			return stage(def, "dedupe-input")(b, group)
@@ -212,106 +205,28 @@ func BenchmarkStages(b *testing.B) {
 	for round := range rounds * b.N {
 		rate := map[string]float64{}
 		for _, tc := range cases {
-			cpu0 := cpuTime()
+			cpu0 := testkafka.ProcessCPU()
 			m := tc.run(b, c.Group(fmt.Sprintf("%s-%d", tc.name, round)), round)
-			cpu := (cpuTime() - cpu0).Seconds() * 1e6 / float64(m.total)
+			cpu := (testkafka.ProcessCPU() - cpu0).Seconds() * 1e6 / float64(m.Total)
 			cpus[tc.name] = append(cpus[tc.name], cpu)
-			rate[tc.name] = float64(m.records) / m.steady.Seconds()
+			rate[tc.name] = m.Rate()
 			rates[tc.name] = append(rates[tc.name], rate[tc.name])
-			starts = append(starts, m.start.Seconds())
+			starts = append(starts, m.Start.Seconds())
 			b.Logf("round %d %-12s %8.0f records/s (%d records in %v after a start of %v), %.1f CPU-µs/record", round, tc.name, rate[tc.name],
-				m.records, m.steady.Round(time.Millisecond), m.start.Round(time.Millisecond), cpu)
+				m.Records, m.Steady.Round(time.Millisecond), m.Start.Round(time.Millisecond), cpu)
 		}
 		ratios["passthrough/bare"] = append(ratios["passthrough/bare"], rate["passthrough"]/rate["bare"])
 		ratios["validate/passthrough"] = append(ratios["validate/passthrough"], rate["validate"]/rate["passthrough"])
 		ratios["dedupe/passthrough"] = append(ratios["dedupe/passthrough"], rate["dedupe"]/rate["passthrough"])
 	}
 	for _, tc := range cases {
-		b.ReportMetric(median(rates[tc.name]), tc.name+"-rec/s")
-		b.ReportMetric(median(cpus[tc.name]), tc.name+"-cpu-µs/rec")
+		b.ReportMetric(testkafka.Median(rates[tc.name]), tc.name+"-rec/s")
+		b.ReportMetric(testkafka.Median(cpus[tc.name]), tc.name+"-cpu-µs/rec")
 	}
 	for name, rs := range ratios {
-		b.ReportMetric(median(rs), name)
+		b.ReportMetric(testkafka.Median(rs), name)
 	}
-	b.ReportMetric(median(starts), "start-s")
-}
-
-// cpuTime is the CPU time (user and system) this process has used. The broker's is
-// not in it: this is the price of the stage's own process, which load on a shared
-// machine distorts less than records/s.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// measure is one run: records committed after the first commit seen, the time they
-// took, and the time from the start to that first commit.
-type measure struct {
-	total         int64 // every record of the input, committed
-	records       int64
-	steady, start time.Duration
-}
-
-// waitCommitted watches group commit offsets until every partition in ends is committed
-// to its end (an empty partition gets no commit and needs none), or done reports the
-// worker ended first.
-func waitCommitted(b *testing.B, adm *kadm.Client, group string, ends kadm.ListedOffsets, done <-chan error) measure {
-	ctx := context.Background()
-	began := time.Now()
-	deadline := began.Add(5 * time.Minute)
-	var first time.Time
-	var firstCount int64
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-done:
-			b.Fatalf("group %s stopped before catching up: %v", group, err)
-		case <-tick.C:
-		}
-		committed, err := adm.FetchOffsets(ctx, group)
-		if err != nil {
-			continue // the group may not exist yet
-		}
-		finished := true
-		var n int64
-		ends.Each(func(end kadm.ListedOffset) {
-			at := end.Offset
-			if c, ok := committed.Lookup(end.Topic, end.Partition); ok && c.Err == nil && c.At >= 0 {
-				at = c.At
-			} else if end.Offset > 0 {
-				at = 0
-			}
-			n += min(at, end.Offset)
-			if at < end.Offset {
-				finished = false
-			}
-		})
-		now := time.Now()
-		if n > 0 && first.IsZero() {
-			first, firstCount = now, n
-		}
-		if finished {
-			return measure{total: n, records: n - firstCount, steady: now.Sub(first), start: first.Sub(began)}
-		}
-	}
-	b.Fatalf("group %s did not catch up within 5 minutes", group)
-	return measure{}
+	b.ReportMetric(testkafka.Median(starts), "start-s")
 }
 
 // bareLoop is the baseline: the at-least-once consume-produce loop one would write
