@@ -1,6 +1,7 @@
 package runtime_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
+	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
 	"github.com/fhirstream/fhirstream/schemas"
 )
@@ -371,4 +373,76 @@ type spy struct {
 func (s spy) Emit(r stage.Record) {
 	s.seen(r)
 	s.Emitter.Emit(r)
+}
+
+// TestIntegrationRecordOverPartitionFetchSize: a record larger than the consumer's
+// per-partition fetch size (1 MiB, kafkaclient.Config.Opts) but within the record limit
+// still reaches the stage, whole, while other partitions keep every fetch busy: Kafka
+// returns an oversized first batch of a partition rather than none (KIP-74), so the
+// fetch size spreads batches over partitions without stranding large resources.
+func TestIntegrationRecordOverPartitionFetchSize(t *testing.T) {
+	c := testkafka.New(t)
+	topics := schemas.MustTopics(c.Prefix)
+	in, out := topics.Raw("Binary"), c.Prefix+".copied"
+	limit := strconv.Itoa(int(c.Config().MaxRecordBytes))
+	ctx := context.Background()
+	resp, err := c.Admin(t).CreateTopics(ctx, 3, 1, map[string]*string{"max.message.bytes": &limit}, in, out)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kafkaclient.WaitTopicsVisible(ctx, c.Admin(t), []string{in, out}); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = 'a' + byte(i%26)
+	}
+	cl := producer(t, c)
+	promise := kgo.AbortingFirstErrPromise(cl)
+	const small = 3000 // per partition, about 1.5 MiB each: more than one fetch's worth
+	filler := []byte(strings.Repeat("x", 500))
+	for p := range int32(3) {
+		for i := range small {
+			if p == 0 && i == small/2 {
+				cl.Produce(ctx, &kgo.Record{Topic: in, Partition: p, Key: []byte("Binary/big"), Value: big}, promise.Promise())
+			}
+			cl.Produce(ctx, &kgo.Record{Topic: in, Partition: p, Key: []byte(fmt.Sprintf("Binary/%d-%d", p, i)), Value: filler}, promise.Promise())
+		}
+	}
+	if err := promise.Err(); err != nil {
+		t.Fatal(err)
+	}
+	proc := stage.ProcessorFunc(func(_ context.Context, rec *stage.Record, _ stage.Store, em stage.Emitter) error {
+		em.Emit(stage.Record{Topic: out, Key: rec.Key, Value: rec.Value})
+		return nil
+	})
+	def := runtime.Definition{Name: "copy", Group: c.Group("copy"), InputTopics: []string{in}, Topics: topics,
+		ConcurrentPartitions: true, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runtime.Run(rctx, c.Config(), def, runtime.Options{Logger: quiet()}) }()
+	want := 3*small + 1
+	got := waitFor(t, c, want, out)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != want {
+		t.Fatalf("%d records copied, want %d", len(got), want)
+	}
+	found := false
+	for _, r := range got {
+		if string(r.Key) == "Binary/big" {
+			found = true
+			if !bytes.Equal(r.Value, big) {
+				t.Fatalf("the large record arrived with %d bytes, want its %d bytes unchanged", len(r.Value), len(big))
+			}
+		}
+	}
+	if !found {
+		t.Fatal("the large record was not copied")
+	}
 }

@@ -129,8 +129,12 @@ func (c *Config) Opts() ([]kgo.Opt, error) {
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ClientID(c.ClientID),
 		kgo.ProducerBatchMaxBytes(c.MaxRecordBytes),
-		// A consumer must be able to fetch the largest record a producer may write.
-		kgo.FetchMaxPartitionBytes(c.MaxRecordBytes),
+		// 1 MiB from a partition per fetch (Kafka's max.partition.fetch.bytes default), not
+		// MaxRecordBytes: a larger record batch still comes whole (KIP-74), so this only
+		// spreads a fetch, and so a stage's batch, over more partitions, which stages
+		// process in parallel. With 8 MiB a batch of 20,000 records was one or two
+		// partitions, processed by one goroutine.
+		kgo.FetchMaxPartitionBytes(1 << 20),
 		kgo.FetchMaxBytes(fetchMax),
 		// Only a guard against corrupt sizes; generous so that a command raising its own
 		// FetchMaxBytes after these options stays within it.
