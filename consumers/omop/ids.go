@@ -105,9 +105,15 @@ func fnv64a(s string) uint64 {
 
 // collisions remembers which key each id came from, to detect two keys hashing to one id.
 // It keeps a 64-bit FNV fingerprint of the key, not the key, so it holds no resource ids
-// and costs 16 bytes an entry; it stops learning new ids at limit entries but keeps
-// checking the ones it knows. Every row's id is checked, from every partition the stage
-// runs at once, so the table is split into shards by id, each with its own lock.
+// and costs 16 bytes an entry (32 at the table's lowest load); it stops learning new ids
+// at limit entries but keeps checking the ones it knows. Every row's id is checked, from
+// every partition the stage runs at once, so the table is split into shards by id, each
+// with its own lock.
+//
+// A shard is an open-addressing table (linear probing) rather than a Go map: one probe
+// sequence both finds a known id and claims the slot of a new one, where a map needs a
+// lookup and then an insert, each hashing the id and each a likely cache miss in a table
+// of a million entries. The ids are already uniform hashes, so their bits index the table.
 type collisions struct {
 	shards [collisionShards]collisionShard
 	limit  int64
@@ -117,17 +123,20 @@ type collisions struct {
 const collisionShards = 32
 
 type collisionShard struct {
-	mu   sync.Mutex
-	seen map[int64]uint64
-	_    [48]byte // 64 bytes a shard: neighbouring shards' locks are not on one cache line
+	mu    sync.Mutex
+	slots []collisionSlot // a power of two long, at most half full; nil until first used
+	used  int
+	_     [24]byte // 64 bytes a shard: neighbouring shards' locks are not on one cache line
+}
+
+// collisionSlot is one remembered id: tag is the id with the top bit set (ids are
+// non-negative), so that 0 marks an empty slot.
+type collisionSlot struct {
+	tag, fp uint64
 }
 
 func newCollisions(limit int) *collisions {
-	c := &collisions{limit: int64(limit)}
-	for i := range c.shards {
-		c.shards[i].seen = make(map[int64]uint64)
-	}
-	return c
+	return &collisions{limit: int64(limit)}
 }
 
 // check records that key produced id and reports whether a different key produced it before.
@@ -136,16 +145,45 @@ func (c *collisions) check(id int64, key string) bool {
 		return false
 	}
 	fp := fnv64a(key)
+	tag := uint64(id) | 1<<63
 	s := &c.shards[uint64(id)%collisionShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.seen[id]; ok {
-		return old != fp
+	if s.slots == nil {
+		s.slots = make([]collisionSlot, 64)
 	}
-	if c.n.Add(1) <= c.limit {
-		s.seen[id] = fp
-	} else {
+	mask := uint64(len(s.slots) - 1)
+	i := uint64(id) / collisionShards & mask
+	for s.slots[i].tag != 0 {
+		if s.slots[i].tag == tag {
+			return s.slots[i].fp != fp
+		}
+		i = (i + 1) & mask
+	}
+	if c.n.Add(1) > c.limit {
 		c.n.Add(-1)
+		return false
+	}
+	s.slots[i] = collisionSlot{tag: tag, fp: fp}
+	if s.used++; 2*s.used > len(s.slots) {
+		s.grow()
 	}
 	return false
+}
+
+// grow doubles the shard's table, placing every entry anew.
+func (s *collisionShard) grow() {
+	old := s.slots
+	s.slots = make([]collisionSlot, 2*len(old))
+	mask := uint64(len(s.slots) - 1)
+	for _, e := range old {
+		if e.tag == 0 {
+			continue
+		}
+		i := (e.tag &^ (1 << 63)) / collisionShards & mask
+		for s.slots[i].tag != 0 {
+			i = (i + 1) & mask
+		}
+		s.slots[i] = e
+	}
 }
