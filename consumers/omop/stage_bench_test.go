@@ -24,11 +24,11 @@ import (
 	"os"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fastjson"
 
 	"github.com/fhirstream/fhirstream/consumers/omop"
 	"github.com/fhirstream/fhirstream/consumers/passthrough"
@@ -49,7 +49,7 @@ func BenchmarkOMOPStage(b *testing.B) {
 	typeSet := map[string]bool{}
 	err := synth.Generate(ctx, synth.Config{Patients: stageBenchPatients, Seed: 1}, func(rt string, line []byte) error {
 		typeSet[rt] = true
-		recs = append(recs, &kgo.Record{Topic: topics.Unique(rt), Key: schemas.Key(rt, idOf(line)), Value: append([]byte(nil), line...),
+		recs = append(recs, &kgo.Record{Topic: topics.Unique(rt), Key: schemas.Key(rt, fastjson.GetString(line, "id")), Value: append([]byte(nil), line...),
 			Headers: []kgo.RecordHeader{{Key: schemas.HeaderResourceType, Value: []byte(rt)}}})
 		return nil
 	})
@@ -143,15 +143,4 @@ func BenchmarkOMOPStage(b *testing.B) {
 	b.ReportMetric(testkafka.Median(ratios), "omop/passthrough")
 	b.ReportMetric(testkafka.Median(starts), "start-s")
 	b.Logf("omop/passthrough per round: %.2f", ratios)
-}
-
-func idOf(line []byte) string {
-	const k = `"id":"`
-	s := string(line)
-	i := strings.Index(s, k)
-	if i < 0 {
-		return ""
-	}
-	s = s[i+len(k):]
-	return s[:strings.IndexByte(s, '"')]
 }

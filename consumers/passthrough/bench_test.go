@@ -39,6 +39,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fastjson"
 
 	"github.com/fhirstream/fhirstream/consumers/dedupe"
 	"github.com/fhirstream/fhirstream/consumers/passthrough"
@@ -92,7 +93,7 @@ func BenchmarkStages(b *testing.B) {
 	typeSet := map[string]bool{}
 	err := synth.Generate(ctx, synth.Config{Patients: patients, Seed: 1}, func(rt string, line []byte) error {
 		typeSet[rt] = true
-		recs = append(recs, &kgo.Record{Key: schemas.Key(rt, idOf(line)), Value: append([]byte(nil), line...),
+		recs = append(recs, &kgo.Record{Key: schemas.Key(rt, fastjson.GetString(line, "id")), Value: append([]byte(nil), line...),
 			Headers: []kgo.RecordHeader{{Key: schemas.HeaderResourceType, Value: []byte(rt)}}})
 		return nil
 	})
@@ -271,15 +272,4 @@ func bareLoop(ctx context.Context, c *testkafka.Cluster, t schemas.Topics, group
 			return err
 		}
 	}
-}
-
-func idOf(line []byte) string {
-	const k = `"id":"`
-	s := string(line)
-	i := strings.Index(s, k)
-	if i < 0 {
-		return ""
-	}
-	s = s[i+len(k):]
-	return s[:strings.IndexByte(s, '"')]
 }
