@@ -2,6 +2,7 @@ package kafkaclient_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +24,9 @@ func TestIntegrationEnsureTopicsIdempotent(t *testing.T) {
 	specs := kafkaclient.ContractTopics(tp, []string{"Patient", "Observation"}, []string{"person"},
 		kafkaclient.TopicOptions{Partitions: 3, ReplicationFactor: 1})
 
-	first, err := kafkaclient.EnsureTopics(ctx, adm, specs)
+	// A topic listed twice (a fetcher lists a type's raw topic once per file) is
+	// created once.
+	first, err := kafkaclient.EnsureTopics(ctx, adm, append(specs[:len(specs):len(specs)], specs[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,15 +49,20 @@ func TestIntegrationEnsureTopicsIdempotent(t *testing.T) {
 	if n := len(details[tp.Raw("Patient")].Partitions); n != 3 {
 		t.Fatalf("raw topic has %d partitions, want 3: %+v", n, details)
 	}
-	cfgs, err := adm.DescribeTopicConfigs(ctx, tp.State("dedupe"), tp.Raw("Patient"))
+	// Topics of different configs are created in one go, each with its own configs.
+	cfgs, err := adm.DescribeTopicConfigs(ctx, tp.State("dedupe"), tp.Raw("Patient"), tp.DLQ())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{tp.State("dedupe"): "compact", tp.Raw("Patient"): "delete"}
+	want := map[string]map[string]string{
+		tp.State("dedupe"): {"cleanup.policy": "compact"},
+		tp.Raw("Patient"):  {"cleanup.policy": "delete"},
+		tp.DLQ():           {"cleanup.policy": "delete", "retention.ms": "2592000000"},
+	}
 	for _, rc := range cfgs {
 		for _, cfg := range rc.Configs {
-			if cfg.Key == "cleanup.policy" && (cfg.Value == nil || *cfg.Value != want[rc.Name]) {
-				t.Errorf("%s cleanup.policy = %v, want %s", rc.Name, cfg.Value, want[rc.Name])
+			if w, ok := want[rc.Name][cfg.Key]; ok && (cfg.Value == nil || *cfg.Value != w) {
+				t.Errorf("%s %s = %v, want %s", rc.Name, cfg.Key, cfg.Value, w)
 			}
 		}
 	}
@@ -67,5 +75,42 @@ func TestIntegrationEnsureTopicsIdempotent(t *testing.T) {
 	}
 	if len(third.Warnings) != 1 {
 		t.Fatalf("partition mismatch not reported: %+v", third)
+	}
+}
+
+// Processes ensuring the same topics at once all succeed, and each topic is created by
+// exactly one of them: the others find it listed or lose the create race to it
+// (TopicAlreadyExists), and count it as existing.
+func TestIntegrationEnsureTopicsConcurrent(t *testing.T) {
+	c := testkafka.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	specs := kafkaclient.ContractTopics(schemas.MustTopics(c.Prefix), []string{"Patient", "Encounter"}, nil,
+		kafkaclient.TopicOptions{Partitions: 2, ReplicationFactor: 1})
+	const runs = 4
+	results := make([]kafkaclient.EnsureResult, runs)
+	errs := make([]error, runs)
+	var wg sync.WaitGroup
+	for i := range runs {
+		adm := c.Admin(t)
+		wg.Go(func() { results[i], errs[i] = kafkaclient.EnsureTopics(ctx, adm, specs) })
+	}
+	wg.Wait()
+	createdBy := map[string]int{}
+	for i, r := range results {
+		if errs[i] != nil {
+			t.Fatalf("run %d: %v", i, errs[i])
+		}
+		if n := len(r.Created) + len(r.Altered) + len(r.Existing); n != len(specs) {
+			t.Errorf("run %d accounts for %d of %d topics: %+v", i, n, len(specs), r)
+		}
+		for _, name := range r.Created {
+			createdBy[name]++
+		}
+	}
+	for _, s := range specs {
+		if createdBy[s.Name] != 1 {
+			t.Errorf("%s created by %d runs, want 1", s.Name, createdBy[s.Name])
+		}
 	}
 }
