@@ -133,6 +133,7 @@ type fileTemplate struct {
 	rawTopic  string
 	headers   [lineHeaderCount]kgo.RecordHeader // the line number's value left to each line
 	resources prometheus.Counter
+	arena     lineArena
 }
 
 func (rn *runner) fileTemplate(typ string, urlB []byte) *fileTemplate {
@@ -141,12 +142,52 @@ func (rn *runner) fileTemplate(typ string, urlB []byte) *fileTemplate {
 	return ft
 }
 
-// lineRecord is a published line's record with its headers and line number: one
-// allocation instead of four.
+// lineRecord is a published line's record with its headers and line number, so that
+// they take one allocation, not four.
 type lineRecord struct {
 	rec     kgo.Record
 	headers [lineHeaderCount]kgo.RecordHeader
 	lineNo  [20]byte
+}
+
+// lineArena hands out the records and the key and value bytes of a file's published
+// lines from blocks that many lines share. Two allocations per line, at a few hundred
+// thousand lines a second, cost the fetcher about a tenth of its CPU with the garbage
+// collector's work on them. A block stays in memory until the client has dropped the
+// last record in it, which is no later than the commit after it was produced (every
+// commit flushes), so the blocks add little to what the client buffers anyway.
+type lineArena struct {
+	records []lineRecord
+	bytes   []byte
+}
+
+const (
+	arenaRecords = 128
+	arenaBytes   = 256 << 10
+)
+
+// record returns a zeroed lineRecord.
+func (a *lineArena) record() *lineRecord {
+	if len(a.records) == cap(a.records) {
+		a.records = make([]lineRecord, 0, arenaRecords)
+	}
+	a.records = a.records[:len(a.records)+1]
+	return &a.records[len(a.records)-1]
+}
+
+// alloc returns n bytes of capacity n: appending to them reallocates instead of running
+// into the next line's bytes. A line above a quarter of a block gets bytes of its own,
+// so that a block's tail is not wasted on it.
+func (a *lineArena) alloc(n int) []byte {
+	if n > arenaBytes/4 {
+		return make([]byte, n)
+	}
+	if n > cap(a.bytes)-len(a.bytes) {
+		a.bytes = make([]byte, 0, arenaBytes)
+	}
+	start := len(a.bytes)
+	a.bytes = a.bytes[:start+n]
+	return a.bytes[start : start+n : start+n]
 }
 
 // handleLine publishes one line; called inside the gate.
@@ -179,12 +220,13 @@ func (rn *runner) handleLine(ctx context.Context, f *fileRun, ft *fileTemplate, 
 	// The fast path: one scan checks the line and finds its type and id without building
 	// a tree; a line it leaves undecided (bad, or with escapes) takes fastjson's path below.
 	if rt, id, ok := scanResource(line); ok && string(rt) == f.typ && schemas.ValidResourceID(id) {
-		// Value and key share one allocation; the value's capacity is capped so that
-		// nothing appending to it could run into the key.
-		buf := make([]byte, 0, len(line)+len(f.typ)+1+len(id))
+		// Value and key come from the file's arena, in one piece; the value's capacity
+		// is capped so that nothing appending to it could run into the key.
+		buf := ft.arena.alloc(len(line) + len(f.typ) + 1 + len(id))[:0]
 		buf = append(buf, line...)
 		buf = append(append(append(buf, f.typ...), '/'), id...) // schemas.Key's form, without its string(id)
-		lr := &lineRecord{headers: ft.headers}
+		lr := ft.arena.record()
+		lr.headers = ft.headers
 		lr.headers[lineHeaderIndex].Value = strconv.AppendInt(lr.lineNo[:0], lineNo, 10)
 		lr.rec = kgo.Record{Topic: ft.rawTopic, Key: buf[len(line):], Value: buf[:len(line):len(line)], Headers: lr.headers[:]}
 		f.cp.Published++

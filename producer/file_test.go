@@ -66,3 +66,41 @@ func TestReconcileContinuedFiles(t *testing.T) {
 		t.Errorf("mismatches %v", s.Mismatches)
 	}
 }
+
+// The arena's pieces never overlap, and appending to one cannot write into another: a
+// record's value and key must stay the bytes of its own line while the client holds it.
+func TestLineArenaPiecesAreDisjoint(t *testing.T) {
+	var a lineArena
+	var pieces [][]byte
+	for i, n := range []int{1, 937, 0, arenaBytes / 4, arenaBytes/4 + 1, 5000, 3 * arenaBytes, 17} {
+		for range 40 {
+			p := a.alloc(n)
+			if len(p) != n || cap(p) != n {
+				t.Fatalf("alloc(%d): len %d cap %d", n, len(p), cap(p))
+			}
+			for k := range p {
+				p[k] = byte(i + len(pieces))
+			}
+			pieces = append(pieces, p)
+		}
+	}
+	for _, p := range pieces[:len(pieces)-1] {
+		_ = append(p, 0xff) // must reallocate, not write into the next piece
+	}
+	for j, p := range pieces {
+		for k := range p {
+			if p[k] != p[0] {
+				t.Fatalf("piece %d (%d bytes) changed at %d", j, len(p), k)
+			}
+		}
+	}
+	seen := map[*lineRecord]bool{}
+	for range 3*arenaRecords + 1 {
+		r := a.record()
+		if seen[r] || r.rec.Topic != "" || r.headers[0].Key != "" {
+			t.Fatalf("record handed out twice or not zeroed")
+		}
+		r.rec.Topic, r.headers[0].Key = "x", "y"
+		seen[r] = true
+	}
+}

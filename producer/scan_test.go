@@ -56,6 +56,13 @@ var scanSeeds = []string{
 	`{"resourceType":"Patient","id":"a","deep":` + strings.Repeat("[", 298) + strings.Repeat("]", 298) + `}`,
 	`{"resourceType":"Patient","id":"a","deep":` + strings.Repeat("[", 299) + strings.Repeat("]", 299) + `}`,
 	`{"resourceType":"Patient","id":"a","deep":` + strings.Repeat(`{"a":`, 299) + `1` + strings.Repeat("}", 299) + `}`,
+	// Escapes and quotes on either side of the scanner's eight-byte word boundaries.
+	`{"resourceType":"Patient","id":"a","x":"1234567\"89abcdefg"}`,
+	`{"resourceType":"Patient","id":"a","x":"12345678\\"}`,
+	`{"resourceType":"Patient","id":"a","x":"123456\\\"7\\\\"}`,
+	`{"resourceType":"Patient","id":"a","x":"1234567\`,
+	`{"resourceType":"Patient","id":"a","x":"12345678`,
+	`{"resourceType":"Patient","id":"abcdefghijklmnop\"}`,
 	``,
 	`{`,
 	`{"`,
