@@ -183,40 +183,39 @@ func (m *mapper) emit(table *tableInfo, ev *event) {
 	}
 	row := m.newRow(table)
 	t, cols := &m.p.t, &m.p.cols
+	end := ev.end
+	if table == t.drug && !end.valid() {
+		// drug_exposure_end_date is required; OHDSI's convention without a known end or
+		// days supply is the start date.
+		end = ev.start
+	}
+	e := &table.event
+	row.SetLong(e.ID, id)
+	row.SetLong(e.PersonID, ev.person)
+	row.SetInt(e.ConceptID, ev.code.concept)
+	row.SetInt(e.TypeConceptID, ev.typeConcept)
+	setDate(row, e.StartDate, ev.start)
+	setDatetime(row, e.StartDatetime, ev.start)
+	if e.EndDate >= 0 {
+		setDate(row, e.EndDate, end)
+		setDatetime(row, e.EndDatetime, end)
+	}
+	setOptID(row, e.ProviderID, ev.provider)
+	setOptID(row, e.VisitOccurrenceID, ev.visit)
+	setOptString(row, e.SourceValue, src)
+	setSourceConcept(row, e.SourceConceptID, ev.code)
 	switch table {
 	case t.condition:
 		c := &cols.condition
-		row.SetLong(c.ConditionOccurrenceID, id)
-		row.SetLong(c.PersonID, ev.person)
-		row.SetInt(c.ConditionConceptID, ev.code.concept)
-		setDate(row, c.ConditionStartDate, ev.start)
-		setDatetime(row, c.ConditionStartDatetime, ev.start)
-		setDate(row, c.ConditionEndDate, ev.end)
-		setDatetime(row, c.ConditionEndDatetime, ev.end)
-		row.SetInt(c.ConditionTypeConceptID, ev.typeConcept)
 		setOptString(row, c.StopReason, ev.stopReason)
-		setOptID(row, c.ProviderID, ev.provider)
-		setOptID(row, c.VisitOccurrenceID, ev.visit)
-		setOptString(row, c.ConditionSourceValue, src)
-		setSourceConcept(row, c.ConditionSourceConceptID, ev.code)
 		setOptString(row, c.ConditionStatusSourceValue, ev.statusSource)
 	case t.measurement:
 		c := &cols.measurement
-		row.SetLong(c.MeasurementID, id)
-		row.SetLong(c.PersonID, ev.person)
-		row.SetInt(c.MeasurementConceptID, ev.code.concept)
-		setDate(row, c.MeasurementDate, ev.start)
-		setDatetime(row, c.MeasurementDatetime, ev.start)
-		row.SetInt(c.MeasurementTypeConceptID, ev.typeConcept)
 		setOptFloat(row, c.ValueAsNumber, ev.hasNum, ev.num)
 		setConcept(row, c.ValueAsConceptID, ev.value)
 		setConcept(row, c.UnitConceptID, ev.unit)
 		setOptFloat(row, c.RangeLow, ev.hasLow, ev.low)
 		setOptFloat(row, c.RangeHigh, ev.hasHigh, ev.high)
-		setOptID(row, c.ProviderID, ev.provider)
-		setOptID(row, c.VisitOccurrenceID, ev.visit)
-		setOptString(row, c.MeasurementSourceValue, src)
-		setSourceConcept(row, c.MeasurementSourceConceptID, ev.code)
 		setOptString(row, c.UnitSourceValue, ev.unit.source)
 		setSourceConcept(row, c.UnitSourceConceptID, ev.unit)
 		if ev.operator != 0 {
@@ -232,21 +231,11 @@ func (m *mapper) emit(table *tableInfo, ev *event) {
 		}
 	case t.observation:
 		c := &cols.observation
-		row.SetLong(c.ObservationID, id)
-		row.SetLong(c.PersonID, ev.person)
-		row.SetInt(c.ObservationConceptID, ev.code.concept)
-		setDate(row, c.ObservationDate, ev.start)
-		setDatetime(row, c.ObservationDatetime, ev.start)
-		row.SetInt(c.ObservationTypeConceptID, ev.typeConcept)
 		setOptFloat(row, c.ValueAsNumber, ev.hasNum, ev.num)
 		setOptString(row, c.ValueAsString, ev.valueString)
 		setConcept(row, c.ValueAsConceptID, ev.value)
 		setConcept(row, c.QualifierConceptID, ev.qualifier)
 		setConcept(row, c.UnitConceptID, ev.unit)
-		setOptID(row, c.ProviderID, ev.provider)
-		setOptID(row, c.VisitOccurrenceID, ev.visit)
-		setOptString(row, c.ObservationSourceValue, src)
-		setSourceConcept(row, c.ObservationSourceConceptID, ev.code)
 		setOptString(row, c.UnitSourceValue, ev.unit.source)
 		setOptString(row, c.QualifierSourceValue, ev.qualifier.source)
 		setOptString(row, c.ValueSourceValue, ev.value.source)
@@ -255,47 +244,15 @@ func (m *mapper) emit(table *tableInfo, ev *event) {
 			// supplies the answer.
 			row.SetInt(c.ValueAsConceptID, ev.code.valueConcept)
 		}
-	case t.procedure:
-		c := &cols.procedure
-		row.SetLong(c.ProcedureOccurrenceID, id)
-		row.SetLong(c.PersonID, ev.person)
-		row.SetInt(c.ProcedureConceptID, ev.code.concept)
-		setDate(row, c.ProcedureDate, ev.start)
-		setDatetime(row, c.ProcedureDatetime, ev.start)
-		setDate(row, c.ProcedureEndDate, ev.end)
-		setDatetime(row, c.ProcedureEndDatetime, ev.end)
-		row.SetInt(c.ProcedureTypeConceptID, ev.typeConcept)
-		setOptID(row, c.ProviderID, ev.provider)
-		setOptID(row, c.VisitOccurrenceID, ev.visit)
-		setOptString(row, c.ProcedureSourceValue, src)
-		setSourceConcept(row, c.ProcedureSourceConceptID, ev.code)
 	case t.drug:
-		end := ev.end
-		if !end.valid() {
-			// drug_exposure_end_date is required; OHDSI's convention without a known end or
-			// days supply is the start date.
-			end = ev.start
-		}
 		c := &cols.drug
-		row.SetLong(c.DrugExposureID, id)
-		row.SetLong(c.PersonID, ev.person)
-		row.SetInt(c.DrugConceptID, ev.code.concept)
-		setDate(row, c.DrugExposureStartDate, ev.start)
-		setDatetime(row, c.DrugExposureStartDatetime, ev.start)
-		setDate(row, c.DrugExposureEndDate, end)
-		setDatetime(row, c.DrugExposureEndDatetime, end)
 		setDate(row, c.VerbatimEndDate, ev.verbatimEnd)
-		row.SetInt(c.DrugTypeConceptID, ev.typeConcept)
 		setOptString(row, c.StopReason, ev.stopReason)
 		setOptInt32(row, c.Refills, ev.refills)
 		setOptInt32(row, c.DaysSupply, ev.daysSupply)
 		setOptString(row, c.Sig, ev.sig)
 		setConcept(row, c.RouteConceptID, ev.route)
 		setOptString(row, c.LotNumber, ev.lot)
-		setOptID(row, c.ProviderID, ev.provider)
-		setOptID(row, c.VisitOccurrenceID, ev.visit)
-		setOptString(row, c.DrugSourceValue, src)
-		setSourceConcept(row, c.DrugSourceConceptID, ev.code)
 		setOptString(row, c.RouteSourceValue, ev.route.source)
 		setOptString(row, c.DoseUnitSourceValue, ev.unit.source)
 		if ev.quantity != nil {
@@ -303,20 +260,8 @@ func (m *mapper) emit(table *tableInfo, ev *event) {
 		}
 	case t.device:
 		c := &cols.device
-		row.SetLong(c.DeviceExposureID, id)
-		row.SetLong(c.PersonID, ev.person)
-		row.SetInt(c.DeviceConceptID, ev.code.concept)
-		setDate(row, c.DeviceExposureStartDate, ev.start)
-		setDatetime(row, c.DeviceExposureStartDatetime, ev.start)
-		setDate(row, c.DeviceExposureEndDate, ev.end)
-		setDatetime(row, c.DeviceExposureEndDatetime, ev.end)
-		row.SetInt(c.DeviceTypeConceptID, ev.typeConcept)
 		setOptString(row, c.UniqueDeviceID, ev.udi)
 		setOptString(row, c.ProductionID, ev.productionID)
-		setOptID(row, c.ProviderID, ev.provider)
-		setOptID(row, c.VisitOccurrenceID, ev.visit)
-		setOptString(row, c.DeviceSourceValue, src)
-		setSourceConcept(row, c.DeviceSourceConceptID, ev.code)
 	}
 	if ev.hasUnit {
 		m.noteUnmappedUnit(ev.unit, table.name)

@@ -21,6 +21,7 @@ type tableInfo struct {
 	topic      string // Topics.OMOP(name), which concatenates
 	slot       int    // index into mapper.spare
 	env        envelopeCols
+	event      eventCols // event tables only
 	rowsMetric prometheus.Counter
 }
 
@@ -108,121 +109,106 @@ type careSiteCols struct {
 	PlaceOfServiceSourceValue int `col:"place_of_service_source_value"`
 }
 
+// eventCols are the columns the six event tables (condition_occurrence, measurement,
+// observation, procedure_occurrence, drug_exposure, device_exposure) share by role, which
+// emit sets alike for all six. The CDM names them after the table (condition_start_date,
+// measurement_date, drug_exposure_start_date, ...): eventTableNaming says how. EndDate
+// and EndDatetime are -1 in the tables without an end (measurement, observation).
+type eventCols struct {
+	ID, PersonID, ConceptID, TypeConceptID         int
+	StartDate, StartDatetime, EndDate, EndDatetime int
+	ProviderID, VisitOccurrenceID                  int
+	SourceValue, SourceConceptID                   int
+}
+
+// eventNaming is how an event table names its eventCols: <table>_id, person_id,
+// provider_id, visit_occurrence_id; <concept>_concept_id, <concept>_type_concept_id,
+// <concept>_source_value, <concept>_source_concept_id; <start>_date, <start>_datetime,
+// and <end>_date, <end>_datetime when end is not empty.
+type eventNaming struct{ concept, start, end string }
+
+var eventTableNaming = map[string]eventNaming{
+	"condition_occurrence": {"condition", "condition_start", "condition_end"},
+	"measurement":          {"measurement", "measurement", ""},
+	"observation":          {"observation", "observation", ""},
+	"procedure_occurrence": {"procedure", "procedure", "procedure_end"},
+	"drug_exposure":        {"drug", "drug_exposure_start", "drug_exposure_end"},
+	"device_exposure":      {"device", "device_exposure_start", "device_exposure_end"},
+}
+
+// resolveEventColumns finds t's eventCols by n's naming.
+func resolveEventColumns(t *schemas.Table, n eventNaming) (eventCols, error) {
+	c := eventCols{EndDate: -1, EndDatetime: -1}
+	type named struct {
+		dst  *int
+		name string
+	}
+	want := []named{
+		{&c.ID, t.Name + "_id"}, {&c.PersonID, "person_id"},
+		{&c.ConceptID, n.concept + "_concept_id"}, {&c.TypeConceptID, n.concept + "_type_concept_id"},
+		{&c.StartDate, n.start + "_date"}, {&c.StartDatetime, n.start + "_datetime"},
+		{&c.ProviderID, "provider_id"}, {&c.VisitOccurrenceID, "visit_occurrence_id"},
+		{&c.SourceValue, n.concept + "_source_value"}, {&c.SourceConceptID, n.concept + "_source_concept_id"},
+	}
+	if n.end != "" {
+		want = append(want, named{&c.EndDate, n.end + "_date"}, named{&c.EndDatetime, n.end + "_datetime"})
+	}
+	for _, w := range want {
+		pos, ok := t.ColumnIndex(w.name)
+		if !ok {
+			return c, fmt.Errorf("table %s has no column %q", t.Name, w.name)
+		}
+		*w.dst = pos
+	}
+	return c, nil
+}
+
+// The columns of each event table beyond its eventCols.
+
 type conditionCols struct {
-	ConditionOccurrenceID      int `col:"condition_occurrence_id"`
-	PersonID                   int `col:"person_id"`
-	ConditionConceptID         int `col:"condition_concept_id"`
-	ConditionStartDate         int `col:"condition_start_date"`
-	ConditionStartDatetime     int `col:"condition_start_datetime"`
-	ConditionEndDate           int `col:"condition_end_date"`
-	ConditionEndDatetime       int `col:"condition_end_datetime"`
-	ConditionTypeConceptID     int `col:"condition_type_concept_id"`
 	StopReason                 int `col:"stop_reason"`
-	ProviderID                 int `col:"provider_id"`
-	VisitOccurrenceID          int `col:"visit_occurrence_id"`
-	ConditionSourceValue       int `col:"condition_source_value"`
-	ConditionSourceConceptID   int `col:"condition_source_concept_id"`
 	ConditionStatusSourceValue int `col:"condition_status_source_value"`
 }
 
 type measurementCols struct {
-	MeasurementID              int `col:"measurement_id"`
-	PersonID                   int `col:"person_id"`
-	MeasurementConceptID       int `col:"measurement_concept_id"`
-	MeasurementDate            int `col:"measurement_date"`
-	MeasurementDatetime        int `col:"measurement_datetime"`
-	MeasurementTypeConceptID   int `col:"measurement_type_concept_id"`
-	OperatorConceptID          int `col:"operator_concept_id"`
-	ValueAsNumber              int `col:"value_as_number"`
-	ValueAsConceptID           int `col:"value_as_concept_id"`
-	UnitConceptID              int `col:"unit_concept_id"`
-	RangeLow                   int `col:"range_low"`
-	RangeHigh                  int `col:"range_high"`
-	ProviderID                 int `col:"provider_id"`
-	VisitOccurrenceID          int `col:"visit_occurrence_id"`
-	MeasurementSourceValue     int `col:"measurement_source_value"`
-	MeasurementSourceConceptID int `col:"measurement_source_concept_id"`
-	UnitSourceValue            int `col:"unit_source_value"`
-	UnitSourceConceptID        int `col:"unit_source_concept_id"`
-	ValueSourceValue           int `col:"value_source_value"`
+	OperatorConceptID   int `col:"operator_concept_id"`
+	ValueAsNumber       int `col:"value_as_number"`
+	ValueAsConceptID    int `col:"value_as_concept_id"`
+	UnitConceptID       int `col:"unit_concept_id"`
+	RangeLow            int `col:"range_low"`
+	RangeHigh           int `col:"range_high"`
+	UnitSourceValue     int `col:"unit_source_value"`
+	UnitSourceConceptID int `col:"unit_source_concept_id"`
+	ValueSourceValue    int `col:"value_source_value"`
 }
 
 type observationCols struct {
-	ObservationID              int `col:"observation_id"`
-	PersonID                   int `col:"person_id"`
-	ObservationConceptID       int `col:"observation_concept_id"`
-	ObservationDate            int `col:"observation_date"`
-	ObservationDatetime        int `col:"observation_datetime"`
-	ObservationTypeConceptID   int `col:"observation_type_concept_id"`
-	ValueAsNumber              int `col:"value_as_number"`
-	ValueAsString              int `col:"value_as_string"`
-	ValueAsConceptID           int `col:"value_as_concept_id"`
-	QualifierConceptID         int `col:"qualifier_concept_id"`
-	UnitConceptID              int `col:"unit_concept_id"`
-	ProviderID                 int `col:"provider_id"`
-	VisitOccurrenceID          int `col:"visit_occurrence_id"`
-	ObservationSourceValue     int `col:"observation_source_value"`
-	ObservationSourceConceptID int `col:"observation_source_concept_id"`
-	UnitSourceValue            int `col:"unit_source_value"`
-	QualifierSourceValue       int `col:"qualifier_source_value"`
-	ValueSourceValue           int `col:"value_source_value"`
-}
-
-type procedureCols struct {
-	ProcedureOccurrenceID    int `col:"procedure_occurrence_id"`
-	PersonID                 int `col:"person_id"`
-	ProcedureConceptID       int `col:"procedure_concept_id"`
-	ProcedureDate            int `col:"procedure_date"`
-	ProcedureDatetime        int `col:"procedure_datetime"`
-	ProcedureEndDate         int `col:"procedure_end_date"`
-	ProcedureEndDatetime     int `col:"procedure_end_datetime"`
-	ProcedureTypeConceptID   int `col:"procedure_type_concept_id"`
-	ProviderID               int `col:"provider_id"`
-	VisitOccurrenceID        int `col:"visit_occurrence_id"`
-	ProcedureSourceValue     int `col:"procedure_source_value"`
-	ProcedureSourceConceptID int `col:"procedure_source_concept_id"`
+	ValueAsNumber        int `col:"value_as_number"`
+	ValueAsString        int `col:"value_as_string"`
+	ValueAsConceptID     int `col:"value_as_concept_id"`
+	QualifierConceptID   int `col:"qualifier_concept_id"`
+	UnitConceptID        int `col:"unit_concept_id"`
+	UnitSourceValue      int `col:"unit_source_value"`
+	QualifierSourceValue int `col:"qualifier_source_value"`
+	ValueSourceValue     int `col:"value_source_value"`
 }
 
 type drugCols struct {
-	DrugExposureID            int `col:"drug_exposure_id"`
-	PersonID                  int `col:"person_id"`
-	DrugConceptID             int `col:"drug_concept_id"`
-	DrugExposureStartDate     int `col:"drug_exposure_start_date"`
-	DrugExposureStartDatetime int `col:"drug_exposure_start_datetime"`
-	DrugExposureEndDate       int `col:"drug_exposure_end_date"`
-	DrugExposureEndDatetime   int `col:"drug_exposure_end_datetime"`
-	VerbatimEndDate           int `col:"verbatim_end_date"`
-	DrugTypeConceptID         int `col:"drug_type_concept_id"`
-	StopReason                int `col:"stop_reason"`
-	Refills                   int `col:"refills"`
-	Quantity                  int `col:"quantity"`
-	DaysSupply                int `col:"days_supply"`
-	Sig                       int `col:"sig"`
-	RouteConceptID            int `col:"route_concept_id"`
-	LotNumber                 int `col:"lot_number"`
-	ProviderID                int `col:"provider_id"`
-	VisitOccurrenceID         int `col:"visit_occurrence_id"`
-	DrugSourceValue           int `col:"drug_source_value"`
-	DrugSourceConceptID       int `col:"drug_source_concept_id"`
-	RouteSourceValue          int `col:"route_source_value"`
-	DoseUnitSourceValue       int `col:"dose_unit_source_value"`
+	VerbatimEndDate     int `col:"verbatim_end_date"`
+	StopReason          int `col:"stop_reason"`
+	Refills             int `col:"refills"`
+	Quantity            int `col:"quantity"`
+	DaysSupply          int `col:"days_supply"`
+	Sig                 int `col:"sig"`
+	RouteConceptID      int `col:"route_concept_id"`
+	LotNumber           int `col:"lot_number"`
+	RouteSourceValue    int `col:"route_source_value"`
+	DoseUnitSourceValue int `col:"dose_unit_source_value"`
 }
 
 type deviceCols struct {
-	DeviceExposureID            int `col:"device_exposure_id"`
-	PersonID                    int `col:"person_id"`
-	DeviceConceptID             int `col:"device_concept_id"`
-	DeviceExposureStartDate     int `col:"device_exposure_start_date"`
-	DeviceExposureStartDatetime int `col:"device_exposure_start_datetime"`
-	DeviceExposureEndDate       int `col:"device_exposure_end_date"`
-	DeviceExposureEndDatetime   int `col:"device_exposure_end_datetime"`
-	DeviceTypeConceptID         int `col:"device_type_concept_id"`
-	UniqueDeviceID              int `col:"unique_device_id"`
-	ProductionID                int `col:"production_id"`
-	ProviderID                  int `col:"provider_id"`
-	VisitOccurrenceID           int `col:"visit_occurrence_id"`
-	DeviceSourceValue           int `col:"device_source_value"`
-	DeviceSourceConceptID       int `col:"device_source_concept_id"`
+	UniqueDeviceID int `col:"unique_device_id"`
+	ProductionID   int `col:"production_id"`
 }
 
 // columns holds the column positions of every table the mapper writes.
@@ -236,7 +222,6 @@ type columns struct {
 	condition   conditionCols
 	measurement measurementCols
 	observation observationCols
-	procedure   procedureCols
 	drug        drugCols
 	device      deviceCols
 }
@@ -278,7 +263,7 @@ func (p *Processor) bindTables() error {
 		{"condition_occurrence", &p.t.condition, &p.cols.condition},
 		{"measurement", &p.t.measurement, &p.cols.measurement},
 		{"observation", &p.t.observation, &p.cols.observation},
-		{"procedure_occurrence", &p.t.procedure, &p.cols.procedure},
+		{"procedure_occurrence", &p.t.procedure, nil}, // its eventCols are all it has
 		{"drug_exposure", &p.t.drug, &p.cols.drug},
 		{"device_exposure", &p.t.device, &p.cols.device},
 	}
@@ -287,8 +272,16 @@ func (p *Processor) bindTables() error {
 		if !ok {
 			return fmt.Errorf("no OMOP table %s", b.name)
 		}
-		if err := resolveColumns(info.table, b.cols); err != nil {
-			return err
+		if b.cols != nil {
+			if err := resolveColumns(info.table, b.cols); err != nil {
+				return err
+			}
+		}
+		if n, ok := eventTableNaming[b.name]; ok {
+			var err error
+			if info.event, err = resolveEventColumns(info.table, n); err != nil {
+				return err
+			}
 		}
 		*b.info = info
 	}
