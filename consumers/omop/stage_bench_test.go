@@ -15,7 +15,9 @@ package omop_test
 // broker's not included). A round's rate runs from the first commit seen to the last
 // (testkafka.WaitCommitted), so the one-time start does not count. One slow round (a
 // broker pause weighs a lot on a run of one or two seconds) moves a median little, where
-// it moved the sums this benchmark used to report by up to half.
+// it moved the sums this benchmark used to report by up to half. With the broker on this
+// machine, FHIRSTREAM_BENCH_BROKER_PID=<its pid> adds <stage>-broker-cpu-µs/rec, the
+// broker's CPU time per input record during each stage's runs.
 
 import (
 	"context"
@@ -119,14 +121,19 @@ func BenchmarkOMOPStage(b *testing.B) {
 	}
 	rates := map[string][]float64{}
 	cpus := map[string][]float64{}
+	brokerCPUs := map[string][]float64{} // with FHIRSTREAM_BENCH_BROKER_PID
 	var ratios, starts []float64
 	for round := range rounds * b.N {
 		rate := map[string]float64{}
 		for k := range stages {
 			st := stages[(k+round)%len(stages)]
 			cpu0 := testkafka.ProcessCPU()
+			broker0, withBroker := testkafka.BrokerCPU()
 			m := run(b, st.name, st.def(), c.Group(fmt.Sprintf("%s-%d", st.name, round)))
 			cpu := (testkafka.ProcessCPU() - cpu0).Seconds() * 1e6 / float64(m.Total)
+			if broker1, ok := testkafka.BrokerCPU(); withBroker && ok {
+				brokerCPUs[st.name] = append(brokerCPUs[st.name], (broker1-broker0).Seconds()*1e6/float64(m.Total))
+			}
 			rate[st.name] = m.Rate()
 			rates[st.name] = append(rates[st.name], m.Rate())
 			cpus[st.name] = append(cpus[st.name], cpu)
@@ -139,6 +146,9 @@ func BenchmarkOMOPStage(b *testing.B) {
 	for _, st := range stages {
 		b.ReportMetric(testkafka.Median(rates[st.name]), st.name+"-records/s")
 		b.ReportMetric(testkafka.Median(cpus[st.name]), st.name+"-cpu-µs/rec")
+		if len(brokerCPUs[st.name]) > 0 {
+			b.ReportMetric(testkafka.Median(brokerCPUs[st.name]), st.name+"-broker-cpu-µs/rec")
+		}
 	}
 	b.ReportMetric(testkafka.Median(ratios), "omop/passthrough")
 	b.ReportMetric(testkafka.Median(starts), "start-s")

@@ -2,11 +2,14 @@ package testkafka
 
 import (
 	"context"
+	"os"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
@@ -96,6 +99,33 @@ func ProcessCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// EnvBrokerPID names the environment variable giving the process id of a broker on this
+// machine, whose CPU time stage benchmarks then report per record beside their own.
+const EnvBrokerPID = "FHIRSTREAM_BENCH_BROKER_PID"
+
+// BrokerCPU is the CPU time the broker process named by FHIRSTREAM_BENCH_BROKER_PID has
+// used so far, and false without one. On a machine whose cores the broker shares, a
+// stage's rate depends on what it costs the broker as much as on its own CPU.
+func BrokerCPU() (time.Duration, bool) {
+	pid, err := strconv.Atoi(os.Getenv(EnvBrokerPID))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	p, err := procfs.NewDefaultFS()
+	if err != nil {
+		return 0, false
+	}
+	proc, err := p.Proc(pid)
+	if err != nil {
+		return 0, false
+	}
+	st, err := proc.Stat()
+	if err != nil {
+		return 0, false
+	}
+	return time.Duration(st.CPUTime() * float64(time.Second)), true
 }
 
 // Median is the median of xs (0 for none), for benchmarks that report the middle of
