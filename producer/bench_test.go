@@ -31,13 +31,7 @@ func benchPatients(b *testing.B) int {
 	if testkafka.Real() {
 		n = 1000
 	}
-	if v := os.Getenv("FHIRSTREAM_BENCH_PATIENTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
-			b.Fatalf("FHIRSTREAM_BENCH_PATIENTS=%q: want a positive number", v)
-		}
-	}
-	return n
+	return testkafka.PositiveEnv(b, "FHIRSTREAM_BENCH_PATIENTS", n)
 }
 
 // BenchmarkFetchVsBare measures, in the same run against the same broker, the fetcher

@@ -25,7 +25,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
-	"strconv"
 	"testing"
 	"time"
 
@@ -81,14 +80,7 @@ func BenchmarkOMOPStage(b *testing.B) {
 		inputs = append(inputs, topics.Unique(rt))
 	}
 	ends := testkafka.EndOffsets(b, adm, inputs...)
-	rounds := 5
-	if v := os.Getenv("FHIRSTREAM_BENCH_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			b.Fatalf("FHIRSTREAM_BENCH_ROUNDS=%q: want a positive number", v)
-		}
-		rounds = n
-	}
+	rounds := testkafka.PositiveEnv(b, "FHIRSTREAM_BENCH_ROUNDS", 5)
 
 	// run labels the stage's goroutines (franz-go's included: they inherit it) with its
 	// name, so that a -cpuprofile tells the two apart: pprof -tagfocus stage=omop.

@@ -53,36 +53,16 @@ import (
 const defaultBenchPatients = 300
 
 func BenchmarkStages(b *testing.B) {
-	patients := defaultBenchPatients
-	if v := os.Getenv("FHIRSTREAM_BENCH_PATIENTS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			b.Fatalf("FHIRSTREAM_BENCH_PATIENTS=%q: want a positive number", v)
-		}
-		patients = n
-	}
+	patients := testkafka.PositiveEnv(b, "FHIRSTREAM_BENCH_PATIENTS", defaultBenchPatients)
 	level := slog.LevelWarn
 	if v := os.Getenv("FHIRSTREAM_BENCH_LOG"); v != "" {
 		if err := level.UnmarshalText([]byte(v)); err != nil {
 			b.Fatalf("FHIRSTREAM_BENCH_LOG=%q: %v", v, err)
 		}
 	}
-	rounds := 3
-	if v := os.Getenv("FHIRSTREAM_BENCH_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			b.Fatalf("FHIRSTREAM_BENCH_ROUNDS=%q: want a positive number", v)
-		}
-		rounds = n
-	}
+	rounds := testkafka.PositiveEnv(b, "FHIRSTREAM_BENCH_ROUNDS", 3)
 	var ropts runtime.Options
-	if v := os.Getenv("FHIRSTREAM_BENCH_MAX_POLL"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			b.Fatalf("FHIRSTREAM_BENCH_MAX_POLL=%q: want a positive number", v)
-		}
-		ropts.MaxPollRecords = n
-	}
+	ropts.MaxPollRecords = testkafka.PositiveEnv(b, "FHIRSTREAM_BENCH_MAX_POLL", 0) // 0: the runtime's default
 	ropts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	c := testkafka.New(b)

@@ -128,6 +128,21 @@ func BrokerCPU() (time.Duration, bool) {
 	return time.Duration(st.CPUTime() * float64(time.Second)), true
 }
 
+// PositiveEnv is the positive integer in environment variable name, or def when it is
+// unset; any other value fails tb. Benchmarks take their sizes and round counts this way.
+func PositiveEnv(tb testing.TB, name string, def int) int {
+	tb.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
 // Median is the median of xs (0 for none), for benchmarks that report the middle of
 // several rounds rather than a sum a single slow round would dominate.
 func Median(xs []float64) float64 {
