@@ -438,21 +438,7 @@ func TestIDs(t *testing.T) {
 	if ComponentID("Observation/x", 0) != ID("Observation/x") || ComponentID("Observation/x", 2) != ID("Observation/x#2") {
 		t.Error("ComponentID")
 	}
-	c := newCollisions(2)
-	if c.check(1, "a") {
-		t.Error("first sight of id 1 reported as a collision")
-	}
-	if c.check(1, "a") {
-		t.Error("the same key again reported as a collision")
-	}
-	if !c.check(1, "b") {
-		t.Error("collision of id 1 between keys a and b not detected")
-	}
-	c.check(2, "c")
-	c.check(3, "d") // over the limit: not remembered
-	if c.check(3, "e") {
-		t.Error("an id past the limit was remembered")
-	}
+	// Collision detection: TestCollisionsDetectsADifferentKeyForAKnownID.
 }
 
 // TestConcurrentProcess runs one Processor from several goroutines, as the runtime does
