@@ -132,10 +132,11 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 			c.fail(ClassInvalidJSON, "", "%s", jsonError(value))
 			return c.fails
 		}
-		// fastjson is lenient about raw control characters in strings and does not check
-		// UTF-8; FHIR JSON must be strict JSON in UTF-8, or consumers downstream choke.
-		if at := rawControlInString(value); at >= 0 {
-			c.fail(ClassInvalidJSON, "", "not valid JSON: raw control character in a string at byte %d", at)
+		// fastjson is lenient about raw control characters and escapes in strings and
+		// does not check UTF-8; FHIR JSON must be strict JSON in UTF-8, or consumers
+		// downstream choke.
+		if at, fault := stringFault(value); at >= 0 {
+			c.fail(ClassInvalidJSON, "", "not valid JSON: %s in a string at byte %d", fault, at)
 			return c.fails
 		}
 		c.t.load(root)
@@ -216,26 +217,48 @@ func (c *checker) release() {
 // not during Validate, nor does a tree's copy of unescaped text until the next resource.
 func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-// rawControlInString returns the offset of the first unescaped control character
-// (below 0x20) inside a JSON string of a parsed document, or -1.
-func rawControlInString(b []byte) int {
-	if !hasControl(b) {
-		return -1 // the common case (compact JSON), found eight bytes at a time
+// stringFault finds what fastjson lets through inside the strings of a document it
+// parsed and RFC 8259 forbids: a raw control character (below 0x20), or an escape
+// other than \" \\ \/ \b \f \n \r \t and \u followed by four hex digits. It returns
+// the offset of the first such byte and what it is, or -1.
+func stringFault(b []byte) (at int, fault string) {
+	if !hasControl(b) && bytes.IndexByte(b, '\\') < 0 {
+		return -1, "" // the common case, found eight bytes at a time
 	}
-	in, esc := false, false
-	for i, c := range b {
-		switch {
-		case esc:
-			esc = false
+	in := false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
 		case in && c == '\\':
-			esc = true
+			if i+1 >= len(b) {
+				return i, "an unfinished escape"
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i++
+			case 'u':
+				if i+6 > len(b) || !isHex4(b[i+2:i+6]) {
+					return i, "a \\u escape without four hex digits"
+				}
+				i += 5
+			default:
+				return i, "an invalid escape"
+			}
 		case c == '"':
 			in = !in
 		case in && c < 0x20:
-			return i
+			return i, "a raw control character"
 		}
 	}
-	return -1
+	return -1, ""
+}
+
+func isHex4(h []byte) bool {
+	for _, c := range h {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // hasControl reports whether b has a byte below 0x20, testing eight bytes at a time:

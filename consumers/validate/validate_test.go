@@ -40,6 +40,9 @@ func TestRejections(t *testing.T) {
 		{"empty", "Observation", "", ``, ClassInvalidJSON, ""},
 		{"array", "Observation", "", `[1,2]`, ClassInvalidJSON, ""},
 		{"raw control character", "Observation", "", "{\"resourceType\":\"Observation\",\"id\":\"a\x01\"}", ClassInvalidJSON, ""},
+		{"invalid escape", "Observation", "", `{"resourceType":"Observation","id":"a","note":"x\0y"}`, ClassInvalidJSON, ""},
+		{"short unicode escape", "Observation", "", `{"resourceType":"Observation","id":"a","note":"x\u12"}`, ClassInvalidJSON, ""},
+		{"unicode escape with a non-hex digit", "Observation", "", `{"resourceType":"Observation","id":"a","note":"\u00g1"}`, ClassInvalidJSON, ""},
 		{"invalid utf-8", "Observation", "", "{\"resourceType\":\"Observation\",\"id\":\"a\",\"note\":\"\xff\"}", ClassInvalidJSON, ""},
 		{"invalid utf-8 deep in a long string", "Observation", "", "{\"resourceType\":\"Observation\",\"id\":\"a\",\"note\":\"abcdefghijklmnop\xc3\x28qrstuvwxyz\"}", ClassInvalidJSON, ""},
 		{"invalid utf-8 in a member name", "Observation", "", "{\"resourceType\":\"Observation\",\"id\":\"a\",\"n\xe2\x82ote\":\"x\"}", ClassInvalidJSON, ""},
@@ -150,6 +153,12 @@ func TestAcceptedForms(t *testing.T) {
 	for _, text := range []string{"é", "Müller, José — café ☕ naïve résumé", "患者の記録", "🩺"} {
 		if fails := v.Validate("Observation", nil, []byte(mutate(t, `"text":"Heart rate"`, `"text":"`+text+`"`))); len(fails) > 0 {
 			t.Errorf("text %q rejected: %v", text, fails)
+		}
+	}
+	// Every escape RFC 8259 allows, which the fast scanner leaves to fastjson.
+	for _, text := range []string{`a\"b`, `a\\b`, `a\/b`, `\b\f\n\r\t`, `\u00e9\u00C9`, `\ud83e\ude7a`} {
+		if fails := v.Validate("Observation", nil, []byte(mutate(t, `"text":"Heart rate"`, `"text":"`+text+`"`))); len(fails) > 0 {
+			t.Errorf("escaped text %s rejected: %v", text, fails)
 		}
 	}
 	contained := mutate(t, `"Patient/p-1"`, `"#pat"`)
