@@ -36,18 +36,3 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
-
-// FuzzHasControl: the eight-bytes-at-a-time test agrees with a byte loop.
-func FuzzHasControl(f *testing.F) {
-	f.Add([]byte("abcdefgh\x1fijkl"))
-	f.Add([]byte("\xff\xfe\x80 !\"#"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		want := false
-		for _, c := range b {
-			want = want || c < 0x20
-		}
-		if got := hasControl(b); got != want {
-			t.Fatalf("hasControl(%q) = %v, want %v", b, got, want)
-		}
-	})
-}

@@ -14,24 +14,24 @@
 //   - per type, from the table Rules: required elements, primitive formats, choice
 //     elements ([x]) and required code bindings.
 //
-// The resource is read once into a flat tree (tree.go): by a strict scanner in the
-// common case, by fastjson otherwise. The generic checks are one loop over that tree
+// The resource is read once into a flat tree (internal/jsontree): by a strict scanner in
+// the common case, by fastjson otherwise. The generic checks are one loop over that tree
 // (they look at keys, not at every value's meaning), the rules visit only the elements
 // they name, and an element's path is rendered only when it fails.
 package validate
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/fhirstream/fhirstream/internal/jsontree"
 
 	"github.com/fhirstream/fhirstream/schemas"
 )
@@ -78,7 +78,6 @@ type Validator struct {
 	relax map[string]bool
 	max   int
 	rules map[string][]compiled
-	pool  fastjson.ParserPool // for what the fast scanner leaves to fastjson
 	// checkers are reused: a checker's tree and lists would otherwise be allocated for
 	// every resource.
 	checkers sync.Pool
@@ -122,76 +121,65 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		c = &checker{v: v}
 	}
 	defer c.release()
-	scanned := c.t.scan(value)
-	if !scanned {
-		// Not the common case: fastjson decides, as it always has, what is valid JSON.
-		p := v.pool.Get()
-		defer v.pool.Put(p)
-		root, err := p.ParseBytes(value)
-		if err != nil {
-			c.fail(ClassInvalidJSON, "", "%s", jsonError(value))
-			return c.fails
+	if err := c.t.Parse(value); err != nil {
+		msg := err.Error()
+		if se, ok := err.(*jsontree.SyntaxError); ok && se.Offset < 0 {
+			msg = jsonError(value) // fastjson's messages give no position; encoding/json's do
 		}
-		// fastjson is lenient about raw control characters and escapes in strings and
-		// does not check UTF-8; FHIR JSON must be strict JSON in UTF-8, or consumers
-		// downstream choke.
-		if at, fault := stringFault(value); at >= 0 {
-			c.fail(ClassInvalidJSON, "", "not valid JSON: %s in a string at byte %d", fault, at)
-			return c.fails
-		}
-		c.t.load(root)
+		c.fail(ClassInvalidJSON, "", "%s", msg)
+		return c.fails
 	}
-	if !(scanned && c.t.ascii()) && !utf8.Valid(value) {
+	if !c.t.ASCII() && !utf8.Valid(value) {
 		c.fail(ClassInvalidJSON, "", "not valid UTF-8")
 		return c.fails
 	}
 	t := &c.t
-	if t.nodes[0].typ != fastjson.TypeObject {
-		c.fail(ClassInvalidJSON, "", "a resource must be a JSON object, got %s", t.nodes[0].typ)
+	if t.Nodes[0].Type != fastjson.TypeObject {
+		c.fail(ClassInvalidJSON, "", "a resource must be a JSON object, got %s", t.Nodes[0].Type)
 		return c.fails
 	}
-	rtv := t.child(0, "resourceType")
+	rtv := t.Child(0, "resourceType")
 	if rtv < 0 {
 		c.fail(ClassMissingRequired, "resourceType", "resourceType is required")
 		return c.fails
 	}
-	if t.nodes[rtv].typ != fastjson.TypeString || !schemas.ValidResourceType(t.str(rtv)) {
+	if t.Nodes[rtv].Type != fastjson.TypeString || !schemas.ValidResourceType(t.Str(rtv)) {
 		c.fail(ClassBadFormat, "resourceType", "resourceType must be a FHIR resource type name")
 		return c.fails
 	}
 	rt := wantType
-	if rtb := t.str(rtv); rtb != wantType {
+	if rtb := t.Str(rtv); rtb != wantType {
 		rt = strings.Clone(rtb) // only when it differs from the topic's type: a failure follows
 	}
 	c.rt = rt
 	if wantType != "" && rt != wantType {
 		c.fail(ClassTypeMismatch, "resourceType", "resourceType %s does not match the topic's type %s", rt, wantType)
 	}
-	idv := t.child(0, "id")
+	idv := t.Child(0, "id")
 	var id string
 	switch {
 	case idv < 0:
 		c.fail(ClassMissingRequired, rt+".id", "id is required")
-	case t.nodes[idv].typ != fastjson.TypeString || !schemas.ValidResourceID(t.str(idv)):
+	case t.Nodes[idv].Type != fastjson.TypeString || !schemas.ValidResourceID(t.Str(idv)):
 		c.fail(ClassBadFormat, rt+".id", "id must be 1-64 of A-Z a-z 0-9 - .")
 	default:
-		id = t.str(idv)
+		id = t.Str(idv)
 	}
 	if key != nil && len(id) > 0 && !keyIs(key, rt, id) {
 		c.fail(ClassKeyMismatch, rt+".id", "record key is not %s/<id>", rt)
 	}
-	if meta := t.child(0, "meta"); meta >= 0 {
-		if lu := t.child(meta, "lastUpdated"); lu >= 0 {
+	if meta := t.Child(0, "meta"); meta >= 0 {
+		if lu := t.Child(meta, "lastUpdated"); lu >= 0 {
 			c.primitive(lu, Instant, nil)
 		}
-		if vid := t.child(meta, "versionId"); vid >= 0 && (t.nodes[vid].typ != fastjson.TypeString || !schemas.ValidResourceID(t.str(vid))) {
+		if vid := t.Child(meta, "versionId"); vid >= 0 && (t.Nodes[vid].Type != fastjson.TypeString || !schemas.ValidResourceID(t.Str(vid))) {
 			c.fail(ClassBadFormat, rt+".meta.versionId", "versionId must be a FHIR id")
 		}
 	}
-	if cont := t.child(0, "contained"); cont >= 0 && t.nodes[cont].typ == fastjson.TypeArray {
-		for j := cont + 1; j < t.nodes[cont].end; j = t.nodes[j].end {
-			if cid := t.child(j, "id"); cid >= 0 && t.nodes[cid].typ == fastjson.TypeString && t.str(cid) != "" {
-				c.contained = append(c.contained, t.str(cid))
+	if cont := t.Child(0, "contained"); cont >= 0 && t.Nodes[cont].Type == fastjson.TypeArray {
+		for j := cont + 1; j < t.Nodes[cont].End; j = t.Nodes[j].End {
+			if cid := t.Child(j, "id"); cid >= 0 && t.Nodes[cid].Type == fastjson.TypeString && t.Str(cid) != "" {
+				c.contained = append(c.contained, t.Str(cid))
 			}
 		}
 	}
@@ -207,77 +195,9 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 // the views of this resource's bytes are dropped.
 func (c *checker) release() {
 	clear(c.contained)
-	c.fails, c.rt, c.contained, c.t.src = nil, "", c.contained[:0], ""
+	c.t.Release()
+	c.fails, c.rt, c.contained = nil, "", c.contained[:0]
 	c.v.checkers.Put(c)
-}
-
-// view is the bytes b as a string without a copy, for checks that only read it during
-// the call (the checks below run on every element: a copy each would be most of
-// their cost). b must not change while the string is in use: the resource's bytes do
-// not during Validate, nor does a tree's copy of unescaped text until the next resource.
-func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
-// stringFault finds what fastjson lets through inside the strings of a document it
-// parsed and RFC 8259 forbids: a raw control character (below 0x20), or an escape
-// other than \" \\ \/ \b \f \n \r \t and \u followed by four hex digits. It returns
-// the offset of the first such byte and what it is, or -1.
-func stringFault(b []byte) (at int, fault string) {
-	if !hasControl(b) && bytes.IndexByte(b, '\\') < 0 {
-		return -1, "" // the common case, found eight bytes at a time
-	}
-	in := false
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; {
-		case in && c == '\\':
-			if i+1 >= len(b) {
-				return i, "an unfinished escape"
-			}
-			switch b[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i++
-			case 'u':
-				if i+6 > len(b) || !isHex4(b[i+2:i+6]) {
-					return i, "a \\u escape without four hex digits"
-				}
-				i += 5
-			default:
-				return i, "an invalid escape"
-			}
-		case c == '"':
-			in = !in
-		case in && c < 0x20:
-			return i, "a raw control character"
-		}
-	}
-	return -1, ""
-}
-
-func isHex4(h []byte) bool {
-	for _, c := range h {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
-}
-
-// hasControl reports whether b has a byte below 0x20, testing eight bytes at a time:
-// (x - 0x20 in every byte) &^ x has a byte's top bit set exactly where that byte is
-// below 0x20 (for bytes below 0x80; larger ones have the top bit of x set).
-func hasControl(b []byte) bool {
-	const ones, tops = 0x0101010101010101, 0x8080808080808080
-	for len(b) >= 8 {
-		if x := binary.LittleEndian.Uint64(b); (x-0x20*ones)&^x&tops != 0 {
-			return true
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c < 0x20 {
-			return true
-		}
-	}
-	return false
 }
 
 func keyIs(key []byte, rt, id string) bool {
@@ -310,7 +230,7 @@ func asSyntax(err error, se **json.SyntaxError) bool {
 // checker collects the failures of one resource.
 type checker struct {
 	v         *Validator
-	t         tree
+	t         jsontree.Tree
 	rt        string
 	fails     []Failure
 	contained []string // ids of the contained resources (few: a list beats a map)
@@ -335,19 +255,19 @@ func (c *checker) fail(class, path, format string, args ...any) {
 // in the tree, such as a missing one): Observation.code.coding[0].system.
 func (c *checker) nodePath(i int32, suffix string) string {
 	c.path = c.path[:0]
-	for ; i > 0; i = c.t.nodes[i].parent {
+	for ; i > 0; i = c.t.Nodes[i].Parent {
 		c.path = append(c.path, i)
 	}
 	var b strings.Builder
 	b.WriteString(c.rt)
 	for k := len(c.path) - 1; k >= 0; k-- {
 		n := c.path[k]
-		if c.t.nodes[c.t.nodes[n].parent].typ == fastjson.TypeArray {
-			b.WriteString("[" + strconv.Itoa(c.t.index(n)) + "]")
+		if c.t.Nodes[c.t.Nodes[n].Parent].Type == fastjson.TypeArray {
+			b.WriteString("[" + strconv.Itoa(c.t.Index(n)) + "]")
 			continue
 		}
 		b.WriteByte('.')
-		b.WriteString(c.t.key(n))
+		b.WriteString(c.t.Key(n))
 	}
 	b.WriteString(suffix)
 	return b.String()
@@ -364,32 +284,32 @@ func (c *checker) failAt(i int32, suffix, class, format string, args ...any) {
 // generic runs the checks that apply to every type, on every element in document order.
 func (c *checker) generic() {
 	t := &c.t
-	nodes := t.nodes
+	nodes := t.Nodes
 	for i := int32(1); i < int32(len(nodes)); i++ {
 		if c.full() {
 			return
 		}
 		n := &nodes[i]
 		// FHIR allows null only inside arrays, to align primitive extensions.
-		inArray := nodes[n.parent].typ == fastjson.TypeArray
+		inArray := nodes[n.Parent].Type == fastjson.TypeArray
 		if !inArray {
 			switch {
-			case n.typ == fastjson.TypeString && t.key(i) == "reference":
-				c.reference(i, t.str(i))
-			case n.typ == fastjson.TypeArray && t.key(i) == "coding":
-				for j := i + 1; j < n.end; j = nodes[j].end {
+			case n.Type == fastjson.TypeString && t.Key(i) == "reference":
+				c.reference(i, t.Str(i))
+			case n.Type == fastjson.TypeArray && t.Key(i) == "coding":
+				for j := i + 1; j < n.End; j = nodes[j].End {
 					c.coding(j)
 				}
-			case n.typ == fastjson.TypeString && strings.HasSuffix(t.key(i), "DateTime"):
-				if msg := checkDateTime(t.str(i)); msg != "" {
+			case n.Type == fastjson.TypeString && strings.HasSuffix(t.Key(i), "DateTime"):
+				if msg := checkDateTime(t.Str(i)); msg != "" {
 					c.failAt(i, "", ClassBadFormat, "%s", msg)
 				}
 			}
 		}
 		switch {
-		case n.typ == fastjson.TypeNull && !inArray:
+		case n.Type == fastjson.TypeNull && !inArray:
 			c.failAt(i, "", ClassBadFormat, "null is not allowed")
-		case n.typ == fastjson.TypeString && n.strLen == 0:
+		case n.Type == fastjson.TypeString && n.StrLen == 0:
 			c.failAt(i, "", ClassBadFormat, "empty strings are not allowed")
 		}
 	}
@@ -407,21 +327,21 @@ func (c *checker) reference(i int32, ref string) {
 
 func (c *checker) coding(cd int32) {
 	t := &c.t
-	if t.nodes[cd].typ != fastjson.TypeObject {
+	if t.Nodes[cd].Type != fastjson.TypeObject {
 		c.failAt(cd, "", ClassBadFormat, "a Coding must be an object")
 		return
 	}
-	sys, code := t.child(cd, "system"), t.child(cd, "code")
+	sys, code := t.Child(cd, "system"), t.Child(cd, "code")
 	switch {
 	case sys < 0:
 		c.failAt(cd, ".system", ClassBadCoding, "a Coding must carry a system")
-	case t.nodes[sys].typ != fastjson.TypeString || checkURI(t.str(sys)) != "":
+	case t.Nodes[sys].Type != fastjson.TypeString || checkURI(t.Str(sys)) != "":
 		c.failAt(sys, "", ClassBadFormat, "system must be a uri")
 	}
 	switch {
 	case code < 0:
 		c.failAt(cd, ".code", ClassBadCoding, "a Coding must carry a code")
-	case t.nodes[code].typ != fastjson.TypeString || checkCode(t.str(code)) != "":
+	case t.Nodes[code].Type != fastjson.TypeString || checkCode(t.Str(code)) != "":
 		c.failAt(code, "", ClassBadFormat, "code must be a FHIR code")
 	}
 }
@@ -433,9 +353,9 @@ func (c *checker) rule(i int32, r *compiled, depth int) {
 		return
 	}
 	t := &c.t
-	switch t.nodes[i].typ {
+	switch t.Nodes[i].Type {
 	case fastjson.TypeArray:
-		for j := i + 1; j < t.nodes[i].end; j = t.nodes[j].end {
+		for j := i + 1; j < t.Nodes[i].End; j = t.Nodes[j].End {
 			c.rule(j, r, depth)
 		}
 		return
@@ -445,7 +365,7 @@ func (c *checker) rule(i int32, r *compiled, depth int) {
 		return
 	}
 	if depth < len(r.segs) {
-		if child := t.child(i, r.segs[depth]); child >= 0 {
+		if child := t.Child(i, r.segs[depth]); child >= 0 {
 			c.rule(child, r, depth+1)
 		}
 		return
@@ -454,7 +374,7 @@ func (c *checker) rule(i int32, r *compiled, depth int) {
 		c.choice(i, r)
 		return
 	}
-	leaf := t.child(i, r.leaf)
+	leaf := t.Child(i, r.leaf)
 	switch {
 	case leaf >= 0:
 		c.value(leaf, r.Kind, r.Values)
@@ -466,8 +386,8 @@ func (c *checker) rule(i int32, r *compiled, depth int) {
 func (c *checker) choice(o int32, r *compiled) {
 	t := &c.t
 	found := 0
-	for j := o + 1; j < t.nodes[o].end; j = t.nodes[j].end {
-		suffix, ok := strings.CutPrefix(t.key(j), r.leaf)
+	for j := o + 1; j < t.Nodes[o].End; j = t.Nodes[j].End {
+		suffix, ok := strings.CutPrefix(t.Key(j), r.leaf)
 		if !ok || len(suffix) == 0 || suffix[0] < 'A' || suffix[0] > 'Z' {
 			continue
 		}
@@ -488,9 +408,9 @@ func (c *checker) choice(o int32, r *compiled) {
 // value checks element i (each item, if it is a repeating element) against kind.
 func (c *checker) value(i int32, kind Kind, values []string) {
 	t := &c.t
-	typ := t.nodes[i].typ
+	typ := t.Nodes[i].Type
 	if typ == fastjson.TypeArray {
-		for j := i + 1; j < t.nodes[i].end; j = t.nodes[j].end {
+		for j := i + 1; j < t.Nodes[i].End; j = t.Nodes[j].End {
 			c.value(j, kind, values)
 		}
 		return
@@ -504,10 +424,10 @@ func (c *checker) value(i int32, kind Kind, values []string) {
 			c.failAt(i, "", ClassBadFormat, "want a Coding object")
 			return
 		}
-		if t.child(i, "system") < 0 {
+		if t.Child(i, "system") < 0 {
 			c.failAt(i, ".system", ClassBadCoding, "a Coding must carry a system")
 		}
-		if t.child(i, "code") < 0 {
+		if t.Child(i, "code") < 0 {
 			c.failAt(i, ".code", ClassBadCoding, "a Coding must carry a code")
 		}
 	case CodeableConcept, Reference:
@@ -520,7 +440,7 @@ func (c *checker) value(i int32, kind Kind, values []string) {
 			return
 		}
 		for _, k := range [...]string{"start", "end"} {
-			if e := t.child(i, k); e >= 0 {
+			if e := t.Child(i, k); e >= 0 {
 				c.primitive(e, DateTime, nil)
 			}
 		}
@@ -529,17 +449,17 @@ func (c *checker) value(i int32, kind Kind, values []string) {
 			c.failAt(i, "", ClassBadFormat, "want a Quantity object")
 			return
 		}
-		if e := t.child(i, "value"); e >= 0 {
+		if e := t.Child(i, "value"); e >= 0 {
 			c.primitive(e, Decimal, nil)
 		}
-		if e := t.child(i, "system"); e >= 0 {
+		if e := t.Child(i, "system"); e >= 0 {
 			c.primitive(e, URI, nil)
 		}
 	}
 }
 
 func (c *checker) primitive(i int32, kind Kind, values []string) {
-	typ := c.t.nodes[i].typ
+	typ := c.t.Nodes[i].Type
 	switch kind {
 	case Boolean:
 		if typ != fastjson.TypeTrue && typ != fastjson.TypeFalse {
@@ -556,7 +476,7 @@ func (c *checker) primitive(i int32, kind Kind, values []string) {
 		c.failAt(i, "", ClassBadFormat, "want a %s (a JSON string)", kind)
 		return
 	}
-	s := c.t.str(i)
+	s := c.t.Str(i)
 	var msg string
 	switch kind {
 	case Code:
