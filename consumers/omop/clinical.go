@@ -3,9 +3,8 @@ package omop
 import (
 	"strings"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/internal/jsontree"
 	"github.com/fhirstream/fhirstream/internal/vocab"
 )
 
@@ -85,7 +84,7 @@ func (m *mapper) skipStatus(didNotHappen func(status string) bool) bool {
 // eventAt starts the event of a clinical resource: its person and dates (d), the
 // encounter it belongs to, the practitioner referenced by provider (nil for none) and
 // its type concept.
-func (m *mapper) eventAt(d subjectDates, provider *fastjson.Value, typeConcept int32) event {
+func (m *mapper) eventAt(d subjectDates, provider *jsontree.Value, typeConcept int32) event {
 	return event{person: d.person, start: d.start, end: d.end,
 		visit: m.ref(m.res.Get("encounter"), "Encounter"), provider: m.providerRef(provider), typeConcept: typeConcept}
 }
@@ -151,9 +150,9 @@ func (m *mapper) procedure() error {
 // observationCategoryTable is the default table of an Observation by its category, used
 // when no vocabulary decides by domain.
 func (m *mapper) observationCategoryTable() *tableInfo {
-	for _, cat := range m.res.GetArray("category") {
-		for _, c := range cat.GetArray("coding") {
-			switch string(c.GetStringBytes("code")) {
+	for _, cat := range m.res.Elems("category") {
+		for _, c := range cat.Elems("coding") {
+			switch c.String("code") {
 			case "laboratory", "vital-signs":
 				return m.p.t.measurement
 			case "social-history", "survey", "exam", "therapy", "activity":
@@ -177,11 +176,10 @@ func (m *mapper) observation() error {
 	}
 	def := m.observationCategoryTable()
 	base := m.eventAt(d, first(m.res, "performer"), vocab.TypeEHR)
-	components := m.res.GetArray("component")
 	hasValue := hasValueX(m.res)
 	// A panel (blood pressure 85354-9) carries its values in components; the panel code
 	// itself is then not a row. Without components the observation is one row, value or not.
-	if hasValue || len(components) == 0 {
+	if hasValue || m.res.Len("component") == 0 {
 		ev := base
 		ev.code = m.codeable(m.res.Get("code"))
 		if err := m.value(&ev, m.res, -1); err != nil {
@@ -190,7 +188,7 @@ func (m *mapper) observation() error {
 		m.referenceRange(&ev, m.res)
 		m.emit(m.route(ev.code, def), &ev)
 	}
-	for i, c := range components {
+	for i, c := range m.res.Elems("component") {
 		ev := base
 		ev.component = i + 1
 		ev.code = m.codeable(c.Get("code"))
@@ -203,23 +201,18 @@ func (m *mapper) observation() error {
 	return nil
 }
 
-func hasValueX(v *fastjson.Value) bool {
-	o := v.GetObject()
-	if o == nil {
-		return false
-	}
-	found := false
-	o.Visit(func(k []byte, _ *fastjson.Value) {
-		if len(k) > 5 && string(k[:5]) == "value" {
-			found = true
+func hasValueX(v *jsontree.Value) bool {
+	for k := range v.Members() {
+		if len(k) > 5 && k[:5] == "value" {
+			return true
 		}
-	})
-	return found
+	}
+	return false
 }
 
 // value fills the value columns from value[x] of v: the Observation when component is
 // -1, else its component of that index (which names the element in a rejection).
-func (m *mapper) value(ev *event, v *fastjson.Value, component int) error {
+func (m *mapper) value(ev *event, v *jsontree.Value, component int) error {
 	switch {
 	case v.Exists("valueQuantity"):
 		q := v.Get("valueQuantity")
@@ -243,7 +236,7 @@ func (m *mapper) value(ev *event, v *fastjson.Value, component int) error {
 		ev.valueString = str(v, "valueString")
 	case v.Exists("valueBoolean"):
 		ev.valueString = "false"
-		if v.GetBool("valueBoolean") {
+		if v.Bool("valueBoolean") {
 			ev.valueString = "true"
 		}
 	case v.Exists("valueInteger"):
@@ -258,7 +251,7 @@ func (m *mapper) value(ev *event, v *fastjson.Value, component int) error {
 
 // unit resolves a Quantity's unit: the UCUM code when the system is UCUM, else the unit
 // text as source value only.
-func (m *mapper) unit(ev *event, q *fastjson.Value) {
+func (m *mapper) unit(ev *event, q *jsontree.Value) {
 	code, system := str(q, "code"), str(q, "system")
 	if code == "" {
 		code = str(q, "unit")
@@ -278,7 +271,7 @@ func (m *mapper) unit(ev *event, q *fastjson.Value) {
 	}
 }
 
-func (m *mapper) referenceRange(ev *event, v *fastjson.Value) {
+func (m *mapper) referenceRange(ev *event, v *jsontree.Value) {
 	rr := first(v, "referenceRange")
 	if rr == nil {
 		return
@@ -389,7 +382,7 @@ func (m *mapper) medication() error {
 }
 
 // durationDays converts a Duration to whole days.
-func durationDays(d *fastjson.Value) (int32, bool) {
+func durationDays(d *jsontree.Value) (int32, bool) {
 	if d == nil {
 		return 0, false
 	}
@@ -430,7 +423,7 @@ func (m *mapper) immunization() error {
 	ev.code = m.codeable(m.res.Get("vaccineCode"))
 	ev.lot = str(m.res, "lotNumber")
 	ev.route = m.codeable(m.res.Get("route"))
-	if v := m.res.Get("primarySource"); v != nil && v.Type() == fastjson.TypeFalse {
+	if v := m.res.Get("primarySource"); v != nil && v.Type() == jsontree.TypeFalse {
 		ev.typeConcept = vocab.TypePatientReported
 	}
 	if q, ok := num(m.res, "doseQuantity", "value"); ok {

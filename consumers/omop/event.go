@@ -4,9 +4,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/internal/jsontree"
 	"github.com/fhirstream/fhirstream/internal/vocab"
 )
 
@@ -52,12 +51,12 @@ func (p *Processor) lookup(system, code string) (vocab.Match, string, bool) {
 // codeable resolves a CodeableConcept: the first coding with a standard concept wins;
 // failing that, the first coding with a code is kept as the source value. Text alone is
 // kept as the source value with concept 0.
-func (m *mapper) codeable(cc *fastjson.Value) coded {
+func (m *mapper) codeable(cc *jsontree.Value) coded {
 	if cc == nil {
 		return coded{}
 	}
 	var fallback coded
-	for _, c := range cc.GetArray("coding") {
+	for _, c := range cc.Elems("coding") {
 		code := str(c, "code")
 		if code == "" {
 			continue
@@ -280,7 +279,7 @@ func (m *mapper) noteUnmappedUnit(u coded, table string) {
 // ref resolves the reference at v.reference to the OMOP id of a resource of type want.
 // An absent reference gives 0; a reference to another type gives 0 too (a Group subject,
 // a PractitionerRole performer), since no OMOP row of the wanted kind exists for it.
-func (m *mapper) ref(v *fastjson.Value, want string) int64 {
+func (m *mapper) ref(v *jsontree.Value, want string) int64 {
 	if v == nil {
 		return 0
 	}
@@ -322,7 +321,7 @@ func (m *mapper) person(element string) (int64, error) {
 
 // providerRef resolves a reference that may name a Practitioner (a provider) or
 // something else (an Organization, a PractitionerRole, a Patient), giving 0 for the rest.
-func (m *mapper) providerRef(v *fastjson.Value) int64 { return m.ref(v, "Practitioner") }
+func (m *mapper) providerRef(v *jsontree.Value) int64 { return m.ref(v, "Practitioner") }
 
 // time parses the date at keys, rejecting a malformed one with its element path.
 func (m *mapper) time(path string, keys ...string) (fhirTime, error) {
@@ -350,7 +349,7 @@ func (m *mapper) firstTime(paths ...[]string) (fhirTime, error) {
 }
 
 // statusCode is the first coding's code of a status CodeableConcept.
-func statusCode(v *fastjson.Value, element string) string {
+func statusCode(v *jsontree.Value, element string) string {
 	c := first(v, element, "coding")
 	if c == nil {
 		return ""

@@ -3,30 +3,25 @@ package omop
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"time"
-	"unsafe"
 
-	"github.com/valyala/fastjson"
+	"github.com/fhirstream/fhirstream/internal/jsontree"
 )
 
 // str returns the string at keys ("" when absent or not a string). It is not a copy but
-// a view of the parser's buffer, valid until the mapper that parsed it is released
-// (Processor.release, after its rows are encoded): copying every string the mapper reads
-// was a twelfth of its time. A string that outlives the record (metric labels, tally
-// keys, rejection paths) must be copied or be a constant; see internType and lookup.
-func str(v *fastjson.Value, keys ...string) string {
-	b := v.GetStringBytes(keys...)
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
-}
+// a view of the record's value (or of the mapper's tree, for a value with escapes),
+// valid until the mapper that parsed it is released (Processor.release, after its rows
+// are encoded): copying every string the mapper reads was a twelfth of its time. A
+// string that outlives the record (metric labels, tally keys, rejection paths) must be
+// copied or be a constant; see internType and lookup.
+func str(v *jsontree.Value, keys ...string) string { return v.String(keys...) }
 
 // internType returns the resource type named by b as a constant for the types this
 // stage knows (and the other common ones), else as a copy: the type outlives the
 // record, as a metric label and in tallies and rejections.
-func internType(b []byte) string {
-	switch string(b) {
+func internType(s string) string {
+	switch s {
 	case "Patient":
 		return "Patient"
 	case "Encounter":
@@ -60,25 +55,15 @@ func internType(b []byte) string {
 	case "DiagnosticReport":
 		return "DiagnosticReport"
 	}
-	return string(b)
+	return strings.Clone(s)
 }
 
 // first returns the first element of the array at keys, or nil.
-func first(v *fastjson.Value, keys ...string) *fastjson.Value {
-	a := v.GetArray(keys...)
-	if len(a) == 0 {
-		return nil
-	}
-	return a[0]
-}
+func first(v *jsontree.Value, keys ...string) *jsontree.Value { return v.Elem(0, keys...) }
 
 // num returns the number at keys. FHIR decimals are JSON numbers; a string is not one.
-func num(v *fastjson.Value, keys ...string) (float64, bool) {
-	x := v.Get(keys...)
-	if x == nil || x.Type() != fastjson.TypeNumber {
-		return 0, false
-	}
-	f, err := x.Float64()
+func num(v *jsontree.Value, keys ...string) (float64, bool) {
+	f, err := v.Float64(keys...)
 	return f, err == nil
 }
 
@@ -127,10 +112,10 @@ func parseFHIRTime(s string) (fhirTime, error) {
 }
 
 // timeAt parses the date at keys; an absent value gives the zero fhirTime and no error.
-func timeAt(v *fastjson.Value, keys ...string) (fhirTime, error) {
-	b := v.GetStringBytes(keys...)
-	if b == nil {
+func timeAt(v *jsontree.Value, keys ...string) (fhirTime, error) {
+	s, ok := v.LookupString(keys...)
+	if !ok {
 		return fhirTime{}, nil
 	}
-	return parseFHIRTime(string(b))
+	return parseFHIRTime(s)
 }

@@ -254,6 +254,12 @@ func goldens() []golden {
 		{name: "resource type not mapped", key: "Claim/x", json: `{"resourceType":"Claim","id":"x"}`},
 		{name: "key does not match the resource", key: "Patient/other", json: `{"resourceType":"Patient","id":"p1","birthDate":"1970"}`,
 			reject: "key-mismatch", path: "Patient.id"},
+		{name: "key of the same length, another id", key: "Patient/p2", json: `{"resourceType":"Patient","id":"p1","birthDate":"1970"}`,
+			reject: "key-mismatch", path: "Patient.id"},
+		{name: "key without the slash", key: "Patient:p1", json: `{"resourceType":"Patient","id":"p1","birthDate":"1970"}`,
+			reject: "key-mismatch", path: "Patient.id"},
+		{name: "key of another type", key: "Patients/1", json: `{"resourceType":"Patient","id":"s/1","birthDate":"1970"}`,
+			reject: "key-mismatch", path: "Patient.id"},
 		{name: "not JSON", key: "Patient/p1", json: `{"resourceType":`, reject: "invalid-json"},
 	}
 }

@@ -9,9 +9,8 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/internal/jsontree"
 	"github.com/fhirstream/fhirstream/internal/vocab"
 	"github.com/fhirstream/fhirstream/schemas"
 )
@@ -51,7 +50,6 @@ type Processor struct {
 	cols        columns               // their column positions
 	collisions  *collisions
 	tally       *tally
-	parsers     fastjson.ParserPool
 	mappers     sync.Pool // *mapper, reset by release, with their slices and spare rows kept
 }
 
@@ -108,7 +106,7 @@ func New(cfg Config) (*Processor, error) {
 		return nil, fmt.Errorf("omop: %w", err)
 	}
 	nTables := len(p.tables)
-	p.mappers.New = func() any { return &mapper{p: p, spare: make([][]*schemas.Row, nTables)} }
+	p.mappers.New = func() any { return &mapper{p: p, tree: new(jsontree.Tree), spare: make([][]*schemas.Row, nTables)} }
 	limit := cfg.CollisionLimit
 	if limit == 0 {
 		limit = 1 << 20
@@ -123,9 +121,11 @@ func (p *Processor) Summary() Summary { return p.tally.summary() }
 // mapper is the per-record working set: the parsed resource, the record's envelope and
 // the rows built so far.
 type mapper struct {
-	p       *Processor
-	parser  *fastjson.Parser // nil until mapRecord; res and every str() are in its buffer
-	res     *fastjson.Value
+	p *Processor
+	// tree holds the parsed resource until release: res and every str() are views of
+	// the record's value or of the tree.
+	tree    *jsontree.Tree
+	res     *jsontree.Value
 	rtype   string
 	key     string
 	version string    // "" for none
@@ -164,10 +164,8 @@ func (p *Processor) release(m *mapper) {
 		m.spare[r.table.slot] = append(m.spare[r.table.slot], r.row)
 		m.rows[i] = outRow{}
 	}
-	if m.parser != nil {
-		p.parsers.Put(m.parser)
-	}
-	*m = mapper{p: p, rows: m.rows[:0], spare: m.spare, scratch: m.scratch, counts: counts{
+	m.tree.Release()
+	*m = mapper{p: p, tree: m.tree, rows: m.rows[:0], spare: m.spare, scratch: m.scratch, counts: counts{
 		rows:      m.counts.rows[:0],
 		unmapped:  m.counts.unmapped[:0],
 		truncated: m.counts.truncated[:0],
@@ -238,22 +236,27 @@ func outHeaders(in []stage.Header, contentType []byte) []stage.Header {
 }
 
 func (m *mapper) mapRecord(in *stage.Record) error {
-	// The parser stays with the mapper until release: the strings the mapper reads are
-	// views of its buffer (see str).
-	m.parser = m.p.parsers.Get()
-	res, err := m.parser.ParseBytes(in.Value)
-	if err != nil {
+	// The tree stays with the mapper until release: the strings the mapper reads are
+	// views of the record's value or of the tree (see str).
+	if err := m.tree.Parse(in.Value); err != nil {
 		return stage.Reject("invalid-json", "", "record value is not JSON: %v", err)
 	}
+	res := m.tree.Root()
 	m.res = res
-	m.rtype = internType(res.GetStringBytes("resourceType"))
+	m.rtype = internType(res.String("resourceType"))
 	id := str(res, "id")
 	if m.rtype == "" || id == "" {
 		return stage.Reject("missing-required", "resourceType", "resource has no resourceType or id")
 	}
-	m.key = m.rtype + "/" + id
-	if in.Key != nil && string(in.Key) != m.key {
+	switch {
+	case in.Key == nil:
+		m.key = m.rtype + "/" + id
+	case len(in.Key) != len(m.rtype)+1+len(id) || string(in.Key[:len(m.rtype)]) != m.rtype ||
+		in.Key[len(m.rtype)] != '/' || string(in.Key[len(m.rtype)+1:]) != id:
 		return stage.Reject("key-mismatch", m.rtype+".id", "record key does not match the resource's type and id")
+	default:
+		// The key is <Type>/<id>: a view of it, like str's, saves a string per record.
+		m.key = unsafe.String(unsafe.SliceData(in.Key), len(in.Key))
 	}
 	m.version = str(res, "meta", "versionId")
 	if lu := str(res, "meta", "lastUpdated"); lu != "" {

@@ -3,9 +3,8 @@ package omop
 import (
 	"strings"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/internal/jsontree"
 	"github.com/fhirstream/fhirstream/internal/vocab"
 	"github.com/fhirstream/fhirstream/schemas"
 )
@@ -47,7 +46,7 @@ func (m *mapper) patient() error {
 		// time is not.
 		row.SetTimestamp(c.BirthDatetime, birth.t)
 	}
-	for _, ext := range m.res.GetArray("extension") {
+	for _, ext := range m.res.Elems("extension") {
 		switch str(ext, "url") {
 		case extRace:
 			if code := ombCategory(ext); code != "" {
@@ -81,7 +80,7 @@ func (m *mapper) patient() error {
 		setDatetime(death, d.DeathDatetime, deceased)
 		death.SetInt(d.DeathTypeConceptID, vocab.TypeEHR)
 		m.add(m.p.t.death, 0, death)
-	case m.res.GetBool("deceasedBoolean"):
+	case m.res.Bool("deceasedBoolean"):
 		// death_date is required and a boolean gives none: the death is known but cannot
 		// be a death row. Counted, not dropped silently.
 		m.skip("deceased-without-date")
@@ -90,8 +89,8 @@ func (m *mapper) patient() error {
 }
 
 // ombCategory returns the first ombCategory code of a US Core race/ethnicity extension.
-func ombCategory(ext *fastjson.Value) string {
-	for _, sub := range ext.GetArray("extension") {
+func ombCategory(ext *jsontree.Value) string {
+	for _, sub := range ext.Elems("extension") {
 		if str(sub, "url") == "ombCategory" {
 			return str(sub, "valueCoding", "code")
 		}
@@ -101,33 +100,28 @@ func ombCategory(ext *fastjson.Value) string {
 
 // homeAddress picks the person's current home address: use=home without an ended
 // period, else the first address.
-func homeAddress(res *fastjson.Value) *fastjson.Value {
-	addrs := res.GetArray("address")
-	for _, a := range addrs {
+func homeAddress(res *jsontree.Value) *jsontree.Value {
+	for _, a := range res.Elems("address") {
 		if use := str(a, "use"); (use == "home" || use == "") && !a.Exists("period", "end") {
 			return a
 		}
 	}
-	if len(addrs) > 0 {
-		return addrs[0]
-	}
-	return nil
+	return first(res, "address")
 }
 
 // zipSeparators are dropped from postal codes.
 var zipSeparators = strings.NewReplacer("-", "", " ", "")
 
 // addressRow builds a location row from a FHIR Address.
-func (m *mapper) addressRow(a *fastjson.Value, id int64) *schemas.Row {
+func (m *mapper) addressRow(a *jsontree.Value, id int64) *schemas.Row {
 	c := &m.p.cols.location
 	row := m.newRow(m.p.t.location)
 	row.SetLong(c.LocationID, id)
-	lines := a.GetArray("line")
-	if len(lines) > 0 {
-		setOptString(row, c.Address1, string(lines[0].GetStringBytes()))
+	if l := first(a, "line"); l != nil {
+		setOptString(row, c.Address1, l.String())
 	}
-	if len(lines) > 1 {
-		setOptString(row, c.Address2, string(lines[1].GetStringBytes()))
+	if l := a.Elem(1, "line"); l != nil {
+		setOptString(row, c.Address2, l.String())
 	}
 	setOptString(row, c.City, str(a, "city"))
 	setOptString(row, c.State, stateCode(str(a, "state")))
@@ -159,7 +153,7 @@ func (m *mapper) encounter() error {
 		m.counts.unmapped = append(m.counts.unmapped, [2]string{"ActCode", "visit_occurrence"})
 	}
 	var provider int64
-	for _, p := range m.res.GetArray("participant") {
+	for _, p := range m.res.Elems("participant") {
 		if provider = m.providerRef(p.Get("individual")); provider != 0 {
 			break
 		}
@@ -195,7 +189,7 @@ func (m *mapper) encounter() error {
 // its NPI when it has one (the identifier other systems reference it by, and stable
 // across exports), else "<Type>/<id>". See docs/omop-mapping.md, "Ids".
 func (m *mapper) npiKey() (key, npi string) {
-	for _, ident := range m.res.GetArray("identifier") {
+	for _, ident := range m.res.Elems("identifier") {
 		if str(ident, "system") == NPISystem {
 			if v := str(ident, "value"); v != "" {
 				return identifierKey(m.rtype, NPISystem, v), v
@@ -228,7 +222,7 @@ func (m *mapper) practitioner() error {
 	return nil
 }
 
-func humanName(n *fastjson.Value) string {
+func humanName(n *jsontree.Value) string {
 	if n == nil {
 		return ""
 	}
@@ -236,8 +230,8 @@ func humanName(n *fastjson.Value) string {
 		return t
 	}
 	var parts []string
-	for _, g := range n.GetArray("given") {
-		parts = append(parts, string(g.GetStringBytes()))
+	for _, g := range n.Elems("given") {
+		parts = append(parts, g.String())
 	}
 	if f := str(n, "family"); f != "" {
 		parts = append(parts, f)
