@@ -1,6 +1,8 @@
 package vocab
 
 import (
+	"unsafe"
+
 	"github.com/cespare/xxhash/v2"
 )
 
@@ -106,11 +108,14 @@ func (v *Vocabulary) MemoryBytes() int64 {
 	return n + int64(len(v.stcm))*64
 }
 
+// concept returns concept i. Its Code is a view of the arena, not a copy: the arena does
+// not change once the vocabulary is loaded, and the mapper looks up several codes per
+// record, whose copies were most of its allocations.
 func (v *Vocabulary) concept(i uint32) Concept {
 	off := v.codeOff[i]
 	return Concept{
 		ID:           v.id[i],
-		Code:         string(v.arena[off : off+uint32(v.codeLen[i])]),
+		Code:         unsafe.String(unsafe.SliceData(v.arena[off:]), int(v.codeLen[i])),
 		VocabularyID: v.vocabs[v.vocab[i]],
 		DomainID:     v.domains[v.domain[i]],
 		Standard:     v.std[i],
