@@ -156,3 +156,12 @@ func Median(xs []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+// WarmUpNote marks the log line of a benchmark's warm-up round (round -1), which the
+// stage benchmarks run first and do not count.
+func WarmUpNote(round int) string {
+	if round < 0 {
+		return " (warm-up, not counted)"
+	}
+	return ""
+}
