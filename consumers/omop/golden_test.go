@@ -258,8 +258,11 @@ func goldens() []golden {
 			reject: "key-mismatch", path: "Patient.id"},
 		{name: "key without the slash", key: "Patient:p1", json: `{"resourceType":"Patient","id":"p1","birthDate":"1970"}`,
 			reject: "key-mismatch", path: "Patient.id"},
-		{name: "key of another type", key: "Patients/1", json: `{"resourceType":"Patient","id":"s/1","birthDate":"1970"}`,
+		{name: "key of another type", key: "Encounter/p1", json: `{"resourceType":"Patient","id":"p1","birthDate":"1970"}`,
 			reject: "key-mismatch", path: "Patient.id"},
+		// A type the stage does not map is skipped by its key, unparsed (validate has
+		// checked upstream that the key names the resource).
+		{name: "unmapped type by key, not parsed", key: "ExplanationOfBenefit/e1", json: `{"resourceType":`},
 		{name: "not JSON", key: "Patient/p1", json: `{"resourceType":`, reject: "invalid-json"},
 	}
 }
@@ -387,7 +390,7 @@ func TestSummaryCountsUnmappedAndSkipped(t *testing.T) {
 	}
 	s := p.Summary()
 	if s.Skipped["Encounter: status-cancelled"] != 1 || s.Skipped["Condition: verification-entered-in-error"] != 1 ||
-		s.Skipped["Patient: deceased-without-date"] != 1 || s.Skipped["Device: no-patient"] != 1 || s.Skipped["Claim: type-not-mapped"] != 1 {
+		s.Skipped["Patient: deceased-without-date"] != 1 || s.Skipped["Device: no-patient"] != 1 || s.Skipped["Claim: type-not-mapped"] != 1 || s.Skipped["ExplanationOfBenefit: type-not-mapped"] != 1 {
 		t.Errorf("skipped %v", s.Skipped)
 	}
 	found := false

@@ -1,6 +1,7 @@
 package omop
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -236,6 +237,9 @@ func outHeaders(in []stage.Header, contentType []byte) []stage.Header {
 }
 
 func (m *mapper) mapRecord(in *stage.Record) error {
+	if m.unmappedByKey(in.Key) {
+		return nil
+	}
 	// The tree stays with the mapper until release: the strings the mapper reads are
 	// views of the record's value or of the tree (see str).
 	if err := m.tree.Parse(in.Value); err != nil {
@@ -269,36 +273,48 @@ func (m *mapper) mapRecord(in *stage.Record) error {
 			m.version = lu
 		}
 	}
-	switch m.rtype {
-	case "Patient":
-		return m.patient()
-	case "Encounter":
-		return m.encounter()
-	case "Condition":
-		return m.condition()
-	case "Observation":
-		return m.observation()
-	case "Procedure":
-		return m.procedure()
-	case "MedicationRequest", "MedicationStatement", "MedicationAdministration":
-		return m.medication()
-	case "Immunization":
-		return m.immunization()
-	case "AllergyIntolerance":
-		return m.allergy()
-	case "Device":
-		return m.device()
-	case "DeviceUseStatement":
-		return m.deviceUse()
-	case "Practitioner":
-		return m.practitioner()
-	case "Organization":
-		return m.organization()
-	case "Location":
-		return m.location()
+	if mapType, ok := typeMappers[m.rtype]; ok {
+		return mapType(m)
 	}
 	m.skip("type-not-mapped")
 	return nil
+}
+
+// typeMappers are the resource types this stage maps, and how.
+var typeMappers = map[string]func(*mapper) error{
+	"Patient":                  (*mapper).patient,
+	"Encounter":                (*mapper).encounter,
+	"Condition":                (*mapper).condition,
+	"Observation":              (*mapper).observation,
+	"Procedure":                (*mapper).procedure,
+	"MedicationRequest":        (*mapper).medication,
+	"MedicationStatement":      (*mapper).medication,
+	"MedicationAdministration": (*mapper).medication,
+	"Immunization":             (*mapper).immunization,
+	"AllergyIntolerance":       (*mapper).allergy,
+	"Device":                   (*mapper).device,
+	"DeviceUseStatement":       (*mapper).deviceUse,
+	"Practitioner":             (*mapper).practitioner,
+	"Organization":             (*mapper).organization,
+	"Location":                 (*mapper).location,
+}
+
+// unmappedByKey reports whether the record's key names a resource type this stage
+// does not map. Such a record is counted and skipped unparsed: in Synthea exports,
+// Claims and ExplanationOfBenefits are a third of the resources and the largest ones.
+// The key is <Type>/<id> by the topic contract, and validate has checked upstream that
+// it names the resource, so the key alone decides.
+func (m *mapper) unmappedByKey(key []byte) bool {
+	slash := bytes.IndexByte(key, '/')
+	if slash <= 0 {
+		return false // no usable key: the resource decides
+	}
+	if _, ok := typeMappers[string(key[:slash])]; ok {
+		return false
+	}
+	m.rtype = internType(string(key[:slash]))
+	m.skip("type-not-mapped")
+	return true
 }
 
 // skip records that the resource deliberately gives no (further) rows, and why.
