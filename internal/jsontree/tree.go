@@ -91,11 +91,13 @@ func (t *Tree) Parse(doc []byte) error {
 	if !t.scanned {
 		root, err := t.parser.ParseBytes(doc)
 		if err != nil {
+			t.Release()
 			return &SyntaxError{Offset: -1, Msg: err.Error()}
 		}
 		// fastjson is lenient about raw control characters and escapes in strings; FHIR
 		// JSON must be strict JSON, or consumers downstream choke.
 		if at, fault := stringFault(doc); at >= 0 {
+			t.Release()
 			return &SyntaxError{Offset: at, Msg: fault + " in a string"}
 		}
 		t.load(root)

@@ -23,8 +23,14 @@ func (t *Tree) handle(i int32) *Value {
 	return v
 }
 
-// Root returns the document's root value.
-func (t *Tree) Root() *Value { return t.handle(0) }
+// Root returns the document's root value: nil when the last Parse failed (the tree is
+// then empty).
+func (t *Tree) Root() *Value {
+	if len(t.Nodes) == 0 {
+		return nil
+	}
+	return t.handle(0)
+}
 
 // index follows keys from v through objects' members and returns the node reached,
 // or -1.

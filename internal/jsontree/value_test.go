@@ -121,10 +121,16 @@ func TestParseIsStrict(t *testing.T) {
 		{`{"a":1} x`, "not valid JSON"},
 	} {
 		var tr Tree
+		if err := tr.Parse([]byte(`{"a":1}`)); err != nil {
+			t.Fatal(err)
+		}
 		err := tr.Parse([]byte(c.doc))
 		var se *SyntaxError
 		if !errors.As(err, &se) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: got %v, want a SyntaxError with %q", c.doc, err, c.want)
+		}
+		if tr.Root() != nil || tr.Root().String("a") != "" {
+			t.Errorf("%q: the tree still holds the previous document", c.doc)
 		}
 	}
 	for _, doc := range []string{`{"a":"\"\\\/\b\f\n\r\t\u00e9\uD83E\uDE7A"}`, ` [1 , 2 ] `, `"x"`, `0`} {
