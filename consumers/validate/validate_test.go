@@ -40,6 +40,7 @@ func TestRejections(t *testing.T) {
 		{"empty", "Observation", "", ``, ClassInvalidJSON, ""},
 		{"array", "Observation", "", `[1,2]`, ClassInvalidJSON, ""},
 		{"raw control character", "Observation", "", "{\"resourceType\":\"Observation\",\"id\":\"a\x01\"}", ClassInvalidJSON, ""},
+		{"number outside JSON's grammar", "Observation", "", `{"resourceType":"Observation","id":"a","valueInteger":01}`, ClassInvalidJSON, ""},
 		{"invalid escape", "Observation", "", `{"resourceType":"Observation","id":"a","note":"x\0y"}`, ClassInvalidJSON, ""},
 		{"short unicode escape", "Observation", "", `{"resourceType":"Observation","id":"a","note":"x\u12"}`, ClassInvalidJSON, ""},
 		{"unicode escape with a non-hex digit", "Observation", "", `{"resourceType":"Observation","id":"a","note":"\u00g1"}`, ClassInvalidJSON, ""},

@@ -65,8 +65,10 @@ type Tree struct {
 	// outside strings).
 	high    uint64
 	scanned bool
-	parser  fastjson.Parser
-	values  []Value // Value handles, filled as they are asked for (see value)
+	// badNumber is the first number of a fastjson parse that is not a JSON number (load).
+	badNumber string
+	parser    fastjson.Parser
+	values    []Value // Value handles, filled as they are asked for (see value)
 }
 
 // SyntaxError is a document Parse refuses. Offset is where, when known (fastjson's
@@ -100,7 +102,10 @@ func (t *Tree) Parse(doc []byte) error {
 			t.Release()
 			return &SyntaxError{Offset: at, Msg: fault + " in a string"}
 		}
-		t.load(root)
+		if err := t.load(root); err != nil {
+			t.Release()
+			return err
+		}
 	}
 	if n := len(t.Nodes); cap(t.values) < n {
 		t.values = make([]Value, n, 2*n)
@@ -157,10 +162,16 @@ func (t *Tree) Index(i int32) int {
 }
 
 // load copies a fastjson parse into t.
-func (t *Tree) load(v *fastjson.Value) {
-	t.Nodes, t.unescaped = t.Nodes[:0], t.unescaped[:0]
+func (t *Tree) load(v *fastjson.Value) error {
+	t.Nodes, t.unescaped, t.badNumber = t.Nodes[:0], t.unescaped[:0], ""
 	t.add(v, -1, nil)
 	t.src = view(t.unescaped)
+	if t.badNumber != "" {
+		// The number is not quoted: error messages reach dead letters and logs, and
+		// carry no part of a resource.
+		return &SyntaxError{Offset: -1, Msg: "a number outside JSON's grammar (such as 01, 1. or NaN)"}
+	}
+	return nil
 }
 
 func (t *Tree) add(v *fastjson.Value, parent int32, key []byte) {
@@ -176,6 +187,12 @@ func (t *Tree) add(v *fastjson.Value, parent int32, key []byte) {
 		at := len(t.unescaped)
 		t.unescaped = v.MarshalTo(t.unescaped)
 		t.Nodes[i].StrAt, t.Nodes[i].StrLen = int32(at), int32(len(t.unescaped)-at)
+		// fastjson reads numbers lazily and takes what JSON does not ("." "01" "NaN").
+		if num := view(t.unescaped[at:]); t.badNumber == "" {
+			if end, ok := scanNumber(num, 0); !ok || end != len(num) {
+				t.badNumber = num
+			}
+		}
 	case TypeArray:
 		arr, _ := v.Array()
 		for _, e := range arr {

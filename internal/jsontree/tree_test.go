@@ -1,8 +1,10 @@
 package jsontree
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 )
@@ -67,4 +69,22 @@ func TestScanGivesUpOnTheUnusual(t *testing.T) {
 			t.Errorf("scan accepted %q", in)
 		}
 	}
+}
+
+// FuzzParseIsStrictJSON: whatever Parse accepts, encoding/json accepts too (Parse leaves
+// UTF-8 to its caller, so only valid UTF-8 is compared), on either path.
+func FuzzParseIsStrictJSON(f *testing.F) {
+	f.Add([]byte(observation))
+	f.Add([]byte(`{"a":"\u0041\n","b":[1.5e3,-0,true,null]}`))
+	f.Add([]byte(`{"a":"x\0"}`))
+	f.Add([]byte(" [ 0 , 1E2 ] \n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var tr Tree
+		if tr.Parse(data) != nil || !utf8.Valid(data) {
+			return
+		}
+		if !json.Valid(data) {
+			t.Fatalf("Parse accepted what encoding/json rejects: %q", data)
+		}
+	})
 }
