@@ -82,7 +82,7 @@ func fetchOnce(ctx context.Context, cfg Config) (Summary, error) {
 	}
 
 	cl, err := cfg.Kafka.NewClient(
-		kgo.TransactionalID("fhirstream-fetch-"+identity),
+		kgo.TransactionalID(topics.Group("fhirstream-fetch-"+identity)), // the prefix keeps two pipelines fetching one source from fencing each other
 		kgo.TransactionTimeout(time.Minute),
 		kgo.ProducerLinger(20*time.Millisecond),
 		// Records waiting for the broker cost about twice their bytes in memory (the

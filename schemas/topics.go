@@ -86,6 +86,18 @@ func (t Topics) OMOPPattern() string {
 	return "^" + regexp.QuoteMeta(t.OMOP("")) + `[a-z_]+$`
 }
 
+// Group is the consumer group (and transactional id base) of a stage or tool named name,
+// such as "fhirstream-validate": name itself under the default prefix, "<prefix>-<name>"
+// under any other, as the OMOP topics are. Pipelines on different topic prefixes can then
+// share a cluster without joining each other's groups, whose members would otherwise be
+// assigned the other pipeline's partitions.
+func (t Topics) Group(name string) string {
+	if t.Prefix == DefaultPrefix {
+		return name
+	}
+	return t.Prefix + "-" + name
+}
+
 // DLQ is the dead-letter topic shared by all stages.
 func (t Topics) DLQ() string { return t.Prefix + ".dlq" }
 

@@ -18,6 +18,8 @@ func TestTopicNames(t *testing.T) {
 		{custom.Raw("Patient"), "site1.raw.Patient"},
 		{custom.OMOP("person"), "site1.omop.person"},
 		{custom.DLQ(), "site1.dlq"},
+		{def.Group("fhirstream-validate"), "fhirstream-validate"},
+		{custom.Group("fhirstream-validate"), "site1-fhirstream-validate"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {

@@ -299,7 +299,7 @@ func runBench(ctx context.Context, o *benchOptions) (*benchReport, error) {
 	// Every stage, started and joined before the clock starts: the figure is the
 	// throughput of a running pipeline, not its start-up.
 	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Out: filepath.Join(workDir, "lake"),
-		SinkFlushInterval: o.sinkFlush, GroupPrefix: groupPrefix, MeasureBytes: true, Logger: logger})
+		SinkFlushInterval: o.sinkFlush, MeasureBytes: true, Logger: logger})
 	if err != nil {
 		return nil, err
 	}

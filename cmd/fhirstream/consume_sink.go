@@ -49,7 +49,7 @@ environment, never the URL; key prefix as ?prefix=):
 	o := metricsFlag(cmd, ":9108")
 	f := cmd.Flags()
 	f.StringVar(&cfg.Out, "out", "lake", "lake root: a directory, or an object store URL such as s3://bucket?prefix=lake/ (env FHIRSTREAM_OUT)")
-	f.StringVar(&cfg.Group, "group", "", `consumer group (default "fhirstream-sink-`+layer+`"); one group per lake and layer`)
+	f.StringVar(&cfg.Group, "group", "", `consumer group (default "fhirstream-sink-`+layer+`", under a --topic-prefix other than fhir "<prefix>-fhirstream-sink-`+layer+`"); one group per lake and layer`)
 	f.StringVar(&cfg.InstanceID, "instance-id", "", "static group membership id of this copy: a restart takes its partitions back at once")
 	f.StringVar(&cfg.Compression, "compression", sink.DefaultCompression, "Parquet compression: zstd, snappy, gzip, lz4 or none")
 	f.IntVar(&cfg.FlushRows, "flush-rows", sink.DefaultFlushRows, "end a batch after this many rows")

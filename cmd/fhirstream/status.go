@@ -124,7 +124,7 @@ func pipelineStages(t schemas.Topics) ([]stageGroup, error) {
 		out = append(out, stageGroup{stage: d.Name, group: d.Group, input: re})
 	}
 	for _, layer := range []string{sink.LayerOMOP, sink.LayerBronze} {
-		out = append(out, stageGroup{stage: "sink-" + layer, group: sink.DefaultGroup(layer), input: regexp.MustCompile(sink.InputPattern(t, layer))})
+		out = append(out, stageGroup{stage: "sink-" + layer, group: sink.DefaultGroup(t, layer), input: regexp.MustCompile(sink.InputPattern(t, layer))})
 	}
 	return out, nil
 }

@@ -231,7 +231,7 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, st stage.Stor
 func Definition(t schemas.Topics) runtime.Definition {
 	return runtime.Definition{
 		Name:                 Name,
-		Group:                Group,
+		Group:                t.Group(Group),
 		Input:                t.LayerPattern(schemas.LayerValid),
 		Outputs:              []string{t.Unique("<Type>"), t.DLQ()},
 		State:                StateName,

@@ -80,7 +80,7 @@ func Replay(ctx context.Context, cfg kafkaclient.Config, t schemas.Topics, o Rep
 	if o.Group == "" {
 		h := fnv.New64a()
 		fmt.Fprintf(h, "%s|to=%s", o.Filter, o.To)
-		o.Group = fmt.Sprintf("fhirstream-dlq-replay-%016x", h.Sum64())
+		o.Group = t.Group(fmt.Sprintf("fhirstream-dlq-replay-%016x", h.Sum64()))
 	}
 	res := ReplayResult{Group: o.Group, Histogram: map[string]int{}}
 	if o.Rate < 0 || o.Rate > 0 && time.Duration(float64(time.Second)/o.Rate) > maxReplayInterval {

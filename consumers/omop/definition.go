@@ -16,7 +16,7 @@ func Definition(p *Processor) runtime.Definition {
 	t := p.topics
 	return runtime.Definition{
 		Name:    StageName,
-		Group:   "fhirstream-" + StageName,
+		Group:   t.Group("fhirstream-" + StageName),
 		Input:   t.LayerPattern(schemas.LayerUnique),
 		Outputs: []string{t.OMOP("<table>")},
 		Topics:  t,

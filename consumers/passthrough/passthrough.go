@@ -42,7 +42,7 @@ func Definition(t schemas.Topics, from string) runtime.Definition {
 	}
 	return runtime.Definition{
 		Name:                 "passthrough",
-		Group:                "fhirstream-passthrough",
+		Group:                t.Group("fhirstream-passthrough"),
 		Input:                t.LayerPattern(from),
 		Outputs:              []string{t.Prefix + "." + Layer + ".<Type>"},
 		Topics:               t,

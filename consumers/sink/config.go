@@ -90,9 +90,6 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.Out == "" && out.Storage == nil {
 		return out, errors.New("sink: no output (--out DIR or URL)")
 	}
-	if out.Group == "" {
-		out.Group = DefaultGroup(out.Layer)
-	}
 	if out.Compression == "" {
 		out.Compression = DefaultCompression
 	}
@@ -143,8 +140,10 @@ func codec(name string) (compress.Codec, error) {
 	return nil, fmt.Errorf("sink: unknown compression %q (want zstd, snappy, gzip, lz4 or none)", name)
 }
 
-// DefaultGroup is the consumer group of a layer's sink when Config.Group is empty.
-func DefaultGroup(layer string) string { return "fhirstream-sink-" + layer }
+// DefaultGroup is the consumer group of a layer's sink when Config.Group is empty:
+// fhirstream-sink-<layer>, under the topic prefix when it is not the default
+// (schemas.Topics.Group).
+func DefaultGroup(t schemas.Topics, layer string) string { return t.Group("fhirstream-sink-" + layer) }
 
 // InputPattern is the regular expression of the topics a layer's sink consumes.
 func InputPattern(t schemas.Topics, layer string) string {

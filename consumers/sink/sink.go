@@ -95,6 +95,9 @@ func New(ctx context.Context, kcfg kafkaclient.Config, cfg Config) (*Sink, error
 	if err != nil {
 		return nil, err
 	}
+	if c.Group == "" {
+		c.Group = DefaultGroup(topics, c.Layer)
+	}
 	s := &Sink{kcfg: kcfg, cfg: c, topics: topics, log: c.Logger.With("stage", "sink-"+c.Layer), opts: map[*dataset][]parquet.WriterOption{}}
 	s.stats.Rows = map[string]int64{}
 	s.codec, _ = codec(c.Compression)

@@ -78,7 +78,7 @@ func Reject(fails []Failure) error {
 func Definition(t schemas.Topics, o Options) runtime.Definition {
 	return runtime.Definition{
 		Name:                 Name,
-		Group:                Group,
+		Group:                t.Group(Group),
 		Input:                t.LayerPattern(schemas.LayerRaw),
 		Outputs:              []string{t.Valid("<Type>"), t.DLQ()},
 		Topics:               t,

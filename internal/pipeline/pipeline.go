@@ -44,11 +44,6 @@ type Config struct {
 	// SinkFlushInterval bounds how long rows wait before a Parquet file is written.
 	// Zero keeps the sink's default.
 	SinkFlushInterval time.Duration
-	// GroupPrefix is put before every stage's consumer group name, so that pipelines on
-	// different topic prefixes can share a cluster without joining each other's groups
-	// (`fhirstream bench` uses one per run). "" keeps the standard names, which
-	// `fhirstream consume` uses too.
-	GroupPrefix string
 	// MeasureBytes counts the bytes each stage reads and emits, for Progress. It wraps
 	// every stage's processor in a counter: one atomic add per record.
 	MeasureBytes bool
@@ -117,7 +112,6 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	opts := runtime.Options{Logger: cfg.Logger, Ready: cfg.Ready}
 	for _, def := range defs {
-		def.Group = cfg.GroupPrefix + def.Group
 		if cfg.MeasureBytes {
 			m := &meter{}
 			p.meters[def.Name] = m
@@ -131,9 +125,6 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	for _, layer := range []string{sink.LayerBronze, sink.LayerOMOP} {
 		name := "sink-" + layer
 		scfg := sink.Config{Layer: layer, Out: cfg.Out, Logger: cfg.Logger, FlushInterval: cfg.SinkFlushInterval}
-		if cfg.GroupPrefix != "" {
-			scfg.Group = cfg.GroupPrefix + "fhirstream-" + name
-		}
 		var s *sink.Sink
 		// Labelled too: whatever New starts (storage clients) belongs to the sink.
 		pprof.Do(ctx, pprof.Labels(ProfileLabel, name), func(ctx context.Context) {

@@ -40,16 +40,20 @@ func TestIntegrationPipelineProgressAndLabels(t *testing.T) {
 	if _, err := kafkaclient.EnsureTopics(ctx, c.Admin(t), specs); err != nil {
 		t.Fatal(err)
 	}
-	groupPrefix := c.Prefix + "-"
 	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Out: filepath.Join(dir, "lake"),
-		SinkFlushInterval: 100 * time.Millisecond, GroupPrefix: groupPrefix, MeasureBytes: true})
+		SinkFlushInterval: 100 * time.Millisecond, MeasureBytes: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Stop() //nolint:errcheck // checked below
+	// The test's topic prefix is not the default, so every group carries it: pipelines on
+	// different prefixes never share a group.
+	if len(p.Groups()) != len(pipeline.Stages) {
+		t.Errorf("groups %v, stages %v", p.Groups(), pipeline.Stages)
+	}
 	for _, g := range p.Groups() {
-		if !strings.HasPrefix(g, groupPrefix+"fhirstream-") {
-			t.Errorf("group %q lacks the prefix %q", g, groupPrefix)
+		if !strings.HasPrefix(g, c.Prefix+"-fhirstream-") {
+			t.Errorf("group %q lacks the topic prefix %q", g, c.Prefix)
 		}
 	}
 	sum, err := producer.Fetch(ctx, producer.Config{Kafka: kc, Partitions: 3, From: []string{filepath.Join(dir, "export")}})
