@@ -12,30 +12,31 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-// The mapper reads strings as views of the parser's buffer (str), which the next record
-// overwrites. Strings that outlive a record (the unmapped-code vocabulary of an unknown
-// code system, the type of a resource the stage does not map) must be copies: this maps
-// records whose strings sit at the same offsets as the next records' different ones, and
-// checks the summary still names the first ones.
+// The mapper reads strings as views of the record's key and value or of its JSON tree
+// (str), which belong to the next record once Process returns. Strings that outlive a
+// record (the unmapped-code vocabulary of an unknown code system, the type of a resource
+// the stage does not map) must be copies: this maps records from one key buffer and one
+// value buffer, each overwritten by the next record, with the strings at the same offsets
+// as the next records' different ones, and checks the summary still names the first ones.
 func TestRecordStringsOutliveTheParser(t *testing.T) {
 	p := newTestProcessor(t, nil)
 	obs := func(system string) string {
 		return `{"resourceType":"Observation","id":"o1","status":"final","subject":{"reference":"Patient/p1"},` +
 			`"effectiveDateTime":"2020-01-01","code":{"coding":[{"system":"` + system + `","code":"X1"}]}}`
 	}
-	if _, err := run(t, p, "Observation/o1", obs("urn:example:local-codes")); err != nil {
-		t.Fatal(err)
+	var key, value []byte
+	process := func(k, v string) {
+		t.Helper()
+		key, value = append(key[:0], k...), append(value[:0], v...)
+		if err := p.Process(context.Background(), &stage.Record{Topic: "fhir.unique.X", Key: key, Value: value}, nil, &discard{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := run(t, p, "Basic/b1", `{"resourceType":"Basic","id":"b1"}`); err != nil {
-		t.Fatal(err)
-	}
+	process("Observation/o1", obs("urn:example:local-codes"))
+	process("Basic/b1", `{"resourceType":"Basic","id":"b1"}`)
 	for range 8 {
-		if _, err := run(t, p, "Observation/o1", obs("urn:EXAMPLE:LOCAL-CODES")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := run(t, p, "Cxxxx/b1", `{"resourceType":"Cxxxx","id":"b1"}`); err != nil {
-			t.Fatal(err)
-		}
+		process("Observation/o1", obs("urn:EXAMPLE:LOCAL-CODES"))
+		process("Cxxxx/b1", `{"resourceType":"Cxxxx","id":"b1"}`)
 	}
 	s := p.Summary()
 	counts := map[string]int64{}

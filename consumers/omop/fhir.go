@@ -17,7 +17,7 @@ import (
 // copied or be a constant; see internType and lookup.
 func str(v *jsontree.Value, keys ...string) string { return v.String(keys...) }
 
-// internType returns the resource type named by b as a constant for the types this
+// internType returns the resource type named by s as a constant for the types this
 // stage knows (and the other common ones), else as a copy: the type outlives the
 // record, as a metric label and in tallies and rejections.
 func internType(s string) string {
