@@ -29,8 +29,6 @@ import (
 	"sync"
 	"unicode/utf8"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/fhirstream/fhirstream/internal/jsontree"
 
 	"github.com/fhirstream/fhirstream/schemas"
@@ -134,7 +132,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		return c.fails
 	}
 	t := &c.t
-	if t.Nodes[0].Type != fastjson.TypeObject {
+	if t.Nodes[0].Type != jsontree.TypeObject {
 		c.fail(ClassInvalidJSON, "", "a resource must be a JSON object, got %s", t.Nodes[0].Type)
 		return c.fails
 	}
@@ -143,7 +141,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		c.fail(ClassMissingRequired, "resourceType", "resourceType is required")
 		return c.fails
 	}
-	if t.Nodes[rtv].Type != fastjson.TypeString || !schemas.ValidResourceType(t.Str(rtv)) {
+	if t.Nodes[rtv].Type != jsontree.TypeString || !schemas.ValidResourceType(t.Str(rtv)) {
 		c.fail(ClassBadFormat, "resourceType", "resourceType must be a FHIR resource type name")
 		return c.fails
 	}
@@ -160,7 +158,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 	switch {
 	case idv < 0:
 		c.fail(ClassMissingRequired, rt+".id", "id is required")
-	case t.Nodes[idv].Type != fastjson.TypeString || !schemas.ValidResourceID(t.Str(idv)):
+	case t.Nodes[idv].Type != jsontree.TypeString || !schemas.ValidResourceID(t.Str(idv)):
 		c.fail(ClassBadFormat, rt+".id", "id must be 1-64 of A-Z a-z 0-9 - .")
 	default:
 		id = t.Str(idv)
@@ -172,13 +170,13 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 		if lu := t.Child(meta, "lastUpdated"); lu >= 0 {
 			c.primitive(lu, Instant, nil)
 		}
-		if vid := t.Child(meta, "versionId"); vid >= 0 && (t.Nodes[vid].Type != fastjson.TypeString || !schemas.ValidResourceID(t.Str(vid))) {
+		if vid := t.Child(meta, "versionId"); vid >= 0 && (t.Nodes[vid].Type != jsontree.TypeString || !schemas.ValidResourceID(t.Str(vid))) {
 			c.fail(ClassBadFormat, rt+".meta.versionId", "versionId must be a FHIR id")
 		}
 	}
-	if cont := t.Child(0, "contained"); cont >= 0 && t.Nodes[cont].Type == fastjson.TypeArray {
+	if cont := t.Child(0, "contained"); cont >= 0 && t.Nodes[cont].Type == jsontree.TypeArray {
 		for j := cont + 1; j < t.Nodes[cont].End; j = t.Nodes[j].End {
-			if cid := t.Child(j, "id"); cid >= 0 && t.Nodes[cid].Type == fastjson.TypeString && t.Str(cid) != "" {
+			if cid := t.Child(j, "id"); cid >= 0 && t.Nodes[cid].Type == jsontree.TypeString && t.Str(cid) != "" {
 				c.contained = append(c.contained, t.Str(cid))
 			}
 		}
@@ -262,7 +260,7 @@ func (c *checker) nodePath(i int32, suffix string) string {
 	b.WriteString(c.rt)
 	for k := len(c.path) - 1; k >= 0; k-- {
 		n := c.path[k]
-		if c.t.Nodes[c.t.Nodes[n].Parent].Type == fastjson.TypeArray {
+		if c.t.Nodes[c.t.Nodes[n].Parent].Type == jsontree.TypeArray {
 			b.WriteString("[" + strconv.Itoa(c.t.Index(n)) + "]")
 			continue
 		}
@@ -291,25 +289,25 @@ func (c *checker) generic() {
 		}
 		n := &nodes[i]
 		// FHIR allows null only inside arrays, to align primitive extensions.
-		inArray := nodes[n.Parent].Type == fastjson.TypeArray
+		inArray := nodes[n.Parent].Type == jsontree.TypeArray
 		if !inArray {
 			switch {
-			case n.Type == fastjson.TypeString && t.Key(i) == "reference":
+			case n.Type == jsontree.TypeString && t.Key(i) == "reference":
 				c.reference(i, t.Str(i))
-			case n.Type == fastjson.TypeArray && t.Key(i) == "coding":
+			case n.Type == jsontree.TypeArray && t.Key(i) == "coding":
 				for j := i + 1; j < n.End; j = nodes[j].End {
 					c.coding(j)
 				}
-			case n.Type == fastjson.TypeString && strings.HasSuffix(t.Key(i), "DateTime"):
+			case n.Type == jsontree.TypeString && strings.HasSuffix(t.Key(i), "DateTime"):
 				if msg := checkDateTime(t.Str(i)); msg != "" {
 					c.failAt(i, "", ClassBadFormat, "%s", msg)
 				}
 			}
 		}
 		switch {
-		case n.Type == fastjson.TypeNull && !inArray:
+		case n.Type == jsontree.TypeNull && !inArray:
 			c.failAt(i, "", ClassBadFormat, "null is not allowed")
-		case n.Type == fastjson.TypeString && n.StrLen == 0:
+		case n.Type == jsontree.TypeString && n.StrLen == 0:
 			c.failAt(i, "", ClassBadFormat, "empty strings are not allowed")
 		}
 	}
@@ -327,7 +325,7 @@ func (c *checker) reference(i int32, ref string) {
 
 func (c *checker) coding(cd int32) {
 	t := &c.t
-	if t.Nodes[cd].Type != fastjson.TypeObject {
+	if t.Nodes[cd].Type != jsontree.TypeObject {
 		c.failAt(cd, "", ClassBadFormat, "a Coding must be an object")
 		return
 	}
@@ -335,13 +333,13 @@ func (c *checker) coding(cd int32) {
 	switch {
 	case sys < 0:
 		c.failAt(cd, ".system", ClassBadCoding, "a Coding must carry a system")
-	case t.Nodes[sys].Type != fastjson.TypeString || checkURI(t.Str(sys)) != "":
+	case t.Nodes[sys].Type != jsontree.TypeString || checkURI(t.Str(sys)) != "":
 		c.failAt(sys, "", ClassBadFormat, "system must be a uri")
 	}
 	switch {
 	case code < 0:
 		c.failAt(cd, ".code", ClassBadCoding, "a Coding must carry a code")
-	case t.Nodes[code].Type != fastjson.TypeString || checkCode(t.Str(code)) != "":
+	case t.Nodes[code].Type != jsontree.TypeString || checkCode(t.Str(code)) != "":
 		c.failAt(code, "", ClassBadFormat, "code must be a FHIR code")
 	}
 }
@@ -354,12 +352,12 @@ func (c *checker) rule(i int32, r *compiled, depth int) {
 	}
 	t := &c.t
 	switch t.Nodes[i].Type {
-	case fastjson.TypeArray:
+	case jsontree.TypeArray:
 		for j := i + 1; j < t.Nodes[i].End; j = t.Nodes[j].End {
 			c.rule(j, r, depth)
 		}
 		return
-	case fastjson.TypeObject:
+	case jsontree.TypeObject:
 	default:
 		c.failAt(i, "", ClassBadFormat, "must be an object")
 		return
@@ -409,7 +407,7 @@ func (c *checker) choice(o int32, r *compiled) {
 func (c *checker) value(i int32, kind Kind, values []string) {
 	t := &c.t
 	typ := t.Nodes[i].Type
-	if typ == fastjson.TypeArray {
+	if typ == jsontree.TypeArray {
 		for j := i + 1; j < t.Nodes[i].End; j = t.Nodes[j].End {
 			c.value(j, kind, values)
 		}
@@ -420,7 +418,7 @@ func (c *checker) value(i int32, kind Kind, values []string) {
 	case String, Boolean, Code, URI, Date, DateTime, Instant, Decimal:
 		c.primitive(i, kind, values)
 	case Coding:
-		if typ != fastjson.TypeObject {
+		if typ != jsontree.TypeObject {
 			c.failAt(i, "", ClassBadFormat, "want a Coding object")
 			return
 		}
@@ -431,11 +429,11 @@ func (c *checker) value(i int32, kind Kind, values []string) {
 			c.failAt(i, ".code", ClassBadCoding, "a Coding must carry a code")
 		}
 	case CodeableConcept, Reference:
-		if typ != fastjson.TypeObject {
+		if typ != jsontree.TypeObject {
 			c.failAt(i, "", ClassBadFormat, "want a %s object", kind)
 		}
 	case Period:
-		if typ != fastjson.TypeObject {
+		if typ != jsontree.TypeObject {
 			c.failAt(i, "", ClassBadFormat, "want a Period object")
 			return
 		}
@@ -445,7 +443,7 @@ func (c *checker) value(i int32, kind Kind, values []string) {
 			}
 		}
 	case Quantity:
-		if typ != fastjson.TypeObject {
+		if typ != jsontree.TypeObject {
 			c.failAt(i, "", ClassBadFormat, "want a Quantity object")
 			return
 		}
@@ -462,17 +460,17 @@ func (c *checker) primitive(i int32, kind Kind, values []string) {
 	typ := c.t.Nodes[i].Type
 	switch kind {
 	case Boolean:
-		if typ != fastjson.TypeTrue && typ != fastjson.TypeFalse {
+		if typ != jsontree.TypeTrue && typ != jsontree.TypeFalse {
 			c.failAt(i, "", ClassBadFormat, "want a boolean")
 		}
 		return
 	case Decimal:
-		if typ != fastjson.TypeNumber {
+		if typ != jsontree.TypeNumber {
 			c.failAt(i, "", ClassBadFormat, "want a decimal (a JSON number)")
 		}
 		return
 	}
-	if typ != fastjson.TypeString {
+	if typ != jsontree.TypeString {
 		c.failAt(i, "", ClassBadFormat, "want a %s (a JSON string)", kind)
 		return
 	}

@@ -25,19 +25,47 @@ import (
 	"github.com/valyala/fastjson"
 )
 
-// Type is a JSON value's type; its String is the JSON name ("object", "number", ...).
-type Type = fastjson.Type
+// Type is a JSON value's type. Its String is the JSON name ("object", "number", ...).
+type Type uint8
 
 // The JSON types.
 const (
-	TypeNull   = fastjson.TypeNull
-	TypeObject = fastjson.TypeObject
-	TypeArray  = fastjson.TypeArray
-	TypeString = fastjson.TypeString
-	TypeNumber = fastjson.TypeNumber
-	TypeTrue   = fastjson.TypeTrue
-	TypeFalse  = fastjson.TypeFalse
+	TypeNull Type = iota
+	TypeObject
+	TypeArray
+	TypeString
+	TypeNumber
+	TypeTrue
+	TypeFalse
 )
+
+var typeNames = [...]string{"null", "object", "array", "string", "number", "true", "false"}
+
+func (t Type) String() string {
+	if int(t) < len(typeNames) {
+		return typeNames[t]
+	}
+	return fmt.Sprintf("Type(%d)", uint8(t))
+}
+
+// typeOf maps fastjson's types to the tree's.
+func typeOf(v *fastjson.Value) Type {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		return TypeObject
+	case fastjson.TypeArray:
+		return TypeArray
+	case fastjson.TypeString:
+		return TypeString
+	case fastjson.TypeNumber:
+		return TypeNumber
+	case fastjson.TypeTrue:
+		return TypeTrue
+	case fastjson.TypeFalse:
+		return TypeFalse
+	}
+	return TypeNull
+}
 
 // Node is one JSON value. It holds no pointers (its strings are spans of the tree's
 // text), which makes building the tree a plain store per value. Spans are int32: a
@@ -176,9 +204,10 @@ func (t *Tree) load(v *fastjson.Value) error {
 
 func (t *Tree) add(v *fastjson.Value, parent int32, key []byte) {
 	i := int32(len(t.Nodes))
-	t.Nodes = append(t.Nodes, Node{KeyAt: int32(len(t.unescaped)), KeyLen: int32(len(key)), Parent: parent, Type: v.Type()})
+	typ := typeOf(v)
+	t.Nodes = append(t.Nodes, Node{KeyAt: int32(len(t.unescaped)), KeyLen: int32(len(key)), Parent: parent, Type: typ})
 	t.unescaped = append(t.unescaped, key...)
-	switch v.Type() {
+	switch typ {
 	case TypeString:
 		s := v.GetStringBytes()
 		t.Nodes[i].StrAt, t.Nodes[i].StrLen = int32(len(t.unescaped)), int32(len(s))

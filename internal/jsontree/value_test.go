@@ -182,3 +182,18 @@ func BenchmarkParseAndRead(b *testing.B) {
 		}
 	}
 }
+
+// TestTypeNames: messages name types as JSON does (validate's "got array").
+func TestTypeNames(t *testing.T) {
+	var tr Tree
+	if err := tr.Parse([]byte(`[null,{},[],"",0,true,false]`)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range tr.Root().Elems() {
+		got = append(got, e.Type().String())
+	}
+	if strings.Join(got, " ") != "null object array string number true false" || Type(9).String() != "Type(9)" {
+		t.Errorf("type names %v", got)
+	}
+}
