@@ -15,6 +15,13 @@ func Key(resourceType, id string) []byte {
 	return append(b, id...)
 }
 
+// IsKey reports whether key is Key(resourceType, id), without building it: the stages
+// check every record's key against its resource.
+func IsKey(key []byte, resourceType, id string) bool {
+	n := len(resourceType)
+	return len(key) == n+1+len(id) && string(key[:n]) == resourceType && key[n] == '/' && string(key[n+1:]) == id
+}
+
 // AppendKey appends the key of a resource to dst, for callers reusing buffers.
 func AppendKey(dst []byte, resourceType, id string) []byte {
 	dst = append(dst, resourceType...)

@@ -18,6 +18,15 @@ func TestKeyRoundTrip(t *testing.T) {
 	if err != nil || rt != "Patient" || id != "a1b2-c3.d4" {
 		t.Fatalf("ParseKey = %q %q %v", rt, id, err)
 	}
+	if !IsKey(k, "Patient", "a1b2-c3.d4") {
+		t.Errorf("IsKey(%q) = false", k)
+	}
+	for _, c := range [][3]string{{"Patient/a1b2-c3.d5", "Patient", "a1b2-c3.d4"}, {"Patient:a1b2", "Patient", "a1b2"},
+		{"Patients/1", "Patient", "s/1"}, {"", "Patient", "1"}} {
+		if IsKey([]byte(c[0]), c[1], c[2]) {
+			t.Errorf("IsKey(%q, %q, %q) = true", c[0], c[1], c[2])
+		}
+	}
 }
 
 func TestParseKeyRejects(t *testing.T) {

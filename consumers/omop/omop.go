@@ -255,8 +255,7 @@ func (m *mapper) mapRecord(in *stage.Record) error {
 	switch {
 	case in.Key == nil:
 		m.key = m.rtype + "/" + id
-	case len(in.Key) != len(m.rtype)+1+len(id) || string(in.Key[:len(m.rtype)]) != m.rtype ||
-		in.Key[len(m.rtype)] != '/' || string(in.Key[len(m.rtype)+1:]) != id:
+	case !schemas.IsKey(in.Key, m.rtype, id):
 		return stage.Reject("key-mismatch", m.rtype+".id", "record key does not match the resource's type and id")
 	default:
 		// The key is <Type>/<id>: a view of it, like str's, saves a string per record.
@@ -312,7 +311,7 @@ func (m *mapper) unmappedByKey(key []byte) bool {
 	if _, ok := typeMappers[string(key[:slash])]; ok {
 		return false
 	}
-	m.rtype = internType(string(key[:slash]))
+	m.rtype = internType(unsafe.String(unsafe.SliceData(key), slash)) // internType copies what it keeps
 	m.skip("type-not-mapped")
 	return true
 }

@@ -163,7 +163,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 	default:
 		id = t.Str(idv)
 	}
-	if key != nil && len(id) > 0 && !keyIs(key, rt, id) {
+	if key != nil && len(id) > 0 && !schemas.IsKey(key, rt, id) {
 		c.fail(ClassKeyMismatch, rt+".id", "record key is not %s/<id>", rt)
 	}
 	if meta := t.Child(0, "meta"); meta >= 0 {
@@ -196,10 +196,6 @@ func (c *checker) release() {
 	c.t.Release()
 	c.fails, c.rt, c.contained = nil, "", c.contained[:0]
 	c.v.checkers.Put(c)
-}
-
-func keyIs(key []byte, rt, id string) bool {
-	return len(key) == len(rt)+1+len(id) && string(key[:len(rt)]) == rt && key[len(rt)] == '/' && string(key[len(rt)+1:]) == id
 }
 
 // jsonError describes a JSON syntax error by position only: parser messages quote the
