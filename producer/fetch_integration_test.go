@@ -222,6 +222,9 @@ func TestIntegrationFetchBadLines(t *testing.T) {
 		if dc.Stage != "fetch" || dc.Partition != -1 || dc.SourceTopic != schemas.MustTopics(c.Prefix).Raw("Patient") {
 			t.Errorf("dead letter context %+v", dc)
 		}
+		if dc.Class == "invalid-json" && (strings.Contains(dc.Message, "json") || !strings.Contains(dc.Message, "at byte")) {
+			t.Errorf("invalid-json message %q: want a position, not a quote of the line", dc.Message)
+		}
 		if dc.Class == "too-large" || dc.Class == "line-too-long" {
 			if len(d.Value) != 0 {
 				t.Errorf("%s dead letter carries the value", dc.Class)

@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/fhirstream/fhirstream/internal/deadletter"
+	"github.com/fhirstream/fhirstream/internal/jsontree"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
@@ -275,7 +276,7 @@ func parseObject(p *fastjson.Parser, line []byte) (v *fastjson.Value, class, msg
 	v, err := p.ParseBytes(line)
 	switch {
 	case err != nil:
-		return nil, "invalid-json", "line is not valid JSON: " + truncate(err.Error(), 200)
+		return nil, "invalid-json", "line is " + jsontree.SyntaxErrorOf(line).Error() // by position: fastjson's message quotes the line
 	case v.Type() != fastjson.TypeObject:
 		return nil, "not-object", "line is a JSON " + v.Type().String() + ", not an object"
 	}

@@ -21,8 +21,6 @@
 package validate
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -120,11 +118,7 @@ func (v *Validator) Validate(wantType string, key, value []byte) []Failure {
 	}
 	defer c.release()
 	if err := c.t.Parse(value); err != nil {
-		msg := err.Error()
-		if se, ok := err.(*jsontree.SyntaxError); ok && se.Offset < 0 {
-			msg = jsonError(value) // fastjson's messages give no position; encoding/json's do
-		}
-		c.fail(ClassInvalidJSON, "", "%s", msg)
+		c.fail(ClassInvalidJSON, "", "%s", err) // by position only (jsontree.SyntaxError)
 		return c.fails
 	}
 	if !c.t.ASCII() && !utf8.Valid(value) {
@@ -196,29 +190,6 @@ func (c *checker) release() {
 	c.t.Release()
 	c.fails, c.rt, c.contained = nil, "", c.contained[:0]
 	c.v.checkers.Put(c)
-}
-
-// jsonError describes a JSON syntax error by position only: parser messages quote the
-// input, which may be PHI.
-func jsonError(value []byte) string {
-	if len(bytes.TrimSpace(value)) == 0 {
-		return "empty value"
-	}
-	var x any
-	err := json.Unmarshal(value, &x)
-	var se *json.SyntaxError
-	if ok := asSyntax(err, &se); ok {
-		return "not valid JSON: syntax error at byte " + strconv.FormatInt(se.Offset, 10)
-	}
-	return "not valid JSON"
-}
-
-func asSyntax(err error, se **json.SyntaxError) bool {
-	s, ok := err.(*json.SyntaxError)
-	if ok {
-		*se = s
-	}
-	return ok
 }
 
 // checker collects the failures of one resource.

@@ -18,6 +18,8 @@
 package jsontree
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/bits"
 	"strings"
@@ -99,11 +101,30 @@ type Tree struct {
 	values    []Value // Value handles, filled as they are asked for (see value)
 }
 
-// SyntaxError is a document Parse refuses. Offset is where, when known (fastjson's
-// errors do not give it): the caller may ask encoding/json for a precise position.
+// SyntaxError is a document Parse refuses: what is wrong and where, never a quote of
+// the document. Parsers' own messages quote the input, which may be PHI, and these
+// messages reach dead-letter headers, which are shown without the payload.
 type SyntaxError struct {
 	Offset int // -1 when unknown
 	Msg    string
+}
+
+// SyntaxErrorOf says where doc, which a parser has refused, stops being JSON: the
+// position encoding/json gives, for a path that fastjson refused.
+func SyntaxErrorOf(doc []byte) *SyntaxError {
+	if len(bytes.TrimSpace(doc)) == 0 {
+		return &SyntaxError{Offset: -1, Msg: "empty value"}
+	}
+	var x any
+	err := json.Unmarshal(doc, &x)
+	if se, ok := err.(*json.SyntaxError); ok {
+		return &SyntaxError{Offset: int(se.Offset), Msg: "syntax error"}
+	}
+	if err == nil {
+		// encoding/json nests deeper than fastjson does.
+		return &SyntaxError{Offset: -1, Msg: fmt.Sprintf("nested deeper than %d levels", fastjson.MaxDepth)}
+	}
+	return &SyntaxError{Offset: -1, Msg: "syntax error"}
 }
 
 func (e *SyntaxError) Error() string {
@@ -122,7 +143,7 @@ func (t *Tree) Parse(doc []byte) error {
 		root, err := t.parser.ParseBytes(doc)
 		if err != nil {
 			t.Release()
-			return &SyntaxError{Offset: -1, Msg: err.Error()}
+			return SyntaxErrorOf(doc)
 		}
 		// fastjson is lenient about raw control characters and escapes in strings; FHIR
 		// JSON must be strict JSON, or consumers downstream choke.

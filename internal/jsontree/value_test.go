@@ -122,6 +122,9 @@ func TestParseIsStrict(t *testing.T) {
 		{`[-]`, "not valid JSON"},
 		{`{"a":NaN}`, "not valid JSON"},
 		{`{"a":1,}`, "not valid JSON"},
+		{`{"id":"1" "name":"Jane Doe"}`, "syntax error at byte 11"},
+		{" \n", "empty value"},
+		{strings.Repeat("[", 400) + strings.Repeat("]", 400), "nested deeper than 300 levels"},
 		{``, "not valid JSON"},
 		{`{"a":1} x`, "not valid JSON"},
 	} {
@@ -133,6 +136,9 @@ func TestParseIsStrict(t *testing.T) {
 		var se *SyntaxError
 		if !errors.As(err, &se) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: got %v, want a SyntaxError with %q", c.doc, err, c.want)
+		}
+		if strings.Contains(err.Error(), "Jane") {
+			t.Errorf("%q: the message quotes the document: %v", c.doc, err)
 		}
 		if tr.Root() != nil || tr.Root().String("a") != "" {
 			t.Errorf("%q: the tree still holds the previous document", c.doc)
