@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 )
 
 // publisher owns the transactional producer. Workers publish lines between enter and
@@ -33,6 +35,9 @@ type publisher struct {
 	commits  atomic.Int64
 	promise  func(*kgo.Record, error)
 	inTxn    bool
+	// newTopics keeps a transaction that first writes to a topic from ending before the
+	// client has published the topic's partitions (see kafkaclient.NewTopicGuard).
+	newTopics kafkaclient.NewTopicGuard
 }
 
 func newPublisher(ctx context.Context, cl *kgo.Client, stateTopic string, commitBytes int64, log *slog.Logger) *publisher {
@@ -87,6 +92,7 @@ func (p *publisher) leave(n int64) {
 // produce buffers r in the open transaction. Records take the fetch's context, not a
 // worker's: a worker finishing must not cancel records still buffered.
 func (p *publisher) produce(_ context.Context, r *kgo.Record) {
+	p.newTopics.Note(r.Topic)
 	p.cl.Produce(p.ctx, r, p.promise)
 }
 
@@ -142,6 +148,10 @@ func (p *publisher) commit(ctx context.Context, extra ...*kgo.Record) error {
 	}
 	flushed = time.Since(start)
 	if err := p.failed(); err != nil {
+		abortErr := p.cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
+		return errors.Join(err, abortErr)
+	}
+	if err := p.newTopics.Await(ctx, p.cl); err != nil {
 		abortErr := p.cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
 		return errors.Join(err, abortErr)
 	}

@@ -83,6 +83,9 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 		if err := promise.Err(); err != nil {
 			perr = err
 		}
+		if perr == nil {
+			perr = r.newTopics.Await(ectx, r.sess.Client())
+		}
 		flushed = time.Since(start)
 		if perr != nil {
 			abort = "produce"
@@ -214,6 +217,7 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 	w := worker{em: emitter{}, rs: recordStore{batch: p.bs, topic: p.key.topic}}
 	now := time.Now()     // the timestamp of the partition's changelog records
 	var lastOutput string // the output topic known to exist most recently: skips ensureOutput's lookup
+	changelogNoted := false
 	for _, rec := range p.recs {
 		if stop.Load() {
 			if p.abort == "" {
@@ -239,6 +243,7 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 			dctx := deadletter.Context{Stage: r.def.Name, SourceTopic: rec.Topic, Partition: rec.Partition,
 				Offset: rec.Offset, Class: res.rejection.Class, Path: res.rejection.Path,
 				Message: res.rejection.Message, Attempts: res.attempts, Time: time.Now()}
+			r.newTopics.Note(r.def.Topics.DLQ())
 			r.sess.Produce(work, deadletter.Record(r.def.Topics.DLQ(), rec, dctx), promise.Promise())
 			if p.dl == nil {
 				p.dl = map[string]int{}
@@ -255,12 +260,17 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 					return
 				}
 				lastOutput = out.Topic
+				r.newTopics.Note(out.Topic)
 			}
 			r.sess.Produce(work, out, promise.Promise())
 			if p.out == nil {
 				p.out = map[string]int{}
 			}
 			p.out[out.Topic]++
+		}
+		if len(res.ops) > 0 && !changelogNoted {
+			r.newTopics.Note(r.changelog)
+			changelogNoted = true
 		}
 		for _, op := range res.ops {
 			p.bs.apply(op)

@@ -40,6 +40,10 @@ type runner struct {
 
 	sess *kgo.GroupTransactSession
 	adm  *kadm.Client
+	// newTopics holds a batch that first writes to a topic until the session's client
+	// has published the topic's partitions (see kafkaclient.NewTopicGuard); one per
+	// session, as it tracks what that client knows.
+	newTopics *kafkaclient.NewTopicGuard
 
 	changelog      string // "" for a stateless stage
 	changelogParts int32
@@ -232,6 +236,7 @@ func (r *runner) startSession() error {
 		return fmt.Errorf("transactional consumer for group %s: %w", r.def.Group, err)
 	}
 	r.sess = sess
+	r.newTopics = &kafkaclient.NewTopicGuard{}
 	return nil
 }
 
