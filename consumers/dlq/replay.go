@@ -164,10 +164,13 @@ type replayer struct {
 	until   map[int32]int64 // partitions still to read, and where the snapshot ends
 	reached map[int32]int64 // partitions finished in the open transaction
 
-	sess    *kgo.GroupTransactSession
-	open    bool // a transaction is open
-	began   time.Time
-	pending ReplayResult // counts of the open transaction, added to res when it commits
+	sess *kgo.GroupTransactSession
+	// newTopics holds the commit of a transaction that first republished to a topic
+	// until the client has published its partitions (see kafkaclient.NewTopicGuard).
+	newTopics kafkaclient.NewTopicGuard
+	open      bool // a transaction is open
+	began     time.Time
+	pending   ReplayResult // counts of the open transaction, added to res when it commits
 }
 
 func (r *replayer) run(ctx context.Context, cfg kafkaclient.Config, topic string) error {
@@ -274,6 +277,7 @@ func (r *replayer) loop(ctx, endCtx context.Context, topic string, limiter *time
 				break
 			}
 		}
+		r.newTopics.Note(out.Topic)
 		if err := r.sess.ProduceSync(endCtx, out).FirstErr(); err != nil {
 			return errors.Join(fmt.Errorf("republish %s/%d@%d to %s: %w", rec.Topic, rec.Partition, rec.Offset, out.Topic, err), r.end(endCtx, false))
 		}
@@ -295,13 +299,19 @@ func (r *replayer) end(ctx context.Context, commit bool) error {
 		return nil
 	}
 	r.open = false
+	var guardErr error
+	if commit {
+		if guardErr = r.newTopics.Await(ctx, r.sess.Client()); guardErr != nil {
+			commit = false
+		}
+	}
 	committed, err := r.sess.End(ctx, kgo.TransactionEndTry(commit))
 	pending := r.pending
 	r.pending = ReplayResult{Histogram: map[string]int{}}
 	reached := r.reached
 	r.reached = map[int32]int64{}
-	if err != nil {
-		return fmt.Errorf("end replay transaction: %w", err)
+	if err != nil || guardErr != nil {
+		return fmt.Errorf("end replay transaction: %w", errors.Join(guardErr, err))
 	}
 	if !committed {
 		// The session rewinds to the committed offsets: partitions finished in this
@@ -379,6 +389,9 @@ func route(l Letter, o ReplayOptions, parked string) (string, *kgo.Record) {
 	return "replay", &kgo.Record{Topic: to, Key: rec.Key, Value: rec.Value, Headers: kept, Timestamp: rec.Timestamp}
 }
 
+// coordinatorWait bounds how long startOffsets waits for the group coordinator.
+const coordinatorWait = 30 * time.Second
+
 // startOffsets returns where the replay group left off on topic, or the log start.
 func startOffsets(ctx context.Context, adm *kadm.Client, group, topic string) (map[int32]int64, error) {
 	starts, err := adm.ListStartOffsets(ctx, topic)
@@ -386,6 +399,17 @@ func startOffsets(ctx context.Context, adm *kadm.Client, group, topic string) (m
 		return nil, fmt.Errorf("start offsets of %s: %w", topic, err)
 	}
 	committed, err := adm.FetchOffsets(ctx, group)
+	// A cluster that has just started, or whose group coordinator is moving, answers
+	// COORDINATOR_NOT_AVAILABLE or COORDINATOR_LOAD_IN_PROGRESS for a while: wait that
+	// out, as the consumer group itself would, instead of failing the replay.
+	for wait := time.Now().Add(coordinatorWait); err != nil && kerr.IsRetriable(err) && time.Now().Before(wait); {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("offsets of replay group %s: %w", group, errors.Join(err, ctx.Err()))
+		case <-time.After(250 * time.Millisecond):
+		}
+		committed, err = adm.FetchOffsets(ctx, group)
+	}
 	if errors.Is(err, kerr.GroupIDNotFound) {
 		committed, err = kadm.OffsetResponses{}, nil // a first replay: no progress yet
 	}

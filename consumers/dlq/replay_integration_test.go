@@ -7,10 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
@@ -134,4 +137,46 @@ func headerValue(r *kgo.Record, key string) []byte {
 		}
 	}
 	return nil
+}
+
+// A replay started while the group coordinator is not yet available (a cluster that has
+// just started) waits for it instead of failing.
+func TestIntegrationReplayWaitsForTheCoordinator(t *testing.T) {
+	c := testkafka.New(t)
+	if c.Fake == nil {
+		t.Skip("injects coordinator errors into the in-process broker")
+	}
+	topics := schemas.MustTopics(c.Prefix)
+	c.CreateTopics(t, 1, topics.DLQ())
+	group := c.Group("replay")
+	var refused atomic.Int32 // the control runs on the broker's goroutine
+	c.Fake.ControlKey(int16(kmsg.FindCoordinator), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		req := kreq.(*kmsg.FindCoordinatorRequest)
+		if refused.Load() == 3 || req.Version < 4 || req.CoordinatorType != 0 {
+			return nil, nil, false
+		}
+		c.Fake.KeepControl()
+		refused.Add(1)
+		resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+		resp.Version = req.Version
+		for _, key := range req.CoordinatorKeys {
+			co := kmsg.NewFindCoordinatorResponseCoordinator()
+			co.Key = key
+			co.NodeID = -1
+			co.ErrorCode = kerr.CoordinatorNotAvailable.Code
+			resp.Coordinators = append(resp.Coordinators, co)
+		}
+		return resp, nil, true
+	})
+	adm := c.Admin(t)
+	from, err := startOffsets(context.Background(), adm, group, topics.DLQ())
+	if err != nil {
+		t.Fatalf("start offsets: %v", err)
+	}
+	if n := refused.Load(); n != 3 {
+		t.Fatalf("the coordinator refused %d times, want 3", n)
+	}
+	if from[0] != 0 {
+		t.Fatalf("replay would start at %d, want the log start 0", from[0])
+	}
 }
