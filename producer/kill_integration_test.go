@@ -6,12 +6,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
+	"github.com/fhirstream/fhirstream/schemas"
 )
 
 // TestIntegrationFetchKill runs `fhirstream fetch` as a subprocess, SIGKILLs it at random
@@ -110,4 +112,21 @@ check:
 	if len(got.dead) != 0 {
 		t.Errorf("%d unexpected dead letters", len(got.dead))
 	}
+	if t.Failed() {
+		// What the killed runs did and what the state topic holds are what explain a
+		// duplicate or a gap; the final run's log is above.
+		for i := range kills {
+			b, _ := os.ReadFile(filepath.Join(logDir, "run"+strconv.Itoa(i)+".log"))
+			t.Logf("run %d (killed), last lines:\n%s", i, lastLines(b, 25))
+		}
+		for _, r := range c.ReadAll(t, schemas.MustTopics(c.Prefix).State("fetcher")) {
+			t.Logf("state %s: %.160s", recordAt(r), r.Value)
+		}
+	}
+}
+
+// lastLines returns the last n lines of b.
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
