@@ -25,6 +25,9 @@ const unstableWarnAfter = time.Minute
 // group whose committed offsets stay held by an open transaction, which is what a hanging
 // transaction looks like from a stage (see "fhirstream status").
 type clientLogger struct {
+	// level is what the operator asked to see of franz-go (--kafka-log-level): errors
+	// by default; warn, info or debug to diagnose the client itself.
+	level kgo.LogLevel
 	mu    sync.Mutex
 	waits map[string]*offsetsWait // by group
 	now   func() time.Time
@@ -35,16 +38,29 @@ type offsetsWait struct {
 	first, last, warned time.Time
 }
 
-func newClientLogger() *clientLogger {
-	return &clientLogger{waits: map[string]*offsetsWait{}, now: time.Now, log: slog.Default}
+func newClientLogger(level kgo.LogLevel) *clientLogger {
+	return &clientLogger{level: level, waits: map[string]*offsetsWait{}, now: time.Now, log: slog.Default}
 }
 
-func (l *clientLogger) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+// Level is at least info: the unstable-offsets wait is an info message.
+func (l *clientLogger) Level() kgo.LogLevel { return max(l.level, kgo.LogLevelInfo) }
 
 func (l *clientLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	// franz-go's messages carry brokers, topics, partitions, offsets, groups and errors,
+	// never record keys or values, nor credentials.
 	switch {
 	case level == kgo.LogLevelError:
 		l.log().Error("kafka client: "+msg, keyvals...)
+		return
+	case level > l.level:
+	case level == kgo.LogLevelWarn:
+		l.log().Warn("kafka client: "+msg, keyvals...)
+	case level == kgo.LogLevelInfo:
+		l.log().Info("kafka client: "+msg, keyvals...)
+	default:
+		l.log().Debug("kafka client: "+msg, keyvals...)
+	}
+	switch {
 	case msg == unstableOffsetsMsg:
 		var group string
 		var err error

@@ -14,7 +14,7 @@ import (
 
 func TestClientLoggerWarnsOnLongUnstableOffsets(t *testing.T) {
 	var buf bytes.Buffer
-	l := newClientLogger()
+	l := newClientLogger(kgo.LogLevelError)
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	l.log = func() *slog.Logger { return log }
 	clock := time.Unix(1_800_000_000, 0)
@@ -67,5 +67,34 @@ func TestClientLoggerWarnsOnLongUnstableOffsets(t *testing.T) {
 	l.Log(kgo.LogLevelError, "fetch offsets failed with non-retryable error", "group", "g", "err", fmt.Errorf("boom"))
 	if !strings.Contains(buf.String(), `level=ERROR msg="kafka client: fetch offsets failed with non-retryable error"`) {
 		t.Errorf("client error not passed on:\n%s", buf.String())
+	}
+}
+
+// --kafka-log-level passes franz-go's own messages on at their level; by default only its
+// errors come through.
+func TestClientLoggerLevels(t *testing.T) {
+	for _, tc := range []struct {
+		level kgo.LogLevel
+		want  []string
+	}{
+		{kgo.LogLevelError, []string{"level=ERROR"}},
+		{kgo.LogLevelWarn, []string{"level=ERROR", "level=WARN"}},
+		{kgo.LogLevelDebug, []string{"level=ERROR", "level=WARN", "level=INFO", "level=DEBUG"}},
+	} {
+		var buf bytes.Buffer
+		l := newClientLogger(tc.level)
+		log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		l.log = func() *slog.Logger { return log }
+		for _, lv := range []kgo.LogLevel{kgo.LogLevelError, kgo.LogLevelWarn, kgo.LogLevelInfo, kgo.LogLevelDebug} {
+			l.Log(lv, "message at "+lv.String(), "broker", "0")
+		}
+		if got := strings.Count(buf.String(), "\n"); got != len(tc.want) {
+			t.Errorf("level %v: %d lines, want %d:\n%s", tc.level, got, len(tc.want), buf.String())
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(buf.String(), w+` msg="kafka client: message at`) {
+				t.Errorf("level %v: no %s line:\n%s", tc.level, w, buf.String())
+			}
+		}
 	}
 }

@@ -49,6 +49,10 @@ type Config struct {
 	// topics are created with a matching max.message.bytes. Default 8 MiB so large FHIR
 	// resources (inlined attachments, big Bundles) fit.
 	MaxRecordBytes int32
+
+	// ClientLogLevel is how much of franz-go's own log to pass on: "error" (the
+	// default), "warn", "info" or "debug". The process's --log-level still applies.
+	ClientLogLevel string
 }
 
 // SecretFlagAnnotation marks a flag whose value is a credential (pflag annotations):
@@ -85,6 +89,22 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TLSKeyFile, "tls-key", c.TLSKeyFile, "PEM client key for mutual TLS (env FHIRSTREAM_TLS_KEY)")
 	fs.StringVar(&c.TLSServerName, "tls-server-name", c.TLSServerName, "name to verify in the broker certificate (env FHIRSTREAM_TLS_SERVER_NAME)")
 	fs.Int32Var(&c.MaxRecordBytes, "max-record-bytes", c.MaxRecordBytes, "largest record produced; topics are created to accept it (env FHIRSTREAM_MAX_RECORD_BYTES)")
+	fs.StringVar(&c.ClientLogLevel, "kafka-log-level", c.ClientLogLevel, "how much of the Kafka client's own log to show: error, warn, info or debug; debug also needs --log-level debug (env FHIRSTREAM_KAFKA_LOG_LEVEL)")
+}
+
+// clientLogLevel parses ClientLogLevel.
+func (c *Config) clientLogLevel() (kgo.LogLevel, error) {
+	switch strings.ToLower(c.ClientLogLevel) {
+	case "", "error":
+		return kgo.LogLevelError, nil
+	case "warn":
+		return kgo.LogLevelWarn, nil
+	case "info":
+		return kgo.LogLevelInfo, nil
+	case "debug":
+		return kgo.LogLevelDebug, nil
+	}
+	return kgo.LogLevelNone, fmt.Errorf("unknown --kafka-log-level %q: want error, warn, info or debug", c.ClientLogLevel)
 }
 
 // Validate checks the configuration without contacting a broker.
@@ -107,6 +127,9 @@ func (c *Config) Validate() error {
 	if c.MaxRecordBytes < 1024 {
 		return fmt.Errorf("--max-record-bytes %d is too small", c.MaxRecordBytes)
 	}
+	if _, err := c.clientLogLevel(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -124,6 +147,7 @@ func (c *Config) Opts() ([]kgo.Opt, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	logLevel, _ := c.clientLogLevel()           // checked by Validate
 	fetchMax := max(50<<20, 2*c.MaxRecordBytes) // franz-go's default fetch size, or room for two records
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
@@ -140,7 +164,7 @@ func (c *Config) Opts() ([]kgo.Opt, error) {
 		// FetchMaxBytes after these options stays within it.
 		kgo.BrokerMaxReadBytes(max(256<<20, 4*fetchMax)),
 		kgo.RetryTimeout(2 * time.Minute),
-		kgo.WithLogger(newClientLogger()),
+		kgo.WithLogger(newClientLogger(logLevel)),
 	}
 	if m, err := c.saslMechanism(); err != nil {
 		return nil, err
