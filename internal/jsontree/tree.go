@@ -95,8 +95,8 @@ type Tree struct {
 	// outside strings).
 	high    uint64
 	scanned bool
-	// badNumber is the first number of a fastjson parse that is not a JSON number (load).
-	badNumber string
+	// badNumber says that a fastjson parse held a number JSON does not allow (load).
+	badNumber bool
 	parser    fastjson.Parser
 	values    []Value // Value handles, filled as they are asked for (see value)
 }
@@ -212,10 +212,10 @@ func (t *Tree) Index(i int32) int {
 
 // load copies a fastjson parse into t.
 func (t *Tree) load(v *fastjson.Value) error {
-	t.Nodes, t.unescaped, t.badNumber = t.Nodes[:0], t.unescaped[:0], ""
+	t.Nodes, t.unescaped, t.badNumber = t.Nodes[:0], t.unescaped[:0], false
 	t.add(v, -1, nil)
 	t.src = view(t.unescaped)
-	if t.badNumber != "" {
+	if t.badNumber {
 		// The number is not quoted: error messages reach dead letters and logs, and
 		// carry no part of a resource.
 		return &SyntaxError{Offset: -1, Msg: "a number outside JSON's grammar (such as 01, 1. or NaN)"}
@@ -238,10 +238,10 @@ func (t *Tree) add(v *fastjson.Value, parent int32, key []byte) {
 		t.unescaped = v.MarshalTo(t.unescaped)
 		t.Nodes[i].StrAt, t.Nodes[i].StrLen = int32(at), int32(len(t.unescaped)-at)
 		// fastjson reads numbers lazily and takes what JSON does not ("." "01" "NaN").
-		if num := view(t.unescaped[at:]); t.badNumber == "" {
-			if end, ok := scanNumber(num, 0); !ok || end != len(num) {
-				t.badNumber = num
-			}
+		if !t.badNumber {
+			num := view(t.unescaped[at:])
+			end, ok := scanNumber(num, 0)
+			t.badNumber = !ok || end != len(num)
 		}
 	case TypeArray:
 		arr, _ := v.Array()
