@@ -53,12 +53,17 @@ func TestIntegrationFetchKill(t *testing.T) {
 	defer srv.Close()
 	c := testkafka.New(t)
 	logDir := t.TempDir()
+	logPath := func(i int) string { return filepath.Join(logDir, "run"+strconv.Itoa(i)+".log") }
+	runLog := func(i int) []byte {
+		b, _ := os.ReadFile(logPath(i))
+		return b
+	}
 	run := func(i int) *exec.Cmd {
 		cmd := exec.Command(bin, "fetch", srv.URL, "--token-url", "none", "--min-poll", "10ms",
 			"--commit-bytes", "1000000", "--commit-interval", "100ms", "--manifest-dir", "", "--partitions", "3")
 		cmd.Env = append(os.Environ(), "FHIRSTREAM_BROKERS="+c.Brokers[0], "FHIRSTREAM_TOPIC_PREFIX="+c.Prefix,
 			"FHIRSTREAM_LOG_FORMAT=text")
-		logf, _ := os.Create(filepath.Join(logDir, "run"+strconv.Itoa(i)+".log"))
+		logf, _ := os.Create(logPath(i))
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -75,8 +80,7 @@ func TestIntegrationFetchKill(t *testing.T) {
 			select {
 			case err := <-done:
 				if err != nil {
-					b, _ := os.ReadFile(filepath.Join(logDir, "run"+strconv.Itoa(i)+".log"))
-					t.Fatalf("run %d failed: %v\n%s", i, err, b)
+					t.Fatalf("run %d failed: %v\n%s", i, err, runLog(i))
 				}
 				t.Logf("run %d finished before its kill", i)
 				goto check
@@ -87,7 +91,7 @@ func TestIntegrationFetchKill(t *testing.T) {
 				// A run can finish the export and commit it, and print its summary, and
 				// still be killed on its way out. The export is then complete: a further
 				// fetch rightly starts a new one, which would publish everything again.
-				if b, _ := os.ReadFile(filepath.Join(logDir, "run"+strconv.Itoa(i)+".log")); bytes.Contains(b, []byte("reconciliation: OK")) {
+				if bytes.Contains(runLog(i), []byte("reconciliation: OK")) {
 					t.Logf("run %d completed the export before its kill after %v landed", i, delay)
 					goto check
 				}
@@ -98,15 +102,13 @@ func TestIntegrationFetchKill(t *testing.T) {
 		select {
 		case err := <-done:
 			if err != nil {
-				b, _ := os.ReadFile(filepath.Join(logDir, "run"+strconv.Itoa(i)+".log"))
-				t.Fatalf("final run failed: %v\n%s", err, b)
+				t.Fatalf("final run failed: %v\n%s", err, runLog(i))
 			}
 		case <-time.After(5 * time.Minute):
 			_ = cmd.Process.Kill()
 			t.Fatal("final run did not finish in 5 minutes")
 		}
-		b, _ := os.ReadFile(filepath.Join(logDir, "run"+strconv.Itoa(i)+".log"))
-		t.Logf("final run:\n%s", b)
+		t.Logf("final run:\n%s", runLog(i))
 		break
 	}
 check:
@@ -124,8 +126,7 @@ check:
 		// What the killed runs did and what the state topic holds are what explain a
 		// duplicate or a gap; the final run's log is above.
 		for i := range kills {
-			b, _ := os.ReadFile(filepath.Join(logDir, "run"+strconv.Itoa(i)+".log"))
-			t.Logf("run %d (killed), last lines:\n%s", i, lastLines(b, 25))
+			t.Logf("run %d (killed), last lines:\n%s", i, lastLines(runLog(i), 25))
 		}
 		for _, r := range c.ReadAll(t, schemas.MustTopics(c.Prefix).State("fetcher")) {
 			t.Logf("state %s: %.160s", recordAt(r), r.Value)
