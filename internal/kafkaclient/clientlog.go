@@ -1,6 +1,7 @@
 package kafkaclient
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"sync"
@@ -42,26 +43,25 @@ func newClientLogger(level kgo.LogLevel) *clientLogger {
 	return &clientLogger{level: level, waits: map[string]*offsetsWait{}, now: time.Now, log: slog.Default}
 }
 
+// slogLevels maps franz-go's log levels to slog's.
+var slogLevels = map[kgo.LogLevel]slog.Level{
+	kgo.LogLevelError: slog.LevelError,
+	kgo.LogLevelWarn:  slog.LevelWarn,
+	kgo.LogLevelInfo:  slog.LevelInfo,
+	kgo.LogLevelDebug: slog.LevelDebug,
+}
+
 // Level is at least info: the unstable-offsets wait is an info message.
 func (l *clientLogger) Level() kgo.LogLevel { return max(l.level, kgo.LogLevelInfo) }
 
 func (l *clientLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	// franz-go's messages carry brokers, topics, partitions, offsets, groups and errors,
-	// never record keys or values, nor credentials.
-	switch {
-	case level == kgo.LogLevelError:
-		l.log().Error("kafka client: "+msg, keyvals...)
-		return
-	case level > l.level:
-	case level == kgo.LogLevelWarn:
-		l.log().Warn("kafka client: "+msg, keyvals...)
-	case level == kgo.LogLevelInfo:
-		l.log().Info("kafka client: "+msg, keyvals...)
-	default:
-		l.log().Debug("kafka client: "+msg, keyvals...)
+	// never record keys or values, nor credentials. Errors always pass (l.level is at
+	// least LogLevelError).
+	if level <= l.level {
+		l.log().Log(context.Background(), slogLevels[level], "kafka client: "+msg, keyvals...)
 	}
-	switch {
-	case msg == unstableOffsetsMsg:
+	if msg == unstableOffsetsMsg {
 		var group string
 		var err error
 		for i := 0; i+1 < len(keyvals); i += 2 {
