@@ -10,10 +10,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// settleTimeout bounds how long ReadCommitted waits for open transactions to end; it
-// matches the transaction timeout of the stages and the fetcher, after which the
-// broker aborts a transaction left open by a dead producer.
-const settleTimeout = 30 * time.Second
+// settleTimeout bounds how long ReadCommitted waits for open transactions to end. A
+// transaction left open by a dead producer ends when the broker aborts it: after the
+// transaction timeout of the stages and the fetcher (30 s), at the broker's next check
+// for timed-out transactions, which runs every 10 s by default
+// (transaction.abort.timed.out.transaction.cleanup.interval.ms). Waiting only the 30 s
+// failed CI's dedupe kill test: a killed instance's transaction was aborted after the
+// reader had given up.
+const settleTimeout = 30*time.Second + 10*time.Second + 5*time.Second
 
 // ReadCommitted reads every committed record of topics, from the start up to each
 // partition's end, and calls each for every data record (transaction markers are
