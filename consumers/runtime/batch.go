@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/schemas"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 )
 
@@ -339,7 +340,7 @@ func (r *runner) processOne(ctx, work context.Context, rec *kgo.Record, w *worke
 		if err == nil {
 			switch {
 			case w.ns.wrote:
-				err = stage.Reject("stage-bug", "", "stage %s wrote state but declares none", r.def.Name)
+				err = stage.Reject(schemas.ClassStageBug, "", "stage %s wrote state but declares none", r.def.Name)
 			case w.em.err != nil:
 				err = w.em.err
 			default:
@@ -374,7 +375,7 @@ func (r *runner) safeProcess(ctx context.Context, in *stage.Record, store stage.
 		if v := recover(); v != nil {
 			r.opts.Logger.Error("stage panicked; record dead-lettered", "stage", r.def.Name,
 				"topic", in.Topic, "partition", in.Partition, "offset", in.Offset, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			err = &stage.Rejection{Class: "panic", Message: fmt.Sprintf("stage %s panicked: %v", r.def.Name, v)}
+			err = &stage.Rejection{Class: schemas.ClassPanic, Message: fmt.Sprintf("stage %s panicked: %v", r.def.Name, v)}
 		}
 	}()
 	return r.proc.Process(ctx, in, store, em)
@@ -415,7 +416,7 @@ var errNoTopic = errors.New("emitted a record without a topic")
 // input's, so event time flows through the pipeline.
 func (e *emitter) Emit(out stage.Record) {
 	if out.Topic == "" {
-		e.err = &stage.Rejection{Class: "stage-bug", Message: errNoTopic.Error()}
+		e.err = &stage.Rejection{Class: schemas.ClassStageBug, Message: errNoTopic.Error()}
 		return
 	}
 	ts := out.Timestamp
