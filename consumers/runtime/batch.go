@@ -30,7 +30,6 @@ type partWork struct {
 	tally tally
 }
 
-
 // batch processes one poll batch in one transaction. It returns why the batch was
 // aborted ("" when it committed), or an error when the session cannot continue.
 func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort string, err error) {

@@ -19,7 +19,6 @@ import (
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 )
 
-
 // tp is an input topic partition.
 type tp struct {
 	topic     string
