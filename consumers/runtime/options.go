@@ -5,6 +5,7 @@ import (
 	goruntime "runtime"
 	"time"
 
+	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/obs"
 )
 
@@ -62,6 +63,9 @@ type Options struct {
 	// same InstanceID: the new producer fences the old one and aborts at once. The
 	// broker caps it at transaction.max.timeout.ms (15 minutes by default).
 	TransactionTimeout time.Duration
+	// Middleware wraps the stage's processor, the first outermost, inside the runtime's
+	// own stage.Recover (a panic anywhere in the chain is dead-lettered).
+	Middleware []stage.Middleware
 }
 
 func (o *Options) defaults() {

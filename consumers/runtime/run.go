@@ -70,6 +70,13 @@ func Run(ctx context.Context, cfg kafkaclient.Config, def stage.Definition, opts
 	if err != nil {
 		return fmt.Errorf("stage %s: %w", def.Name(), err)
 	}
+	// A record that crashes the stage is dead-lettered, not allowed to crash every
+	// instance that reads it and stall its partition.
+	recoverPanic := stage.Recover(func(in *stage.Record, v any, stack []byte) {
+		opts.Logger.Error("stage panicked; record dead-lettered", "stage", def.Name(),
+			"topic", in.Topic, "partition", in.Partition, "offset", in.Offset, "panic", fmt.Sprint(v), "stack", string(stack))
+	})
+	proc = stage.Chain(proc, append([]stage.Middleware{recoverPanic}, opts.Middleware...)...)
 	r := &runner{def: def, opts: opts, cfg: cfg, proc: proc, declared: &declaredOutputs{node: def.Node},
 		stores: map[tp]stage.Store{}, revoked: map[tp]bool{}, assigned: map[tp]bool{},
 		topicParts: map[string]int32{}, known: map[string]bool{}}
