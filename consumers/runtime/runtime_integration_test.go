@@ -25,6 +25,7 @@ import (
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
+	"github.com/fhirstream/fhirstream/internal/testwait"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
@@ -75,14 +76,12 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // waitFor reads topic until it holds n records or the deadline passes.
 func waitFor(t *testing.T, c *testkafka.Cluster, n int, topic string) []*kgo.Record {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		recs := c.ReadAll(t, topic)
-		if len(recs) >= n || time.Now().After(deadline) || t.Failed() {
-			return recs
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	var recs []*kgo.Record
+	testwait.Until(t, 60*time.Second, fmt.Sprintf("%d records on %s", n, topic), func() bool {
+		recs = c.ReadAll(t, topic)
+		return len(recs) >= n
+	})
+	return recs
 }
 
 func TestIntegrationRuntimeStateRejectPanicRetry(t *testing.T) {
