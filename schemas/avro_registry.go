@@ -74,8 +74,8 @@ func NewRegistryCodec(codec *Codec, registry SchemaRegistry, topics Topics) *Reg
 		codec:    codec,
 		registry: registry,
 		topics:   topics,
-		ids:    make(map[string]int),
-		byID:   make(map[int]*registryWriter),
+		ids:      make(map[string]int),
+		byID:     make(map[int]*registryWriter),
 	}
 }
 
