@@ -49,7 +49,7 @@ type literal struct {
 // whether it selects elements (allowed in a rule's path) or computes a value (allowed
 // only in conditions and generalize cases).
 var functions = map[string]struct {
-	args   int
+	args    int
 	selects bool
 }{
 	"where": {1, true}, "ofType": {1, true}, "first": {0, true}, "last": {0, true},

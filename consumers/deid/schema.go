@@ -57,7 +57,7 @@ type schema struct {
 	resourceT typeID
 	// well-known types the methods look for.
 	date, dateTime, instant, xhtml, str, markdown, decimal, integer, unsignedInt, positiveInt typeID
-	element, reference, narrative, annotation, attachment, age, address, extension, quantity    typeID
+	element, reference, narrative, annotation, attachment, age, address, extension, quantity  typeID
 }
 
 var (
