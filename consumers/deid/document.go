@@ -22,10 +22,15 @@ type document struct {
 	name  []string // FHIRPath element name ("value" for valueQuantity)
 	comp  []int32  // a primitive's companion, a companion's primitive; -1 for none
 	flags []nodeFlags
-	repl  []string // replacement JSON of replaced values, by node
+	repl  [][2]int32 // replacement JSON of replaced values: a span of arena, by node
+	arena []byte
 	res   []int32  // the resource each node belongs to (its root, or a contained one)
-	// byType lists the nodes of each type, in document order, for nodesByType.
 	roots []int32 // resource roots, outermost first
+	// firstOfType and nextOfType chain the values of each type in document order, for
+	// nodesByType: most rules of a configuration select by type, and one pass over the
+	// document serves them all.
+	firstOfType []int32
+	nextOfType  []int32
 }
 
 type nodeFlags uint8
@@ -50,15 +55,39 @@ func (d *document) reset(s *schema, src []byte) error {
 	d.comp = grow(d.comp, n)
 	d.flags = grow(d.flags, n)
 	d.repl = grow(d.repl, n)
+	d.arena = d.arena[:0]
 	d.res = grow(d.res, n)
 	d.roots = d.roots[:0]
 	for i := range n {
-		d.typ[i], d.name[i], d.comp[i], d.flags[i], d.repl[i] = noType, "", -1, 0, ""
+		d.typ[i], d.name[i], d.comp[i], d.flags[i] = noType, "", -1, 0
 	}
 	if d.tree.Nodes[0].Type != jsontree.TypeObject {
 		return stage.Reject("invalid-json", "", "a resource is a JSON object")
 	}
-	return d.annotate(0, s.resourceT, "", -1)
+	if err := d.annotate(0, s.resourceT, "", -1); err != nil {
+		return err
+	}
+	d.firstOfType = grow(d.firstOfType, len(s.types))
+	for t := range d.firstOfType {
+		d.firstOfType[t] = -1
+	}
+	d.nextOfType = grow(d.nextOfType, n)
+	for j := int32(n - 1); j > 0; j-- {
+		if t := d.typ[j]; t != noType && d.item(j) {
+			d.nextOfType[j], d.firstOfType[t] = d.firstOfType[t], j
+		}
+	}
+	return nil
+}
+
+// ofType calls fn with every value of type t below resource root r (not those of
+// resources contained in it), in document order.
+func (d *document) ofType(r int32, t typeID, fn func(int32)) {
+	for j := d.firstOfType[t]; j >= 0; j = d.nextOfType[j] {
+		if d.res[j] == r && j != r {
+			fn(j)
+		}
+	}
 }
 
 func grow[T any](s []T, n int) []T {
@@ -117,14 +146,13 @@ func (d *document) annotate(i int32, t typeID, name string, res int32) error {
 	return nil
 }
 
-// annotateMember types member j of an object: an array of values when the element
-// repeats, one value otherwise.
+// annotateMember types member j of an object: an array of values, or one value. FHIR
+// JSON has an array exactly where the element repeats; either shape is read here (the
+// values are typed the same), since refusing the other would dead-letter resources
+// validate passes, and nothing about a value's type depends on it.
 func (d *document) annotateMember(j int32, m member, companion bool, res int32) error {
 	nodes := d.tree.Nodes
-	if m.elem.many {
-		if nodes[j].Type != jsontree.TypeArray {
-			return stage.Reject("type-mismatch", d.path(j), "%s repeats: FHIR JSON has an array here", m.elem.name)
-		}
+	if nodes[j].Type == jsontree.TypeArray {
 		d.typ[j], d.name[j], d.res[j] = m.typ, m.elem.name, res
 		for k, end := j+1, nodes[j].End; k < end; k = nodes[k].End {
 			d.res[k] = res
@@ -133,9 +161,6 @@ func (d *document) annotateMember(j int32, m member, companion bool, res int32) 
 			}
 		}
 		return nil
-	}
-	if nodes[j].Type == jsontree.TypeArray {
-		return stage.Reject("type-mismatch", d.path(j), "%s does not repeat: FHIR JSON has no array here", m.elem.name)
 	}
 	return d.annotateValue(j, m, companion, res)
 }
@@ -161,9 +186,6 @@ func (d *document) annotateValue(k int32, m member, companion bool, res int32) e
 			return stage.Reject("type-mismatch", d.path(k), "%s is a %s: FHIR JSON has a primitive here", m.elem.name, d.s.name(m.typ))
 		}
 		return nil
-	}
-	if m.typ == d.s.resourceT {
-		return d.annotate(k, m.typ, m.elem.name, res)
 	}
 	return d.annotate(k, m.typ, m.elem.name, res)
 }
@@ -285,12 +307,20 @@ func (d *document) remove(i int32) { d.flags[i] |= flagRemoved }
 // replace sets the JSON text node i is written as.
 func (d *document) replace(i int32, json string) {
 	d.flags[i] |= flagReplaced
-	d.repl[i] = json
+	at := len(d.arena)
+	d.arena = append(d.arena, json...)
+	d.repl[i] = [2]int32{int32(at), int32(len(d.arena))}
 }
+
+// replacement returns the JSON text node i is replaced by.
+func (d *document) replacement(i int32) []byte { return d.arena[d.repl[i][0]:d.repl[i][1]] }
 
 // replaceString sets node i to the JSON string s.
 func (d *document) replaceString(i int32, s string) {
-	d.replace(i, string(appendJSONString(nil, s)))
+	d.flags[i] |= flagReplaced
+	at := len(d.arena)
+	d.arena = appendJSONString(d.arena, s)
+	d.repl[i] = [2]int32{int32(at), int32(len(d.arena))}
 }
 
 // str returns the string at node i.
@@ -308,7 +338,7 @@ func (d *document) write(dst []byte) []byte {
 func (d *document) writeValue(dst []byte, i int32) ([]byte, bool) {
 	n := &d.tree.Nodes[i]
 	if d.flags[i]&flagReplaced != 0 {
-		return append(dst, d.repl[i]...), true
+		return append(dst, d.replacement(i)...), true
 	}
 	switch n.Type {
 	case jsontree.TypeObject:
@@ -389,6 +419,15 @@ func (d *document) positional(i int32) bool {
 	return false
 }
 
+// plainByte marks the bytes a JSON string holds as they are: printable ASCII but the
+// quote and the backslash.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendJSONString appends s as a JSON string: quotes, backslashes and control
 // characters escaped, invalid UTF-8 replaced by U+FFFD.
 func appendJSONString(dst []byte, s string) []byte {
@@ -396,7 +435,7 @@ func appendJSONString(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+		if plainByte[c] {
 			i++
 			continue
 		}

@@ -35,10 +35,16 @@ type rule struct {
 	span        float64
 	proportion  bool
 	roundTo     int // -1: the type's default
-	replaceWith []byte
+	replaceWith string
 	replaceObj  bool
 	cases       []genCase
 	otherKeep   bool
+
+	// byType, when not noType, says the path is nodesByType('T') or
+	// nodesByType('T').child (child then set): the most common rules, run without the
+	// evaluator.
+	byType typeID
+	child  string
 }
 
 type genCase struct{ cond, value *expr }
@@ -154,6 +160,17 @@ func (e *Engine) compile(i int, rc RuleConfig) (*rule, error) {
 	}
 	r.expr = x
 	r.resourceType = e.ruleType(x)
+	r.byType = noType
+	if c := x; c.op == "ident" && c.args[0] != nil || c.op == "call" {
+		if c.op == "ident" {
+			r.child, c = c.name, c.args[0]
+		}
+		if c.op == "call" && c.name == "nodesByType" && c.args[0] == nil {
+			r.byType = e.s.byName[c.args[1].lit.s]
+		} else {
+			r.child = ""
+		}
+	}
 	settings := map[string]bool{
 		"span": rc.Span != nil, "rangeType": rc.RangeType != "", "roundTo": rc.RoundTo != nil,
 		"replaceWith": rc.ReplaceWith != nil, "cases": rc.Cases != nil, "otherValues": rc.OtherValues != "",
@@ -209,7 +226,7 @@ func (e *Engine) compile(i int, rc RuleConfig) (*rule, error) {
 			}
 			compact = b.Bytes()
 		}
-		r.replaceWith = compact
+		r.replaceWith = string(compact)
 	case methodGeneralize:
 		if len(rc.Cases) == 0 {
 			return nil, errors.New("generalize needs cases")
@@ -356,11 +373,12 @@ func (e *Engine) Apply(dst, resource []byte) (Result, error) {
 	res := Result{Type: rt}
 	if id := d.tree.Child(root, "id"); id >= 0 && d.flags[id]&flagRemoved == 0 {
 		if d.flags[id]&flagReplaced != 0 {
-			var s string
-			if json.Unmarshal([]byte(d.repl[id]), &s) != nil {
-				return Result{}, stage.Reject(ClassRule, rt+".id", "the de-identified id is not a string")
+			// A FHIR id needs no escapes: a quoted string with a backslash is not one.
+			s := string(d.replacement(id))
+			if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' || strings.IndexByte(s, '\\') >= 0 {
+				return Result{}, stage.Reject(ClassRule, rt+".id", "the de-identified id is not a FHIR id")
 			}
-			res.ID = s
+			res.ID = s[1 : len(s)-1]
 		} else {
 			res.ID = d.str(id)
 		}
@@ -392,6 +410,27 @@ func (e *Engine) applyRules(w *worker, root int32, shift int) error {
 	w.ev.root = root
 	focus := []item{{node: root}}
 	for _, r := range e.byType[d.typ[root]] {
+		if r.byType != noType {
+			var err error
+			d.ofType(root, r.byType, func(i int32) {
+				if err != nil {
+					return
+				}
+				if r.child == "" {
+					err = e.process(w, r, i, shift)
+					return
+				}
+				d.children(i, r.child, func(c int32) {
+					if err == nil {
+						err = e.process(w, r, c, shift)
+					}
+				})
+			})
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		matches, err := w.ev.eval(r.expr, focus, nil)
 		if err != nil {
 			return stage.Reject(ClassRule, d.path(root), "%s: %v", r, err)

@@ -416,8 +416,12 @@ func (ev *evaluator) call(e *expr, focus, this []item) ([]item, error) {
 			return nil, nil
 		}
 		var out []item
+		if e.name == "nodesByType" {
+			d.ofType(ev.root, t, func(k int32) { out = append(out, item{node: k}) })
+			return out, nil
+		}
 		d.descendants(ev.root, func(k int32) {
-			if e.name == "nodesByType" && d.typ[k] == t || e.name == "nodesByName" && d.name[k] == want {
+			if d.name[k] == want {
 				out = append(out, item{node: k})
 			}
 		})

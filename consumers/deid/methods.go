@@ -32,7 +32,7 @@ func (e *Engine) apply(w *worker, r *rule, i int32, shift int) error {
 		if r.replaceObj != !d.primitive(i) {
 			return e.reject(d, r, i, "replaceWith is %s; the element is %s", kindOf(r.replaceObj), kindOf(!d.primitive(i)))
 		}
-		d.replace(i, string(r.replaceWith))
+		d.replace(i, r.replaceWith)
 		return nil
 	}
 	if !d.primitive(i) {
