@@ -24,7 +24,7 @@ type document struct {
 	flags []nodeFlags
 	repl  [][2]int32 // replacement JSON of replaced values: a span of arena, by node
 	arena []byte
-	res   []int32  // the resource each node belongs to (its root, or a contained one)
+	res   []int32 // the resource each node belongs to (its root, or a contained one)
 	roots []int32 // resource roots, outermost first
 	// firstOfType and nextOfType chain the values of each type in document order, for
 	// nodesByType: most rules of a configuration select by type, and one pass over the
