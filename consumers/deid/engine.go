@@ -335,7 +335,6 @@ type worker struct {
 	shift  hash.Hash
 	sum    []byte
 	hashes map[string]string // pseudonyms made, bounded (see pseudonym)
-	out    []byte
 }
 
 // Result is a de-identified resource.

@@ -137,7 +137,7 @@ func lex(src string) ([]token, error) {
 			toks = append(toks, token{'i', src[i:j], i})
 			i = j
 		default:
-			for _, op := range []string{"<=", ">=", "!=", "!~", "(", ")", ".", ",", "|", "=", "<", ">", "+", "-", "*", "/", "&", "~", "[", "{", "%"} {
+			for _, op := range []string{"<=", ">=", "!=", "!~", "(", ")", ".", ",", "|", "=", "<", ">", "+", "-", "*", "/", "&", "~", "[", "]", "{", "}", "%"} {
 				if strings.HasPrefix(src[i:], op) {
 					toks = append(toks, token{'o', op, i})
 					i += len(op)
