@@ -66,23 +66,33 @@ func daysIn(year, month int) int {
 // identifiers.
 const ageThreshold = 89
 
-// overThreshold reports whether d is more than 89 years before now: the anonymizer's
-// test for a date "indicative of age over 89" (a missing month or day counts as the
-// first).
-func (d fhirDate) overThreshold(now time.Time) bool {
+// overThreshold reports whether d is more than 89 years before today: the
+// anonymizer's test for a date "indicative of age over 89" (a missing month or day
+// counts as the first).
+func (d fhirDate) overThreshold(today fhirDate) bool {
 	month, day := max(d.month, 1), max(d.day, 1)
-	age := now.Year() - d.year
-	if int(now.Month()) < month || int(now.Month()) == month && now.Day() < day {
+	age := today.year - d.year
+	if today.month < month || today.month == month && today.day < day {
 		age--
 	}
 	return age > ageThreshold
 }
 
+// dateOf returns t's date.
+func dateOf(t time.Time) fhirDate {
+	y, m, dd := t.Date()
+	return fhirDate{year: y, month: int(m), day: dd}
+}
+
 // shifted returns d moved by days, with the digits of its time of day set to zero and
-// its time zone kept (the anonymizer's dateShift: the time of day is redacted).
+// its time zone kept (the anonymizer's dateShift: the time of day is redacted). The
+// arithmetic is on day numbers (days from civil, proleptic Gregorian), not time.Time:
+// it runs for every date of every resource.
 func (d fhirDate) shifted(days int) string {
-	t := time.Date(d.year, time.Month(d.month), d.day, 0, 0, 0, 0, time.UTC).AddDate(0, 0, days)
-	b := t.AppendFormat(make([]byte, 0, 10+len(d.rest)), "2006-01-02")
+	y, m, dd := civilFromDays(daysFromCivil(d.year, d.month, d.day) + days)
+	b := make([]byte, 0, 10+len(d.rest))
+	b = append(b, byte('0'+y/1000%10), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+m/10), byte('0'+m%10), '-', byte('0'+dd/10), byte('0'+dd%10))
 	if d.rest == "" {
 		return string(b)
 	}
@@ -100,6 +110,46 @@ func (d fhirDate) shifted(days int) string {
 		b = append(b, c)
 	}
 	return string(append(b, d.rest[i:]...))
+}
+
+// daysFromCivil is the number of days from 1970-01-01 to y-m-d (Howard Hinnant's
+// algorithm, chrono-Compatible Low-Level Date Algorithms).
+func daysFromCivil(y, m, d int) int {
+	if m <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era = (y - 399) / 400
+	}
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
+}
+
+// civilFromDays is the inverse of daysFromCivil.
+func civilFromDays(z int) (y, m, d int) {
+	z += 719468
+	era := z / 146097
+	if z < 0 && z%146097 != 0 {
+		era = (z - 146096) / 146097
+	}
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d = doy - (153*mp+2)/5 + 1
+	m = mp + 3
+	if m > 12 {
+		m -= 12
+	}
+	y = yoe + era*400
+	if m <= 2 {
+		y++
+	}
+	return y, m, d
 }
 
 // yearOnly returns the year of d as a FHIR date.

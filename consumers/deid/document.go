@@ -26,6 +26,11 @@ type document struct {
 	arena []byte
 	res   []int32 // the resource each node belongs to (its root, or a contained one)
 	roots []int32 // resource roots, outermost first
+	// today is the date ages are judged against (Engine's clock, read once per resource).
+	today fhirDate
+	// plain says the document's strings need no escaping when written as they are
+	// (jsontree's scanner read it: no escapes, no control characters, all ASCII).
+	plain bool
 	// firstOfType and nextOfType chain the values of each type in document order, for
 	// nodesByType: most rules of a configuration select by type, and one pass over the
 	// document serves them all.
@@ -61,6 +66,7 @@ func (d *document) reset(s *schema, src []byte) error {
 	for i := range n {
 		d.typ[i], d.name[i], d.comp[i], d.flags[i] = noType, "", -1, 0
 	}
+	d.plain = d.tree.ASCII()
 	if d.tree.Nodes[0].Type != jsontree.TypeObject {
 		return stage.Reject("invalid-json", "", "a resource is a JSON object")
 	}
@@ -353,7 +359,13 @@ func (d *document) writeValue(dst []byte, i int32) ([]byte, bool) {
 			if count > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, d.tree.Key(j))
+			if d.plain {
+				dst = append(dst, '"')
+				dst = append(dst, d.tree.Key(j)...)
+				dst = append(dst, '"')
+			} else {
+				dst = appendJSONString(dst, d.tree.Key(j))
+			}
 			dst = append(dst, ':')
 			var ok bool
 			if dst, ok = d.writeValue(dst, j); !ok {
@@ -396,6 +408,11 @@ func (d *document) writeValue(dst []byte, i int32) ([]byte, bool) {
 		}
 		return append(dst, ']'), true
 	case jsontree.TypeString:
+		if d.plain {
+			dst = append(dst, '"')
+			dst = append(dst, d.tree.Str(i)...)
+			return append(dst, '"'), true
+		}
 		return appendJSONString(dst, d.tree.Str(i)), true
 	case jsontree.TypeNumber:
 		return append(dst, d.tree.Str(i)...), true

@@ -158,6 +158,7 @@ func (e *Engine) compile(i int, rc RuleConfig) (*rule, error) {
 	if err := e.checkNames(x); err != nil {
 		return nil, fmt.Errorf("path: %w", err)
 	}
+	e.s.resolveTypes(x)
 	r.expr = x
 	r.resourceType = e.ruleType(x)
 	r.byType = noType
@@ -248,6 +249,7 @@ func (e *Engine) compile(i int, rc RuleConfig) (*rule, error) {
 				return nil, fmt.Errorf("case %q value %q: %w", c.cond, c.value, err)
 			}
 			for _, x := range []*expr{cond, val} {
+				e.s.resolveTypes(x)
 				if err := e.checkNames(x); err != nil {
 					return nil, fmt.Errorf("case %q: %w", c.cond, err)
 				}
@@ -356,6 +358,7 @@ func (e *Engine) Apply(dst, resource []byte) (Result, error) {
 	if err := d.reset(e.s, resource); err != nil {
 		return Result{}, err
 	}
+	d.today = dateOf(e.now())
 	root := int32(0)
 	rt := e.s.name(d.typ[root])
 	shift := 0

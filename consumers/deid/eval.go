@@ -46,10 +46,10 @@ func (ev *evaluator) eval(e *expr, focus, this []item) ([]item, error) {
 		return this, nil
 	case "ident":
 		if e.args[0] == nil {
-			if t, ok := d.s.byName[e.name]; ok && (d.s.types[t].resource || e.name == "Resource" || e.name == "DomainResource") {
+			if t := e.typ; t != noType && d.s.types[t].resource {
 				var out []item
 				for _, x := range focus {
-					if x.node >= 0 && d.flags[x.node]&flagResource != 0 && (e.name == "Resource" || e.name == "DomainResource" && d.typ[x.node] != d.s.byName["Bundle"] || d.typ[x.node] == t) {
+					if x.node >= 0 && d.flags[x.node]&flagResource != 0 && (t == d.s.resourceT || t == d.s.domainResource && d.typ[x.node] != d.s.bundle || d.typ[x.node] == t) {
 						out = append(out, x)
 					}
 				}
@@ -67,7 +67,7 @@ func (ev *evaluator) eval(e *expr, focus, this []item) ([]item, error) {
 		if err != nil {
 			return nil, err
 		}
-		kept := ev.ofType(recv, e.name)
+		kept := ev.ofType(recv, e.name, e.typ)
 		if e.op == "is" {
 			return []item{{node: -1, kind: litBool, b: len(kept) == 1 && len(recv) == 1}}, nil
 		}
@@ -266,9 +266,9 @@ func (ev *evaluator) navigate(c []item, name string) []item {
 
 // ofType keeps the items of type name: document values by their FHIR type (or one it
 // constrains), computed values by their kind.
-func (ev *evaluator) ofType(c []item, name string) []item {
+func (ev *evaluator) ofType(c []item, name string, want typeID) []item {
 	s := ev.d.s
-	want, known := s.byName[name]
+	known := want != noType
 	var out []item
 	for _, x := range c {
 		if x.node >= 0 {
@@ -398,7 +398,7 @@ func (ev *evaluator) call(e *expr, focus, this []item) ([]item, error) {
 		}
 		return out, nil
 	case "ofType":
-		return ev.ofType(recv, e.args[1].name), nil
+		return ev.ofType(recv, e.args[1].name, e.typ), nil
 	case "first":
 		if len(recv) == 0 {
 			return nil, nil
@@ -410,9 +410,8 @@ func (ev *evaluator) call(e *expr, focus, this []item) ([]item, error) {
 		}
 		return recv[len(recv)-1:], nil
 	case "nodesByType", "nodesByName":
-		want := e.args[1].lit.s
-		t, known := d.s.byName[want]
-		if e.name == "nodesByType" && !known {
+		want, t := e.args[1].lit.s, e.typ
+		if e.name == "nodesByType" && t == noType {
 			return nil, nil
 		}
 		var out []item

@@ -27,6 +27,31 @@ type expr struct {
 	name string  // identifier, function or type name
 	lit  literal // for "lit"
 	args []*expr // operands: for "call" the receiver (nil at a path's start) then arguments
+	// typ is name resolved as a FHIR type (noType if none), set by resolveTypes: the
+	// evaluator looks types up per record.
+	typ typeID
+}
+
+// resolveTypes sets typ on every node of e: for identifiers, type operators and
+// ofType, the type named; for nodesByType, the type its argument names.
+func (s *schema) resolveTypes(e *expr) {
+	if e == nil {
+		return
+	}
+	e.typ = noType
+	name := e.name
+	switch {
+	case e.op == "call" && e.name == "nodesByType":
+		name = e.args[1].lit.s
+	case e.op == "call" && e.name == "ofType":
+		name = e.args[1].name
+	}
+	if t, ok := s.byName[name]; ok {
+		e.typ = t
+	}
+	for _, a := range e.args {
+		s.resolveTypes(a)
+	}
 }
 
 type literalKind uint8

@@ -112,11 +112,11 @@ func (e *Engine) redactDate(d *document, i int32) {
 	p := e.params
 	date, ok := datePrefix(d.str(i))
 	switch {
-	case !ok || !p.EnablePartialDatesForRedact && !date.overThreshold(e.now()):
+	case !ok || !p.EnablePartialDatesForRedact && !date.overThreshold(d.today):
 		d.remove(i)
-	case date.overThreshold(e.now()):
+	case date.overThreshold(d.today):
 		if p.AggregateAgesOver89 {
-			d.replaceString(i, e.over89Year())
+			d.replaceString(i, over89Year(d.today))
 		} else {
 			d.remove(i)
 		}
@@ -125,16 +125,16 @@ func (e *Engine) redactDate(d *document, i int32) {
 	}
 }
 
-// over89Year is the date standing for "90 or older": the year 90 years before now.
-func (e *Engine) over89Year() string {
-	return fhirDate{year: e.now().Year() - ageThreshold - 1}.yearOnly()
+// over89Year is the date standing for "90 or older": the year 90 years before today.
+func over89Year(today fhirDate) string {
+	return fhirDate{year: today.year - ageThreshold - 1}.yearOnly()
 }
 
 // dateShift moves date i by shift days (time of day zeroed, zone kept). A date
 // without a day, or indicating an age over 89, cannot be shifted safely: it is redacted.
 func (e *Engine) dateShift(d *document, i int32, shift int) {
 	date, ok := datePrefix(d.str(i))
-	if !ok || date.day == 0 || date.overThreshold(e.now()) {
+	if !ok || date.day == 0 || date.overThreshold(d.today) {
 		e.redactDate(d, i)
 		return
 	}
@@ -357,7 +357,7 @@ func (e *Engine) shiftDays(w *worker, d *document) int {
 	if i := d.tree.Child(0, "id"); i >= 0 && d.tree.Nodes[i].Type == jsontree.TypeString {
 		id = d.str(i)
 	}
-	if e.scope == "patient" && d.typ[0] != d.s.byName["Patient"] {
+	if e.scope == "patient" && d.typ[0] != d.s.patient {
 		for _, el := range []string{"subject", "patient", "beneficiary"} {
 			if ref := d.tree.Child(0, el); ref >= 0 {
 				if p, ok := patientID(d, ref); ok {

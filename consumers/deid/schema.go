@@ -58,6 +58,7 @@ type schema struct {
 	// well-known types the methods look for.
 	date, dateTime, instant, xhtml, str, markdown, decimal, integer, unsignedInt, positiveInt typeID
 	element, reference, narrative, annotation, attachment, age, address, extension, quantity  typeID
+	patient, bundle, domainResource                                                           typeID
 }
 
 var (
@@ -163,6 +164,7 @@ func parseSchema(text string) (*schema, error) {
 		{&s.element, "Element"}, {&s.reference, "Reference"}, {&s.narrative, "Narrative"},
 		{&s.annotation, "Annotation"}, {&s.attachment, "Attachment"}, {&s.age, "Age"},
 		{&s.address, "Address"}, {&s.extension, "Extension"}, {&s.quantity, "Quantity"},
+		{&s.patient, "Patient"}, {&s.bundle, "Bundle"}, {&s.domainResource, "DomainResource"},
 	} {
 		t, ok := s.byName[w.name]
 		if !ok {
