@@ -15,17 +15,18 @@ import (
 // FHIRPath sees. A primitive's "_name" companion (its id and extensions) is the same
 // FHIR element as the primitive: rules reach it through the primitive.
 type document struct {
-	s     *schema
-	tree  jsontree.Tree
-	src   []byte
-	typ   []typeID
-	name  []string // FHIRPath element name ("value" for valueQuantity)
-	comp  []int32  // a primitive's companion, a companion's primitive; -1 for none
-	flags []nodeFlags
-	repl  [][2]int32 // replacement JSON of replaced values: a span of arena, by node
-	arena []byte
-	res   []int32 // the resource each node belongs to (its root, or a contained one)
-	roots []int32 // resource roots, outermost first
+	s      *schema
+	tree   jsontree.Tree
+	src    []byte
+	typ    []typeID
+	name   []string // FHIRPath element name ("value" for valueQuantity)
+	nameID []int32  // the name's id (schema.nameID), for comparisons
+	comp   []int32  // a primitive's companion, a companion's primitive; -1 for none
+	flags  []nodeFlags
+	repl   [][2]int32 // replacement JSON of replaced values: a span of arena, by node
+	arena  []byte
+	res    []int32 // the resource each node belongs to (its root, or a contained one)
+	roots  []int32 // resource roots, outermost first
 	// today is the date ages are judged against (Engine's clock, read once per resource).
 	today fhirDate
 	// plain says the document's strings need no escaping when written as they are
@@ -36,6 +37,7 @@ type document struct {
 	// document serves them all.
 	firstOfType []int32
 	nextOfType  []int32
+	typesSeen   []typeID // the types firstOfType holds chains for
 }
 
 type nodeFlags uint8
@@ -57,6 +59,7 @@ func (d *document) reset(s *schema, src []byte) error {
 	n := len(d.tree.Nodes)
 	d.typ = grow(d.typ, n)
 	d.name = grow(d.name, n)
+	d.nameID = grow(d.nameID, n)
 	d.comp = grow(d.comp, n)
 	d.flags = grow(d.flags, n)
 	d.repl = grow(d.repl, n)
@@ -64,22 +67,31 @@ func (d *document) reset(s *schema, src []byte) error {
 	d.res = grow(d.res, n)
 	d.roots = d.roots[:0]
 	for i := range n {
-		d.typ[i], d.name[i], d.comp[i], d.flags[i] = noType, "", -1, 0
+		d.typ[i], d.name[i], d.nameID[i], d.comp[i], d.flags[i] = noType, "", noName, -1, 0
 	}
 	d.plain = d.tree.ASCII()
 	if d.tree.Nodes[0].Type != jsontree.TypeObject {
 		return stage.Reject("invalid-json", "", "a resource is a JSON object")
 	}
-	if err := d.annotate(0, s.resourceT, "", -1); err != nil {
+	if err := d.annotate(0, s.resourceT, "", noName, -1); err != nil {
 		return err
 	}
-	d.firstOfType = grow(d.firstOfType, len(s.types))
-	for t := range d.firstOfType {
+	if len(d.firstOfType) != len(s.types) {
+		d.firstOfType = make([]int32, len(s.types))
+		for t := range d.firstOfType {
+			d.firstOfType[t] = -1
+		}
+	}
+	for _, t := range d.typesSeen {
 		d.firstOfType[t] = -1
 	}
+	d.typesSeen = d.typesSeen[:0]
 	d.nextOfType = grow(d.nextOfType, n)
 	for j := int32(n - 1); j > 0; j-- {
 		if t := d.typ[j]; t != noType && d.item(j) {
+			if d.firstOfType[t] < 0 {
+				d.typesSeen = append(d.typesSeen, t)
+			}
 			d.nextOfType[j], d.firstOfType[t] = d.firstOfType[t], j
 		}
 	}
@@ -104,7 +116,7 @@ func grow[T any](s []T, n int) []T {
 }
 
 // annotate types node i, of type t (an object), and everything below it.
-func (d *document) annotate(i int32, t typeID, name string, res int32) error {
+func (d *document) annotate(i int32, t typeID, name string, nameID int32, res int32) error {
 	nodes := d.tree.Nodes
 	if nodes[i].Type != jsontree.TypeObject {
 		return stage.Reject("type-mismatch", d.path(i), "%s is a JSON %s, not an object", d.s.name(t), nodes[i].Type)
@@ -123,7 +135,7 @@ func (d *document) annotate(i int32, t typeID, name string, res int32) error {
 		d.flags[rt] |= flagStructure
 		d.roots = append(d.roots, i)
 	}
-	d.typ[i], d.name[i], d.res[i] = t, name, res
+	d.typ[i], d.name[i], d.nameID[i], d.res[i] = t, name, nameID, res
 	def := &d.s.types[t]
 	for j, end := i+1, nodes[i].End; j < end; j = nodes[j].End {
 		key := d.tree.Key(j)
@@ -159,7 +171,7 @@ func (d *document) annotate(i int32, t typeID, name string, res int32) error {
 func (d *document) annotateMember(j int32, m member, companion bool, res int32) error {
 	nodes := d.tree.Nodes
 	if nodes[j].Type == jsontree.TypeArray {
-		d.typ[j], d.name[j], d.res[j] = m.typ, m.elem.name, res
+		d.typ[j], d.name[j], d.nameID[j], d.res[j] = m.typ, m.elem.name, m.elem.id, res
 		for k, end := j+1, nodes[j].End; k < end; k = nodes[k].End {
 			d.res[k] = res
 			if err := d.annotateValue(k, m, companion, res); err != nil {
@@ -175,25 +187,25 @@ func (d *document) annotateValue(k int32, m member, companion bool, res int32) e
 	nodes := d.tree.Nodes
 	if companion {
 		d.flags[k] |= flagCompanion
-		d.typ[k], d.name[k] = m.typ, m.elem.name
+		d.typ[k], d.name[k], d.nameID[k] = m.typ, m.elem.name, m.elem.id
 		if nodes[k].Type == jsontree.TypeNull {
 			return nil
 		}
-		if err := d.annotate(k, d.s.element, m.elem.name, res); err != nil {
+		if err := d.annotate(k, d.s.element, m.elem.name, m.elem.id, res); err != nil {
 			return err
 		}
 		d.typ[k] = m.typ // the primitive's type; its members are an Element's
 		return nil
 	}
 	if d.s.types[m.typ].primitive {
-		d.typ[k], d.name[k] = m.typ, m.elem.name
+		d.typ[k], d.name[k], d.nameID[k] = m.typ, m.elem.name, m.elem.id
 		switch nodes[k].Type {
 		case jsontree.TypeObject, jsontree.TypeArray:
 			return stage.Reject("type-mismatch", d.path(k), "%s is a %s: FHIR JSON has a primitive here", m.elem.name, d.s.name(m.typ))
 		}
 		return nil
 	}
-	return d.annotate(k, m.typ, m.elem.name, res)
+	return d.annotate(k, m.typ, m.elem.name, m.elem.id, res)
 }
 
 // pair links the primitive member key of object i with its companion member c, element
@@ -230,14 +242,15 @@ func (d *document) item(i int32) bool {
 	return true
 }
 
-// children calls fn with each child value of item i named name ("" for all), in order.
-func (d *document) children(i int32, name string, fn func(int32)) {
+// children calls fn with each child value of item i whose name has id name (anyName
+// for all), in order.
+func (d *document) children(i int32, name int32, fn func(int32)) {
 	nodes := d.tree.Nodes
 	if nodes[i].Type != jsontree.TypeObject {
 		return
 	}
 	for j, end := i+1, nodes[i].End; j < end; j = nodes[j].End {
-		if d.flags[j]&flagStructure != 0 || name != "" && d.name[j] != name {
+		if d.flags[j]&flagStructure != 0 || name != anyName && d.nameID[j] != name {
 			continue
 		}
 		if d.isArray(j) {

@@ -40,11 +40,84 @@ type rule struct {
 	cases       []genCase
 	otherKeep   bool
 
-	// byType, when not noType, says the path is nodesByType('T') or
-	// nodesByType('T').child (child then set): the most common rules, run without the
-	// evaluator.
-	byType typeID
-	child  string
+	// plan runs the rule without the evaluator when its path is a plain one.
+	plan plan
+}
+
+// plan is a path of the commonest shape, walked without the evaluator and its
+// collections: a start (the resource, or nodesByType('T')), element names, and an
+// optional ofType(T) at the end. Patient.identifier, Resource.id,
+// nodesByType('Reference').reference and Observation.value.ofType(string) are plans.
+type plan struct {
+	start     uint8 // planNone: use the evaluator
+	startType typeID
+	steps     []int32 // element name ids
+	ofType    typeID
+}
+
+const (
+	planNone uint8 = iota
+	planRoot
+	planByType
+)
+
+// planOf returns x's plan, or one with start planNone.
+func (e *Engine) planOf(x *expr) plan {
+	p := plan{ofType: noType}
+	if x.op == "call" && x.name == "ofType" {
+		p.ofType, x = x.typ, x.args[0]
+		if p.ofType == noType {
+			return plan{}
+		}
+	}
+	var steps []int32
+	for x.op == "ident" && x.args[0] != nil {
+		steps = append([]int32{e.s.lookupName(x.name)}, steps...)
+		x = x.args[0]
+	}
+	switch {
+	case x.op == "ident" && x.args[0] == nil:
+		p.start, p.startType = planRoot, x.typ
+		if x.typ == noType || !e.s.types[x.typ].resource {
+			p.startType, steps = e.s.resourceT, append([]int32{e.s.lookupName(x.name)}, steps...)
+		}
+	case x.op == "call" && x.name == "nodesByType" && x.args[0] == nil && x.typ != noType:
+		p.start, p.startType = planByType, x.typ
+	default:
+		return plan{}
+	}
+	p.steps = steps
+	return p
+}
+
+// runPlan calls fn with each value r's plan selects in resource root.
+func (d *document) runPlan(root int32, p *plan, fn func(int32)) {
+	emit := fn
+	if p.ofType != noType {
+		emit = func(i int32) {
+			if d.s.is(d.typ[i], p.ofType) {
+				fn(i)
+			}
+		}
+	}
+	switch p.start {
+	case planRoot:
+		if p.startType == d.s.domainResource && d.typ[root] == d.s.bundle {
+			return
+		}
+		d.walk(root, p.steps, emit)
+	case planByType:
+		d.ofType(root, p.startType, func(i int32) { d.walk(i, p.steps, emit) })
+	}
+}
+
+// walk calls fn with the values reached from i through the element names steps.
+func (d *document) walk(i int32, steps []int32, fn func(int32)) {
+	if len(steps) == 0 {
+		fn(i)
+		return
+	}
+	d.children(i, steps[0], func(c int32) { d.walk(c, steps[1:], fn) })
 }
 
 type genCase struct{ cond, value *expr }
@@ -161,17 +234,7 @@ func (e *Engine) compile(i int, rc RuleConfig) (*rule, error) {
 	e.s.resolveTypes(x)
 	r.expr = x
 	r.resourceType = e.ruleType(x)
-	r.byType = noType
-	if c := x; c.op == "ident" && c.args[0] != nil || c.op == "call" {
-		if c.op == "ident" {
-			r.child, c = c.name, c.args[0]
-		}
-		if c.op == "call" && c.name == "nodesByType" && c.args[0] == nil {
-			r.byType = e.s.byName[c.args[1].lit.s]
-		} else {
-			r.child = ""
-		}
-	}
+	r.plan = e.planOf(x)
 	settings := map[string]bool{
 		"span": rc.Span != nil, "rangeType": rc.RangeType != "", "roundTo": rc.RoundTo != nil,
 		"replaceWith": rc.ReplaceWith != nil, "cases": rc.Cases != nil, "otherValues": rc.OtherValues != "",
@@ -412,21 +475,12 @@ func (e *Engine) applyRules(w *worker, root int32, shift int) error {
 	w.ev.root = root
 	focus := []item{{node: root}}
 	for _, r := range e.byType[d.typ[root]] {
-		if r.byType != noType {
+		if r.plan.start != planNone {
 			var err error
-			d.ofType(root, r.byType, func(i int32) {
-				if err != nil {
-					return
-				}
-				if r.child == "" {
+			d.runPlan(root, &r.plan, func(i int32) {
+				if err == nil {
 					err = e.process(w, r, i, shift)
-					return
 				}
-				d.children(i, r.child, func(c int32) {
-					if err == nil {
-						err = e.process(w, r, c, shift)
-					}
-				})
 			})
 			if err != nil {
 				return err

@@ -55,13 +55,13 @@ func (ev *evaluator) eval(e *expr, focus, this []item) ([]item, error) {
 				}
 				return out, nil
 			}
-			return ev.navigate(focus, e.name), nil
+			return ev.navigate(focus, e.nameID), nil
 		}
 		recv, err := ev.eval(e.args[0], focus, this)
 		if err != nil {
 			return nil, err
 		}
-		return ev.navigate(recv, e.name), nil
+		return ev.navigate(recv, e.nameID), nil
 	case "as", "is":
 		recv, err := ev.eval(e.args[0], focus, this)
 		if err != nil {
@@ -254,7 +254,7 @@ func logic(op string, l, r int) []item {
 }
 
 // navigate returns the children named name of the items in c.
-func (ev *evaluator) navigate(c []item, name string) []item {
+func (ev *evaluator) navigate(c []item, name int32) []item {
 	var out []item
 	for _, x := range c {
 		if x.node >= 0 {
@@ -410,7 +410,7 @@ func (ev *evaluator) call(e *expr, focus, this []item) ([]item, error) {
 		}
 		return recv[len(recv)-1:], nil
 	case "nodesByType", "nodesByName":
-		want, t := e.args[1].lit.s, e.typ
+		t := e.typ
 		if e.name == "nodesByType" && t == noType {
 			return nil, nil
 		}
@@ -420,7 +420,7 @@ func (ev *evaluator) call(e *expr, focus, this []item) ([]item, error) {
 			return out, nil
 		}
 		d.descendants(ev.root, func(k int32) {
-			if d.name[k] == want {
+			if d.nameID[k] == e.nameID {
 				out = append(out, item{node: k})
 			}
 		})

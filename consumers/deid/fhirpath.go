@@ -30,6 +30,8 @@ type expr struct {
 	// typ is name resolved as a FHIR type (noType if none), set by resolveTypes: the
 	// evaluator looks types up per record.
 	typ typeID
+	// nameID is name resolved as an element name (schema.lookupName).
+	nameID int32
 }
 
 // resolveTypes sets typ on every node of e: for identifiers, type operators and
@@ -39,10 +41,13 @@ func (s *schema) resolveTypes(e *expr) {
 		return
 	}
 	e.typ = noType
+	e.nameID = s.lookupName(e.name)
 	name := e.name
 	switch {
 	case e.op == "call" && e.name == "nodesByType":
 		name = e.args[1].lit.s
+	case e.op == "call" && e.name == "nodesByName":
+		e.nameID = s.lookupName(e.args[1].lit.s)
 	case e.op == "call" && e.name == "ofType":
 		name = e.args[1].name
 	}

@@ -25,6 +25,7 @@ const noType typeID = -1
 // types (several for a choice), and whether it repeats.
 type elemDef struct {
 	name   string
+	id     int32 // name's index in schema.names: values compare names as numbers
 	types  []typeID
 	choice bool
 	many   bool
@@ -52,6 +53,8 @@ type typeDef struct {
 type schema struct {
 	types  []typeDef
 	byName map[string]typeID
+	// nameIDs interns element names (see elemDef.id).
+	nameIDs map[string]int32
 	// resourceT is the pseudo-type "Resource" elements (contained, Bundle.entry.resource)
 	// have; their JSON object's resourceType names the real type.
 	resourceT typeID
@@ -74,7 +77,7 @@ func loadR4() (*schema, error) {
 }
 
 func parseSchema(text string) (*schema, error) {
-	s := &schema{byName: map[string]typeID{}}
+	s := &schema{byName: map[string]typeID{}, nameIDs: map[string]int32{}}
 	id := func(name string) typeID {
 		if t, ok := s.byName[name]; ok {
 			return t
@@ -122,6 +125,7 @@ func parseSchema(text string) (*schema, error) {
 	}
 	for _, e := range elems {
 		d := &elemDef{name: strings.TrimSuffix(e.name, "[x]"), choice: strings.HasSuffix(e.name, "[x]"), many: e.many}
+		d.id = s.nameID(d.name)
 		for _, c := range e.codes {
 			d.types = append(d.types, id(c))
 		}
@@ -180,6 +184,30 @@ func parseSchema(text string) (*schema, error) {
 	}
 	return s, nil
 }
+
+// nameID returns the id of element name n, adding it at parse time.
+func (s *schema) nameID(n string) int32 {
+	if id, ok := s.nameIDs[n]; ok {
+		return id
+	}
+	id := int32(len(s.nameIDs))
+	s.nameIDs[n] = id
+	return id
+}
+
+// lookupName returns the id of element name n, or noName when no element has it.
+func (s *schema) lookupName(n string) int32 {
+	if id, ok := s.nameIDs[n]; ok {
+		return id
+	}
+	return noName
+}
+
+// noName is the id of a name no element has: it selects nothing. anyName selects all.
+const (
+	noName  int32 = -2
+	anyName int32 = -1
+)
 
 // name returns the name of type t.
 func (s *schema) name(t typeID) string {
