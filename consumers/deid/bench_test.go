@@ -1,8 +1,8 @@
 package deid_test
 
 // BenchmarkApply measures the de-identification of one resource (the Safe Harbor
-// preset with per-patient date shifting) on generated Synthea-like resources, without
-// Kafka. BenchmarkDeidStage measures the stage on the stage runtime beside the
+// preset with per-patient date shifting) on generated Synthea-like resources of 300
+// patients (so that ids, as in a stream, rarely repeat), without Kafka. BenchmarkDeidStage measures the stage on the stage runtime beside the
 // pass-through stage reading the same fhir.unique layer in the same run (the issue's
 // target: deid/passthrough >= 0.7). Run the stage benchmark on the real broker for
 // figures worth reporting (kfake runs in the test process and competes for the CPU):
@@ -49,7 +49,7 @@ func benchConfig(b *testing.B) *deid.Config {
 func BenchmarkApply(b *testing.B) {
 	var lines [][]byte
 	var size int64
-	err := synth.Generate(context.Background(), synth.Config{Patients: 20, Seed: 1}, func(_ string, line []byte) error {
+	err := synth.Generate(context.Background(), synth.Config{Patients: 300, Seed: 1}, func(_ string, line []byte) error {
 		lines = append(lines, append([]byte(nil), line...))
 		size += int64(len(line))
 		return nil

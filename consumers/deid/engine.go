@@ -134,7 +134,11 @@ type Engine struct {
 	scope  string // "resource" or "patient"
 	block  cipher.Block
 	now    func() time.Time
-	pool   sync.Pool
+	// idle holds workers between calls. Not a sync.Pool: a GC empties that, and a
+	// worker's pseudonym cache and buffers are worth keeping (the stage allocates fast
+	// enough to collect every few milliseconds).
+	mu   sync.Mutex
+	idle []*worker
 }
 
 // Option tunes an Engine.
@@ -207,13 +211,6 @@ func New(cfg *Config, keys Keys, opts ...Option) (*Engine, error) {
 			if r.resourceType == "" || r.resourceType == s.types[t].name {
 				e.byType[t] = append(e.byType[t], r)
 			}
-		}
-	}
-	e.pool.New = func() any {
-		return &worker{
-			hashID: hmac.New(sha256.New, e.keys.CryptoHash),
-			shift:  hmac.New(sha256.New, e.keys.DateShift),
-			hashes: map[string]string{},
 		}
 	}
 	return e, nil
@@ -402,6 +399,34 @@ type worker struct {
 	hashes map[string]string // pseudonyms made, bounded (see pseudonym)
 }
 
+// maxIdleWorkers bounds the workers kept between calls: more than the goroutines that
+// call Apply at once are never needed.
+const maxIdleWorkers = 64
+
+func (e *Engine) getWorker() *worker {
+	e.mu.Lock()
+	if n := len(e.idle); n > 0 {
+		w := e.idle[n-1]
+		e.idle = e.idle[:n-1]
+		e.mu.Unlock()
+		return w
+	}
+	e.mu.Unlock()
+	return &worker{
+		hashID: hmac.New(sha256.New, e.keys.CryptoHash),
+		shift:  hmac.New(sha256.New, e.keys.DateShift),
+		hashes: make(map[string]string, maxPseudonyms),
+	}
+}
+
+func (e *Engine) putWorker(w *worker) {
+	e.mu.Lock()
+	if len(e.idle) < maxIdleWorkers {
+		e.idle = append(e.idle, w)
+	}
+	e.mu.Unlock()
+}
+
 // Result is a de-identified resource.
 type Result struct {
 	// JSON is the resource; valid until the next Apply with the same buffer.
@@ -414,8 +439,8 @@ type Result struct {
 // process, or whose JSON is not a FHIR R4 resource this package can type, is a
 // *stage.Rejection naming the rule and the element, never a value.
 func (e *Engine) Apply(dst, resource []byte) (Result, error) {
-	w := e.pool.Get().(*worker)
-	defer e.pool.Put(w)
+	w := e.getWorker()
+	defer e.putWorker(w)
 	d := &w.doc
 	defer d.tree.Release()
 	if err := d.reset(e.s, resource); err != nil {

@@ -167,7 +167,7 @@ func zeroDigits(s string) string {
 
 // maxPseudonyms bounds a worker's cache of pseudonyms made: references repeat (a
 // patient's id in each of their resources), and HMAC is most of the method's cost.
-const maxPseudonyms = 1 << 16
+const maxPseudonyms = 1 << 14
 
 // pseudonym is cryptoHash: the hex HMAC-SHA256 of v under the cryptoHash key, 64
 // characters of [0-9a-f], a valid FHIR id.
