@@ -15,18 +15,19 @@ import (
 // FHIRPath sees. A primitive's "_name" companion (its id and extensions) is the same
 // FHIR element as the primitive: rules reach it through the primitive.
 type document struct {
-	s      *schema
-	tree   jsontree.Tree
-	src    []byte
-	typ    []typeID
-	name   []string // FHIRPath element name ("value" for valueQuantity)
-	nameID []int32  // the name's id (schema.nameID), for comparisons
-	comp   []int32  // a primitive's companion, a companion's primitive; -1 for none
-	flags  []nodeFlags
-	repl   [][2]int32 // replacement JSON of replaced values: a span of arena, by node
-	arena  []byte
-	res    []int32 // the resource each node belongs to (its root, or a contained one)
-	roots  []int32 // resource roots, outermost first
+	s       *schema
+	tree    jsontree.Tree
+	src     []byte
+	typ     []typeID
+	name    []string // FHIRPath element name ("value" for valueQuantity)
+	nameID  []int32  // the name's id (schema.nameID), for comparisons
+	comp    []int32  // a primitive's companion, a companion's primitive; -1 for none
+	flags   []nodeFlags
+	repl    [][2]int32 // replacement JSON of replaced values: a span of arena, by node
+	arena   []byte
+	scratch []byte  // survives' output, thrown away
+	res     []int32 // the resource each node belongs to (its root, or a contained one)
+	roots   []int32 // resource roots, outermost first
 	// today is the date ages are judged against (Engine's clock, read once per resource).
 	today fhirDate
 	// plain says the document's strings need no escaping when written as they are
@@ -304,7 +305,9 @@ func (d *document) path(i int32) string {
 			rt := d.tree.Child(j, "resourceType")
 			name := "Resource"
 			if rt >= 0 {
-				name = d.tree.Str(rt)
+				if t, ok := d.s.byName[d.tree.Str(rt)]; ok && d.s.types[t].resource {
+					name = d.tree.Str(rt)
+				}
 			}
 			parts = append(parts, name)
 		case nodes[p].Type == jsontree.TypeArray:
@@ -397,6 +400,9 @@ func (d *document) writeValue(dst []byte, i int32) ([]byte, bool) {
 		count, values := 0, 0
 		positional := d.positional(i)
 		for j := i + 1; j < n.End; j = d.tree.Nodes[j].End {
+			if positional && !d.survives(j) && (d.comp[j] < 0 || !d.survives(d.comp[j])) {
+				continue // the element and its companion are both gone: drop the position
+			}
 			at := len(dst)
 			if count > 0 {
 				dst = append(dst, ',')
@@ -436,6 +442,16 @@ func (d *document) writeValue(dst []byte, i int32) ([]byte, bool) {
 	}
 	// null: kept only as a placeholder in a positional array.
 	return append(dst, "null"...), d.tree.Nodes[i].Parent >= 0 && d.isArray(d.tree.Nodes[i].Parent)
+}
+
+// survives reports whether value j is written as something other than null.
+func (d *document) survives(j int32) bool {
+	if d.flags[j]&flagRemoved != 0 || d.tree.Nodes[j].Type == jsontree.TypeNull && d.flags[j]&flagReplaced == 0 {
+		return false
+	}
+	var ok bool
+	d.scratch, ok = d.writeValue(d.scratch[:0], j)
+	return ok
 }
 
 // positional reports whether array i pairs element by element with a companion (or is

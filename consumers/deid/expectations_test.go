@@ -106,3 +106,9 @@ func TestPresetExpectations(t *testing.T) {
 		}
 	}
 }
+
+func hmacSHA256(key []byte, v string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(v))
+	return hex.EncodeToString(m.Sum(nil))
+}
