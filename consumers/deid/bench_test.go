@@ -31,6 +31,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/deid"
 	"github.com/fhirstream/fhirstream/consumers/passthrough"
 	"github.com/fhirstream/fhirstream/consumers/runtime"
+	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/synth"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -108,8 +109,8 @@ func BenchmarkDeidStage(b *testing.B) {
 	adm := c.Admin(b)
 	ends := testkafka.EndOffsets(b, adm, inputs...)
 	rounds := testkafka.PositiveEnv(b, "FHIRSTREAM_BENCH_ROUNDS", 3)
-	run := func(b *testing.B, def runtime.Definition, group string) testkafka.CommitProgress {
-		def.Group = group
+	run := func(b *testing.B, def stage.Definition, group string) testkafka.CommitProgress {
+		def = def.WithGroup(group)
 		ctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- runtime.Run(ctx, c.Config(), def, runtime.Options{Logger: quiet}) }()
@@ -122,10 +123,10 @@ func BenchmarkDeidStage(b *testing.B) {
 	}
 	stages := []struct {
 		name string
-		def  runtime.Definition
+		def  stage.Definition
 	}{
 		{"passthrough", passthrough.Definition(topics, schemas.LayerUnique)},
-		{"deid", deid.Definition(topics, benchConfig(b), benchKeys)},
+		{"deid", deid.Definition(topics.Topology(schemas.TopologyOptions{Deidentify: true}), benchConfig(b), benchKeys)},
 	}
 	rates, cpus := map[string][]float64{}, map[string][]float64{}
 	var ratios []float64

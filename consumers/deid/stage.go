@@ -7,17 +7,15 @@ import (
 	"encoding/json"
 	"sync"
 
-	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-// Stage name, consumer group and output layer of the deid stage.
+// Output layer and header of the deid stage (its node, group and topics are declared in
+// schemas.Topology, with TopologyOptions.Deidentify).
 const (
-	Name  = "deid"
-	Group = "fhirstream-deid"
 	// Layer is the topic layer deid writes: <prefix>.deid.<Type>.
-	Layer = "deid"
+	Layer = schemas.LayerDeid
 	// HeaderConfig carries a fingerprint of the configuration that made a record (the
 	// first 16 hex digits of the SHA-256 of its rules and parameters, keys left out),
 	// so a subscriber can tell which policy it reads.
@@ -125,13 +123,12 @@ func ConfigFingerprint(c *Config) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// Definition declares the deid stage: <prefix>.unique.* → <prefix>.deid.*, stateless.
-func Definition(t schemas.Topics, cfg *Config, keys Keys, opts ...Option) runtime.Definition {
-	return runtime.Definition{
-		Name:                 Name,
-		Group:                t.Group(Group),
-		Input:                t.LayerPattern(schemas.LayerUnique),
-		Outputs:              []string{OutputTopic(t, "<Type>"), t.DLQ()},
+// Definition declares the deid stage: its node of topo (which must have been made with
+// TopologyOptions.Deidentify), <prefix>.unique.* → <prefix>.deid.*, stateless.
+func Definition(topo schemas.Topology, cfg *Config, keys Keys, opts ...Option) stage.Definition {
+	t := topo.Topics
+	return stage.Definition{
+		Node:                 topo.MustNode(schemas.NodeDeid),
 		Topics:               t,
 		ConcurrentPartitions: true,
 		NewProcessor: func() (stage.Processor, error) {
