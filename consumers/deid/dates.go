@@ -59,8 +59,13 @@ func datePrefix(s string) (fhirDate, bool) {
 }
 
 func daysIn(year, month int) int {
-	return time.Date(year, time.Month(month)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+	if month == 2 && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		return 29
+	}
+	return monthDays[month]
 }
+
+var monthDays = [13]int{0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
 
 // ageThreshold is HIPAA Safe Harbor's: ages over 89, and dates indicating them, are
 // identifiers.
@@ -88,13 +93,15 @@ func dateOf(t time.Time) fhirDate {
 // its time zone kept (the anonymizer's dateShift: the time of day is redacted). The
 // arithmetic is on day numbers (days from civil, proleptic Gregorian), not time.Time:
 // it runs for every date of every resource.
-func (d fhirDate) shifted(days int) string {
+func (d fhirDate) shifted(days int) string { return string(d.appendShifted(nil, days)) }
+
+// appendShifted appends d.shifted(days) to b.
+func (d fhirDate) appendShifted(b []byte, days int) []byte {
 	y, m, dd := civilFromDays(daysFromCivil(d.year, d.month, d.day) + days)
-	b := make([]byte, 0, 10+len(d.rest))
 	b = append(b, byte('0'+y/1000%10), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
 		byte('0'+m/10), byte('0'+m%10), '-', byte('0'+dd/10), byte('0'+dd%10))
 	if d.rest == "" {
-		return string(b)
+		return b
 	}
 	// rest is "T" hh:mm:ss[.fff] [zone]: zero the digits up to the zone.
 	b = append(b, 'T')
@@ -109,7 +116,7 @@ func (d fhirDate) shifted(days int) string {
 		}
 		b = append(b, c)
 	}
-	return string(append(b, d.rest[i:]...))
+	return append(b, d.rest[i:]...)
 }
 
 // daysFromCivil is the number of days from 1970-01-01 to y-m-d (Howard Hinnant's
@@ -153,4 +160,13 @@ func civilFromDays(z int) (y, m, d int) {
 }
 
 // yearOnly returns the year of d as a FHIR date.
-func (d fhirDate) yearOnly() string { return fmt.Sprintf("%04d", d.year) }
+func (d fhirDate) yearOnly() string { return string(d.appendYear(nil)) }
+
+// appendYear appends d.yearOnly() to b: the year in at least four digits.
+func (d fhirDate) appendYear(b []byte) []byte {
+	if d.year < 0 || d.year > 9999 {
+		return fmt.Appendf(b, "%04d", d.year)
+	}
+	y := d.year
+	return append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10))
+}

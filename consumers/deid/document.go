@@ -26,6 +26,7 @@ type document struct {
 	repl    [][2]int32 // replacement JSON of replaced values: a span of arena, by node
 	arena   []byte
 	scratch []byte  // survives' output, thrown away
+	buf     []byte  // a replacement being made
 	res     []int32 // the resource each node belongs to (its root, or a contained one)
 	roots   []int32 // resource roots, outermost first
 	// today is the date ages are judged against (Engine's clock, read once per resource).
@@ -39,6 +40,15 @@ type document struct {
 	firstOfType []int32
 	nextOfType  []int32
 	typesSeen   []typeID // the types firstOfType holds chains for
+	chains      bool     // firstOfType and nextOfType are built
+
+	// auto makes path states; dec is the rule deciding each value (noRule for none);
+	// where lists the values where() rules select if their conditions hold; fast says
+	// decideAndApply can apply the rules (see pathstate.go).
+	auto  *automaton
+	dec   []int32
+	where []candidate
+	fast  bool
 }
 
 type nodeFlags uint8
@@ -52,8 +62,8 @@ const (
 	flagStructure // resourceType: never removed
 )
 
-func (d *document) reset(s *schema, src []byte) error {
-	d.s, d.src = s, src
+func (d *document) reset(s *schema, a *automaton, src []byte) error {
+	d.s, d.src, d.auto = s, src, a
 	if err := d.tree.Parse(src); err != nil {
 		return stage.Reject("invalid-json", "", "%v", err)
 	}
@@ -64,19 +74,31 @@ func (d *document) reset(s *schema, src []byte) error {
 	d.comp = grow(d.comp, n)
 	d.flags = grow(d.flags, n)
 	d.repl = grow(d.repl, n)
+	d.dec = grow(d.dec, n)
 	d.arena = d.arena[:0]
 	d.res = grow(d.res, n)
 	d.roots = d.roots[:0]
+	d.where = d.where[:0]
+	d.chains = false
 	for i := range n {
-		d.typ[i], d.name[i], d.nameID[i], d.comp[i], d.flags[i] = noType, "", noName, -1, 0
+		d.typ[i], d.name[i], d.nameID[i], d.comp[i], d.flags[i], d.dec[i] = noType, "", noName, -1, 0, noRule
 	}
+	d.fast = true
 	d.plain = d.tree.ASCII()
 	if d.tree.Nodes[0].Type != jsontree.TypeObject {
 		return stage.Reject("invalid-json", "", "a resource is a JSON object")
 	}
-	if err := d.annotate(0, s.resourceT, "", noName, -1); err != nil {
-		return err
+	return d.annotate(0, s.resourceT, nil, "", noName, -1, noRule)
+}
+
+// buildChains links the values of each type (see firstOfType), for the rule-by-rule
+// procedure's nodesByType.
+func (d *document) buildChains() {
+	if d.chains {
+		return
 	}
+	d.chains = true
+	s, n := d.s, len(d.tree.Nodes)
 	if len(d.firstOfType) != len(s.types) {
 		d.firstOfType = make([]int32, len(s.types))
 		for t := range d.firstOfType {
@@ -96,7 +118,6 @@ func (d *document) reset(s *schema, src []byte) error {
 			d.nextOfType[j], d.firstOfType[t] = d.firstOfType[t], j
 		}
 	}
-	return nil
 }
 
 // ofType calls fn with every value of type t below resource root r (not those of
@@ -116,8 +137,10 @@ func grow[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// annotate types node i, of type t (an object), and everything below it.
-func (d *document) annotate(i int32, t typeID, name string, nameID int32, res int32) error {
+// annotate types node i, of type t (an object), and everything below it. st is i's
+// path state (for a resource, its root state is taken here) and dec the rule deciding
+// i (see pathstate.go).
+func (d *document) annotate(i int32, t typeID, st *pathState, name string, nameID int32, res int32, dec int32) error {
 	nodes := d.tree.Nodes
 	if nodes[i].Type != jsontree.TypeObject {
 		return stage.Reject("type-mismatch", d.path(i), "%s is a JSON %s, not an object", d.s.name(t), nodes[i].Type)
@@ -135,82 +158,123 @@ func (d *document) annotate(i int32, t typeID, name string, nameID int32, res in
 		d.flags[i] |= flagResource
 		d.flags[rt] |= flagStructure
 		d.roots = append(d.roots, i)
+		st = d.auto.rootState(real)
+		dec = st.rootMatch
+		if st.general {
+			d.fast = false
+		}
+		for _, r := range st.rootWhere {
+			d.where = append(d.where, candidate{i, r})
+		}
 	}
-	d.typ[i], d.name[i], d.nameID[i], d.res[i] = t, name, nameID, res
-	def := &d.s.types[t]
+	d.typ[i], d.name[i], d.nameID[i], d.res[i], d.dec[i] = t, name, nameID, res, dec
 	for j, end := i+1, nodes[i].End; j < end; j = nodes[j].End {
 		key := d.tree.Key(j)
 		d.res[j] = res
 		if key == "resourceType" && d.flags[i]&flagResource != 0 {
 			continue
 		}
-		companion := false
-		if len(key) > 1 && key[0] == '_' {
-			companion, key = true, key[1:]
+		tr := d.auto.step(st, key)
+		if tr == nil {
+			return d.unknownMember(t, j, key)
 		}
-		m, ok := def.members[key]
-		if !ok {
-			return stage.Reject("unknown-element", d.path(j), "%s has no element %s in FHIR R4", def.name, d.tree.Key(j))
+		if tr.crosses {
+			d.fast = false
 		}
-		if companion && !d.s.types[m.typ].primitive {
-			return stage.Reject("unknown-element", d.path(j), "%s is not a primitive element", key)
+		if tr.companion {
+			d.pair(i, j, key[1:])
 		}
-		if err := d.annotateMember(j, m, companion, res); err != nil {
+		if err := d.annotateMember(j, tr, res, dec); err != nil {
 			return err
-		}
-		if companion {
-			d.pair(i, j, key)
 		}
 	}
 	return nil
 }
 
+// unknownMember is the rejection of member j, named key, of an object of type t.
+func (d *document) unknownMember(t typeID, j int32, key string) error {
+	def := &d.s.types[t]
+	name := key
+	if len(key) > 1 && key[0] == '_' {
+		name = key[1:]
+		if m, ok := def.members[name]; ok && !d.s.types[m.typ].primitive {
+			return stage.Reject("unknown-element", d.path(j), "%s is not a primitive element", name)
+		}
+	}
+	return stage.Reject("unknown-element", d.path(j), "%s has no element %s in FHIR R4", def.name, key)
+}
+
 // annotateMember types member j of an object: an array of values, or one value. FHIR
 // JSON has an array exactly where the element repeats; either shape is read here (the
 // values are typed the same), since refusing the other would dead-letter resources
-// validate passes, and nothing about a value's type depends on it.
-func (d *document) annotateMember(j int32, m member, companion bool, res int32) error {
+// validate passes, and nothing about a value's type depends on it. dec is the rule
+// deciding the object.
+func (d *document) annotateMember(j int32, tr *transition, res int32, dec int32) error {
 	nodes := d.tree.Nodes
+	m := tr.m
 	if nodes[j].Type == jsontree.TypeArray {
-		d.typ[j], d.name[j], d.nameID[j], d.res[j] = m.typ, m.elem.name, m.elem.id, res
+		d.typ[j], d.name[j], d.nameID[j], d.res[j], d.dec[j] = m.typ, m.elem.name, m.elem.id, res, dec
 		for k, end := j+1, nodes[j].End; k < end; k = nodes[k].End {
 			d.res[k] = res
-			if err := d.annotateValue(k, m, companion, res); err != nil {
+			if err := d.annotateValue(k, tr, res, dec); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	return d.annotateValue(j, m, companion, res)
+	return d.annotateValue(j, tr, res, dec)
 }
 
-func (d *document) annotateValue(k int32, m member, companion bool, res int32) error {
+func (d *document) annotateValue(k int32, tr *transition, res int32, dec int32) error {
 	nodes := d.tree.Nodes
-	if companion {
+	m := tr.m
+	dec = min(dec, tr.match)
+	if tr.companion {
 		d.flags[k] |= flagCompanion
-		d.typ[k], d.name[k], d.nameID[k] = m.typ, m.elem.name, m.elem.id
+		d.typ[k], d.name[k], d.nameID[k], d.dec[k] = m.typ, m.elem.name, m.elem.id, dec
 		if nodes[k].Type == jsontree.TypeNull {
 			return nil
 		}
-		if err := d.annotate(k, d.s.element, m.elem.name, m.elem.id, res); err != nil {
+		st := tr.nonItem
+		if d.item(k) {
+			st = tr.item
+			d.addWhere(k, tr.where)
+		}
+		if err := d.annotate(k, d.s.element, st, m.elem.name, m.elem.id, res, dec); err != nil {
 			return err
 		}
 		d.typ[k] = m.typ // the primitive's type; its members are an Element's
 		return nil
 	}
 	if d.s.types[m.typ].primitive {
-		d.typ[k], d.name[k], d.nameID[k] = m.typ, m.elem.name, m.elem.id
+		d.typ[k], d.name[k], d.nameID[k], d.dec[k] = m.typ, m.elem.name, m.elem.id, dec
 		switch nodes[k].Type {
 		case jsontree.TypeObject, jsontree.TypeArray:
 			return stage.Reject("type-mismatch", d.path(k), "%s is a %s: FHIR JSON has a primitive here", m.elem.name, d.s.name(m.typ))
 		}
+		d.addWhere(k, tr.where)
 		return nil
 	}
-	return d.annotate(k, m.typ, m.elem.name, m.elem.id, res)
+	if tr.resource {
+		return d.annotate(k, m.typ, nil, m.elem.name, m.elem.id, res, noRule)
+	}
+	d.addWhere(k, tr.where)
+	return d.annotate(k, m.typ, tr.item, m.elem.name, m.elem.id, res, dec)
+}
+
+// candidate is a value a where() rule selects if its condition holds for it.
+type candidate struct{ node, rule int32 }
+
+func (d *document) addWhere(k int32, rules []int32) {
+	for _, r := range rules {
+		d.where = append(d.where, candidate{k, r})
+	}
 }
 
 // pair links the primitive member key of object i with its companion member c, element
-// by element for arrays.
+// by element for arrays. A companion paired otherwise (one side an array, the other
+// not; a primitive with two companions) takes the rule-by-rule procedure: the rules
+// reach such a companion in ways path states do not follow.
 func (d *document) pair(i, c int32, key string) {
 	p := d.tree.Child(i, key)
 	if p < 0 {
@@ -218,11 +282,17 @@ func (d *document) pair(i, c int32, key string) {
 	}
 	nodes := d.tree.Nodes
 	if nodes[p].Type != jsontree.TypeArray || nodes[c].Type != jsontree.TypeArray {
+		if nodes[p].Type == jsontree.TypeArray || nodes[c].Type == jsontree.TypeArray || d.comp[p] >= 0 {
+			d.fast = false
+		}
 		d.comp[p], d.comp[c] = c, p
 		return
 	}
 	pe, ce := p+1, c+1
 	for pe < nodes[p].End && ce < nodes[c].End {
+		if d.comp[pe] >= 0 {
+			d.fast = false
+		}
 		d.comp[pe], d.comp[ce] = ce, pe
 		pe, ce = nodes[pe].End, nodes[ce].End
 	}
@@ -342,6 +412,14 @@ func (d *document) replaceString(i int32, s string) {
 	d.flags[i] |= flagReplaced
 	at := len(d.arena)
 	d.arena = appendJSONString(d.arena, s)
+	d.repl[i] = [2]int32{int32(at), int32(len(d.arena))}
+}
+
+// replaceBytes sets node i to the JSON string b.
+func (d *document) replaceBytes(i int32, b []byte) {
+	d.flags[i] |= flagReplaced
+	at := len(d.arena)
+	d.arena = appendJSONString(d.arena, b)
 	d.repl[i] = [2]int32{int32(at), int32(len(d.arena))}
 }
 
@@ -476,7 +554,7 @@ var plainByte = func() (t [256]bool) {
 
 // appendJSONString appends s as a JSON string: quotes, backslashes and control
 // characters escaped, invalid UTF-8 replaced by U+FFFD.
-func appendJSONString(dst []byte, s string) []byte {
+func appendJSONString[S string | []byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -486,7 +564,7 @@ func appendJSONString(dst []byte, s string) []byte {
 			continue
 		}
 		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
+			r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
 			if r == utf8.RuneError && size == 1 {
 				dst = append(dst, s[start:i]...)
 				dst = append(dst, "\ufffd"...)

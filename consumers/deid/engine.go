@@ -4,17 +4,15 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/internal/jsontree"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
@@ -42,6 +40,8 @@ type rule struct {
 
 	// plan runs the rule without the evaluator when its path is a plain one.
 	plan plan
+	// fast is the path as path states follow it (see pathstate.go).
+	fast fastPlan
 }
 
 // plan is a path of the commonest shape, walked without the evaluator and its
@@ -129,11 +129,13 @@ type Engine struct {
 	s      *schema
 	rules  []*rule
 	byType [][]*rule // rules applying to each resource type, by typeID
-	params Parameters
-	keys   Keys
-	scope  string // "resource" or "patient"
-	block  cipher.Block
-	now    func() time.Time
+	// typeRules are byType's rules as path states use them, by typeID.
+	typeRules []typeRules
+	params    Parameters
+	keys      Keys
+	scope     string // "resource" or "patient"
+	block     cipher.Block
+	now       func() time.Time
 	// idle holds workers between calls. Not a sync.Pool: a GC empties that, and a
 	// worker's pseudonym cache and buffers are worth keeping (the stage allocates fast
 	// enough to collect every few milliseconds).
@@ -213,6 +215,7 @@ func New(cfg *Config, keys Keys, opts ...Option) (*Engine, error) {
 			}
 		}
 	}
+	e.compileTypeRules()
 	return e, nil
 }
 
@@ -232,6 +235,7 @@ func (e *Engine) compile(i int, rc RuleConfig) (*rule, error) {
 	r.expr = x
 	r.resourceType = e.ruleType(x)
 	r.plan = e.planOf(x)
+	r.fast = e.fastPlanOf(x)
 	settings := map[string]bool{
 		"span": rc.Span != nil, "rangeType": rc.RangeType != "", "roundTo": rc.RoundTo != nil,
 		"replaceWith": rc.ReplaceWith != nil, "cases": rc.Cases != nil, "otherValues": rc.OtherValues != "",
@@ -392,11 +396,10 @@ func containsString(list []string, s string) bool {
 // worker holds one goroutine's reusable state.
 type worker struct {
 	doc    document
+	auto   automaton
 	ev     evaluator
-	hashID hash.Hash
-	shift  hash.Hash
-	sum    []byte
-	hashes map[string]string // pseudonyms made, bounded (see pseudonym)
+	ids    macCache // under the cryptoHash key
+	shifts macCache // under the dateShift key
 }
 
 // maxIdleWorkers bounds the workers kept between calls: more than the goroutines that
@@ -412,11 +415,9 @@ func (e *Engine) getWorker() *worker {
 		return w
 	}
 	e.mu.Unlock()
-	return &worker{
-		hashID: hmac.New(sha256.New, e.keys.CryptoHash),
-		shift:  hmac.New(sha256.New, e.keys.DateShift),
-		hashes: make(map[string]string, maxPseudonyms),
-	}
+	w := &worker{ids: newMACCache(e.keys.CryptoHash), shifts: newMACCache(e.keys.DateShift)}
+	w.auto.init(e)
+	return w
 }
 
 func (e *Engine) putWorker(w *worker) {
@@ -443,7 +444,8 @@ func (e *Engine) Apply(dst, resource []byte) (Result, error) {
 	defer e.putWorker(w)
 	d := &w.doc
 	defer d.tree.Release()
-	if err := d.reset(e.s, resource); err != nil {
+	w.auto.trim()
+	if err := d.reset(e.s, &w.auto, resource); err != nil {
 		return Result{}, err
 	}
 	d.today = dateOf(e.now())
@@ -454,12 +456,20 @@ func (e *Engine) Apply(dst, resource []byte) (Result, error) {
 		shift = e.shiftDays(w, d)
 	}
 	w.ev = evaluator{d: d, regexps: w.ev.regexps}
-	for _, r := range d.roots {
-		if err := e.applyRules(w, r, shift); err != nil {
-			return Result{}, err
+	if !d.fast || !e.decideAndApply(w, shift) {
+		// The rule-by-rule procedure, from a clean slate.
+		d.arena = d.arena[:0]
+		for i := range d.flags {
+			d.flags[i] &= flagCompanion | flagResource | flagStructure
 		}
+		d.buildChains()
+		for _, r := range d.roots {
+			if err := e.applyRules(w, r, shift); err != nil {
+				return Result{}, err
+			}
+		}
+		e.removeFreeText(d)
 	}
-	e.removeFreeText(d)
 	res := Result{Type: rt}
 	if id := d.tree.Child(root, "id"); id >= 0 && d.flags[id]&flagRemoved == 0 {
 		if d.flags[id]&flagReplaced != 0 {
@@ -492,6 +502,75 @@ func (e *Engine) PseudonymID(resourceType, id string) (string, error) {
 		return "", err
 	}
 	return res.ID, nil
+}
+
+// decideAndApply settles the where() rules' candidates, then applies to each value the
+// method of the rule deciding it and removes unreached free text, in one pass in
+// document order. It reports false, having changed only what the rule-by-rule procedure
+// clears, when a method or condition fails or a method removes or replaces an object
+// (the procedure then gives the error or the result).
+func (e *Engine) decideAndApply(w *worker, shift int) bool {
+	d := &w.doc
+	nodes := d.tree.Nodes
+	for _, c := range d.where {
+		w.ev.root = d.res[c.node]
+		one := []item{{node: c.node}}
+		t, err := w.ev.truth(e.rules[c.rule].fast.where, one, one)
+		if err != nil {
+			return false
+		}
+		if t == 1 {
+			d.decideBelow(c.node, c.rule)
+			if p := d.comp[c.node]; p >= 0 && d.flags[c.node]&flagCompanion == 0 {
+				d.decideBelow(p, c.rule)
+			}
+		}
+	}
+	s := d.s
+	skip := int32(0) // free text: values below a removed or replaced one are left alone
+	for j := int32(0); j < int32(len(nodes)); j++ {
+		if r := d.dec[j]; r != noRule && nodes[j].Type != jsontree.TypeArray {
+			if rule := e.rules[r]; rule.method != methodKeep {
+				if err := e.apply(w, rule, j, shift); err != nil {
+					return false
+				}
+				if d.flags[j]&(flagReplaced|flagRemoved) != 0 && !d.primitive(j) {
+					return false
+				}
+			}
+		}
+		if j == 0 || j < skip {
+			continue
+		}
+		if d.flags[j]&(flagRemoved|flagReplaced) != 0 {
+			skip = nodes[j].End
+			continue
+		}
+		if t := d.typ[j]; d.dec[j] == noRule && nodes[j].Type != jsontree.TypeArray &&
+			(t == s.narrative || t == s.annotation || t == s.attachment || t == s.xhtml ||
+				d.name[j] == "comment" && (t == s.str || t == s.markdown)) {
+			d.remove(j)
+			if c := d.comp[j]; c >= 0 {
+				d.remove(c)
+			}
+			skip = nodes[j].End
+		}
+	}
+	return true
+}
+
+// decideBelow makes rule r decide value i and what is below it, where no earlier rule
+// does (not the resources contained in it: rules reach them from their own root).
+func (d *document) decideBelow(i, r int32) {
+	nodes := d.tree.Nodes
+	for j := i; j < nodes[i].End; {
+		if j != i && d.flags[j]&flagResource != 0 {
+			j = nodes[j].End
+			continue
+		}
+		d.dec[j] = min(d.dec[j], r)
+		j++
+	}
 }
 
 // applyRules runs the rules of root's resource type over it, in configuration order.

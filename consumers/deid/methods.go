@@ -44,12 +44,15 @@ func (e *Engine) apply(w *worker, r *rule, i int32, shift int) error {
 			return e.reject(d, r, i, "%s takes strings; this element is a %s", r.method, d.s.name(d.typ[i]))
 		}
 		v := d.str(i)
-		if r.method == methodEncrypt {
+		switch {
+		case r.method == methodEncrypt:
 			d.replaceString(i, e.encrypt(v))
-		} else if d.name[i] == "reference" && d.typ[d.tree.Nodes[i].Parent] == d.s.reference {
-			d.replaceString(i, e.pseudonymReference(w, v))
-		} else {
-			d.replaceString(i, e.pseudonym(w, v))
+		case d.name[i] == "reference" && d.typ[d.tree.Nodes[i].Parent] == d.s.reference:
+			w.doc.buf = e.appendPseudonymReference(w, w.doc.buf[:0], v)
+			d.replaceBytes(i, w.doc.buf)
+		default:
+			w.doc.buf = e.appendPseudonym(w, w.doc.buf[:0], v)
+			d.replaceBytes(i, w.doc.buf)
 		}
 	case methodPerturb:
 		if d.s.isNumeric(d.typ[i]) && d.tree.Nodes[i].Type == jsontree.TypeNumber {
@@ -121,7 +124,8 @@ func (e *Engine) redactDate(d *document, i int32) {
 			d.remove(i)
 		}
 	default:
-		d.replaceString(i, date.yearOnly())
+		d.buf = date.appendYear(d.buf[:0])
+		d.replaceBytes(i, d.buf)
 	}
 }
 
@@ -138,7 +142,8 @@ func (e *Engine) dateShift(d *document, i int32, shift int) {
 		e.redactDate(d, i)
 		return
 	}
-	d.replaceString(i, date.shifted(shift))
+	d.buf = date.appendShifted(d.buf[:0], shift)
+	d.replaceBytes(i, d.buf)
 }
 
 // partialZip keeps the first three digits of a ZIP code and zeroes the other digits;
@@ -165,63 +170,49 @@ func zeroDigits(s string) string {
 	return string(b)
 }
 
-// maxPseudonyms bounds a worker's cache of pseudonyms made: references repeat (a
-// patient's id in each of their resources), and HMAC is most of the method's cost.
-const maxPseudonyms = 1 << 14
-
-// pseudonym is cryptoHash: the hex HMAC-SHA256 of v under the cryptoHash key, 64
-// characters of [0-9a-f], a valid FHIR id.
-func (e *Engine) pseudonym(w *worker, v string) string {
-	if p, ok := w.hashes[v]; ok {
-		return p
-	}
-	w.hashID.Reset()
-	w.hashID.Write([]byte(v))
-	w.sum = w.hashID.Sum(w.sum[:0])
-	p := hex.EncodeToString(w.sum)
-	if len(w.hashes) >= maxPseudonyms {
-		clear(w.hashes)
-	}
-	w.hashes[strings.Clone(v)] = p
-	return p
+// appendPseudonym appends cryptoHash of v to dst: the hex HMAC-SHA256 of v under the
+// cryptoHash key, 64 characters of [0-9a-f], a valid FHIR id.
+func (e *Engine) appendPseudonym(w *worker, dst []byte, v string) []byte {
+	return hex.AppendEncode(dst, w.ids.sum(v)[:])
 }
 
-// pseudonymReference is cryptoHash of a Reference.reference: only the id is replaced
-// so that the reference still resolves to its (pseudonymised) target:
+// appendPseudonymReference appends cryptoHash of a Reference.reference to dst: only the
+// id is replaced so that the reference still resolves to its (pseudonymised) target:
 //
 //	Patient/123, http://x/fhir/Patient/123/_history/2  the id part
 //	urn:uuid:X, urn:oid:X, #X (contained)                X
 //	Practitioner?identifier=system|V                     V (as Identifier.value is hashed)
 //
 // Anything else is hashed whole.
-func (e *Engine) pseudonymReference(w *worker, ref string) string {
+func (e *Engine) appendPseudonymReference(w *worker, dst []byte, ref string) []byte {
 	for _, prefix := range []string{"urn:uuid:", "urn:oid:", "#"} {
 		if rest, ok := strings.CutPrefix(ref, prefix); ok && rest != "" {
-			return prefix + e.pseudonym(w, rest)
+			return e.appendPseudonym(w, append(dst, prefix...), rest)
 		}
 	}
 	if path, query, ok := strings.Cut(ref, "?"); ok {
 		if ident, ok := strings.CutPrefix(query, "identifier="); ok && !strings.Contains(ident, "&") {
 			if system, value, ok := strings.Cut(ident, "|"); ok && value != "" {
-				return path + "?identifier=" + system + "|" + e.pseudonym(w, value)
+				dst = append(append(append(append(dst, path...), "?identifier="...), system...), '|')
+				return e.appendPseudonym(w, dst, value)
 			}
 		}
-		return e.pseudonym(w, ref)
+		return e.appendPseudonym(w, dst, ref)
 	}
 	body, history, _ := strings.Cut(ref, "/_history/")
 	slash := strings.LastIndexByte(body, '/')
 	if slash <= 0 || slash == len(body)-1 {
-		return e.pseudonym(w, ref)
+		return e.appendPseudonym(w, dst, ref)
 	}
 	typ := body[strings.LastIndexByte(body[:slash], '/')+1 : slash]
 	if !isTypeName(typ) {
-		return e.pseudonym(w, ref)
+		return e.appendPseudonym(w, dst, ref)
 	}
-	out := body[:slash+1] + e.pseudonym(w, body[slash+1:])
+	dst = e.appendPseudonym(w, append(dst, body[:slash+1]...), body[slash+1:])
 	if history != "" {
-		out += "/_history/" + history
+		dst = append(append(dst, "/_history/"...), history...)
 	}
-	return out
+	return dst
 }
 
 func isTypeName(s string) bool {
@@ -262,17 +253,16 @@ func (e *Engine) perturb(w *worker, r *rule, d *document, i int32) string {
 	if err != nil {
 		return d.str(i)
 	}
-	w.hashID.Reset()
-	w.hashID.Write([]byte("perturb\x00"))
+	msg := append(w.doc.buf[:0], "perturb\x00"...)
 	if id := d.tree.Child(0, "id"); id >= 0 {
-		w.hashID.Write([]byte(d.str(id)))
+		msg = append(msg, d.str(id)...)
 	}
-	w.hashID.Write([]byte{0})
-	w.hashID.Write([]byte(d.path(i)))
-	w.hashID.Write([]byte{0})
-	w.hashID.Write([]byte(d.str(i)))
-	w.sum = w.hashID.Sum(w.sum[:0])
-	u := float64(binary.BigEndian.Uint64(w.sum)>>11) / (1 << 53) // [0, 1)
+	msg = append(append(append(append(msg, 0), d.path(i)...), 0), d.str(i)...)
+	mac := w.ids.mac
+	mac.Reset()
+	mac.Write(msg)
+	w.doc.buf = mac.Sum(msg[:0])
+	u := float64(binary.BigEndian.Uint64(w.doc.buf)>>11) / (1 << 53) // [0, 1)
 	span := r.span
 	if r.proportion {
 		span *= math.Abs(v)
@@ -367,10 +357,7 @@ func (e *Engine) shiftDays(w *worker, d *document) int {
 			}
 		}
 	}
-	w.shift.Reset()
-	w.shift.Write([]byte(id))
-	w.sum = w.shift.Sum(w.sum[:0])
-	return int(binary.BigEndian.Uint64(w.sum)%101) - 50
+	return int(binary.BigEndian.Uint64(w.shifts.sum(id)[:])%101) - 50
 }
 
 // patientID returns the id of the Patient Reference node ref names: "Patient/X" (or an
