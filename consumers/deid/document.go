@@ -168,13 +168,15 @@ func (d *document) annotate(i int32, t typeID, st *pathState, name string, nameI
 		}
 	}
 	d.typ[i], d.name[i], d.nameID[i], d.res[i], d.dec[i] = t, name, nameID, res, dec
+	var prev *transition
 	for j, end := i+1, nodes[i].End; j < end; j = nodes[j].End {
 		key := d.tree.Key(j)
 		d.res[j] = res
 		if key == "resourceType" && d.flags[i]&flagResource != 0 {
 			continue
 		}
-		tr := d.auto.step(st, key)
+		tr := d.auto.step(st, prev, key)
+		prev = tr
 		if tr == nil {
 			return d.unknownMember(t, j, key)
 		}
@@ -420,6 +422,23 @@ func (d *document) replaceBytes(i int32, b []byte) {
 	d.flags[i] |= flagReplaced
 	at := len(d.arena)
 	d.arena = appendJSONString(d.arena, b)
+	d.repl[i] = [2]int32{int32(at), int32(len(d.arena))}
+}
+
+// openString starts node i's replacement, a JSON string whose text the caller appends
+// to the arena (text that needs no escaping), and closeString ends it:
+//
+//	at := d.openString()
+//	d.arena = append(d.arena, text...)
+//	d.closeString(i, at)
+func (d *document) openString() int {
+	d.arena = append(d.arena, '"')
+	return len(d.arena) - 1
+}
+
+func (d *document) closeString(i int32, at int) {
+	d.arena = append(d.arena, '"')
+	d.flags[i] |= flagReplaced
 	d.repl[i] = [2]int32{int32(at), int32(len(d.arena))}
 }
 

@@ -48,11 +48,18 @@ func (e *Engine) apply(w *worker, r *rule, i int32, shift int) error {
 		case r.method == methodEncrypt:
 			d.replaceString(i, e.encrypt(v))
 		case d.name[i] == "reference" && d.typ[d.tree.Nodes[i].Parent] == d.s.reference:
-			w.doc.buf = e.appendPseudonymReference(w, w.doc.buf[:0], v)
-			d.replaceBytes(i, w.doc.buf)
+			if d.plain { // the parts of the reference kept need no escaping
+				at := d.openString()
+				d.arena = e.appendPseudonymReference(w, d.arena, v)
+				d.closeString(i, at)
+			} else {
+				d.buf = e.appendPseudonymReference(w, d.buf[:0], v)
+				d.replaceBytes(i, d.buf)
+			}
 		default:
-			w.doc.buf = e.appendPseudonym(w, w.doc.buf[:0], v)
-			d.replaceBytes(i, w.doc.buf)
+			at := d.openString()
+			d.arena = e.appendPseudonym(w, d.arena, v)
+			d.closeString(i, at)
 		}
 	case methodPerturb:
 		if d.s.isNumeric(d.typ[i]) && d.tree.Nodes[i].Type == jsontree.TypeNumber {
@@ -124,8 +131,9 @@ func (e *Engine) redactDate(d *document, i int32) {
 			d.remove(i)
 		}
 	default:
-		d.buf = date.appendYear(d.buf[:0])
-		d.replaceBytes(i, d.buf)
+		at := d.openString()
+		d.arena = date.appendYear(d.arena)
+		d.closeString(i, at)
 	}
 }
 
@@ -140,6 +148,12 @@ func (e *Engine) dateShift(d *document, i int32, shift int) {
 	date, ok := datePrefix(d.str(i))
 	if !ok || date.day == 0 || date.overThreshold(d.today) {
 		e.redactDate(d, i)
+		return
+	}
+	if d.plain { // the time zone kept needs no escaping
+		at := d.openString()
+		d.arena = date.appendShifted(d.arena, shift)
+		d.closeString(i, at)
 		return
 	}
 	d.buf = date.appendShifted(d.buf[:0], shift)
@@ -253,7 +267,7 @@ func (e *Engine) perturb(w *worker, r *rule, d *document, i int32) string {
 	if err != nil {
 		return d.str(i)
 	}
-	msg := append(w.doc.buf[:0], "perturb\x00"...)
+	msg := append(d.buf[:0], "perturb\x00"...)
 	if id := d.tree.Child(0, "id"); id >= 0 {
 		msg = append(msg, d.str(id)...)
 	}
@@ -261,8 +275,8 @@ func (e *Engine) perturb(w *worker, r *rule, d *document, i int32) string {
 	mac := w.ids.mac
 	mac.Reset()
 	mac.Write(msg)
-	w.doc.buf = mac.Sum(msg[:0])
-	u := float64(binary.BigEndian.Uint64(w.doc.buf)>>11) / (1 << 53) // [0, 1)
+	d.buf = mac.Sum(msg[:0])
+	u := float64(binary.BigEndian.Uint64(d.buf)>>11) / (1 << 53) // [0, 1)
 	span := r.span
 	if r.proportion {
 		span *= math.Abs(v)

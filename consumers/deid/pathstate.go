@@ -112,6 +112,10 @@ type pathState struct {
 	root     typeID
 	partials []partial
 	next     map[string]*transition
+	// first is the transition of the first member the last object in this state had:
+	// with transition.after, a guess at the next member that saves the lookup when
+	// objects list their members in the same order (as a producer's resources do).
+	first *transition
 	// At a resource's root: the rule matching the root itself, conditional ones, and
 	// whether the type's rules need the rule-by-rule procedure.
 	rootMatch int32
@@ -121,6 +125,8 @@ type pathState struct {
 
 // transition is what a member name means in a path state.
 type transition struct {
+	key       string
+	after     *transition // the member that followed this one last time
 	m         member
 	companion bool // "_name": the primitive's id and extensions
 	resource  bool // a resource (contained, a Bundle entry's): its own root state
@@ -207,12 +213,28 @@ func (a *automaton) state(typ, root typeID, partials []partial) *pathState {
 }
 
 // step returns what member key means in st, or nil when the type has no such member
-// (the caller reports which error).
-func (a *automaton) step(st *pathState, key string) *transition {
-	if tr, ok := st.next[key]; ok {
-		return tr
+// (the caller reports which error). prev is the transition of the member before it in
+// the same object (nil for the first).
+func (a *automaton) step(st *pathState, prev *transition, key string) *transition {
+	guess := st.first
+	if prev != nil {
+		guess = prev.after
 	}
-	return a.make(st, key)
+	if guess != nil && guess.key == key {
+		return guess
+	}
+	tr, ok := st.next[key]
+	if !ok {
+		if tr = a.make(st, key); tr == nil {
+			return nil
+		}
+	}
+	if prev == nil {
+		st.first = tr
+	} else {
+		prev.after = tr
+	}
+	return tr
 }
 
 func (a *automaton) make(st *pathState, key string) *transition {
@@ -225,7 +247,7 @@ func (a *automaton) make(st *pathState, key string) *transition {
 	if !ok || companion && !s.types[m.typ].primitive {
 		return nil
 	}
-	tr := &transition{m: m, companion: companion, resource: m.typ == s.resourceT, match: noRule}
+	tr := &transition{key: strings.Clone(key), m: m, companion: companion, resource: m.typ == s.resourceT, match: noRule}
 	rules := a.e.rules
 	var next []partial
 	matched := func(r int32) {
@@ -273,7 +295,7 @@ func (a *automaton) make(st *pathState, key string) *transition {
 	if st.next == nil {
 		st.next = map[string]*transition{}
 	}
-	st.next[strings.Clone(key)] = tr
+	st.next[tr.key] = tr
 	a.count++
 	return tr
 }
