@@ -19,9 +19,8 @@ type document struct {
 	tree    jsontree.Tree
 	src     []byte
 	typ     []typeID
-	name    []string // FHIRPath element name ("value" for valueQuantity)
-	nameID  []int32  // the name's id (schema.nameID), for comparisons
-	comp    []int32  // a primitive's companion, a companion's primitive; -1 for none
+	nameID  []int32 // the id (schema.nameID) of the FHIRPath element name ("value" for valueQuantity)
+	comp    []int32 // a primitive's companion, a companion's primitive; -1 for none
 	flags   []nodeFlags
 	repl    [][2]int32 // replacement JSON of replaced values: a span of arena, by node
 	arena   []byte
@@ -43,12 +42,15 @@ type document struct {
 	chains      bool     // firstOfType and nextOfType are built
 
 	// auto makes path states; dec is the rule deciding each value (noRule for none);
-	// where lists the values where() rules select if their conditions hold; fast says
-	// decideAndApply can apply the rules (see pathstate.go).
-	auto  *automaton
-	dec   []int32
-	where []candidate
-	fast  bool
+	// where lists the values where() rules select if their conditions hold; work the
+	// values the apply pass visits (see noteWork), in document order unless
+	// workUnsorted; fast says decideAndApply can apply the rules (see pathstate.go).
+	auto         *automaton
+	dec          []int32
+	where        []candidate
+	work         []int32
+	workUnsorted bool
+	fast         bool
 }
 
 type nodeFlags uint8
@@ -69,7 +71,6 @@ func (d *document) reset(s *schema, a *automaton, src []byte) error {
 	}
 	n := len(d.tree.Nodes)
 	d.typ = grow(d.typ, n)
-	d.name = grow(d.name, n)
 	d.nameID = grow(d.nameID, n)
 	d.comp = grow(d.comp, n)
 	d.flags = grow(d.flags, n)
@@ -79,16 +80,17 @@ func (d *document) reset(s *schema, a *automaton, src []byte) error {
 	d.res = grow(d.res, n)
 	d.roots = d.roots[:0]
 	d.where = d.where[:0]
+	d.work = d.work[:0]
 	d.chains = false
 	for i := range n {
-		d.typ[i], d.name[i], d.nameID[i], d.comp[i], d.flags[i], d.dec[i] = noType, "", noName, -1, 0, noRule
+		d.typ[i], d.nameID[i], d.comp[i], d.flags[i], d.dec[i] = noType, noName, -1, 0, noRule
 	}
 	d.fast = true
 	d.plain = d.tree.ASCII()
 	if d.tree.Nodes[0].Type != jsontree.TypeObject {
 		return stage.Reject("invalid-json", "", "a resource is a JSON object")
 	}
-	return d.annotate(0, s.resourceT, nil, "", noName, -1, noRule)
+	return d.annotate(0, s.resourceT, nil, noName, -1, noRule)
 }
 
 // buildChains links the values of each type (see firstOfType), for the rule-by-rule
@@ -140,7 +142,7 @@ func grow[T any](s []T, n int) []T {
 // annotate types node i, of type t (an object), and everything below it. st is i's
 // path state (for a resource, its root state is taken here) and dec the rule deciding
 // i (see pathstate.go).
-func (d *document) annotate(i int32, t typeID, st *pathState, name string, nameID int32, res int32, dec int32) error {
+func (d *document) annotate(i int32, t typeID, st *pathState, nameID int32, res int32, dec int32) error {
 	nodes := d.tree.Nodes
 	if nodes[i].Type != jsontree.TypeObject {
 		return stage.Reject("type-mismatch", d.path(i), "%s is a JSON %s, not an object", d.s.name(t), nodes[i].Type)
@@ -167,7 +169,11 @@ func (d *document) annotate(i int32, t typeID, st *pathState, name string, nameI
 			d.where = append(d.where, candidate{i, r})
 		}
 	}
-	d.typ[i], d.name[i], d.nameID[i], d.res[i], d.dec[i] = t, name, nameID, res, dec
+	if d.flags[i]&flagCompanion == 0 {
+		d.typ[i] = t // a companion has its primitive's type; its members are an Element's
+	}
+	d.nameID[i], d.res[i], d.dec[i] = nameID, res, dec
+	d.noteWork(i)
 	var prev *transition
 	for j, end := i+1, nodes[i].End; j < end; j = nodes[j].End {
 		key := d.tree.Key(j)
@@ -215,7 +221,7 @@ func (d *document) annotateMember(j int32, tr *transition, res int32, dec int32)
 	nodes := d.tree.Nodes
 	m := tr.m
 	if nodes[j].Type == jsontree.TypeArray {
-		d.typ[j], d.name[j], d.nameID[j], d.res[j], d.dec[j] = m.typ, m.elem.name, m.elem.id, res, dec
+		d.typ[j], d.nameID[j], d.res[j], d.dec[j] = m.typ, m.elem.id, res, dec
 		for k, end := j+1, nodes[j].End; k < end; k = nodes[k].End {
 			d.res[k] = res
 			if err := d.annotateValue(k, tr, res, dec); err != nil {
@@ -233,8 +239,9 @@ func (d *document) annotateValue(k int32, tr *transition, res int32, dec int32) 
 	dec = min(dec, tr.match)
 	if tr.companion {
 		d.flags[k] |= flagCompanion
-		d.typ[k], d.name[k], d.nameID[k], d.dec[k] = m.typ, m.elem.name, m.elem.id, dec
+		d.typ[k], d.nameID[k], d.dec[k] = m.typ, m.elem.id, dec
 		if nodes[k].Type == jsontree.TypeNull {
+			d.noteWork(k)
 			return nil
 		}
 		st := tr.nonItem
@@ -242,14 +249,11 @@ func (d *document) annotateValue(k int32, tr *transition, res int32, dec int32) 
 			st = tr.item
 			d.addWhere(k, tr.where)
 		}
-		if err := d.annotate(k, d.s.element, st, m.elem.name, m.elem.id, res, dec); err != nil {
-			return err
-		}
-		d.typ[k] = m.typ // the primitive's type; its members are an Element's
-		return nil
+		return d.annotate(k, d.s.element, st, m.elem.id, res, dec)
 	}
 	if d.s.types[m.typ].primitive {
-		d.typ[k], d.name[k], d.nameID[k], d.dec[k] = m.typ, m.elem.name, m.elem.id, dec
+		d.typ[k], d.nameID[k], d.dec[k] = m.typ, m.elem.id, dec
+		d.noteWork(k)
 		switch nodes[k].Type {
 		case jsontree.TypeObject, jsontree.TypeArray:
 			return stage.Reject("type-mismatch", d.path(k), "%s is a %s: FHIR JSON has a primitive here", m.elem.name, d.s.name(m.typ))
@@ -258,10 +262,26 @@ func (d *document) annotateValue(k int32, tr *transition, res int32, dec int32) 
 		return nil
 	}
 	if tr.resource {
-		return d.annotate(k, m.typ, nil, m.elem.name, m.elem.id, res, noRule)
+		return d.annotate(k, m.typ, nil, m.elem.id, res, noRule)
 	}
 	d.addWhere(k, tr.where)
-	return d.annotate(k, m.typ, tr.item, m.elem.name, m.elem.id, res, dec)
+	return d.annotate(k, m.typ, tr.item, m.elem.id, res, dec)
+}
+
+// noteWork lists value k in work when the apply pass has something to do with it: a
+// method to apply, or free text to remove if no rule reaches it.
+func (d *document) noteWork(k int32) {
+	if r := d.dec[k]; r != noRule && d.auto.e.rules[r].method != methodKeep || d.freeText(k) {
+		d.work = append(d.work, k)
+	}
+}
+
+// freeText reports whether value k is of a kind removed unless a rule reaches it:
+// narratives, annotations (notes), attachments and comment elements.
+func (d *document) freeText(k int32) bool {
+	s, t := d.s, d.typ[k]
+	return t == s.narrative || t == s.annotation || t == s.attachment || t == s.xhtml ||
+		d.nameID[k] == s.commentName && (t == s.str || t == s.markdown)
 }
 
 // candidate is a value a where() rule selects if its condition holds for it.

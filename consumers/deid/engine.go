@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -512,6 +513,7 @@ func (e *Engine) PseudonymID(resourceType, id string) (string, error) {
 func (e *Engine) decideAndApply(w *worker, shift int) bool {
 	d := &w.doc
 	nodes := d.tree.Nodes
+	d.workUnsorted = false
 	for _, c := range d.where {
 		w.ev.root = d.res[c.node]
 		one := []item{{node: c.node}}
@@ -526,9 +528,12 @@ func (e *Engine) decideAndApply(w *worker, shift int) bool {
 			}
 		}
 	}
-	s := d.s
+	if d.workUnsorted {
+		slices.Sort(d.work)
+		d.work = slices.Compact(d.work)
+	}
 	skip := int32(0) // free text: values below a removed or replaced one are left alone
-	for j := int32(0); j < int32(len(nodes)); j++ {
+	for _, j := range d.work {
 		if r := d.dec[j]; r != noRule && nodes[j].Type != jsontree.TypeArray {
 			if rule := e.rules[r]; rule.method != methodKeep {
 				if err := e.apply(w, rule, j, shift); err != nil {
@@ -546,9 +551,7 @@ func (e *Engine) decideAndApply(w *worker, shift int) bool {
 			skip = nodes[j].End
 			continue
 		}
-		if t := d.typ[j]; d.dec[j] == noRule && nodes[j].Type != jsontree.TypeArray &&
-			(t == s.narrative || t == s.annotation || t == s.attachment || t == s.xhtml ||
-				d.name[j] == "comment" && (t == s.str || t == s.markdown)) {
+		if d.dec[j] == noRule && nodes[j].Type != jsontree.TypeArray && d.freeText(j) {
 			d.remove(j)
 			if c := d.comp[j]; c >= 0 {
 				d.remove(c)
@@ -568,7 +571,11 @@ func (d *document) decideBelow(i, r int32) {
 			j = nodes[j].End
 			continue
 		}
-		d.dec[j] = min(d.dec[j], r)
+		if r < d.dec[j] {
+			d.dec[j] = r
+			d.work = append(d.work, j)
+			d.workUnsorted = true
+		}
 		j++
 	}
 }
@@ -651,17 +658,13 @@ func (e *Engine) process(w *worker, r *rule, i int32, shift int) error {
 // removeFreeText removes what no rule processed and may hold free text: narratives,
 // annotations (notes), attachments and comment elements.
 func (e *Engine) removeFreeText(d *document) {
-	s := d.s
 	nodes := d.tree.Nodes
 	for j := int32(1); j < int32(len(nodes)); {
 		if d.flags[j]&(flagRemoved|flagReplaced) != 0 {
 			j = nodes[j].End
 			continue
 		}
-		t := d.typ[j]
-		if d.flags[j]&flagVisited == 0 && !d.isArray(j) &&
-			(t == s.narrative || t == s.annotation || t == s.attachment || t == s.xhtml ||
-				d.name[j] == "comment" && (t == s.str || t == s.markdown)) {
+		if d.flags[j]&flagVisited == 0 && !d.isArray(j) && d.freeText(j) {
 			d.remove(j)
 			if c := d.comp[j]; c >= 0 {
 				d.remove(c)

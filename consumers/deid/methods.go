@@ -47,7 +47,7 @@ func (e *Engine) apply(w *worker, r *rule, i int32, shift int) error {
 		switch {
 		case r.method == methodEncrypt:
 			d.replaceString(i, e.encrypt(v))
-		case d.name[i] == "reference" && d.typ[d.tree.Nodes[i].Parent] == d.s.reference:
+		case d.nameID[i] == d.s.referenceName && d.typ[d.tree.Nodes[i].Parent] == d.s.reference:
 			if d.plain { // the parts of the reference kept need no escaping
 				at := d.openString()
 				d.arena = e.appendPseudonymReference(w, d.arena, v)
@@ -99,7 +99,7 @@ func (e *Engine) redact(d *document, i int32) {
 	case d.s.isDate(t) && d.tree.Nodes[i].Type == jsontree.TypeString:
 		e.redactDate(d, i)
 		return
-	case d.name[i] == "value" && d.typ[parent] == d.s.age && d.tree.Nodes[i].Type == jsontree.TypeNumber && p.EnablePartialAgesForRedact:
+	case d.nameID[i] == d.s.valueName && d.typ[parent] == d.s.age && d.tree.Nodes[i].Type == jsontree.TypeNumber && p.EnablePartialAgesForRedact:
 		age, err := strconv.ParseFloat(d.str(i), 64)
 		switch {
 		case err == nil && age <= ageThreshold:
@@ -108,7 +108,7 @@ func (e *Engine) redact(d *document, i int32) {
 			d.replace(i, strconv.Itoa(ageThreshold+1))
 			return
 		}
-	case d.name[i] == "postalCode" && d.typ[parent] == d.s.address && p.EnablePartialZipCodesForRedact:
+	case d.nameID[i] == d.s.postalCodeName && d.typ[parent] == d.s.address && p.EnablePartialZipCodesForRedact:
 		d.replaceString(i, partialZip(d.str(i), p.RestrictedZipCodeTabulationAreas))
 		return
 	}

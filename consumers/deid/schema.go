@@ -62,6 +62,8 @@ type schema struct {
 	date, dateTime, instant, xhtml, str, markdown, decimal, integer, unsignedInt, positiveInt typeID
 	element, reference, narrative, annotation, attachment, age, address, extension, quantity  typeID
 	patient, bundle, domainResource                                                           typeID
+	// ids of element names the methods look for.
+	commentName, referenceName, valueName, postalCodeName int32
 }
 
 var (
@@ -176,6 +178,7 @@ func parseSchema(text string) (*schema, error) {
 		}
 		*w.dst = t
 	}
+	s.commentName, s.referenceName, s.valueName, s.postalCodeName = s.nameID("comment"), s.nameID("reference"), s.nameID("value"), s.nameID("postalCode")
 	for i := range s.types {
 		t := &s.types[i]
 		if !t.primitive && len(t.members) == 0 && t.name != "Resource" && t.name != "Element" && t.name != "BackboneElement" {

@@ -1,6 +1,7 @@
 package deid
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -41,6 +42,10 @@ type Processor struct {
 	Fingerprint string
 
 	routes sync.Map // input topic → route
+	// buffers holds output buffers between records: a resource is written into one and
+	// copied out at its size, as the result is longer or shorter than the input
+	// (pseudonyms are longer than most ids; redaction removes).
+	buffers sync.Pool
 }
 
 type route struct{ typ, out string }
@@ -89,10 +94,18 @@ func (p *Processor) Process(_ context.Context, in *stage.Record, _ stage.Store, 
 		out.Emit(stage.Record{Topic: r.out, Key: schemas.Key(rt, pid), Headers: headers, Timestamp: in.Timestamp})
 		return nil
 	}
-	res, err := p.Engine.Apply(make([]byte, 0, len(in.Value)), in.Value)
+	buf, _ := p.buffers.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	res, err := p.Engine.Apply((*buf)[:0], in.Value)
 	if err != nil {
+		p.buffers.Put(buf)
 		return err
 	}
+	*buf = res.JSON
+	res.JSON = bytes.Clone(res.JSON)
+	p.buffers.Put(buf)
 	if res.Type != r.typ {
 		return stage.Reject("type-mismatch", res.Type+".resourceType", "a %s on the topic of %s", res.Type, r.typ)
 	}
