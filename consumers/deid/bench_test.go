@@ -16,13 +16,15 @@ package deid_test
 // consumers/omop's BenchmarkOMOPStage runs them: a warm-up round not counted, then both
 // stages in alternating order, each a new consumer group reading the whole layer; the
 // medians of the rates, of each round's ratio and of this process's CPU time per record
-// are reported.
+// are reported. Each stage runs under the profile label stage=<name> (with -cpuprofile,
+// go tool pprof -tagfocus stage=deid shows the deid stage's own share).
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -114,11 +116,14 @@ func BenchmarkDeidStage(b *testing.B) {
 	adm := c.Admin(b)
 	ends := testkafka.EndOffsets(b, adm, inputs...)
 	rounds := testkafka.PositiveEnv(b, "FHIRSTREAM_BENCH_ROUNDS", 3)
-	run := func(b *testing.B, def stage.Definition, group string) testkafka.CommitProgress {
+	run := func(b *testing.B, name string, def stage.Definition, group string) testkafka.CommitProgress {
 		def = def.WithGroup(group)
 		ctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- runtime.Run(ctx, c.Config(), def, runtime.Options{Logger: quiet}) }()
+		// Labelled, so that a profile splits by stage: go tool pprof -tagfocus stage=deid.
+		go pprof.Do(ctx, pprof.Labels("stage", name), func(ctx context.Context) {
+			done <- runtime.Run(ctx, c.Config(), def, runtime.Options{Logger: quiet})
+		})
 		m := testkafka.WaitCommitted(b, adm, group, ends, done)
 		cancel()
 		if err := <-done; err != nil {
@@ -140,7 +145,7 @@ func BenchmarkDeidStage(b *testing.B) {
 		for k := range stages {
 			st := stages[(k+round+len(stages))%len(stages)]
 			cpu0 := testkafka.ProcessCPU()
-			m := run(b, st.def, c.Group(fmt.Sprintf("%s-%d", st.name, round)))
+			m := run(b, st.name, st.def, c.Group(fmt.Sprintf("%s-%d", st.name, round)))
 			cpu := (testkafka.ProcessCPU() - cpu0).Seconds() * 1e6 / float64(m.Total)
 			b.Logf("round %d %-12s %8.0f records/s (%d records in %v after a start of %v), %.1f CPU-µs/record%s", round, st.name, m.Rate(),
 				m.Records, m.Steady.Round(time.Millisecond), m.Start.Round(time.Millisecond), cpu, testkafka.WarmUpNote(round))

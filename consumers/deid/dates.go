@@ -91,13 +91,13 @@ func dateOf(t time.Time) fhirDate {
 
 // shifted returns d moved by days, with the digits of its time of day set to zero and
 // its time zone kept (the anonymizer's dateShift: the time of day is redacted). The
-// arithmetic is on day numbers (days from civil, proleptic Gregorian), not time.Time:
-// it runs for every date of every resource.
+// arithmetic is on the proleptic Gregorian calendar, not time.Time: it runs for every
+// date of every resource.
 func (d fhirDate) shifted(days int) string { return string(d.appendShifted(nil, days)) }
 
 // appendShifted appends d.shifted(days) to b.
 func (d fhirDate) appendShifted(b []byte, days int) []byte {
-	y, m, dd := civilFromDays(daysFromCivil(d.year, d.month, d.day) + days)
+	y, m, dd := d.plusDays(days)
 	b = append(b, byte('0'+y/1000%10), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
 		byte('0'+m/10), byte('0'+m%10), '-', byte('0'+dd/10), byte('0'+dd%10))
 	if d.rest == "" {
@@ -117,6 +117,28 @@ func (d fhirDate) appendShifted(b []byte, days int) []byte {
 		b = append(b, c)
 	}
 	return append(b, d.rest[i:]...)
+}
+
+// plusDays returns the date days after d (before, for a negative days), stepping over
+// month ends: a shift is a few weeks, so this takes a step or two.
+func (d fhirDate) plusDays(days int) (y, m, dd int) {
+	if days > 366 || days < -366 {
+		return civilFromDays(daysFromCivil(d.year, d.month, d.day) + days)
+	}
+	y, m, dd = d.year, d.month, d.day+days
+	for dd < 1 {
+		if m--; m < 1 {
+			y, m = y-1, 12
+		}
+		dd += daysIn(y, m)
+	}
+	for n := daysIn(y, m); dd > n; n = daysIn(y, m) {
+		dd -= n
+		if m++; m > 12 {
+			y, m = y+1, 1
+		}
+	}
+	return y, m, dd
 }
 
 // daysFromCivil is the number of days from 1970-01-01 to y-m-d (Howard Hinnant's

@@ -42,3 +42,26 @@ func TestOverThreshold(t *testing.T) {
 		}
 	}
 }
+
+// TestPlusDaysMatchesTime holds plusDays (month-end stepping for shifts of up to a
+// year, day numbers beyond) to the time package's calendar for every shift of dateShift
+// (-50 to 50 days) and some longer ones, from every day around the century years 1900
+// (not a leap year) and 2000 (a leap year).
+func TestPlusDaysMatchesTime(t *testing.T) {
+	shifts := []int{-5000, -400, -367, -366, -365, 365, 366, 367, 400, 5000}
+	for s := -50; s <= 50; s++ {
+		shifts = append(shifts, s)
+	}
+	for _, from := range []int{1898, 1998} {
+		for day := time.Date(from, 1, 1, 0, 0, 0, 0, time.UTC); day.Year() < from+4; day = day.AddDate(0, 0, 1) {
+			for _, shift := range shifts {
+				y, m, d := day.Date()
+				gy, gm, gd := fhirDate{year: y, month: int(m), day: d}.plusDays(shift)
+				want := day.AddDate(0, 0, shift)
+				if wy, wm, wd := want.Date(); gy != wy || gm != int(wm) || gd != wd {
+					t.Fatalf("%s plus %d days: %04d-%02d-%02d, want %s", day.Format(time.DateOnly), shift, gy, gm, gd, want.Format(time.DateOnly))
+				}
+			}
+		}
+	}
+}

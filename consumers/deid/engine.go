@@ -401,6 +401,8 @@ type worker struct {
 	ev     evaluator
 	ids    macCache // under the cryptoHash key
 	shifts macCache // under the dateShift key
+	out    []byte   // applyRecord's output before it is copied to the record
+	id     []byte   // apply1's id when it is the resource's own
 }
 
 // maxIdleWorkers bounds the workers kept between calls: more than the goroutines that
@@ -443,15 +445,43 @@ type Result struct {
 func (e *Engine) Apply(dst, resource []byte) (Result, error) {
 	w := e.getWorker()
 	defer e.putWorker(w)
+	json, rt, id, err := e.apply1(w, dst, resource)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{JSON: json, Type: rt, ID: string(id)}, nil
+}
+
+// applyRecord de-identifies resource into a record's key (<Type>/<de-identified id>)
+// and value, made in one allocation at their size.
+func (e *Engine) applyRecord(resource []byte) (typ string, key, value []byte, err error) {
+	w := e.getWorker()
+	defer e.putWorker(w)
+	json, rt, id, err := e.apply1(w, w.out[:0], resource)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	w.out = json
+	k := len(rt) + 1 + len(id)
+	buf := make([]byte, k+len(json))
+	copy(buf[copy(buf, rt):], "/")
+	copy(buf[len(rt)+1:], id)
+	copy(buf[k:], json)
+	return rt, buf[:k:k], buf[k:], nil
+}
+
+// apply1 de-identifies resource with w, appending the result to dst. id is the
+// de-identified id, a view of the resource or of w's buffers.
+func (e *Engine) apply1(w *worker, dst, resource []byte) (json []byte, rt string, id []byte, err error) {
 	d := &w.doc
 	defer d.tree.Release()
 	w.auto.trim()
 	if err := d.reset(e.s, &w.auto, resource); err != nil {
-		return Result{}, err
+		return nil, "", nil, err
 	}
 	d.today = dateOf(e.now())
 	root := int32(0)
-	rt := e.s.name(d.typ[root])
+	rt = e.s.name(d.typ[root])
 	shift := 0
 	if len(e.keys.DateShift) > 0 {
 		shift = e.shiftDays(w, d)
@@ -466,29 +496,28 @@ func (e *Engine) Apply(dst, resource []byte) (Result, error) {
 		d.buildChains()
 		for _, r := range d.roots {
 			if err := e.applyRules(w, r, shift); err != nil {
-				return Result{}, err
+				return nil, "", nil, err
 			}
 		}
 		e.removeFreeText(d)
 	}
-	res := Result{Type: rt}
-	if id := d.tree.Child(root, "id"); id >= 0 && d.flags[id]&flagRemoved == 0 {
-		if d.flags[id]&flagReplaced != 0 {
+	if i := d.tree.Child(root, "id"); i >= 0 && d.flags[i]&flagRemoved == 0 {
+		if d.flags[i]&flagReplaced != 0 {
 			// A FHIR id needs no escapes: a quoted string with a backslash is not one.
-			s := string(d.replacement(id))
-			if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' || strings.IndexByte(s, '\\') >= 0 {
-				return Result{}, stage.Reject(ClassRule, rt+".id", "the de-identified id is not a FHIR id")
+			s := d.replacement(i)
+			if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' || bytes.IndexByte(s, '\\') >= 0 {
+				return nil, "", nil, stage.Reject(ClassRule, rt+".id", "the de-identified id is not a FHIR id")
 			}
-			res.ID = s[1 : len(s)-1]
+			id = s[1 : len(s)-1]
 		} else {
-			res.ID = d.str(id)
+			w.id = append(w.id[:0], d.str(i)...)
+			id = w.id
 		}
 	}
-	if !schemas.ValidResourceID(res.ID) {
-		return Result{}, stage.Reject(ClassRule, rt+".id", "no FHIR id after de-identification: the configuration must keep or cryptoHash Resource.id (the record key is <Type>/<id>)")
+	if !schemas.ValidResourceID(id) {
+		return nil, "", nil, stage.Reject(ClassRule, rt+".id", "no FHIR id after de-identification: the configuration must keep or cryptoHash Resource.id (the record key is <Type>/<id>)")
 	}
-	res.JSON = d.write(dst)
-	return res, nil
+	return d.write(dst), rt, id, nil
 }
 
 // PseudonymID is the id a resource with id gets: what Resource.id's rule makes of it

@@ -1,7 +1,6 @@
 package deid
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -42,10 +41,6 @@ type Processor struct {
 	Fingerprint string
 
 	routes sync.Map // input topic → route
-	// buffers holds output buffers between records: a resource is written into one and
-	// copied out at its size, as the result is longer or shorter than the input
-	// (pseudonyms are longer than most ids; redaction removes).
-	buffers sync.Pool
 }
 
 type route struct{ typ, out string }
@@ -94,22 +89,14 @@ func (p *Processor) Process(_ context.Context, in *stage.Record, _ stage.Store, 
 		out.Emit(stage.Record{Topic: r.out, Key: schemas.Key(rt, pid), Headers: headers, Timestamp: in.Timestamp})
 		return nil
 	}
-	buf, _ := p.buffers.Get().(*[]byte)
-	if buf == nil {
-		buf = new([]byte)
-	}
-	res, err := p.Engine.Apply((*buf)[:0], in.Value)
+	typ, key, value, err := p.Engine.applyRecord(in.Value)
 	if err != nil {
-		p.buffers.Put(buf)
 		return err
 	}
-	*buf = res.JSON
-	res.JSON = bytes.Clone(res.JSON)
-	p.buffers.Put(buf)
-	if res.Type != r.typ {
-		return stage.Reject("type-mismatch", res.Type+".resourceType", "a %s on the topic of %s", res.Type, r.typ)
+	if typ != r.typ {
+		return stage.Reject("type-mismatch", typ+".resourceType", "a %s on the topic of %s", typ, r.typ)
 	}
-	out.Emit(stage.Record{Topic: r.out, Key: schemas.Key(res.Type, res.ID), Value: res.JSON, Headers: headers, Timestamp: in.Timestamp})
+	out.Emit(stage.Record{Topic: r.out, Key: key, Value: value, Headers: headers, Timestamp: in.Timestamp})
 	return nil
 }
 
