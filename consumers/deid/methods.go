@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -20,53 +21,43 @@ func (e *Engine) apply(w *worker, r *rule, i int32, shift int) error {
 	switch r.method {
 	case methodKeep:
 		return nil
-	case methodRedact:
-		e.redact(d, i)
-		return nil
-	case methodDateShift:
-		if d.s.isDate(d.typ[i]) && d.primitive(i) {
-			e.dateShift(d, i, shift)
+	case methodPerturb:
+		if d.primitive(i) && d.s.isNumeric(d.typ[i]) && d.tree.Nodes[i].Type == jsontree.TypeNumber {
+			d.replace(i, e.perturb(w, r, d, i))
 		}
 		return nil
-	case methodSubstitute:
-		if r.replaceObj != !d.primitive(i) {
-			return e.reject(d, r, i, "replaceWith is %s; the element is %s", kindOf(r.replaceObj), kindOf(!d.primitive(i)))
+	case methodGeneralize:
+		if d.primitive(i) {
+			return e.generalize(w, r, i)
 		}
-		d.replace(i, r.replaceWith)
 		return nil
 	}
 	if !d.primitive(i) {
-		return nil // the method acts on the primitives below
-	}
-	switch r.method {
-	case methodCryptoHash, methodEncrypt:
-		if d.tree.Nodes[i].Type != jsontree.TypeString {
-			return e.reject(d, r, i, "%s takes strings; this element is a %s", r.method, d.s.name(d.typ[i]))
-		}
-		v := d.str(i)
-		switch {
-		case r.method == methodEncrypt:
-			d.replaceString(i, e.encrypt(v))
-		case d.nameID[i] == d.s.referenceName && d.typ[d.tree.Nodes[i].Parent] == d.s.reference:
-			if d.plain { // the parts of the reference kept need no escaping
-				at := d.openString()
-				d.arena = e.appendPseudonymReference(w, d.arena, v)
-				d.closeString(i, at)
-			} else {
-				d.buf = e.appendPseudonymReference(w, d.buf[:0], v)
-				d.replaceBytes(i, d.buf)
+		if r.method == methodSubstitute {
+			if !r.replaceObj {
+				return e.reject(d, r, i, "replaceWith is %s; the element is %s", kindOf(false), kindOf(true))
 			}
-		default:
-			at := d.openString()
-			d.arena = e.appendPseudonym(w, d.arena, v)
-			d.closeString(i, at)
+			d.replace(i, r.replaceWith)
 		}
-	case methodPerturb:
-		if d.s.isNumeric(d.typ[i]) && d.tree.Nodes[i].Type == jsontree.TypeNumber {
-			d.replace(i, e.perturb(w, r, d, i))
-		}
-	case methodGeneralize:
-		return e.generalize(w, r, i)
+		return nil // the other methods act on the primitives below
+	}
+	parent := d.tree.Nodes[i].Parent
+	if d.tree.Nodes[parent].Type == jsontree.TypeArray {
+		parent = d.tree.Nodes[parent].Parent
+	}
+	v := primitive{text: d.str(i), json: d.tree.Nodes[i].Type, typ: d.typ[i], name: d.nameID[i], parent: d.typ[parent]}
+	at := len(d.arena)
+	ed, arena, _, err := e.edit(w, r, &v, d.arena, shift, false)
+	if err != nil {
+		return e.reject(d, r, i, "%v", err)
+	}
+	d.arena = arena
+	switch ed {
+	case editRemove:
+		d.remove(i)
+	case editReplace:
+		d.flags[i] |= flagReplaced
+		d.repl[i] = [2]int32{int32(at), int32(len(d.arena))}
 	}
 	return nil
 }
@@ -82,82 +73,131 @@ func (e *Engine) reject(d *document, r *rule, i int32, format string, args ...an
 	return stage.Reject(ClassRule, d.path(i), r.String()+": "+format, args...)
 }
 
-// redact removes primitive i, or keeps the part of it Safe Harbor allows when the
-// parameters ask for that: a date's year, an age up to 89, a ZIP code's first three
-// digits.
-func (e *Engine) redact(d *document, i int32) {
-	if !d.primitive(i) {
-		return // objects go when nothing below them is left
-	}
-	p := e.params
-	t := d.typ[i]
-	parent := d.tree.Nodes[i].Parent
-	if d.tree.Nodes[parent].Type == jsontree.TypeArray {
-		parent = d.tree.Nodes[parent].Parent
-	}
-	switch {
-	case d.s.isDate(t) && d.tree.Nodes[i].Type == jsontree.TypeString:
-		e.redactDate(d, i)
-		return
-	case d.nameID[i] == d.s.valueName && d.typ[parent] == d.s.age && d.tree.Nodes[i].Type == jsontree.TypeNumber && p.EnablePartialAgesForRedact:
-		age, err := strconv.ParseFloat(d.str(i), 64)
-		switch {
-		case err == nil && age <= ageThreshold:
-			return
-		case err == nil && p.AggregateAgesOver89:
-			d.replace(i, strconv.Itoa(ageThreshold+1))
-			return
-		}
-	case d.nameID[i] == d.s.postalCodeName && d.typ[parent] == d.s.address && p.EnablePartialZipCodesForRedact:
-		d.replaceString(i, partialZip(d.str(i), p.RestrictedZipCodeTabulationAreas))
-		return
-	}
-	d.remove(i)
+// primitive is a primitive value a method edits: its text (a string's value, a
+// number's digits, "" for true and false), JSON type, FHIR type, element name and the
+// FHIR type of the object holding it.
+type primitive struct {
+	text   string
+	json   jsontree.Type
+	typ    typeID
+	name   int32
+	parent typeID
+	// plain says text and what a method keeps of it need no escaping in JSON.
+	plain bool
 }
 
-// redactDate removes date i, or keeps its year when partial dates are enabled and the
+// editKind is what a method does to a primitive value.
+type editKind uint8
+
+const (
+	editKeep    editKind = iota
+	editRemove           // the value goes
+	editReplace          // the value is replaced by the JSON text the method appended
+	editShift            // a date to shift by the document's shift, which is not known yet
+)
+
+// edit applies r's method (keep, redact, dateShift, substitute, cryptoHash or encrypt:
+// perturb and generalize read the document) to primitive v: it returns what happens to
+// the value, and for editReplace the value's new JSON text appended to dst. With
+// deferShift, a date to shift is editShift (with its parsed date) instead, for a
+// caller that learns the shift later; the shifted text has the length of v.text.
+func (e *Engine) edit(w *worker, r *rule, v *primitive, dst []byte, shift int, deferShift bool) (editKind, []byte, fhirDate, error) {
+	v.plain = w.doc.plain
+	switch r.method {
+	case methodKeep:
+		return editKeep, dst, fhirDate{}, nil
+	case methodRedact:
+		ed, dst := e.redact(w, v, dst)
+		return ed, dst, fhirDate{}, nil
+	case methodDateShift:
+		if !e.s.isDate(v.typ) {
+			return editKeep, dst, fhirDate{}, nil
+		}
+		date, ok := datePrefix(v.text)
+		if !ok || date.day == 0 || date.overThreshold(w.doc.today) {
+			ed, dst := e.redactDate(w, v, dst)
+			return ed, dst, fhirDate{}, nil
+		}
+		if deferShift {
+			return editShift, dst, date, nil
+		}
+		if v.plain { // the time zone kept needs no escaping
+			return editReplace, append(date.appendShifted(append(dst, '"'), shift), '"'), fhirDate{}, nil
+		}
+		w.doc.buf = date.appendShifted(w.doc.buf[:0], shift)
+		return editReplace, appendJSONString(dst, w.doc.buf), fhirDate{}, nil
+	case methodSubstitute:
+		if r.replaceObj {
+			return editKeep, dst, fhirDate{}, fmt.Errorf("replaceWith is %s; the element is %s", kindOf(true), kindOf(false))
+		}
+		return editReplace, append(dst, r.replaceWith...), fhirDate{}, nil
+	case methodCryptoHash, methodEncrypt:
+		if v.json != jsontree.TypeString {
+			return editKeep, dst, fhirDate{}, fmt.Errorf("%s takes strings; this element is a %s", r.method, e.s.name(v.typ))
+		}
+		switch {
+		case r.method == methodEncrypt:
+			dst = appendJSONString(dst, e.encrypt(v.text))
+		case v.name == e.s.referenceName && v.parent == e.s.reference:
+			if v.plain { // the parts of the reference kept need no escaping
+				dst = append(e.appendPseudonymReference(w, append(dst, '"'), v.text), '"')
+			} else {
+				w.doc.buf = e.appendPseudonymReference(w, w.doc.buf[:0], v.text)
+				dst = appendJSONString(dst, w.doc.buf)
+			}
+		default:
+			dst = append(e.appendPseudonym(w, append(dst, '"'), v.text), '"')
+		}
+		return editReplace, dst, fhirDate{}, nil
+	}
+	return editKeep, dst, fhirDate{}, fmt.Errorf("%s is not applied by edit", r.method)
+}
+
+// redact removes primitive v, or keeps the part of it Safe Harbor allows when the
+// parameters ask for that: a date's year, an age up to 89, a ZIP code's first three
+// digits.
+func (e *Engine) redact(w *worker, v *primitive, dst []byte) (editKind, []byte) {
+	p := e.params
+	s := e.s
+	switch {
+	case s.isDate(v.typ) && v.json == jsontree.TypeString:
+		return e.redactDate(w, v, dst)
+	case v.name == s.valueName && v.parent == s.age && v.json == jsontree.TypeNumber && p.EnablePartialAgesForRedact:
+		age, err := strconv.ParseFloat(v.text, 64)
+		switch {
+		case err == nil && age <= ageThreshold:
+			return editKeep, dst
+		case err == nil && p.AggregateAgesOver89:
+			return editReplace, strconv.AppendInt(dst, ageThreshold+1, 10)
+		}
+	case v.name == s.postalCodeName && v.parent == s.address && p.EnablePartialZipCodesForRedact:
+		return editReplace, appendJSONString(dst, partialZip(v.text, p.RestrictedZipCodeTabulationAreas))
+	}
+	return editRemove, dst
+}
+
+// redactDate removes date v, or keeps its year when partial dates are enabled and the
 // date does not indicate an age over 89 (which aggregateAgesOver89 puts in the "90 or
 // older" category instead).
-func (e *Engine) redactDate(d *document, i int32) {
+func (e *Engine) redactDate(w *worker, v *primitive, dst []byte) (editKind, []byte) {
 	p := e.params
-	date, ok := datePrefix(d.str(i))
+	today := w.doc.today
+	date, ok := datePrefix(v.text)
 	switch {
-	case !ok || !p.EnablePartialDatesForRedact && !date.overThreshold(d.today):
-		d.remove(i)
-	case date.overThreshold(d.today):
+	case !ok || !p.EnablePartialDatesForRedact && !date.overThreshold(today):
+		return editRemove, dst
+	case date.overThreshold(today):
 		if p.AggregateAgesOver89 {
-			d.replaceString(i, over89Year(d.today))
-		} else {
-			d.remove(i)
+			return editReplace, appendJSONString(dst, over89Year(today))
 		}
-	default:
-		at := d.openString()
-		d.arena = date.appendYear(d.arena)
-		d.closeString(i, at)
+		return editRemove, dst
 	}
+	return editReplace, append(date.appendYear(append(dst, '"')), '"')
 }
 
 // over89Year is the date standing for "90 or older": the year 90 years before today.
 func over89Year(today fhirDate) string {
 	return fhirDate{year: today.year - ageThreshold - 1}.yearOnly()
-}
-
-// dateShift moves date i by shift days (time of day zeroed, zone kept). A date
-// without a day, or indicating an age over 89, cannot be shifted safely: it is redacted.
-func (e *Engine) dateShift(d *document, i int32, shift int) {
-	date, ok := datePrefix(d.str(i))
-	if !ok || date.day == 0 || date.overThreshold(d.today) {
-		e.redactDate(d, i)
-		return
-	}
-	if d.plain { // the time zone kept needs no escaping
-		at := d.openString()
-		d.arena = date.appendShifted(d.arena, shift)
-		d.closeString(i, at)
-		return
-	}
-	d.buf = date.appendShifted(d.buf[:0], shift)
-	d.replaceBytes(i, d.buf)
 }
 
 // partialZip keeps the first three digits of a ZIP code and zeroes the other digits;
@@ -357,31 +397,53 @@ func (e *Engine) generalize(w *worker, r *rule, i int32) error {
 // patient or beneficiary refers to), so all of a patient's resources shift alike and
 // intervals between them survive; a resource of no patient (a Practitioner) uses its own.
 func (e *Engine) shiftDays(w *worker, d *document) int {
-	id := ""
+	var sc shiftScope
 	if i := d.tree.Child(0, "id"); i >= 0 && d.tree.Nodes[i].Type == jsontree.TypeString {
-		id = d.str(i)
+		sc.id = d.str(i)
 	}
-	if e.scope == "patient" && d.typ[0] != d.s.patient {
-		for _, el := range []string{"subject", "patient", "beneficiary"} {
-			if ref := d.tree.Child(0, el); ref >= 0 {
-				if p, ok := patientID(d, ref); ok {
-					id = p
-					break
-				}
+	for k, el := range shiftElements {
+		if e.scope != "patient" {
+			break
+		}
+		if ref := d.tree.Child(0, el); ref >= 0 {
+			if r := d.tree.Child(ref, "reference"); r >= 0 && d.tree.Nodes[r].Type == jsontree.TypeString {
+				sc.ref[k], sc.has[k] = d.str(r), true
+			}
+		}
+	}
+	return e.shiftOf(w, d.typ[0], &sc)
+}
+
+// shiftElements are the elements whose Reference names the patient a resource belongs
+// to, in the order they are looked at.
+var shiftElements = [3]string{"subject", "patient", "beneficiary"}
+
+// shiftScope is what a document's date shift is made of: the resource's id (its first
+// id member, when a string) and the reference of the first member of each of
+// shiftElements (its first reference member, when a string).
+type shiftScope struct {
+	id  string
+	ref [len(shiftElements)]string
+	has [len(shiftElements)]bool
+}
+
+// shiftOf is shiftDays for a resource of type rt with scope sc.
+func (e *Engine) shiftOf(w *worker, rt typeID, sc *shiftScope) int {
+	id := sc.id
+	if e.scope == "patient" && rt != e.s.patient {
+		for k := range sc.ref {
+			if p, ok := patientID(sc.ref[k]); sc.has[k] && ok {
+				id = p
+				break
 			}
 		}
 	}
 	return int(binary.BigEndian.Uint64(w.shifts.sum(id)[:])%101) - 50
 }
 
-// patientID returns the id of the Patient Reference node ref names: "Patient/X" (or an
-// absolute URL ending so) or "urn:uuid:X" in a subject or patient element.
-func patientID(d *document, ref int32) (string, bool) {
-	r := d.tree.Child(ref, "reference")
-	if r < 0 || d.tree.Nodes[r].Type != jsontree.TypeString {
-		return "", false
-	}
-	s := d.str(r)
+// patientID returns the id of the Patient a Reference.reference s names: "Patient/X"
+// (or an absolute URL ending so) or "urn:uuid:X".
+func patientID(s string) (string, bool) {
 	if rest, ok := strings.CutPrefix(s, "urn:uuid:"); ok && rest != "" {
 		return rest, true
 	}
