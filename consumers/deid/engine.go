@@ -137,6 +137,9 @@ type Engine struct {
 	scope     string // "resource" or "patient"
 	block     cipher.Block
 	now       func() time.Time
+	// treeOnly makes Apply take the tree path for every resource (tests compare the
+	// paths).
+	treeOnly bool
 	// idle holds workers between calls. Not a sync.Pool: a GC empties that, and a
 	// worker's pseudonym cache and buffers are worth keeping (the stage allocates fast
 	// enough to collect every few milliseconds).
@@ -403,6 +406,7 @@ type worker struct {
 	shifts macCache // under the dateShift key
 	out    []byte   // applyRecord's output before it is copied to the record
 	id     []byte   // apply1's id when it is the resource's own
+	stream streamer // the one-pass path's state (see stream.go)
 }
 
 // maxIdleWorkers bounds the workers kept between calls: more than the goroutines that
@@ -474,12 +478,17 @@ func (e *Engine) applyRecord(resource []byte) (typ string, key, value []byte, er
 // de-identified id, a view of the resource or of w's buffers.
 func (e *Engine) apply1(w *worker, dst, resource []byte) (json []byte, rt string, id []byte, err error) {
 	d := &w.doc
-	defer d.tree.Release()
 	w.auto.trim()
+	d.today = dateOf(e.now())
+	if !e.treeOnly {
+		if json, rt, id, ok := e.stream(w, dst, resource); ok {
+			return json, rt, id, nil
+		}
+	}
+	defer d.tree.Release()
 	if err := d.reset(e.s, &w.auto, resource); err != nil {
 		return nil, "", nil, err
 	}
-	d.today = dateOf(e.now())
 	root := int32(0)
 	rt = e.s.name(d.typ[root])
 	shift := 0

@@ -1,4 +1,4 @@
-package deid_test
+package deid
 
 import (
 	"bufio"
@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fhirstream/fhirstream/consumers/deid"
 	"github.com/fhirstream/fhirstream/internal/synth"
 )
 
@@ -25,21 +24,21 @@ const EnvGolden = "FHIRSTREAM_DEID_GOLDEN"
 
 // goldenClock fixes the date ages are judged against, so that runs on different days
 // give the same output.
-var goldenClock = deid.WithClock(func() time.Time { return time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC) })
+var goldenClock = WithClock(func() time.Time { return time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC) })
 
 // goldenConfigs are the presets and a configuration with every deterministic method
 // (encrypt draws a random IV) and expression shape the evaluator has.
-func goldenConfigs(t *testing.T) map[string]*deid.Config {
+func goldenConfigs(t *testing.T) map[string]*Config {
 	t.Helper()
-	out := map[string]*deid.Config{}
+	out := map[string]*Config{}
 	for _, name := range []string{"safe-harbor", "safe-harbor-dateshift", "limited-data-set"} {
-		cfg, err := deid.Preset(name)
+		cfg, err := Preset(name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out[name] = cfg
 	}
-	cfg, err := deid.ParseConfig([]byte(`{"fhirPathRules":[
+	cfg, err := ParseConfig([]byte(`{"fhirPathRules":[
 		{"path":"Observation.value.ofType(Quantity).value","method":"perturb","span":10,"rangeType":"proportional","roundTo":1},
 		{"path":"Observation.component.value.ofType(Quantity).value","method":"generalize","cases":{"$this < 50":"0","$this >= 50":"($this div 50)*50"}},
 		{"path":"nodesByType('Coding').where(system='http://loinc.org').display","method":"substitute","replaceWith":"a LOINC code"},
@@ -142,9 +141,9 @@ func TestGoldenOutput(t *testing.T) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	keys := deid.Keys{CryptoHash: []byte("golden-crypto-hash-key"), DateShift: []byte("golden-date-shift-key")}
+	keys := Keys{CryptoHash: []byte("golden-crypto-hash-key"), DateShift: []byte("golden-date-shift-key")}
 	for _, name := range names {
-		e, err := deid.New(configs[name], keys, goldenClock)
+		e, err := New(configs[name], keys, goldenClock)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -186,6 +185,47 @@ func TestGoldenOutput(t *testing.T) {
 			}
 			t.Logf("%d lines identical to %s", line-1, path)
 			return
+		}
+	}
+}
+
+// treePathOnly makes an Engine take the tree path for every resource.
+func treePathOnly() Option { return func(e *Engine) { e.treeOnly = true } }
+
+// TestOnePassMatchesTree holds the one-pass path (stream.go) to the tree path, which
+// applies the rules as the specification reads (first rule to reach a value decides
+// it): every configuration of goldenConfigs on every resource of goldenInputs gives the
+// same record, or the same rejection, both ways. The one-pass path must take most of
+// the generated resources under the presets, or the comparison would prove little.
+func TestOnePassMatchesTree(t *testing.T) {
+	inputs := goldenInputs(t)
+	keys := Keys{CryptoHash: []byte("golden-crypto-hash-key"), DateShift: []byte("golden-date-shift-key")}
+	for name, cfg := range goldenConfigs(t) {
+		e, err := New(cfg, keys, goldenClock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tree, err := New(cfg, keys, goldenClock, treePathOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		onePass := 0
+		for i, in := range inputs {
+			w := e.getWorker()
+			w.doc.today = dateOf(e.now())
+			if _, _, _, ok := e.stream(w, nil, in); ok {
+				onePass++
+			}
+			e.putWorker(w)
+			got, gotErr := e.Apply(nil, in)
+			want, wantErr := tree.Apply(nil, in)
+			if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || string(got.JSON) != string(want.JSON) || got.ID != want.ID || got.Type != want.Type {
+				t.Fatalf("%s, input %d: one pass %s/%s %s (%v)\ntree %s/%s %s (%v)", name, i, got.Type, got.ID, got.JSON, gotErr, want.Type, want.ID, want.JSON, wantErr)
+			}
+		}
+		t.Logf("%s: %d of %d resources in one pass", name, onePass, len(inputs))
+		if name != "every-method" && onePass < len(inputs)*3/4 {
+			t.Errorf("%s: the one-pass path took %d of %d resources", name, onePass, len(inputs))
 		}
 	}
 }

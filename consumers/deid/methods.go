@@ -45,7 +45,7 @@ func (e *Engine) apply(w *worker, r *rule, i int32, shift int) error {
 	if d.tree.Nodes[parent].Type == jsontree.TypeArray {
 		parent = d.tree.Nodes[parent].Parent
 	}
-	v := primitive{text: d.str(i), json: d.tree.Nodes[i].Type, typ: d.typ[i], name: d.nameID[i], parent: d.typ[parent]}
+	v := primValue{text: d.str(i), json: d.tree.Nodes[i].Type, typ: d.typ[i], name: d.nameID[i], parent: d.typ[parent]}
 	at := len(d.arena)
 	ed, arena, _, err := e.edit(w, r, &v, d.arena, shift, false)
 	if err != nil {
@@ -73,10 +73,10 @@ func (e *Engine) reject(d *document, r *rule, i int32, format string, args ...an
 	return stage.Reject(ClassRule, d.path(i), r.String()+": "+format, args...)
 }
 
-// primitive is a primitive value a method edits: its text (a string's value, a
+// primValue is a primitive value a method edits: its text (a string's value, a
 // number's digits, "" for true and false), JSON type, FHIR type, element name and the
 // FHIR type of the object holding it.
-type primitive struct {
+type primValue struct {
 	text   string
 	json   jsontree.Type
 	typ    typeID
@@ -101,7 +101,7 @@ const (
 // the value, and for editReplace the value's new JSON text appended to dst. With
 // deferShift, a date to shift is editShift (with its parsed date) instead, for a
 // caller that learns the shift later; the shifted text has the length of v.text.
-func (e *Engine) edit(w *worker, r *rule, v *primitive, dst []byte, shift int, deferShift bool) (editKind, []byte, fhirDate, error) {
+func (e *Engine) edit(w *worker, r *rule, v *primValue, dst []byte, shift int, deferShift bool) (editKind, []byte, fhirDate, error) {
 	v.plain = w.doc.plain
 	switch r.method {
 	case methodKeep:
@@ -156,7 +156,7 @@ func (e *Engine) edit(w *worker, r *rule, v *primitive, dst []byte, shift int, d
 // redact removes primitive v, or keeps the part of it Safe Harbor allows when the
 // parameters ask for that: a date's year, an age up to 89, a ZIP code's first three
 // digits.
-func (e *Engine) redact(w *worker, v *primitive, dst []byte) (editKind, []byte) {
+func (e *Engine) redact(w *worker, v *primValue, dst []byte) (editKind, []byte) {
 	p := e.params
 	s := e.s
 	switch {
@@ -179,7 +179,7 @@ func (e *Engine) redact(w *worker, v *primitive, dst []byte) (editKind, []byte) 
 // redactDate removes date v, or keeps its year when partial dates are enabled and the
 // date does not indicate an age over 89 (which aggregateAgesOver89 puts in the "90 or
 // older" category instead).
-func (e *Engine) redactDate(w *worker, v *primitive, dst []byte) (editKind, []byte) {
+func (e *Engine) redactDate(w *worker, v *primValue, dst []byte) (editKind, []byte) {
 	p := e.params
 	today := w.doc.today
 	date, ok := datePrefix(v.text)
