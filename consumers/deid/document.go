@@ -437,31 +437,6 @@ func (d *document) replaceString(i int32, s string) {
 	d.repl[i] = [2]int32{int32(at), int32(len(d.arena))}
 }
 
-// replaceBytes sets node i to the JSON string b.
-func (d *document) replaceBytes(i int32, b []byte) {
-	d.flags[i] |= flagReplaced
-	at := len(d.arena)
-	d.arena = appendJSONString(d.arena, b)
-	d.repl[i] = [2]int32{int32(at), int32(len(d.arena))}
-}
-
-// openString starts node i's replacement, a JSON string whose text the caller appends
-// to the arena (text that needs no escaping), and closeString ends it:
-//
-//	at := d.openString()
-//	d.arena = append(d.arena, text...)
-//	d.closeString(i, at)
-func (d *document) openString() int {
-	d.arena = append(d.arena, '"')
-	return len(d.arena) - 1
-}
-
-func (d *document) closeString(i int32, at int) {
-	d.arena = append(d.arena, '"')
-	d.flags[i] |= flagReplaced
-	d.repl[i] = [2]int32{int32(at), int32(len(d.arena))}
-}
-
 // str returns the string at node i.
 func (d *document) str(i int32) string { return d.tree.Str(i) }
 
