@@ -457,22 +457,33 @@ func (e *Engine) Apply(dst, resource []byte) (Result, error) {
 }
 
 // applyRecord de-identifies resource into a record's key (<Type>/<de-identified id>)
-// and value, made in one allocation at their size.
+// and value, made in one allocation at their size: the resource is written after room
+// left for the key, the key put before it, and both copied out at once.
 func (e *Engine) applyRecord(resource []byte) (typ string, key, value []byte, err error) {
 	w := e.getWorker()
 	defer e.putWorker(w)
-	json, rt, id, err := e.apply1(w, w.out[:0], resource)
+	if cap(w.out) < keyRoom {
+		w.out = make([]byte, keyRoom, keyRoom+len(resource)+len(resource)/4)
+	}
+	json, rt, id, err := e.apply1(w, w.out[:keyRoom], resource)
 	if err != nil {
 		return "", nil, nil, err
 	}
 	w.out = json
 	k := len(rt) + 1 + len(id)
-	buf := make([]byte, k+len(json))
-	copy(buf[copy(buf, rt):], "/")
-	copy(buf[len(rt)+1:], id)
-	copy(buf[k:], json)
-	return rt, buf[:k:k], buf[k:], nil
+	if k > keyRoom { // not for a FHIR type name and id
+		return "", nil, nil, stage.Reject(ClassRule, rt+".id", "the record key is longer than %d bytes", keyRoom)
+	}
+	at := keyRoom - k
+	copy(json[at+copy(json[at:], rt):], "/")
+	copy(json[at+len(rt)+1:], id)
+	rec := bytes.Clone(json[at:])
+	return rt, rec[:k:k], rec[k:], nil
 }
+
+// keyRoom is the room applyRecord leaves for a record key: a resource type name (the
+// longest R4 name has 35 characters), a slash and an id (at most 64).
+const keyRoom = 128
 
 // apply1 de-identifies resource with w, appending the result to dst. id is the
 // de-identified id, a view of the resource or of w's buffers.

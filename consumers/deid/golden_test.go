@@ -68,20 +68,24 @@ func goldenConfigs(t *testing.T) map[string]*Config {
 	return out
 }
 
-// goldenInputs are generated resources (with bad lines mixed in), the shared Synthea
-// sets when present, and variants of a share of them whose strings carry escapes,
-// non-ASCII characters and invalid UTF-8 (the writer's other path).
-func goldenInputs(t *testing.T) [][]byte {
+// goldenInputs are generated resources of patients patients (with bad lines mixed in),
+// the shared Synthea sets when present and shared is true, and variants of a share of
+// them whose strings carry escapes, non-ASCII characters and invalid UTF-8 (the
+// writer's other path), or that the typing or a rule refuses.
+func goldenInputs(t *testing.T, patients int, shared bool) [][]byte {
 	t.Helper()
 	var lines [][]byte
-	err := synth.Generate(context.Background(), synth.Config{Patients: 150, Seed: 7, Bad: 60}, func(_ string, line []byte) error {
+	err := synth.Generate(context.Background(), synth.Config{Patients: patients, Seed: 7, Bad: patients * 2 / 5}, func(_ string, line []byte) error {
 		lines = append(lines, append([]byte(nil), line...))
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, _ := filepath.Glob(filepath.Join("../../../shared/data", "*", "*.ndjson"))
+	var files []string
+	if shared {
+		files, _ = filepath.Glob(filepath.Join("../../../shared/data", "*", "*.ndjson"))
+	}
 	sort.Strings(files)
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -94,7 +98,7 @@ func goldenInputs(t *testing.T) [][]byte {
 			}
 		}
 	}
-	if len(files) == 0 {
+	if shared && len(files) == 0 {
 		t.Log("the shared Synthea sets are absent: generated resources only")
 	}
 	marks := []struct{ old, new string }{
@@ -134,7 +138,7 @@ func TestGoldenOutput(t *testing.T) {
 		t.Skip(EnvGolden + " is not set")
 	}
 	var out bytes.Buffer
-	inputs := goldenInputs(t)
+	inputs := goldenInputs(t, 150, true)
 	configs := goldenConfigs(t)
 	names := make([]string, 0, len(configs))
 	for name := range configs {
@@ -198,9 +202,37 @@ func treePathOnly() Option { return func(e *Engine) { e.treeOnly = true } }
 // same record, or the same rejection, both ways. The one-pass path must take most of
 // the generated resources under the presets, or the comparison would prove little.
 func TestOnePassMatchesTree(t *testing.T) {
-	inputs := goldenInputs(t)
+	inputs := goldenInputs(t, 150, true)
+	if testing.Short() {
+		inputs = goldenInputs(t, 20, false)
+	}
 	keys := Keys{CryptoHash: []byte("golden-crypto-hash-key"), DateShift: []byte("golden-date-shift-key")}
-	for name, cfg := range goldenConfigs(t) {
+	configs := goldenConfigs(t)
+	// Plain paths only, so that the one-pass path takes them: its other methods and
+	// parameters.
+	cfg, err := ParseConfig([]byte(`{"fhirPathRules":[
+		{"path":"nodesByType('Coding').display","method":"substitute","replaceWith":"a code"},
+		{"path":"nodesByType('Quantity').value","method":"substitute","replaceWith":0},
+		{"path":"Observation.status","method":"substitute","replaceWith":true},
+		{"path":"Patient.address.city","method":"keep"},
+		{"path":"nodesByType('Address')","method":"redact"},
+		{"path":"nodesByType('HumanName').family","method":"cryptoHash"},
+		{"path":"nodesByType('Identifier').system","method":"cryptoHash"},
+		{"path":"Resource.id","method":"cryptoHash"},
+		{"path":"nodesByType('Reference').reference","method":"cryptoHash"},
+		{"path":"nodesByType('Period')","method":"redact"},
+		{"path":"nodesByType('date')","method":"redact"},
+		{"path":"nodesByType('dateTime')","method":"dateShift"},
+		{"path":"nodesByType('instant')","method":"dateShift"},
+		{"path":"Encounter.class","method":"keep"},
+		{"path":"nodesByType('Extension')","method":"redact"},
+		{"path":"nodesByType('string')","method":"redact"}
+	],"parameters":{"dateShiftScope":"resource","enablePartialDatesForRedact":false,"enablePartialZipCodesForRedact":true,"restrictedZipCodeTabulationAreas":["021"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	configs["one-pass-methods"] = cfg
+	for name, cfg := range configs {
 		e, err := New(cfg, keys, goldenClock)
 		if err != nil {
 			t.Fatal(err)
@@ -222,10 +254,29 @@ func TestOnePassMatchesTree(t *testing.T) {
 			if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || string(got.JSON) != string(want.JSON) || got.ID != want.ID || got.Type != want.Type {
 				t.Fatalf("%s, input %d: one pass %s/%s %s (%v)\ntree %s/%s %s (%v)", name, i, got.Type, got.ID, got.JSON, gotErr, want.Type, want.ID, want.JSON, wantErr)
 			}
+			// The stage's record: the same, with its key.
+			typ, key, value, recErr := e.applyRecord(in)
+			if fmt.Sprint(recErr) != fmt.Sprint(wantErr) || wantErr == nil && (typ != want.Type || string(key) != want.Type+"/"+want.ID || string(value) != string(want.JSON)) {
+				t.Fatalf("%s, input %d: record %s %s %s (%v), want %s/%s %s (%v)", name, i, typ, key, value, recErr, want.Type, want.ID, want.JSON, wantErr)
+			}
 		}
 		t.Logf("%s: %d of %d resources in one pass", name, onePass, len(inputs))
 		if name != "every-method" && onePass < len(inputs)*3/4 {
 			t.Errorf("%s: the one-pass path took %d of %d resources", name, onePass, len(inputs))
+		}
+	}
+}
+
+// TestKeyRoom checks that applyRecord's room for a key fits every resource type's name
+// with the longest id.
+func TestKeyRoom(t *testing.T) {
+	s, err := loadR4()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range s.types {
+		if typ.resource && len(typ.name)+1+64 > keyRoom {
+			t.Errorf("%s: a key of %d bytes does not fit in %d", typ.name, len(typ.name)+1+64, keyRoom)
 		}
 	}
 }
