@@ -276,13 +276,9 @@ func (d *document) noteWork(k int32) {
 	}
 }
 
-// freeText reports whether value k is of a kind removed unless a rule reaches it:
-// narratives, annotations (notes), attachments and comment elements.
-func (d *document) freeText(k int32) bool {
-	s, t := d.s, d.typ[k]
-	return t == s.narrative || t == s.annotation || t == s.attachment || t == s.xhtml ||
-		d.nameID[k] == s.commentName && (t == s.str || t == s.markdown)
-}
+// freeText reports whether value k is of a kind removed unless a rule reaches it (see
+// schema.freeText).
+func (d *document) freeText(k int32) bool { return d.s.freeText(d.typ[k], d.nameID[k]) }
 
 // candidate is a value a where() rule selects if its condition holds for it.
 type candidate struct{ node, rule int32 }

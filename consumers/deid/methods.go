@@ -239,6 +239,21 @@ func (e *Engine) appendPseudonym(w *worker, dst []byte, v string) []byte {
 //
 // Anything else is hashed whole.
 func (e *Engine) appendPseudonymReference(w *worker, dst []byte, ref string) []byte {
+	// The commonest form first, in one scan: Type/id, a relative reference without
+	// query or history (what the general reading below makes of it).
+	at, simple := -1, true // the slash
+	for i := 0; i < len(ref) && simple; i++ {
+		switch ref[i] {
+		case '/':
+			simple = at < 0
+			at = i
+		case '?':
+			simple = false
+		}
+	}
+	if simple && at > 0 && at < len(ref)-1 && isTypeName(ref[:at]) {
+		return e.appendPseudonym(w, append(dst, ref[:at+1]...), ref[at+1:])
+	}
 	for _, prefix := range []string{"urn:uuid:", "urn:oid:", "#"} {
 		if rest, ok := strings.CutPrefix(ref, prefix); ok && rest != "" {
 			return e.appendPseudonym(w, append(dst, prefix...), rest)

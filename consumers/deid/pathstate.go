@@ -137,6 +137,10 @@ type transition struct {
 	item, nonItem *pathState
 	match         int32   // the first rule selecting the member's values, or noRule
 	where         []int32 // rules selecting them if their condition holds
+	// What the one-pass path reads of m, kept here to save a lookup per value.
+	name      int32 // m.elem.id
+	primitive bool  // m.typ is a primitive type
+	freeText  bool  // m's values are free text (document.freeText)
 }
 
 // maxTransitions bounds a worker's remembered transitions; past it they are dropped and
@@ -247,7 +251,8 @@ func (a *automaton) make(st *pathState, key string) *transition {
 	if !ok || companion && !s.types[m.typ].primitive {
 		return nil
 	}
-	tr := &transition{key: strings.Clone(key), m: m, companion: companion, resource: m.typ == s.resourceT, match: noRule}
+	tr := &transition{key: strings.Clone(key), m: m, companion: companion, resource: m.typ == s.resourceT, match: noRule,
+		name: m.elem.id, primitive: s.types[m.typ].primitive, freeText: s.freeText(m.typ, m.elem.id)}
 	rules := a.e.rules
 	var next []partial
 	matched := func(r int32) {

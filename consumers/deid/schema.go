@@ -235,3 +235,10 @@ func (s *schema) isNumeric(t typeID) bool {
 }
 
 func (s *schema) isDate(t typeID) bool { return t == s.date || t == s.dateTime || t == s.instant }
+
+// freeText reports whether a value of type t named name is of a kind removed unless a
+// rule reaches it: narratives, annotations (notes), attachments and comment elements.
+func (s *schema) freeText(t typeID, name int32) bool {
+	return t == s.narrative || t == s.annotation || t == s.attachment || t == s.xhtml ||
+		name == s.commentName && (t == s.str || t == s.markdown)
+}

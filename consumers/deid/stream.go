@@ -393,9 +393,8 @@ func (s *streamer) value(i int, tr *transition, dec int32, parent typeID, inArra
 		s.fail()
 		return i, false, false
 	}
-	m := tr.m
 	dec = min(dec, tr.match)
-	isPrimitive := s.e.s.types[m.typ].primitive
+	isPrimitive := tr.primitive
 	s.lastEdit = editKeep
 	switch c := src[i]; {
 	case c == '{':
@@ -412,7 +411,7 @@ func (s *streamer) value(i int, tr *transition, dec int32, parent typeID, inArra
 			return i, false, false
 		}
 		next, kept = s.object(i, tr.item, dec, ref)
-		if kept && dec == noRule && s.freeText(m.typ, m.elem.id) {
+		if kept && dec == noRule && tr.freeText {
 			kept = false
 		}
 		return next, kept, kept
@@ -435,7 +434,7 @@ func (s *streamer) value(i int, tr *transition, dec int32, parent typeID, inArra
 			s.fail() // substitute of a null: the tree path replaces it or rejects
 			return i, false, false
 		}
-		if dec == noRule && s.freeText(m.typ, m.elem.id) {
+		if dec == noRule && tr.freeText {
 			return i + 4, false, false
 		}
 		return i + 4, inArray, false // a null member is left out, a null element kept
@@ -454,12 +453,8 @@ func (s *streamer) value(i int, tr *transition, dec int32, parent typeID, inArra
 // primitive applies rule dec to the primitive value src[at:next] (text as the tree
 // path reads it).
 func (s *streamer) primitive(at, next int, json jsontree.Type, text string, tr *transition, dec int32, parent typeID) (int, bool, bool) {
-	m := tr.m
 	if dec == noRule {
-		if s.freeText(m.typ, m.elem.id) {
-			return next, false, false
-		}
-		return next, true, true
+		return next, !tr.freeText, !tr.freeText
 	}
 	r := s.e.rules[dec]
 	switch r.method {
@@ -471,7 +466,7 @@ func (s *streamer) primitive(at, next int, json jsontree.Type, text string, tr *
 	}
 	s.flush(at)
 	from := len(s.out)
-	v := primValue{text: text, json: json, typ: m.typ, name: m.elem.id, parent: parent}
+	v := primValue{text: text, json: json, typ: tr.m.typ, name: tr.name, parent: parent}
 	ed, out, date, err := s.e.edit(s.w, r, &v, s.out, 0, true)
 	if err != nil {
 		s.fail()
@@ -489,13 +484,6 @@ func (s *streamer) primitive(at, next int, json jsontree.Type, text string, tr *
 		s.patches = append(s.patches, datePatch{at: from + 1, n: len(text), date: date})
 	}
 	return next, true, true
-}
-
-// freeText is document.freeText for a value of type t named name.
-func (s *streamer) freeText(t typeID, name int32) bool {
-	sc := s.e.s
-	return t == sc.narrative || t == sc.annotation || t == sc.attachment || t == sc.xhtml ||
-		name == sc.commentName && (t == sc.str || t == sc.markdown)
 }
 
 // scanString reads a string whose opening quote is before src[i] and returns the
