@@ -1,11 +1,13 @@
 package deid
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -41,6 +43,9 @@ type Processor struct {
 	Fingerprint string
 
 	routes sync.Map // input topic → route
+	// lastHeaders is the last output header set made: records of a topic carry the same
+	// headers, and the set is read only (the runtime copies it), so it is shared.
+	lastHeaders atomic.Pointer[[]stage.Header]
 }
 
 type route struct{ typ, out string }
@@ -101,16 +106,40 @@ func (p *Processor) Process(_ context.Context, in *stage.Record, _ stage.Store, 
 }
 
 func (p *Processor) headers(in []stage.Header) []stage.Header {
+	if last := p.lastHeaders.Load(); last != nil && p.sameHeaders(*last, in) {
+		return *last
+	}
 	hs := make([]stage.Header, 0, len(in)+1)
 	for _, h := range in {
 		if keptHeaders[h.Key] {
-			hs = append(hs, h)
+			// The set outlives this record: its values are its own.
+			hs = append(hs, stage.Header{Key: h.Key, Value: bytes.Clone(h.Value)})
 		}
 	}
 	if p.Fingerprint != "" {
 		hs = append(hs, stage.Header{Key: HeaderConfig, Value: []byte(p.Fingerprint)})
 	}
+	hs = hs[:len(hs):len(hs)]
+	p.lastHeaders.Store(&hs)
 	return hs
+}
+
+// sameHeaders reports whether headers would make of in what it made of the set hs.
+func (p *Processor) sameHeaders(hs, in []stage.Header) bool {
+	k := 0
+	for _, h := range in {
+		if !keptHeaders[h.Key] {
+			continue
+		}
+		if k >= len(hs) || hs[k].Key != h.Key || !bytes.Equal(hs[k].Value, h.Value) {
+			return false
+		}
+		k++
+	}
+	if p.Fingerprint != "" {
+		return k == len(hs)-1 && hs[k].Key == HeaderConfig && string(hs[k].Value) == p.Fingerprint
+	}
+	return k == len(hs)
 }
 
 // ConfigFingerprint identifies a configuration by its rules and parameters, without
