@@ -208,15 +208,35 @@ func (s *streamer) members(i int, st *pathState, dec int32, wrote, first, root b
 			s.fail()
 			return i, false
 		}
-		kEnd, ok := s.scanString(i + 1)
-		if !ok || kEnd+1 >= len(src) || src[kEnd+1] != ':' {
-			s.fail()
-			return i, false
+		// The member the last object in this state had here is likely this one: its
+		// name is checked in place, with no scan and no lookup.
+		guess := st.first
+		if prev != nil {
+			guess = prev.after
 		}
-		key := s.str[i+1 : kEnd]
-		tr := s.w.auto.step(st, prev, key)
+		var tr *transition
+		kEnd := i + 1
+		if guess != nil {
+			kEnd += len(guess.key)
+			if kEnd+1 < len(src) && src[kEnd] == '"' && src[kEnd+1] == ':' && s.str[i+1:kEnd] == guess.key {
+				tr = guess
+			}
+		}
+		if tr == nil {
+			var ok bool
+			kEnd, ok = s.scanString(i + 1)
+			if !ok || kEnd+1 >= len(src) || src[kEnd+1] != ':' {
+				s.fail()
+				return i, false
+			}
+			if tr = s.w.auto.step(st, prev, s.str[i+1:kEnd]); tr == nil {
+				s.fail() // not an element of the type: the tree path rejects it
+				return i, false
+			}
+		}
+		key := tr.key
 		prev = tr
-		if tr == nil || tr.companion || tr.crosses || len(tr.where) > 0 {
+		if tr.companion || tr.crosses || len(tr.where) > 0 {
 			s.fail()
 			return i, false
 		}
