@@ -3,6 +3,7 @@ package deid
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"hash"
 	"hash/maphash"
 )
@@ -23,7 +24,7 @@ type macCache struct {
 	k0, k1  uint64 // the mix's keys, random per cache
 	slots   []macSlot
 	scratch []byte // a value being hashed, and the HMAC's output
-	last    [sha256.Size]byte
+	last    [2 * sha256.Size]byte
 }
 
 // macSlots is the number of slots (a power of two); macValue the longest value cached
@@ -37,7 +38,7 @@ type macSlot struct {
 	hash  uint64
 	n     uint8 // len(value); 0 for an empty slot
 	value [macValue]byte
-	sum   [sha256.Size]byte
+	hex   [2 * sha256.Size]byte // the HMAC in hex, as pseudonyms are written
 }
 
 func newMACCache(key []byte) macCache {
@@ -66,8 +67,8 @@ func (c *macCache) mix(v string) uint64 {
 	return h ^ h>>29
 }
 
-// sum returns the HMAC of v, valid until the next call.
-func (c *macCache) sum(v string) *[sha256.Size]byte {
+// sum returns the HMAC of v in lower-case hex, valid until the next call.
+func (c *macCache) sum(v string) *[2 * sha256.Size]byte {
 	if len(v) == 0 || len(v) > macValue {
 		c.compute(v)
 		return &c.last
@@ -75,19 +76,19 @@ func (c *macCache) sum(v string) *[sha256.Size]byte {
 	h := c.mix(v)
 	sl := &c.slots[h&(macSlots-1)]
 	if sl.hash == h && int(sl.n) == len(v) && string(sl.value[:sl.n]) == v {
-		return &sl.sum
+		return &sl.hex
 	}
 	c.compute(v)
-	sl.hash, sl.n, sl.sum = h, uint8(len(v)), c.last
+	sl.hash, sl.n, sl.hex = h, uint8(len(v)), c.last
 	copy(sl.value[:], v)
-	return &sl.sum
+	return &sl.hex
 }
 
-// compute sets c.last to the HMAC of v.
+// compute sets c.last to the HMAC of v in hex.
 func (c *macCache) compute(v string) {
 	c.mac.Reset()
 	c.scratch = append(c.scratch[:0], v...)
 	c.mac.Write(c.scratch)
 	c.scratch = c.mac.Sum(c.scratch[:0])
-	copy(c.last[:], c.scratch)
+	hex.Encode(c.last[:], c.scratch)
 }

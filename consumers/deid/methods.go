@@ -227,7 +227,7 @@ func zeroDigits(s string) string {
 // appendPseudonym appends cryptoHash of v to dst: the hex HMAC-SHA256 of v under the
 // cryptoHash key, 64 characters of [0-9a-f], a valid FHIR id.
 func (e *Engine) appendPseudonym(w *worker, dst []byte, v string) []byte {
-	return hex.AppendEncode(dst, w.ids.sum(v)[:])
+	return append(dst, w.ids.sum(v)[:]...)
 }
 
 // appendPseudonymReference appends cryptoHash of a Reference.reference to dst: only the
@@ -447,18 +447,27 @@ func (e *Engine) shiftOf(w *worker, rt typeID, sc *shiftScope) int {
 	id := sc.id
 	if e.scope == "patient" && rt != e.s.patient {
 		for k := range sc.ref {
-			if p, ok := patientID(sc.ref[k]); sc.has[k] && ok {
+			if !sc.has[k] {
+				continue
+			}
+			if p, ok := patientID(sc.ref[k]); ok {
 				id = p
 				break
 			}
 		}
 	}
-	return int(binary.BigEndian.Uint64(w.shifts.sum(id)[:])%101) - 50
+	// The first eight bytes of the HMAC, big-endian: the first 16 hex digits.
+	var first [8]byte
+	_, _ = hex.Decode(first[:], w.shifts.sum(id)[:16])
+	return int(binary.BigEndian.Uint64(first[:])%101) - 50
 }
 
 // patientID returns the id of the Patient a Reference.reference s names: "Patient/X"
 // (or an absolute URL ending so) or "urn:uuid:X".
 func patientID(s string) (string, bool) {
+	if rest, ok := strings.CutPrefix(s, "Patient/"); ok && rest != "" && strings.IndexByte(rest, '/') < 0 {
+		return rest, true // the commonest form, as the general reading below takes it
+	}
 	if rest, ok := strings.CutPrefix(s, "urn:uuid:"); ok && rest != "" {
 		return rest, true
 	}

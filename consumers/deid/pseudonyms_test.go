@@ -66,9 +66,32 @@ func TestMACCacheAgreesWithHMAC(t *testing.T) {
 			v := values[(k*7919+round)%len(values)]
 			m := hmac.New(sha256.New, key)
 			m.Write([]byte(v))
-			if got := c.sum(v); string(got[:]) != string(m.Sum(nil)) {
+			if got := c.sum(v); string(got[:]) != hex.EncodeToString(m.Sum(nil)) {
 				t.Fatalf("round %d: HMAC of %q differs", round, v)
 			}
+		}
+	}
+}
+
+// TestPatientIDForms checks which references name a patient for the date shift's scope.
+func TestPatientIDForms(t *testing.T) {
+	for _, c := range []struct {
+		ref, id string
+		ok      bool
+	}{
+		{"Patient/123", "123", true},
+		{"Patient/123/_history/4", "123", true},
+		{"http://x.org/fhir/Patient/123", "123", true},
+		{"http://x.org/fhir/Patient/123/_history/4", "123", true},
+		{"urn:uuid:abc", "abc", true},
+		{"Patient/", "", false},
+		{"urn:uuid:", "", false},
+		{"XPatient/123", "", false},
+		{"Practitioner/123", "", false},
+		{"Patient/1/2", "1/2", true},
+	} {
+		if id, ok := patientID(c.ref); id != c.id || ok != c.ok {
+			t.Errorf("%q: %q %v, want %q %v", c.ref, id, ok, c.id, c.ok)
 		}
 	}
 }
