@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/metrics"
 	"runtime/pprof"
 	"testing"
 	"time"
@@ -80,6 +81,17 @@ func BenchmarkApply(b *testing.B) {
 	// CPU time (this process's, the garbage collector's included) moves less than wall
 	// time on a machine shared with other work.
 	b.ReportMetric(float64(testkafka.ProcessCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// gcCPU is the CPU time the garbage collector has spent in this process, in seconds
+// (runtime/metrics' estimate).
+func gcCPU() float64 {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return s[0].Value.Float64()
 }
 
 func BenchmarkDeidStage(b *testing.B) {
@@ -144,11 +156,12 @@ func BenchmarkDeidStage(b *testing.B) {
 		rate := map[string]float64{}
 		for k := range stages {
 			st := stages[(k+round+len(stages))%len(stages)]
-			cpu0 := testkafka.ProcessCPU()
+			cpu0, gc0 := testkafka.ProcessCPU(), gcCPU()
 			m := run(b, st.name, st.def, c.Group(fmt.Sprintf("%s-%d", st.name, round)))
 			cpu := (testkafka.ProcessCPU() - cpu0).Seconds() * 1e6 / float64(m.Total)
-			b.Logf("round %d %-12s %8.0f records/s (%d records in %v after a start of %v), %.1f CPU-µs/record%s", round, st.name, m.Rate(),
-				m.Records, m.Steady.Round(time.Millisecond), m.Start.Round(time.Millisecond), cpu, testkafka.WarmUpNote(round))
+			gc := (gcCPU() - gc0) * 1e6 / float64(m.Total)
+			b.Logf("round %d %-12s %8.0f records/s (%d records in %v after a start of %v), %.1f CPU-µs/record (%.1f in the garbage collector)%s", round, st.name, m.Rate(),
+				m.Records, m.Steady.Round(time.Millisecond), m.Start.Round(time.Millisecond), cpu, gc, testkafka.WarmUpNote(round))
 			if round < 0 {
 				continue
 			}

@@ -24,14 +24,17 @@ const (
 	HeaderConfig = "fhir.deid.config"
 )
 
-// keptHeaders are the input headers an output record carries. The rest are dropped:
-// the provenance headers name the source file and line (a way back to the identified
-// record) and the export's status URL, and a header nobody declared could hold anything.
-var keptHeaders = map[string]bool{
-	schemas.ContentTypeHeader:     true,
-	schemas.HeaderResourceType:    true,
-	schemas.HeaderDeleted:         true,
-	schemas.HeaderTransactionTime: true, // when the export ran: a date of no individual
+// keptHeader reports whether an output record carries the input header key. The rest
+// are dropped: the provenance headers name the source file and line (a way back to the
+// identified record) and the export's status URL, and a header nobody declared could
+// hold anything.
+func keptHeader(key string) bool {
+	switch key {
+	case schemas.ContentTypeHeader, schemas.HeaderResourceType, schemas.HeaderDeleted,
+		schemas.HeaderTransactionTime: // when the export ran: a date of no individual
+		return true
+	}
+	return false
 }
 
 // Processor is the deid stage's logic: each resource of <prefix>.unique.<Type>
@@ -111,7 +114,7 @@ func (p *Processor) headers(in []stage.Header) []stage.Header {
 	}
 	hs := make([]stage.Header, 0, len(in)+1)
 	for _, h := range in {
-		if keptHeaders[h.Key] {
+		if keptHeader(h.Key) {
 			// The set outlives this record: its values are its own.
 			hs = append(hs, stage.Header{Key: h.Key, Value: bytes.Clone(h.Value)})
 		}
@@ -128,7 +131,7 @@ func (p *Processor) headers(in []stage.Header) []stage.Header {
 func (p *Processor) sameHeaders(hs, in []stage.Header) bool {
 	k := 0
 	for _, h := range in {
-		if !keptHeaders[h.Key] {
+		if !keptHeader(h.Key) {
 			continue
 		}
 		if k >= len(hs) || hs[k].Key != h.Key || !bytes.Equal(hs[k].Value, h.Value) {
