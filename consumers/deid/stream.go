@@ -75,6 +75,8 @@ func (e *Engine) stream(w *worker, dst, src []byte) (out []byte, rt string, id [
 	}
 	s := &w.stream
 	*s = streamer{e: e, w: w, src: src, str: unsafe.String(&src[0], len(src)), out: dst, patches: s.patches[:0], id: s.id[:0]}
+	// The worker keeps s for its buffers, not this resource's bytes or the caller's.
+	defer func() { s.src, s.str, s.out, s.scope = nil, "", nil, shiftScope{} }()
 	w.doc.plain = true
 	next, _ := s.resource(0, true)
 	if s.failed || next != len(src) || !s.idOK {
