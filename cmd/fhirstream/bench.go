@@ -27,6 +27,7 @@ import (
 
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/internal/pipeline"
 	"github.com/fhirstream/fhirstream/internal/synth"
@@ -298,7 +299,7 @@ func runBench(ctx context.Context, o *benchOptions) (*benchReport, error) {
 
 	// Every stage, started and joined before the clock starts: the figure is the
 	// throughput of a running pipeline, not its start-up.
-	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Out: filepath.Join(workDir, "lake"),
+	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Lake: lakehouse.Config{Out: filepath.Join(workDir, "lake")},
 		SinkFlushInterval: o.sinkFlush, MeasureBytes: true, Logger: logger})
 	if err != nil {
 		return nil, err
@@ -422,7 +423,7 @@ func benchStages(sum producer.Summary, fetchEnd time.Duration, samples []benchSa
 	}
 	upstreamOut := func(name string) func(benchSample) int64 {
 		up := map[string]string{pipeline.StageDedupe: pipeline.StageValidate, pipeline.StageOMOP: pipeline.StageDedupe,
-			pipeline.StageSinkBronze: pipeline.StageDedupe, pipeline.StageSinkOMOP: pipeline.StageOMOP}[name]
+			pipeline.StageSinkBronze: pipeline.StageDedupe, pipeline.StageSinkFHIR: pipeline.StageDedupe, pipeline.StageSinkOMOP: pipeline.StageOMOP}[name]
 		if up == "" {
 			return func(s benchSample) int64 { return s.fetched }
 		}
@@ -480,6 +481,7 @@ func benchMismatches(generated int64, sum producer.Summary, stages []pipeline.St
 	check("dedupe in vs validate out", by[pipeline.StageDedupe].In, by[pipeline.StageValidate].Out)
 	check("omop in vs dedupe out", by[pipeline.StageOMOP].In, by[pipeline.StageDedupe].Out)
 	check("sink-bronze in vs dedupe out", by[pipeline.StageSinkBronze].In, by[pipeline.StageDedupe].Out)
+	check("sink-fhir in vs dedupe out", by[pipeline.StageSinkFHIR].In, by[pipeline.StageDedupe].Out)
 	check("sink-omop in vs omop out", by[pipeline.StageSinkOMOP].In, by[pipeline.StageOMOP].Out)
 	return bad
 }

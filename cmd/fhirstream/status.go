@@ -123,8 +123,8 @@ func pipelineStages(t schemas.Topics) ([]stageGroup, error) {
 		}
 		out = append(out, stageGroup{stage: d.Name, group: d.Group, input: re})
 	}
-	for _, layer := range []string{sink.LayerOMOP, sink.LayerBronze} {
-		out = append(out, stageGroup{stage: "sink-" + layer, group: sink.DefaultGroup(t, layer), input: regexp.MustCompile(sink.InputPattern(t, layer))})
+	for _, layer := range sink.Layers {
+		out = append(out, stageGroup{stage: sink.StageName(layer), group: sink.DefaultGroup(t, layer), input: regexp.MustCompile(sink.InputPattern(t, layer))})
 	}
 	return out, nil
 }

@@ -138,7 +138,9 @@ func parquetNode(t iceberg.PrimitiveType) (parquet.Node, error) {
 	case iceberg.PrimitiveTypes.Bool:
 		return parquet.Leaf(parquet.BooleanType), nil
 	case iceberg.PrimitiveTypes.String:
-		return parquet.String(), nil
+		// PLAIN, not parquet-go's default DELTA_LENGTH_BYTE_ARRAY, which Spark's
+		// vectorized reader refused before 3.4.
+		return parquet.Encoded(parquet.String(), &parquet.Plain), nil
 	case iceberg.PrimitiveTypes.Date:
 		return parquet.Date(), nil
 	case iceberg.PrimitiveTypes.Timestamp:

@@ -1,5 +1,5 @@
 // Package pipeline runs every stage of fhirstream in one process against one Kafka
-// cluster: validate, dedupe, omop, and the two Parquet sinks. `fhirstream demo` runs it on
+// cluster: validate, dedupe, omop, and the three lake sinks. `fhirstream demo` runs it on
 // an embedded broker, `fhirstream run` against a real cluster for small sites, and the end
 // to end tests and `fhirstream bench` use it too. Each stage is still its own consumer
 // group, exactly as when run one per process.
@@ -29,6 +29,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/sink"
 	"github.com/fhirstream/fhirstream/consumers/validate"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/internal/vocab"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -37,12 +38,13 @@ import (
 // Config is what the pipeline runs with.
 type Config struct {
 	Kafka kafkaclient.Config
-	// Out is the lake root (a directory or an object-store URL).
-	Out string
+	// Lake is the Iceberg catalog the sinks commit to (Lake.Out is the lake directory of
+	// the embedded catalog).
+	Lake lakehouse.Config
 	// Vocab is an optional Athena vocabulary for the OMOP stage.
 	Vocab *vocab.Vocabulary
-	// SinkFlushInterval bounds how long rows wait before a Parquet file is written.
-	// Zero keeps the sink's default.
+	// SinkFlushInterval bounds how long rows wait before a sink commits them. Zero keeps
+	// the sink's default.
 	SinkFlushInterval time.Duration
 	// MeasureBytes counts the bytes each stage reads and emits, for Progress. It wraps
 	// every stage's processor in a counter: one atomic add per record.
@@ -61,11 +63,12 @@ const (
 	StageDedupe     = dedupe.Name
 	StageOMOP       = omop.StageName
 	StageSinkBronze = "sink-" + sink.LayerBronze
+	StageSinkFHIR   = "sink-" + sink.LayerFHIR
 	StageSinkOMOP   = "sink-" + sink.LayerOMOP
 )
 
 // Stages lists the stage names in data-flow order (the order of Progress).
-var Stages = []string{StageValidate, StageDedupe, StageOMOP, StageSinkBronze, StageSinkOMOP}
+var Stages = []string{StageValidate, StageDedupe, StageOMOP, StageSinkBronze, StageSinkFHIR, StageSinkOMOP}
 
 // Pipeline is a running set of stages.
 type Pipeline struct {
@@ -122,11 +125,11 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 		p.inputs = append(p.inputs, inputPattern(def))
 		p.goRun(def.Name, func(ctx context.Context) error { return runtime.Run(ctx, cfg.Kafka, def, opts) })
 	}
-	for _, layer := range []string{sink.LayerBronze, sink.LayerOMOP} {
-		name := "sink-" + layer
-		scfg := sink.Config{Layer: layer, Out: cfg.Out, Logger: cfg.Logger, FlushInterval: cfg.SinkFlushInterval}
+	for _, layer := range sink.Layers {
+		name := sink.StageName(layer)
+		scfg := sink.Config{Layer: layer, Catalog: cfg.Lake, Logger: cfg.Logger, FlushInterval: cfg.SinkFlushInterval}
 		var s *sink.Sink
-		// Labelled too: whatever New starts (storage clients) belongs to the sink.
+		// Labelled too: whatever New starts (catalog clients) belongs to the sink.
 		pprof.Do(ctx, pprof.Labels(ProfileLabel, name), func(ctx context.Context) {
 			s, err = sink.New(ctx, cfg.Kafka, scfg)
 		})
@@ -138,11 +141,7 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 		p.sinks[layer] = s
 		p.groups = append(p.groups, s.Group())
 		p.stages = append(p.stages, name)
-		input := topics.LayerPattern(schemas.LayerUnique)
-		if layer == sink.LayerOMOP {
-			input = topics.OMOPPattern()
-		}
-		p.inputs = append(p.inputs, regexp.MustCompile(input))
+		p.inputs = append(p.inputs, regexp.MustCompile(s.Pattern()))
 		p.goRun(name, s.Run)
 	}
 	return p, nil
@@ -181,7 +180,7 @@ func (p *Pipeline) Groups() []string { return p.groups }
 // OMOPSummary is what the mapper has done so far.
 func (p *Pipeline) OMOPSummary() omop.Summary { return p.omop.Summary() }
 
-// SinkStats are the statistics of the sink of a layer (sink.LayerOMOP, sink.LayerBronze).
+// SinkStats are the statistics of the sink of a layer (sink.LayerOMOP, LayerFHIR, LayerBronze).
 func (p *Pipeline) SinkStats(layer string) sink.Stats { return p.sinks[layer].Stats() }
 
 // WaitDrained returns once every stage has consumed and committed everything in its
