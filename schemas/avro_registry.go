@@ -40,8 +40,9 @@ var (
 // codec when the registered schema is ours, or with a codec built from the registered
 // (writer's) schema when it is another version of an OMOP table's schema.
 type registryWriter struct {
-	table string
-	avro  *goavro.Codec
+	table   string
+	avro    *goavro.Codec
+	columns *Table // the writer schema's columns, for decodeBody's timestamp conversion
 }
 
 // NewRegistryCodec returns a RegistryCodec over codec's schemas that registers and looks
@@ -144,7 +145,7 @@ func (r *RegistryCodec) Decode(ctx context.Context, value []byte) (string, map[s
 	if err != nil {
 		return "", nil, err
 	}
-	row, err := decodeBody(w.avro, w.table, value[confluentHeader:])
+	row, err := decodeBody(w.avro, w.table, w.columns, value[confluentHeader:])
 	return w.table, row, err
 }
 
@@ -178,10 +179,14 @@ func (r *RegistryCodec) writer(ctx context.Context, id int) (*registryWriter, er
 	// Usually the id is our own schema; otherwise it is another release's version of the
 	// table's schema, and the value is read with the schema it was written with, so the
 	// row has that version's columns.
-	w = &registryWriter{table: table, avro: ac}
-	if tc := r.codec.tables[table]; ac.CanonicalSchema() == tc.avro.CanonicalSchema() {
+	tc := r.codec.tables[table]
+	w = &registryWriter{table: table, avro: ac, columns: tc.table}
+	if ac.CanonicalSchema() == tc.avro.CanonicalSchema() {
 		w.avro = tc.avro
-	}
+	} else if cols, err := parseTable([]byte(s.Schema)); err == nil {
+		w.columns = cols
+	} // else a schema beyond the types we write: its columns are converted by our types
+
 	r.mu.Lock()
 	r.byID[id] = w
 	r.mu.Unlock()

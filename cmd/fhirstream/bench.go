@@ -423,7 +423,7 @@ func benchStages(sum producer.Summary, fetchEnd time.Duration, samples []benchSa
 	}
 	upstreamOut := func(name string) func(benchSample) int64 {
 		up := map[string]string{pipeline.StageDedupe: pipeline.StageValidate, pipeline.StageOMOP: pipeline.StageDedupe,
-			pipeline.StageSinkBronze: pipeline.StageDedupe, pipeline.StageSinkFHIR: pipeline.StageDedupe, pipeline.StageSinkOMOP: pipeline.StageOMOP}[name]
+			pipeline.StageSinkBronze: pipeline.StageDedupe, pipeline.StageSinkSilver: pipeline.StageDedupe, pipeline.StageSinkOMOP: pipeline.StageOMOP}[name]
 		if up == "" {
 			return func(s benchSample) int64 { return s.fetched }
 		}
@@ -481,7 +481,7 @@ func benchMismatches(generated int64, sum producer.Summary, stages []pipeline.St
 	check("dedupe in vs validate out", by[pipeline.StageDedupe].In, by[pipeline.StageValidate].Out)
 	check("omop in vs dedupe out", by[pipeline.StageOMOP].In, by[pipeline.StageDedupe].Out)
 	check("sink-bronze in vs dedupe out", by[pipeline.StageSinkBronze].In, by[pipeline.StageDedupe].Out)
-	check("sink-fhir in vs dedupe out", by[pipeline.StageSinkFHIR].In, by[pipeline.StageDedupe].Out)
+	check("sink-silver in vs dedupe out", by[pipeline.StageSinkSilver].In, by[pipeline.StageDedupe].Out)
 	check("sink-omop in vs omop out", by[pipeline.StageSinkOMOP].In, by[pipeline.StageOMOP].Out)
 	return bad
 }

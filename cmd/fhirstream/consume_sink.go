@@ -9,11 +9,11 @@ import (
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
 )
 
-// The sink commands: consume sink-omop, sink-fhir and sink-bronze.
+// The sink commands: consume sink-omop, sink-silver and sink-bronze.
 func init() {
 	consumeCmd.AddCommand(
 		newSinkCmd(sink.LayerOMOP, ":9108", "omop.<table> (Avro rows)", "omop.<table>: the current state of each OMOP CDM table (upserts and retractions applied)"),
-		newSinkCmd(sink.LayerFHIR, ":9106", "<prefix>.unique.<Type> (FHIR JSON)", "fhir.<type>: the current version of each resource (upserts and deletions applied)"),
+		newSinkCmd(sink.LayerSilver, ":9106", "<prefix>.unique.<Type> (FHIR JSON)", "fhir.<type>: the current version of each resource (upserts and deletions applied)"),
 		newSinkCmd(sink.LayerBronze, ":9105", "<prefix>.unique.<Type> (FHIR JSON)", "bronze.<type>: every record fetched, appended"),
 	)
 }

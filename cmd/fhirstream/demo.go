@@ -289,7 +289,7 @@ func printDemoSummary(w io.Writer, r demoReport) {
 	fmt.Fprintf(w, "\n== fhirstream demo: done in %s ==\n\n", r.took.Round(100*time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RESOURCE TYPE\tFETCHED\tVALID\tUNIQUE\tIN fhir.<type>\tDEAD LETTERS (fetch)\t")
-	silver := r.pipeline.SinkStats(sink.LayerFHIR)
+	silver := r.pipeline.SinkStats(sink.LayerSilver)
 	var tf, tv, tu, ts, td int64
 	for _, t := range r.fetch.ByType() {
 		inLake := silver.Rows[lakehouse.NamespaceFHIR+"."+lakehouse.TableName(t.Type)]

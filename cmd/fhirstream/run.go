@@ -15,7 +15,7 @@ func init() {
 		Use:   "run",
 		Short: "Run every stage (validate, dedupe, omop, the lake sinks) in one process against a Kafka cluster",
 		Long: `run starts every processing stage in one process, for small sites: validate, dedupe,
-omop, sink-bronze, sink-fhir and sink-omop (writing the lake's Iceberg tables), each still
+omop, sink-bronze, sink-silver and sink-omop (writing the lake's Iceberg tables), each still
 its own consumer group, so you can later move
 any of them to its own process ('fhirstream consume <stage>') without losing their place.
 Fetch exports into the same cluster with 'fhirstream fetch'. Stops on SIGTERM or Ctrl-C

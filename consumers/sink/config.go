@@ -14,12 +14,12 @@ import (
 // Layers, re-exported for callers that configure a sink.
 const (
 	LayerOMOP   = rows.LayerOMOP   // omop.<table> Avro rows → omop.<table>
-	LayerFHIR   = rows.LayerFHIR   // <prefix>.unique.<Type> → fhir.<type>, current versions
+	LayerSilver = rows.LayerSilver // <prefix>.unique.<Type> → fhir.<type>, current versions
 	LayerBronze = rows.LayerBronze // <prefix>.unique.<Type> → bronze.<type>, appended
 )
 
 // Layers lists the layers in the order the pipeline starts their sinks.
-var Layers = []string{LayerBronze, LayerFHIR, LayerOMOP}
+var Layers = []string{LayerBronze, LayerSilver, LayerOMOP}
 
 // Upsert delete modes (Config.UpsertDeletes).
 const (
@@ -34,15 +34,18 @@ const (
 
 // Config configures a sink. Zero fields take the defaults stated on each.
 type Config struct {
-	// Layer is LayerOMOP, LayerFHIR or LayerBronze. Required.
+	// Layer is LayerOMOP, LayerSilver or LayerBronze. Required.
 	Layer string
 	// Catalog is the lake's Iceberg catalog. Required (at least Catalog.Out for the
 	// embedded catalog).
 	Catalog lakehouse.Config
-	// Group is the consumer group. Default "fhirstream-sink-<layer>" (under the topic
-	// prefix when it is not the default). The tables record their offsets under the
-	// group's name: a new group starts the tables from the topics' start.
+	// Group is the consumer group. Default: the topology's, "fhirstream-sink-<layer>"
+	// (under the topic prefix when it is not the default). The tables record their
+	// offsets under the group's name: a new group starts the tables from the topics' start.
 	Group string
+	// Deidentify reads what the topology's deid option says the layer reads: the silver
+	// sink then takes <prefix>.deid.<Type> instead of <prefix>.unique.<Type>.
+	Deidentify bool
 	// InstanceID, when set, makes this member static (group.instance.id): a restarted
 	// process with the same id takes its partitions back at once instead of waiting for
 	// the group to expel the dead member. Give each copy its own id.
@@ -88,11 +91,11 @@ const maxFlushInterval = 30 * time.Second
 func (c *Config) withDefaults() (Config, error) {
 	out := *c
 	switch out.Layer {
-	case LayerOMOP, LayerFHIR, LayerBronze:
+	case LayerOMOP, LayerSilver, LayerBronze:
 	case "":
-		return out, errors.New("sink: no layer (want omop, fhir or bronze)")
+		return out, errors.New("sink: no layer (want omop, silver or bronze)")
 	default:
-		return out, fmt.Errorf("sink: unknown layer %q (want omop, fhir or bronze)", out.Layer)
+		return out, fmt.Errorf("sink: unknown layer %q (want omop, silver or bronze)", out.Layer)
 	}
 	switch out.UpsertDeletes {
 	case "":
@@ -122,18 +125,6 @@ func (c *Config) withDefaults() (Config, error) {
 	return out, nil
 }
 
-// DefaultGroup is the consumer group of a layer's sink when Config.Group is empty:
-// fhirstream-sink-<layer>, under the topic prefix when it is not the default
-// (schemas.Topics.Group).
-func DefaultGroup(t schemas.Topics, layer string) string { return t.Group("fhirstream-sink-" + layer) }
-
-// StageName is the stage name of a layer's sink in logs, metrics and dead letters.
+// StageName is the stage name of a layer's sink in logs, metrics and dead letters, and
+// its node in the topology (schemas.NodeSinkOMOP, NodeSinkSilver, NodeSinkBronze).
 func StageName(layer string) string { return "sink-" + layer }
-
-// InputPattern is the regular expression of the topics a layer's sink consumes.
-func InputPattern(t schemas.Topics, layer string) string {
-	if layer == LayerOMOP {
-		return t.OMOPPattern()
-	}
-	return t.LayerPattern(schemas.LayerUnique)
-}

@@ -108,10 +108,14 @@ func New(ctx context.Context, kcfg kafkaclient.Config, cfg Config) (*Sink, error
 	if err != nil {
 		return nil, err
 	}
-	if c.Group == "" {
-		c.Group = DefaultGroup(topics, c.Layer)
+	node, err := topics.Topology(schemas.TopologyOptions{Deidentify: c.Deidentify}).Node(StageName(c.Layer))
+	if err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
 	}
-	layer, err := rows.New(c.Layer, topics, c.Decoder)
+	if c.Group == "" {
+		c.Group = node.Group
+	}
+	layer, err := rows.New(c.Layer, topics, node.InputPattern(), c.Decoder)
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}

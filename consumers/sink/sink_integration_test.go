@@ -29,7 +29,7 @@ func personRecord(t testing.TB, codec *schemas.Codec, topics schemas.Topics, key
 		"person_id": id, "gender_concept_id": int32(8507), "year_of_birth": year, "race_concept_id": int32(0),
 		"ethnicity_concept_id": int32(0), "birth_datetime": time.Date(int(year), 2, 3, 4, 5, 6, 0, time.UTC),
 		schemas.ColFHIRKey: key, schemas.ColFHIRVersion: fmt.Sprint(year), schemas.ColFHIRComponent: int32(0),
-		schemas.ColFHIRDeleted: deleted,
+		schemas.ColFHIRDeleted: deleted, schemas.ColFHIRReplaces: true,
 	}
 	v, err := codec.Encode(context.Background(), "person", row)
 	if err != nil {

@@ -107,8 +107,8 @@ func TestIntegrationPipelineProgressAndLabels(t *testing.T) {
 		{"omop in", by[pipeline.StageOMOP].In, by[pipeline.StageDedupe].Out},
 		{"sink-bronze in", by[pipeline.StageSinkBronze].In, by[pipeline.StageDedupe].Out},
 		{"sink-bronze bytes in", by[pipeline.StageSinkBronze].BytesIn, by[pipeline.StageDedupe].BytesOut},
-		{"sink-fhir in", by[pipeline.StageSinkFHIR].In, by[pipeline.StageDedupe].Out},
-		{"sink-fhir bytes in", by[pipeline.StageSinkFHIR].BytesIn, by[pipeline.StageDedupe].BytesOut},
+		{"sink-silver in", by[pipeline.StageSinkSilver].In, by[pipeline.StageDedupe].Out},
+		{"sink-silver bytes in", by[pipeline.StageSinkSilver].BytesIn, by[pipeline.StageDedupe].BytesOut},
 		{"sink-omop in", by[pipeline.StageSinkOMOP].In, by[pipeline.StageOMOP].Out},
 		{"sink-omop bytes in", by[pipeline.StageSinkOMOP].BytesIn, by[pipeline.StageOMOP].BytesOut},
 	}

@@ -21,6 +21,7 @@ import (
 type fhirLayer struct {
 	name   string
 	topics schemas.Topics
+	input  string
 	layout func(resourceType string) (*lakehouse.Layout, error)
 	trees  sync.Pool
 
@@ -28,19 +29,19 @@ type fhirLayer struct {
 	tables map[string]*lakehouse.Layout // by topic
 }
 
-func newFHIR(t schemas.Topics) *fhirLayer {
-	return &fhirLayer{name: LayerFHIR, topics: t, layout: lakehouse.FHIRLayout, tables: map[string]*lakehouse.Layout{},
+func newFHIR(t schemas.Topics, input string) *fhirLayer {
+	return &fhirLayer{name: LayerSilver, topics: t, input: input, layout: lakehouse.FHIRLayout, tables: map[string]*lakehouse.Layout{},
 		trees: sync.Pool{New: func() any { return new(jsontree.Tree) }}}
 }
 
-func newBronze(t schemas.Topics) *fhirLayer {
-	l := newFHIR(t)
+func newBronze(t schemas.Topics, input string) *fhirLayer {
+	l := newFHIR(t, input)
 	l.name, l.layout = LayerBronze, lakehouse.BronzeLayout
 	return l
 }
 
 func (f *fhirLayer) Name() string    { return f.name }
-func (f *fhirLayer) Pattern() string { return f.topics.LayerPattern(schemas.LayerUnique) }
+func (f *fhirLayer) Pattern() string { return f.input }
 
 func (f *fhirLayer) Table(topic string) (*lakehouse.Layout, error) {
 	f.mu.Lock()
@@ -49,8 +50,8 @@ func (f *fhirLayer) Table(topic string) (*lakehouse.Layout, error) {
 		return l, nil
 	}
 	layer, typ, ok := f.topics.ParseLayerTopic(topic)
-	if !ok || layer != schemas.LayerUnique {
-		return nil, fmt.Errorf("topic %s is not a %s.%s.<Type> topic", topic, f.topics.Prefix, schemas.LayerUnique)
+	if !ok || (layer != schemas.LayerUnique && layer != schemas.LayerDeid) {
+		return nil, fmt.Errorf("topic %s is not a %s.%s.<Type> or %s.%s.<Type> topic", topic, f.topics.Prefix, schemas.LayerUnique, f.topics.Prefix, schemas.LayerDeid)
 	}
 	l, err := f.layout(typ)
 	if err != nil {

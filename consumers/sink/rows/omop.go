@@ -15,20 +15,17 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-// colFHIRReplaces is the envelope flag of the first record of each group omop emits for
-// one source record and table: it replaces every earlier row of its key in the table.
-const colFHIRReplaces = "_fhir_replaces"
-
 // omopLayer writes omop.<table> topics into omop.<table> tables.
 type omopLayer struct {
 	topics  schemas.Topics
+	input   string
 	decoder schemas.Decoder
 
 	mu     sync.Mutex
 	tables map[string]*lakehouse.Layout // by topic
 }
 
-func newOMOP(t schemas.Topics, dec schemas.Decoder) (*omopLayer, error) {
+func newOMOP(t schemas.Topics, input string, dec schemas.Decoder) (*omopLayer, error) {
 	if dec == nil {
 		c, err := schemas.NewCodecs()
 		if err != nil {
@@ -36,11 +33,11 @@ func newOMOP(t schemas.Topics, dec schemas.Decoder) (*omopLayer, error) {
 		}
 		dec = c
 	}
-	return &omopLayer{topics: t, decoder: dec, tables: map[string]*lakehouse.Layout{}}, nil
+	return &omopLayer{topics: t, input: input, decoder: dec, tables: map[string]*lakehouse.Layout{}}, nil
 }
 
 func (o *omopLayer) Name() string    { return LayerOMOP }
-func (o *omopLayer) Pattern() string { return o.topics.OMOPPattern() }
+func (o *omopLayer) Pattern() string { return o.input }
 
 func (o *omopLayer) Table(topic string) (*lakehouse.Layout, error) {
 	o.mu.Lock()
@@ -85,7 +82,7 @@ func (o *omopLayer) Change(ctx context.Context, in *stage.Record, l *lakehouse.L
 	}
 	_, known := in.Header(HeaderPreviousVersion)
 	deleted, _ := row[schemas.ColFHIRDeleted].(bool)
-	replaces, flagged := row[colFHIRReplaces].(bool)
+	replaces, flagged := row[schemas.ColFHIRReplaces].(bool)
 	if !flagged {
 		// Rows written before the replacement flag existed: the first row of a version,
 		// and every retraction, replace the key's earlier rows.

@@ -7,7 +7,7 @@
 // Three layers, each a Layer:
 //
 //   - omop: omop.<table> Avro rows → omop.<table>, the current state of the CDM;
-//   - fhir: <prefix>.unique.<Type> → fhir.<type>, the current version of each resource;
+//   - silver: <prefix>.unique.<Type> (or .deid.) → fhir.<type>, the current version of each resource;
 //   - bronze: <prefix>.unique.<Type> → bronze.<type>, every record, appended.
 //
 // A Batch applies the changes of one table in partition order: a change that replaces its
@@ -32,14 +32,14 @@ import (
 // Layer names.
 const (
 	LayerOMOP   = "omop"
-	LayerFHIR   = "fhir"
+	LayerSilver = "silver"
 	LayerBronze = "bronze"
 )
 
 // HeaderPreviousVersion is set by dedupe on a record whose key it has passed before (an
 // update or a deletion of a known resource), and copied by omop to its outputs: the key
 // may have rows in the lake already.
-const HeaderPreviousVersion = "fhir.previous-version"
+const HeaderPreviousVersion = schemas.HeaderPreviousVersion
 
 // Change is what one input record does to its table.
 type Change struct {
@@ -59,7 +59,7 @@ type Change struct {
 // Layer turns the records of a sink's input topics into changes of its tables. Its
 // methods are safe for concurrent use (the sink transforms partitions in parallel).
 type Layer interface {
-	// Name is LayerOMOP, LayerFHIR or LayerBronze.
+	// Name is LayerOMOP, LayerSilver or LayerBronze.
 	Name() string
 	// Pattern is the regular expression of the input topics.
 	Pattern() string
@@ -72,16 +72,17 @@ type Layer interface {
 	Change(ctx context.Context, in *stage.Record, l *lakehouse.Layout, dst parquet.Row) (Change, error)
 }
 
-// New returns the layer called name reading topics under t. dec decodes OMOP values
-// (nil: schemas.NewCodecs, single-object encoding).
-func New(name string, t schemas.Topics, dec schemas.Decoder) (Layer, error) {
+// New returns the layer called name reading the topics of input (a regular expression
+// of topics under t, the sink's node in the topology). dec decodes OMOP values (nil:
+// schemas.NewCodecs, single-object encoding).
+func New(name string, t schemas.Topics, input string, dec schemas.Decoder) (Layer, error) {
 	switch name {
 	case LayerOMOP:
-		return newOMOP(t, dec)
-	case LayerFHIR:
-		return newFHIR(t), nil
+		return newOMOP(t, input, dec)
+	case LayerSilver:
+		return newFHIR(t, input), nil
 	case LayerBronze:
-		return newBronze(t), nil
+		return newBronze(t, input), nil
 	}
 	return nil, &unknownLayerError{name}
 }
@@ -89,7 +90,7 @@ func New(name string, t schemas.Topics, dec schemas.Decoder) (Layer, error) {
 type unknownLayerError struct{ name string }
 
 func (e *unknownLayerError) Error() string {
-	return "unknown lake layer " + e.name + " (want omop, fhir or bronze)"
+	return "unknown lake layer " + e.name + " (want omop, silver or bronze)"
 }
 
 // Batch holds the changes of one table in one sink batch.
