@@ -64,6 +64,8 @@ the environment (%s, %s), never from a flag value.`, input, output, lakehouse.En
 	f.Int64Var(&cfg.FlushBytes, "flush-bytes", sink.DefaultFlushBytes, "end a batch after this many bytes of record values (rows wait in memory until the commit)")
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", sink.DefaultFlushInterval, "end a batch this long after its first record: one snapshot per table and interval at most (at most 30s)")
 	f.IntVar(&cfg.CommitParallelism, "commit-parallelism", sink.DefaultCommitParallelism, "tables committed at once")
+	f.IntVar(&cfg.MaxPollRecords, "max-poll-records", sink.DefaultMaxPollRecords, "records taken from one poll at most")
+	f.DurationVar(&cfg.SessionTimeout, "session-timeout", 0, "how long the group waits for a silent member before handing its partitions to others (0: 45s)")
 	if layer != sink.LayerBronze {
 		f.StringVar(&cfg.UpsertDeletes, "upsert-deletes", sink.DeletesKnown, "when a replacing record deletes its key's earlier rows: known (the record says dedupe saw the key before; initial loads write no delete files) or always (a lake whose dedupe state was reset)")
 	}

@@ -66,6 +66,11 @@ type Config struct {
 	UpsertDeletes string
 	// CommitParallelism is how many tables a batch commits at once. Default 4.
 	CommitParallelism int
+	// MaxPollRecords bounds the records of one poll. Default 10,000.
+	MaxPollRecords int
+	// SessionTimeout is how long the group waits for a silent member before it hands the
+	// member's partitions to others. Default franz-go's, 45 s.
+	SessionTimeout time.Duration
 	// Files tunes the Parquet files.
 	Files lakehouse.FileOptions
 
@@ -82,6 +87,7 @@ const (
 	DefaultFlushBytes        = 64 << 20
 	DefaultFlushInterval     = 5 * time.Second
 	DefaultCommitParallelism = 4
+	DefaultMaxPollRecords    = 10_000
 )
 
 // maxFlushInterval keeps a batch, during which rebalances wait, well inside the default
@@ -118,6 +124,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.CommitParallelism <= 0 {
 		out.CommitParallelism = DefaultCommitParallelism
+	}
+	if out.MaxPollRecords <= 0 {
+		out.MaxPollRecords = DefaultMaxPollRecords
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

@@ -220,6 +220,9 @@ func (s *Sink) session(ctx context.Context) error {
 	if s.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(s.cfg.InstanceID))
 	}
+	if s.cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(s.cfg.SessionTimeout))
+	}
 	cl, err := s.kcfg.NewClient(opts...)
 	if err != nil {
 		return err
@@ -252,7 +255,7 @@ func (s *Sink) session(ctx context.Context) error {
 		}
 		pctx, cancel := context.WithTimeout(ctx, wait)
 		s.pollCancel.Store(&cancel)
-		fetches := cl.PollRecords(pctx, 10_000)
+		fetches := cl.PollRecords(pctx, s.cfg.MaxPollRecords)
 		s.pollCancel.Store(nil)
 		cancel()
 		if fetches.IsClientClosed() {

@@ -78,7 +78,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // waitAbsorbed waits until the table of l has absorbed the topic up to its end offsets.
 func waitAbsorbed(t *testing.T, cat catalog.Catalog, l *lakehouse.Layout, group string, ends map[int32]int64) *table.Table {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(120 * time.Second)
 	for {
 		tbl, err := cat.LoadTable(context.Background(), l.Ident())
 		if err == nil {
@@ -97,7 +97,7 @@ func waitAbsorbed(t *testing.T, cat catalog.Catalog, l *lakehouse.Layout, group 
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("table %s did not absorb offsets %v within 60s", l, ends)
+			t.Fatalf("table %s did not absorb offsets %v within 120s", l, ends)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
