@@ -19,12 +19,12 @@ func replaceDemoLake(out string) (bool, error) { return lakehouse.RemoveEmbedded
 
 // demoTables lists the lake's tables.
 func demoTables(ctx context.Context, lake lakehouse.Config) ([]demoTable, error) {
-	cat, err := lakehouse.Open(ctx, lake)
+	lk, err := lakehouse.Open(ctx, lake)
 	if err != nil {
 		return nil, err
 	}
-	defer lakehouse.Close(cat)
-	return lakehouse.Inventory(ctx, cat, lakehouse.NamespaceOMOP, lakehouse.NamespaceFHIR, lakehouse.NamespaceBronze)
+	defer lk.Close()
+	return lakehouse.Inventory(ctx, lk, lakehouse.NamespaceOMOP, lakehouse.NamespaceFHIR, lakehouse.NamespaceBronze)
 }
 
 // printDemoLake prints the lake's tables and how to query them.

@@ -154,7 +154,7 @@ func (s *Sink) commitTable(ctx context.Context, b *batch, tb *tableBatch) (table
 	commitID := b.id + "/" + name
 	parts := b.partitions(tb.topic)
 	var res tableResult
-	tbl, err := s.cat.LoadTable(ctx, l.Ident())
+	tbl, err := s.lake.LoadTable(ctx, l)
 	if err != nil {
 		return res, fmt.Errorf("load: %w", err)
 	}
@@ -185,7 +185,7 @@ func (s *Sink) commitTable(ctx context.Context, b *batch, tb *tableBatch) (table
 				return res, ctx.Err()
 			case <-time.After(pause):
 			}
-			if tbl, err = s.cat.LoadTable(ctx, l.Ident()); err != nil {
+			if tbl, err = s.lake.LoadTable(ctx, l); err != nil {
 				continue // the catalog is unreachable: try again until the deadline
 			}
 		}

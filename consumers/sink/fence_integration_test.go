@@ -100,7 +100,7 @@ func TestIntegrationSinkFencesZombie(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lakehouse.Close(cat)
+	defer cat.Close()
 	for _, kt := range killTables {
 		l, _ := lakehouse.OMOPLayout(kt.name)
 		waitAbsorbed(t, cat, l, group, endOffsets(t, c, topics.OMOP(kt.name)))
@@ -119,7 +119,7 @@ func TestIntegrationSinkFencesZombie(t *testing.T) {
 	}
 	for _, kt := range killTables {
 		l, _ := lakehouse.OMOPLayout(kt.name)
-		tbl, err := cat.LoadTable(context.Background(), l.Ident())
+		tbl, err := cat.LoadTable(context.Background(), l)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -314,7 +314,7 @@ func testSinkKill(t *testing.T, kc killCatalog) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lakehouse.Close(cat)
+	defer cat.Close()
 	for _, kt := range killTables {
 		l, _ := lakehouse.OMOPLayout(kt.name)
 		waitAbsorbed(t, cat, l, group, endOffsets(t, c, topics.OMOP(kt.name)))
@@ -324,7 +324,7 @@ func testSinkKill(t *testing.T, kc killCatalog) {
 
 	for _, kt := range killTables {
 		l, _ := lakehouse.OMOPLayout(kt.name)
-		tbl, err := cat.LoadTable(ctx, l.Ident())
+		tbl, err := cat.LoadTable(ctx, l)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/apache/iceberg-go/catalog"
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -61,7 +60,7 @@ type Sink struct {
 	cfg    Config
 	topics schemas.Topics
 	layer  rows.Layer
-	cat    catalog.Catalog
+	lake   *lakehouse.Lake
 	stage  string
 	log    *slog.Logger
 	m      *metricSet
@@ -119,11 +118,11 @@ func New(ctx context.Context, kcfg kafkaclient.Config, cfg Config) (*Sink, error
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
-	cat, err := lakehouse.Open(ctx, c.Catalog)
+	lake, err := lakehouse.Open(ctx, c.Catalog)
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{kcfg: kcfg, cfg: c, topics: topics, layer: layer, cat: cat, stage: StageName(c.Layer),
+	s := &Sink{kcfg: kcfg, cfg: c, topics: topics, layer: layer, lake: lake, stage: StageName(c.Layer),
 		m: metrics(), fence: map[topicPartition]int64{}}
 	s.log = c.Logger.With("stage", s.stage)
 	s.stats.Rows, s.stats.Deletes = map[string]int64{}, map[string]int64{}
@@ -156,7 +155,7 @@ func (s *Sink) addStats(f func(*Stats)) {
 // returns nil on a clean stop and an error when the sink cannot go on; the lake is
 // consistent either way.
 func (s *Sink) Run(ctx context.Context) error {
-	defer lakehouse.Close(s.cat)
+	defer s.lake.Close()
 	backoff := 100 * time.Millisecond
 	for {
 		err := s.session(ctx)
@@ -360,7 +359,7 @@ func (s *Sink) tableOf(ctx context.Context, topic string) (*lakehouse.Layout, er
 	if err != nil {
 		return nil, &unknownTopicError{err}
 	}
-	if _, err := lakehouse.EnsureTable(ctx, s.cat, l); err != nil {
+	if _, err := s.lake.EnsureTable(ctx, l); err != nil {
 		return nil, err
 	}
 	s.ensured.Store(topic, l)
@@ -401,7 +400,7 @@ func (s *Sink) tableOffsets(ctx context.Context, offsets map[string]map[int32]kg
 			}
 			return err
 		}
-		tbl, err := s.cat.LoadTable(ctx, l.Ident())
+		tbl, err := s.lake.LoadTable(ctx, l)
 		if err != nil {
 			return fmt.Errorf("load %s: %w", l, err)
 		}

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/iceberg-go/catalog"
 	"github.com/apache/iceberg-go/table"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -76,11 +76,11 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // waitAbsorbed waits until the table of l has absorbed the topic up to its end offsets.
-func waitAbsorbed(t *testing.T, cat catalog.Catalog, l *lakehouse.Layout, group string, ends map[int32]int64) *table.Table {
+func waitAbsorbed(t *testing.T, cat *lakehouse.Lake, l *lakehouse.Layout, group string, ends map[int32]int64) *table.Table {
 	t.Helper()
 	deadline := time.Now().Add(120 * time.Second)
 	for {
-		tbl, err := cat.LoadTable(context.Background(), l.Ident())
+		tbl, err := cat.LoadTable(context.Background(), l)
 		if err == nil {
 			o, _, err := lakehouse.TableOffsets(tbl.Metadata(), group)
 			if err != nil {
@@ -147,10 +147,30 @@ func scanPersons(t *testing.T, tbl *table.Table, opts ...table.ScanOption) []str
 	return out
 }
 
+// testCatalogs are the catalogs the integration tests write: the embedded one always,
+// and the REST catalog server named by FHIRSTREAM_TEST_ICEBERG_REST when it is set.
+func testCatalogs(t *testing.T) map[string]func() lakehouse.Config {
+	cats := map[string]func() lakehouse.Config{"embedded": func() lakehouse.Config { return lakehouse.Config{Out: t.TempDir()} }}
+	if uri := os.Getenv("FHIRSTREAM_TEST_ICEBERG_REST"); uri != "" {
+		// A catalog other tests and runs share: each test's tables live under a namespace of
+		// its own.
+		cats["rest"] = func() lakehouse.Config {
+			return lakehouse.Config{Kind: lakehouse.CatalogREST, URI: uri, Namespace: "t" + strings.ReplaceAll(t.Name(), "/", "_") + fmt.Sprint(time.Now().UnixNano())}
+		}
+	}
+	return cats
+}
+
 // TestIntegrationSinkUpsertsAndTimeTravel loads persons, then a second export that
 // changes some and deletes others: the current state is the second export's, the
 // previous snapshot still shows the first, and the initial load wrote no delete file.
 func TestIntegrationSinkUpsertsAndTimeTravel(t *testing.T) {
+	for name, cat := range testCatalogs(t) {
+		t.Run(name, func(t *testing.T) { testUpsertsAndTimeTravel(t, cat()) })
+	}
+}
+
+func testUpsertsAndTimeTravel(t *testing.T, lake lakehouse.Config) {
 	c := testkafka.New(t)
 	topics := schemas.MustTopics(c.Prefix)
 	topic := topics.OMOP("person")
@@ -171,14 +191,13 @@ func TestIntegrationSinkUpsertsAndTimeTravel(t *testing.T) {
 	if err := cl.ProduceSync(context.Background(), first...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	out := t.TempDir()
-	cfg := Config{Layer: LayerOMOP, Catalog: lakehouse.Config{Out: out}, Group: c.Group("sink"), FlushInterval: 200 * time.Millisecond}
+	cfg := Config{Layer: LayerOMOP, Catalog: lake, Group: c.Group("sink"), FlushInterval: 200 * time.Millisecond}
 	s, stop := startSink(t, c, cfg)
-	cat, err := lakehouse.Open(context.Background(), lakehouse.Config{Out: out})
+	cat, err := lakehouse.Open(context.Background(), lake)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lakehouse.Close(cat)
+	defer cat.Close()
 	l, _ := lakehouse.OMOPLayout("person")
 	tbl := waitAbsorbed(t, cat, l, cfg.Group, endOffsets(t, c, topic))
 	initial := sorted(want)

@@ -55,7 +55,30 @@ type Config struct {
 	// Properties are passed to the catalog as they are (e.g. "s3.endpoint",
 	// "s3.region", "oauth2-server-uri", "scope").
 	Properties map[string]string
+	// Namespace, when set, is the namespace the lake's namespaces live in, dot-separated
+	// ("site1" gives site1.omop.person): several lakes (sites, tests) in one catalog.
+	Namespace string
 }
+
+// Lake is an open catalog and the namespace the lake's tables live under.
+type Lake struct {
+	Catalog catalog.Catalog
+	// Root is the parent namespace of omop, fhir and bronze (empty: the catalog's top).
+	Root []string
+}
+
+// Ident is the catalog identifier of layout l's table, e.g. ["omop", "person"].
+func (lk *Lake) Ident(l *Layout) []string {
+	return append(append(append([]string(nil), lk.Root...), l.Namespace), l.Name)
+}
+
+// Namespace is the catalog namespace of one of the lake's namespaces (NamespaceOMOP, ...).
+func (lk *Lake) Namespace(ns string) []string {
+	return append(append([]string(nil), lk.Root...), ns)
+}
+
+// Close closes the catalog when it holds resources (the embedded catalog's database).
+func (lk *Lake) Close() error { return Close(lk.Catalog) }
 
 // Name of the catalog in the embedded catalog's database (the SQL catalog's
 // catalog_name column). Engines that open <out>/catalog.db directly (pyiceberg's
@@ -68,9 +91,26 @@ const (
 	WarehouseDir = "warehouse"
 )
 
-// Open opens the catalog cfg names. The caller closes it when it implements io.Closer
-// (the embedded catalog does).
-func Open(ctx context.Context, cfg Config) (catalog.Catalog, error) {
+// Open opens the lake cfg names; Close it when done.
+func Open(ctx context.Context, cfg Config) (*Lake, error) {
+	var root []string
+	if cfg.Namespace != "" {
+		root = strings.Split(cfg.Namespace, ".")
+		for _, part := range root {
+			if part == "" {
+				return nil, fmt.Errorf("lakehouse: namespace %q has an empty level", cfg.Namespace)
+			}
+		}
+	}
+	cat, err := OpenCatalog(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Lake{Catalog: cat, Root: root}, nil
+}
+
+// OpenCatalog opens the catalog cfg names. Close it with Close.
+func OpenCatalog(ctx context.Context, cfg Config) (catalog.Catalog, error) {
 	switch cfg.Kind {
 	case "", CatalogEmbedded:
 		return openEmbedded(ctx, cfg)

@@ -24,10 +24,11 @@ type TableInfo struct {
 }
 
 // Inventory lists the tables of the given namespaces, sorted by namespace and name.
-func Inventory(ctx context.Context, cat catalog.Catalog, namespaces ...string) ([]TableInfo, error) {
+func Inventory(ctx context.Context, lk *Lake, namespaces ...string) ([]TableInfo, error) {
+	cat := lk.Catalog
 	var out []TableInfo
 	for _, ns := range namespaces {
-		for ident, err := range cat.ListTables(ctx, []string{ns}) {
+		for ident, err := range cat.ListTables(ctx, lk.Namespace(ns)) {
 			if errors.Is(err, catalog.ErrNoSuchNamespace) {
 				break
 			}

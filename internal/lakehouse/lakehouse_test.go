@@ -69,16 +69,16 @@ func scanIDs(t *testing.T, tbl *table.Table, opts ...table.ScanOption) []int64 {
 func TestEmbeddedCatalogRowDeltaWithEqualityDeletes(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	cat, err := Open(ctx, Config{Out: dir})
+	lake, err := Open(ctx, Config{Out: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer Close(cat)
+	defer lake.Close()
 	l, err := OMOPLayout("person")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tbl, err := EnsureTable(ctx, cat, l)
+	tbl, err := lake.EnsureTable(ctx, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,12 +174,19 @@ func TestEmbeddedCatalogRowDeltaWithEqualityDeletes(t *testing.T) {
 	}
 
 	// A second process opening the same lake sees the same table.
-	cat2, err := Open(ctx, Config{Out: dir})
+	lake2, err := Open(ctx, Config{Out: dir, Namespace: "site.one"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer Close(cat2)
-	tbl2, err := EnsureTable(ctx, cat2, l)
+	defer lake2.Close()
+	if _, err := lake2.EnsureTable(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(lake2.Ident(l)); got != "[site one omop person]" {
+		t.Errorf("identifier under a namespace: %s", got)
+	}
+	lake2.Root = nil
+	tbl2, err := lake2.EnsureTable(ctx, l)
 	if err != nil {
 		t.Fatal(err)
 	}

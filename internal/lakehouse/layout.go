@@ -103,9 +103,6 @@ func NewLayout(namespace, name string, cols []Column, identifier []string, delet
 	return l, nil
 }
 
-// Identifier returns the table's catalog identifier, e.g. ["omop", "person"].
-func (l *Layout) Ident() []string { return []string{l.Namespace, l.Name} }
-
 // String is namespace.name.
 func (l *Layout) String() string { return l.Namespace + "." + l.Name }
 

@@ -24,15 +24,24 @@ var tableProperties = iceberg.Properties{
 	"write.metadata.previous-versions-max":       "50",
 }
 
+// LoadTable loads the table of layout l.
+func (lk *Lake) LoadTable(ctx context.Context, l *Layout) (*table.Table, error) {
+	return lk.Catalog.LoadTable(ctx, lk.Ident(l))
+}
+
 // EnsureTable loads the table of layout l, creating its namespace and the table when they
 // do not exist yet (several processes may race to create it; the loser loads the
 // winner's). An existing table must have l's columns with l's field ids and types.
-func EnsureTable(ctx context.Context, cat catalog.Catalog, l *Layout) (*table.Table, error) {
-	ident := l.Ident()
+func (lk *Lake) EnsureTable(ctx context.Context, l *Layout) (*table.Table, error) {
+	cat, ident := lk.Catalog, lk.Ident(l)
 	tbl, err := cat.LoadTable(ctx, ident)
 	if errors.Is(err, catalog.ErrNoSuchTable) {
-		if err := cat.CreateNamespace(ctx, []string{l.Namespace}, nil); err != nil && !errors.Is(err, catalog.ErrNamespaceAlreadyExists) {
-			return nil, fmt.Errorf("lakehouse: create namespace %s: %w", l.Namespace, err)
+		// Every level of the namespace, outermost first (a REST catalog wants parents).
+		ns := ident[:len(ident)-1]
+		for i := range ns {
+			if err := cat.CreateNamespace(ctx, ns[:i+1], nil); err != nil && !errors.Is(err, catalog.ErrNamespaceAlreadyExists) {
+				return nil, fmt.Errorf("lakehouse: create namespace %v: %w", ns[:i+1], err)
+			}
 		}
 		tbl, err = cat.CreateTable(ctx, ident, l.ice,
 			catalog.WithPartitionSpec(iceberg.UnpartitionedSpec), catalog.WithProperties(tableProperties))
@@ -41,7 +50,7 @@ func EnsureTable(ctx context.Context, cat catalog.Catalog, l *Layout) (*table.Ta
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("lakehouse: table %s: %w", l, err)
+		return nil, fmt.Errorf("lakehouse: table %v: %w", ident, err)
 	}
 	if err := l.check(tbl.Schema()); err != nil {
 		return nil, err
