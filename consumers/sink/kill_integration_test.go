@@ -380,11 +380,10 @@ func checkFiles(t *testing.T, ctx context.Context, tbl *table.Table, kt killTabl
 		}
 		live := map[string]int{}
 		for _, mf := range mfs {
-			entries, err := mf.FetchEntries(fsys, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range entries {
+			for e, err := range mf.Entries(fsys, true) {
+				if err != nil {
+					t.Fatal(err)
+				}
 				p := e.DataFile().FilePath()
 				referenced[p] = true
 				live[p]++

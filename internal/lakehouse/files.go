@@ -149,7 +149,7 @@ func (t *tailWriter) footer() ([]byte, error) {
 	}
 	size := int(binary.LittleEndian.Uint32(b[len(b)-8:]))
 	if size+8 > len(b) {
-		return nil, fmt.Errorf("Parquet footer of %d bytes is larger than the %d kept", size, tailKeep)
+		return nil, fmt.Errorf("the Parquet footer (%d bytes) is larger than the %d bytes kept", size, tailKeep)
 	}
 	return b[len(b)-8-size : len(b)-8], nil
 }
