@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/fhirstream/fhirstream/consumers/sink"
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
@@ -83,7 +84,7 @@ A stage is active from the moment its input first became readable (its upstream'
 committed output; the kickoff for fetch) until its last input was committed. Records per
 second are its committed input records over that time; MB/s its input key and value
 bytes over it. With --cpuprofile-dir, a CPU profile of the run is written whose samples
-carry the label stage=<name> (fetch, ehr, validate, dedupe, omop, sink-bronze, sink-omop,
+carry the label stage=<name> (fetch, ehr, validate, dedupe, omop, sink-bronze, sink-silver, sink-omop,
 broker for kfake, bench): 'go tool pprof -tagfocus stage=omop DIR/cpu.pprof' shows one
 stage; the report adds CPU seconds and top functions per stage.`,
 		Args: cobra.NoArgs,
@@ -110,7 +111,7 @@ stage; the report adds CPU seconds and top functions per stage.`,
 	f.BoolVar(&o.keep, "keep", false, "keep the run's topics, consumer groups and lake")
 	f.BoolVar(&o.auth, "auth", true, "SMART Backend Services auth between fetcher and EHR simulator")
 	f.IntVar(&o.brokerPID, "broker-pid", 0, "process id of the Kafka broker on this machine, to report its CPU time during the run")
-	f.DurationVar(&o.sinkFlush, "sink-flush-interval", 0, "Parquet sinks' flush interval (0: the sink default, 5s)")
+	f.DurationVar(&o.sinkFlush, "sink-flush-interval", 0, "lake sinks' flush interval, the time between a table's snapshots (0: the sink default, 5s)")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
 	addCommand(cmd)
 }
@@ -132,9 +133,11 @@ type benchReport struct {
 	MBPerSecond        float64 `json:"mb_per_second"`
 
 	Stages []benchStage `json:"stages"`
-	Memory benchMemory  `json:"memory"`
-	CPU    benchCPU     `json:"cpu"`
-	Host   benchHost    `json:"machine"`
+	// Commits are the lake sinks' table commits: per table, how many and what they cost.
+	Commits []benchCommit `json:"table_commits"`
+	Memory  benchMemory   `json:"memory"`
+	CPU     benchCPU      `json:"cpu"`
+	Host    benchHost     `json:"machine"`
 
 	Profile    string   `json:"cpu_profile,omitempty"`
 	Consistent bool     `json:"consistent"`
@@ -157,6 +160,27 @@ type benchStage struct {
 	CPUSeconds       float64 `json:"cpu_seconds,omitempty"`
 	RecordsPerCPUSec float64 `json:"records_per_cpu_second,omitempty"`
 	TopFunctions     []fnCPU `json:"top_functions,omitempty"`
+}
+
+type benchCommit struct {
+	Stage       string  `json:"stage"`
+	Table       string  `json:"table"`
+	Commits     int64   `json:"commits"`
+	MeanSeconds float64 `json:"mean_seconds"` // files written, catalog commit and retries
+	Seconds     float64 `json:"seconds"`
+}
+
+// benchCommits lists the sinks' table commits, busiest first.
+func benchCommits(p *pipeline.Pipeline) []benchCommit {
+	var out []benchCommit
+	for _, layer := range sink.Layers {
+		for table, ts := range p.SinkStats(layer).Tables {
+			out = append(out, benchCommit{Stage: sink.StageName(layer), Table: table, Commits: ts.Commits,
+				MeanSeconds: ts.Seconds / float64(max(ts.Commits, 1)), Seconds: ts.Seconds})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seconds > out[j].Seconds })
+	return out
 }
 
 type fnCPU struct {
@@ -375,6 +399,7 @@ func runBench(ctx context.Context, o *benchOptions) (*benchReport, error) {
 	rep.Resources = sum.Resources()
 	rep.NDJSONBytes = sum.Bytes
 	rep.Stages = benchStages(sum, fetchEnd, samples)
+	rep.Commits = benchCommits(p)
 	end := fetchEnd
 	for _, s := range rep.Stages {
 		end = max(end, time.Duration(s.EndSeconds*float64(time.Second)))
@@ -838,6 +863,22 @@ func printBench(w io.Writer, format string, r *benchReport) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(r.Commits) > 0 {
+		var n int64
+		var secs float64
+		for _, c := range r.Commits {
+			n, secs = n+c.Commits, secs+c.Seconds
+		}
+		fmt.Fprintf(w, "\nlake commits: %d table commits, %.1f s in all (files, catalog, retries; tables commit in parallel); busiest tables:\n", n, secs)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "  SINK\tTABLE\tCOMMITS\tMEAN ms\tTOTAL s\t")
+		for _, c := range r.Commits[:min(8, len(r.Commits))] {
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%.0f\t%.2f\t\n", c.Stage, c.Table, c.Commits, 1000*c.MeanSeconds, c.Seconds)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	c := r.CPU
 	fmt.Fprintf(w, "\nCPU during the run (%.1f s × %d cores = %.1f core-s): fhirstream %.1f s (GC %.1f s)", c.WallSeconds, c.Cores,

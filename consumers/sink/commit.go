@@ -105,6 +105,10 @@ func (s *Sink) flush(ctx context.Context, cl *kgo.Client, b *batch) error {
 			st.FilesWritten += int64(r.files)
 			st.Rows[name] += r.rows
 			st.Deletes[name] += r.deletes
+			ts := st.Tables[name]
+			ts.Commits++
+			ts.Seconds += r.seconds
+			st.Tables[name] = ts
 			s.m.recordsOut.WithLabelValues(s.stage, topic).Add(float64(r.rows))
 		}
 	})
@@ -133,6 +137,7 @@ type tableResult struct {
 	rows, deletes int64
 	files         int
 	retries       int
+	seconds       float64
 }
 
 // commitTable writes the batch's files for one table and commits them in one snapshot
@@ -234,7 +239,8 @@ func (s *Sink) commitTable(ctx context.Context, b *batch, tb *tableBatch) (table
 		s.fence[topicPartition{tb.topic, p}] = pr.next
 	}
 	s.fenceMu.Unlock()
-	s.m.commitSecs.WithLabelValues(s.stage, name).Observe(time.Since(start).Seconds())
+	res.seconds = time.Since(start).Seconds()
+	s.m.commitSecs.WithLabelValues(s.stage, name).Observe(res.seconds)
 	s.m.deletes.WithLabelValues(s.stage, name).Add(float64(res.deletes))
 	return res, nil
 }

@@ -42,6 +42,15 @@ type Stats struct {
 	Fenced int64
 	// OpenRows is the number of rows in the open batch.
 	OpenRows int64
+	// Tables are per table ("omop.person"): its commits and the time they took, files
+	// written and commit retries included.
+	Tables map[string]TableStats
+}
+
+// TableStats is what a sink did to one table.
+type TableStats struct {
+	Commits int64
+	Seconds float64
 }
 
 // TotalRows is the sum of Rows.
@@ -125,7 +134,7 @@ func New(ctx context.Context, kcfg kafkaclient.Config, cfg Config) (*Sink, error
 	s := &Sink{kcfg: kcfg, cfg: c, topics: topics, layer: layer, lake: lake, stage: StageName(c.Layer),
 		m: metrics(), fence: map[topicPartition]int64{}}
 	s.log = c.Logger.With("stage", s.stage)
-	s.stats.Rows, s.stats.Deletes = map[string]int64{}, map[string]int64{}
+	s.stats.Rows, s.stats.Deletes, s.stats.Tables = map[string]int64{}, map[string]int64{}, map[string]TableStats{}
 	return s, nil
 }
 
@@ -140,7 +149,7 @@ func (s *Sink) Stats() Stats {
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
 	out := s.stats
-	out.Rows, out.Deletes = maps.Clone(s.stats.Rows), maps.Clone(s.stats.Deletes)
+	out.Rows, out.Deletes, out.Tables = maps.Clone(s.stats.Rows), maps.Clone(s.stats.Deletes), maps.Clone(s.stats.Tables)
 	out.OpenRows = s.openRows.Load()
 	return out
 }
