@@ -142,8 +142,9 @@ type mapper struct {
 }
 
 type outRow struct {
-	table *tableInfo
-	row   *schemas.Row
+	table      *tableInfo
+	row        *schemas.Row
+	retraction bool
 }
 
 // newRow returns an empty row of t; release keeps it for reuse once it is encoded.
@@ -169,6 +170,7 @@ func (p *Processor) release(m *mapper) {
 	*m = mapper{p: p, tree: m.tree, rows: m.rows[:0], spare: m.spare, scratch: m.scratch, counts: counts{
 		rows:      m.counts.rows[:0],
 		unmapped:  m.counts.unmapped[:0],
+		refs:      m.counts.refs[:0],
 		truncated: m.counts.truncated[:0],
 	}}
 	p.mappers.Put(m)
@@ -217,7 +219,8 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, _ stage.Store
 		out.Emit(stage.Record{Topic: r.table.topic, Key: in.Key, Value: val, Headers: headers, Timestamp: in.Timestamp})
 		m.counts.rows = append(m.counts.rows, r.table)
 	}
-	p.tally.merge(m.rtype, &m.counts)
+	outcome, reason := m.counts.outcome(in.IsTombstone(), m.dataRows())
+	p.tally.merge(ctx, m.rtype, &m.counts, outcome, reason)
 	return nil
 }
 
@@ -334,6 +337,17 @@ func (m *mapper) add(t *tableInfo, component int, row *schemas.Row) {
 	row.SetBool(e.Deleted, false)
 	row.SetBool(e.Replaces, false)
 	m.rows = append(m.rows, outRow{table: t, row: row})
+}
+
+// dataRows is the number of rows that are not retractions.
+func (m *mapper) dataRows() int {
+	n := 0
+	for _, r := range m.rows {
+		if !r.retraction {
+			n++
+		}
+	}
+	return n
 }
 
 // markReplaces sets _fhir_replaces on the first row of each table: the record's rows in
@@ -469,4 +483,5 @@ func (m *mapper) addRetraction(t *tableInfo) {
 	}
 	m.add(t, 0, row)
 	row.SetBool(t.env.Deleted, true)
+	m.rows[len(m.rows)-1].retraction = true
 }
