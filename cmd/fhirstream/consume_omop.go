@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fhirstream/fhirstream/consumers/omop"
+	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/internal/vocab"
 	"github.com/fhirstream/fhirstream/schemas"
 )
@@ -50,6 +52,15 @@ The mapping is documented in docs/omop-mapping.md. On exit it prints a summary.`
 		}
 		err = f.run(cmd, omop.Definition(p))
 		printOMOPSummary(cmd, p.Summary())
+		rec, rerr := omop.Reconcile(obs.Registry, topics)
+		if rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), "omop: reconciliation of the records read in committed batches, per resource type:")
+		rec.Write(cmd.OutOrStdout(), "omop: ")
+		if !rec.Balanced() {
+			err = errors.Join(err, errors.New("omop: reconciliation FAILED: records read without an outcome"))
+		}
 		return err
 	}
 	consumeCmd.AddCommand(cmd)
