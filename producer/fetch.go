@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -17,7 +15,7 @@ import (
 
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/producer/bulk"
-	"github.com/fhirstream/fhirstream/producer/smart"
+	"github.com/fhirstream/fhirstream/producer/ehrhttp"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
@@ -39,14 +37,17 @@ const maxNewExports = 2
 // expire and a fresh manifest does not bring them back, it starts a new export (kicks
 // off again) and publishes that instead; records carry the new export's id, and the
 // lines the abandoned export had published stay in Kafka. The Summary is filled even
-// when an error is returned, as far as the run got.
+// when an error is returned, as far as the run got, and says why the run failed.
 func Fetch(ctx context.Context, cfg Config) (Summary, error) {
 	if err := cfg.defaults(); err != nil {
-		return Summary{}, err
+		return Summary{Failed: err.Error()}, err
 	}
 	for restarts := 0; ; restarts++ {
 		sum, err := fetchOnce(ctx, cfg)
 		if !errors.Is(err, errNewExport) || restarts >= maxNewExports {
+			if err != nil && sum.Failed == "" && !errors.Is(err, ErrReconcile) {
+				sum.Failed = err.Error()
+			}
 			return sum, err
 		}
 		cfg.Log.Warn("fetch: starting a new export", "reason", err)
@@ -54,35 +55,89 @@ func Fetch(ctx context.Context, cfg Config) (Summary, error) {
 	}
 }
 
+// fetchOnce is one attempt: open the Kafka side, settle which export to publish, and
+// publish it.
 func fetchOnce(ctx context.Context, cfg Config) (Summary, error) {
 	start := time.Now()
-	sum := Summary{}
-	if err := cfg.defaults(); err != nil {
-		return sum, err
-	}
-	topics, err := schemas.NewTopics(cfg.Kafka.TopicPrefix)
+	var sum Summary
+	fr, err := openRun(ctx, &cfg)
 	if err != nil {
 		return sum, err
 	}
-	identity, sinceIdentity := cfg.identities()
-	stateTopic := topics.State("fetcher")
+	defer fr.close(ctx)
+	src, err := fr.session(ctx, &sum, start)
+	if err != nil || src == nil {
+		return sum, err
+	}
+	return fr.publish(ctx, src, start, sum)
+}
+
+// fetchRun is one attempt's Kafka side: the transactional producer, the state it read
+// and the publisher that commits lines with checkpoints.
+type fetchRun struct {
+	cfg                     *Config
+	topics                  schemas.Topics
+	stateTopic              string
+	identity, sinceIdentity string
+	exportKey               string // the state key of this command's export
+	admCl, cl               *kgo.Client
+	tm                      *topicMaker
+	state                   map[string][]byte
+	pub                     *publisher
+}
+
+// openRun creates the state and dead-letter topics, initialises the transactional
+// producer (fencing a zombie of an earlier run), reads the state topic and opens the
+// first transaction.
+func openRun(ctx context.Context, cfg *Config) (*fetchRun, error) {
+	topics, err := schemas.NewTopics(cfg.Kafka.TopicPrefix)
+	if err != nil {
+		return nil, err
+	}
+	fr := &fetchRun{cfg: cfg, topics: topics, stateTopic: topics.State("fetcher")}
+	fr.identity, fr.sinceIdentity = cfg.identities()
+	fr.exportKey = "export/" + fr.identity
 	topicOpts := kafkaclient.TopicOptions{Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor, MaxMessageBytes: cfg.Kafka.MaxRecordBytes}
 	if topicOpts.ReplicationFactor == 0 {
 		topicOpts.ReplicationFactor = -1
 	}
-
-	admCl, err := cfg.Kafka.NewClient()
-	if err != nil {
-		return sum, err
+	if fr.admCl, err = cfg.Kafka.NewClient(); err != nil {
+		return nil, err
 	}
-	defer admCl.Close()
-	tm := &topicMaker{adm: kadm.NewClient(admCl), topics: topics, opts: topicOpts, done: map[string]bool{}}
-	if err := tm.ensureSpecs(ctx, []kafkaclient.TopicSpec{kafkaclient.StateTopic(topics, "fetcher", topicOpts), dlqSpec(topics, topicOpts)}); err != nil {
-		return sum, err
+	fr.tm = &topicMaker{adm: kadm.NewClient(fr.admCl), topics: topics, opts: topicOpts, done: map[string]bool{}}
+	if err := fr.tm.ensureSpecs(ctx, []kafkaclient.TopicSpec{kafkaclient.StateTopic(topics, "fetcher", topicOpts), dlqSpec(topics, topicOpts)}); err != nil {
+		fr.admCl.Close()
+		return nil, err
 	}
+	if fr.cl, err = newTransactionalClient(cfg, topics.Group("fhirstream-fetch-"+fr.identity)); err != nil {
+		fr.admCl.Close()
+		return nil, err
+	}
+	fail := func(err error) (*fetchRun, error) {
+		fr.cl.Close()
+		fr.admCl.Close()
+		return nil, err
+	}
+	// Initialising the producer id fences a zombie of an earlier run and aborts its open
+	// transaction, so the state read next is final.
+	if _, _, err := fr.cl.ProducerID(ctx); err != nil {
+		return fail(fmt.Errorf("init transactional producer: %w", err))
+	}
+	if fr.state, err = loadState(ctx, cfg.Kafka, fr.stateTopic); err != nil {
+		return fail(err)
+	}
+	fr.pub = newPublisher(ctx, fr.cl, fr.stateTopic, cfg.CommitBytes, cfg.Log)
+	if err := fr.pub.begin(); err != nil {
+		return fail(err)
+	}
+	return fr, nil
+}
 
-	cl, err := cfg.Kafka.NewClient(
-		kgo.TransactionalID(topics.Group("fhirstream-fetch-"+identity)), // the prefix keeps two pipelines fetching one source from fencing each other
+// newTransactionalClient is the fetcher's producer; txnID's prefix keeps two pipelines
+// fetching one source from fencing each other.
+func newTransactionalClient(cfg *Config, txnID string) (*kgo.Client, error) {
+	return cfg.Kafka.NewClient(
+		kgo.TransactionalID(txnID),
 		kgo.TransactionTimeout(time.Minute),
 		kgo.ProducerLinger(20*time.Millisecond),
 		// Records waiting for the broker cost about twice their bytes in memory (the
@@ -97,155 +152,191 @@ func fetchOnce(ctx context.Context, cfg Config) (Summary, error) {
 		// first records to each new topic (and so the next commit) for up to 5 seconds.
 		kgo.MetadataMinAge(100*time.Millisecond),
 	)
-	if err != nil {
-		return sum, err
-	}
-	defer cl.Close()
-	// Initialising the producer id fences a zombie of an earlier run and aborts its open
-	// transaction, so the state read next is final.
-	if _, _, err := cl.ProducerID(ctx); err != nil {
-		return sum, fmt.Errorf("init transactional producer: %w", err)
-	}
-	state, err := loadState(ctx, cfg.Kafka, stateTopic)
-	if err != nil {
-		return sum, err
-	}
-	pub := newPublisher(ctx, cl, stateTopic, cfg.CommitBytes, cfg.Log)
-	if err := pub.begin(); err != nil {
-		return sum, err
-	}
-	defer pub.abort(context.WithoutCancel(ctx))
+}
 
-	exportKey := "export/" + identity
-	prev, hasPrev := getJSON[exportState](state, exportKey)
+func (fr *fetchRun) close(ctx context.Context) {
+	fr.pub.abort(context.WithoutCancel(ctx))
+	fr.cl.Close()
+	fr.admCl.Close()
+}
 
-	var (
-		files   []*fileRun
-		open    opener
-		refresh func(context.Context) (*bulk.Manifest, error)
-		bc      *bulk.Client
-		ex      exportState
-	)
-	if len(cfg.From) > 0 {
-		if hasPrev && !prev.Complete {
-			ex = prev
-		} else {
-			ex = exportState{ExportID: "local:" + identity + ":" + start.UTC().Format("20060102T150405.000Z"), TransactionTime: start.UTC()}
-		}
-		files, err = localFiles(cfg.From)
-		if err != nil {
-			return sum, err
-		}
-		open = openLocal
-	} else {
-		bc, err = cfg.bulkClient(ctx)
-		if err != nil {
-			return sum, err
-		}
-		statusURL := cfg.Resume
-		if statusURL == "" && hasPrev {
-			switch {
-			case !prev.Complete && prev.StatusURL != "": // "" when the export was given up
-				statusURL = prev.StatusURL
-				cfg.Log.Info("fetch: resuming the export in progress", "status", redact(statusURL))
-			case prev.StatusURL != "" && !cfg.KeepExport:
-				// Complete but maybe not yet released: a crash between the last commit and
-				// the DELETE. Release it and report, rather than export everything again.
-				if err := bc.Delete(ctx, prev.StatusURL); err == nil {
-					pub.commit(ctx, stateRecord(stateTopic, exportKey, exportState{ExportID: prev.ExportID, TransactionTime: prev.TransactionTime, Complete: true, Updated: time.Now().UTC()}))
-					sum.ExportID, sum.TransactionTime, sum.AlreadyComplete = prev.ExportID, prev.TransactionTime, true
-					return sum, nil
-				}
+// commitExport commits ex as the state of this command's export.
+func (fr *fetchRun) commitExport(ctx context.Context, ex exportState, extra ...*kgo.Record) error {
+	ex.Updated = time.Now().UTC()
+	return fr.pub.commit(ctx, append([]*kgo.Record{stateRecord(fr.stateTopic, fr.exportKey, ex)}, extra...)...)
+}
+
+// source is what a run publishes: the export (or local run) and its files.
+type source struct {
+	ex      exportState
+	files   []*fileRun
+	open    opener
+	refresh func(context.Context) (*bulk.Manifest, error) // nil for local files
+	bc      *bulk.Client                                  // nil for local files
+}
+
+// session decides (decideSession) and carries out which export this run publishes. It
+// returns nil and no error when the run's work ends here (a cancel, a release).
+func (fr *fetchRun) session(ctx context.Context, sum *Summary, start time.Time) (*source, error) {
+	cfg := fr.cfg
+	prev, hasPrev := getJSON[exportState](fr.state, fr.exportKey)
+	in := sessionInput{Local: len(cfg.From) > 0, Resume: cfg.Resume, Cancel: cfg.Cancel, KeepExport: cfg.KeepExport, Prev: prev, HasPrev: hasPrev}
+	if in.Local {
+		return fr.localSource(decideSession(in), prev, start)
+	}
+	bc, err := cfg.bulkClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		d := decideSession(in)
+		switch d.Action {
+		case actFail:
+			return nil, errors.New(d.Reason)
+		case actCancel:
+			if err := bc.Delete(ctx, d.StatusURL); err != nil {
+				return nil, err
 			}
-		}
-		if cfg.Cancel {
-			if statusURL == "" {
-				return sum, errors.New("fetch --cancel: no export in progress (give --resume <status-url>)")
+			return nil, fr.commitExport(ctx, exportState{ExportID: d.StatusURL, Complete: true})
+		case actRelease:
+			return nil, fr.release(ctx, bc, prev, sum)
+		case actResume:
+			cfg.Log.Info("fetch: "+d.Reason, "status", redact(d.StatusURL))
+			m, err := bc.Wait(ctx, d.StatusURL)
+			if statusGone(err) && in.Server == answerNone {
+				in.Server = answerStatusGone
+				cfg.Log.Warn("fetch: the export in progress is gone from the server", "status", redact(d.StatusURL))
+				continue
 			}
-			if err := bc.Delete(ctx, statusURL); err != nil {
-				return sum, err
-			}
-			return sum, pub.commit(ctx, stateRecord(stateTopic, exportKey, exportState{ExportID: statusURL, Complete: true, Updated: time.Now().UTC()}))
-		}
-		var m *bulk.Manifest
-		if statusURL != "" {
-			m, err = bc.Wait(ctx, statusURL)
-			var oe *bulk.OutcomeError
-			if errors.As(err, &oe) && oe.Status == http.StatusNotFound && cfg.Resume == "" {
-				cfg.Log.Warn("fetch: the export in progress is gone from the server; starting a new one", "status", redact(statusURL))
-				statusURL, m, err = "", nil, nil
-			}
-			if err != nil {
-				return sum, err
-			}
-		}
-		if statusURL == "" {
-			req := cfg.Export
-			if cfg.SinceAuto {
-				if s, ok := getJSON[sinceState](state, "since/"+sinceIdentity); ok {
-					req.Since = s.TransactionTime
-					cfg.Log.Info("fetch: incremental export", "since", s.TransactionTime)
-				}
-			}
-			statusURL, err = bc.Kickoff(ctx, req)
-			if err != nil {
-				return sum, err
-			}
-			cfg.Log.Info("fetch: export started", "status", redact(statusURL))
-			// Remember the export before anything else, so a restart resumes it.
-			if err := pub.commit(ctx, stateRecord(stateTopic, exportKey, exportState{ExportID: statusURL, StatusURL: statusURL, Updated: time.Now().UTC()})); err != nil {
-				return sum, err
-			}
-			m, err = bc.Wait(ctx, statusURL)
-			if err != nil {
-				return sum, err
-			}
-		}
-		ex = exportState{ExportID: statusURL, StatusURL: statusURL, TransactionTime: m.TransactionTime}
-		if err := cfg.saveManifest(m, statusURL); err != nil {
-			return sum, err
-		}
-		files = manifestFiles(m)
-		var refreshMu sync.Mutex
-		refresh = func(ctx context.Context) (*bulk.Manifest, error) {
-			refreshMu.Lock()
-			defer refreshMu.Unlock()
-			return bc.Wait(ctx, statusURL)
-		}
-		withToken := m.RequiresAccessToken
-		open = func(ctx context.Context, f *fileRun, offset int64) (io.ReadCloser, error) {
-			r, err := bc.Open(ctx, f.url, withToken, offset)
 			if err != nil {
 				return nil, err
 			}
-			return r, nil
+			return fr.exportSource(bc, d.StatusURL, m)
+		case actKickoff:
+			statusURL, m, err := fr.kickoff(ctx, bc)
+			if err != nil {
+				return nil, err
+			}
+			return fr.exportSource(bc, statusURL, m)
 		}
+		return nil, fmt.Errorf("fetch: session action %v out of place", d.Action)
 	}
-	sum.ExportID, sum.StatusURL, sum.TransactionTime = ex.ExportID, ex.StatusURL, ex.TransactionTime
+}
 
-	rn := &runner{cfg: &cfg, pub: pub, topics: topics, exportID: []byte(ex.ExportID),
-		txTime: []byte(ex.TransactionTime.UTC().Format(time.RFC3339Nano)), maxRec: int(cfg.Kafka.MaxRecordBytes), ensure: tm.ensureRaw}
-	for _, f := range files {
-		f.key = fileStateKey(ex.ExportID, f.kind+"/"+fmt.Sprint(f.index))
-		if len(cfg.From) > 0 {
-			f.key = fileStateKey(ex.ExportID, f.url)
-		}
-		if cp, ok := getJSON[checkpoint](state, f.key); ok {
-			cp.URL = f.url
-			f.cp, f.committed = cp, cp
-		} else {
-			f.cp.URL = f.url
-			f.committed = f.cp
-		}
-		pub.register(f)
+func statusGone(err error) bool {
+	var oe *bulk.OutcomeError
+	return errors.As(err, &oe) && (oe.Status == http.StatusNotFound || oe.Status == http.StatusGone)
+}
+
+// release DELETEs an export already published (a crash came between its last commit and
+// the DELETE) and reports it, instead of exporting everything again.
+func (fr *fetchRun) release(ctx context.Context, bc *bulk.Client, prev exportState, sum *Summary) error {
+	sum.ExportID, sum.TransactionTime, sum.AlreadyComplete = prev.ExportID, prev.TransactionTime, true
+	err := bc.Delete(ctx, prev.StatusURL)
+	if err != nil && !statusGone(err) {
+		fr.cfg.Log.Warn("fetch: could not release the published export; the next run tries again", "err", err)
+		return nil
 	}
+	return fr.commitExport(ctx, exportState{ExportID: prev.ExportID, TransactionTime: prev.TransactionTime, Complete: true})
+}
+
+// kickoff starts a new export (incremental with --since auto) and waits for its manifest.
+func (fr *fetchRun) kickoff(ctx context.Context, bc *bulk.Client) (string, *bulk.Manifest, error) {
+	req := fr.cfg.Export
+	if fr.cfg.SinceAuto {
+		if s, ok := getJSON[sinceState](fr.state, "since/"+fr.sinceIdentity); ok {
+			req.Since = s.TransactionTime
+			fr.cfg.Log.Info("fetch: incremental export", "since", s.TransactionTime)
+		}
+	}
+	statusURL, err := bc.Kickoff(ctx, req)
+	if err != nil {
+		return "", nil, err
+	}
+	fr.cfg.Log.Info("fetch: export started", "status", redact(statusURL))
+	// Remember the export before anything else, so a restart resumes it.
+	if err := fr.commitExport(ctx, exportState{ExportID: statusURL, StatusURL: statusURL}); err != nil {
+		return "", nil, err
+	}
+	m, err := bc.Wait(ctx, statusURL)
+	return statusURL, m, err
+}
+
+// exportSource lists the files of an export's manifest. Their checkpoints are keyed by
+// the status URL and the manifest's transactionTime and request together: a server that
+// hands out a status URL again serves a new export there, whose files start afresh.
+func (fr *fetchRun) exportSource(bc *bulk.Client, statusURL string, m *bulk.Manifest) (*source, error) {
+	if err := fr.cfg.saveManifest(m, statusURL); err != nil {
+		return nil, err
+	}
+	src := &source{bc: bc, ex: exportState{ExportID: statusURL, StatusURL: statusURL, TransactionTime: m.TransactionTime}, files: manifestFiles(m)}
+	instance := exportInstance(statusURL, m)
+	for _, f := range src.files {
+		f.key = fileStateKey(instance, f.kind+"/"+fmt.Sprint(f.index))
+	}
+	var refreshMu sync.Mutex
+	src.refresh = func(ctx context.Context) (*bulk.Manifest, error) {
+		refreshMu.Lock()
+		defer refreshMu.Unlock()
+		fresh, err := bc.Wait(ctx, statusURL)
+		if err == nil && (!fresh.TransactionTime.Equal(m.TransactionTime) || fresh.Request != m.Request) {
+			return nil, fmt.Errorf("%w: the status URL now serves another export (transactionTime %s, was %s)",
+				errExportReplaced, fresh.TransactionTime.Format(time.RFC3339Nano), m.TransactionTime.Format(time.RFC3339Nano))
+		}
+		return fresh, err
+	}
+	withToken := m.RequiresAccessToken
+	src.open = func(ctx context.Context, f *fileRun, offset int64) (io.ReadCloser, error) {
+		return bc.Open(ctx, f.url, withToken, offset)
+	}
+	return src, nil
+}
+
+// errExportReplaced is a manifest refresh that found another export at the status URL.
+var errExportReplaced = errors.New("export replaced")
+
+// localSource lists --from files, continuing the unfinished local run when there is one.
+func (fr *fetchRun) localSource(d sessionDecision, prev exportState, start time.Time) (*source, error) {
+	src := &source{open: openLocal}
+	if d.Continue {
+		src.ex = prev
+	} else {
+		src.ex = exportState{ExportID: "local:" + fr.identity + ":" + start.UTC().Format("20060102T150405.000Z"), TransactionTime: start.UTC()}
+	}
+	var err error
+	if src.files, err = localFiles(fr.cfg.From); err != nil {
+		return nil, err
+	}
+	for _, f := range src.files {
+		f.key = fileStateKey(src.ex.ExportID, f.url)
+	}
+	return src, nil
+}
+
+// publish publishes src's files from their checkpoints, then reconciles and, when all
+// adds up, records the export complete and releases it.
+func (fr *fetchRun) publish(ctx context.Context, src *source, start time.Time, sum Summary) (Summary, error) {
+	cfg := fr.cfg
+	ex := src.ex
+	sum.ExportID, sum.StatusURL, sum.TransactionTime = ex.ExportID, ex.StatusURL, ex.TransactionTime
+	rn := &runner{cfg: cfg, pub: fr.pub, topics: fr.topics, exportID: []byte(redact(ex.ExportID)),
+		txTime: []byte(ex.TransactionTime.UTC().Format(time.RFC3339Nano)), maxRec: int(cfg.Kafka.MaxRecordBytes), ensure: fr.tm.ensureRaw}
 	var types []string
-	for _, f := range files {
+	for _, f := range src.files {
+		if cp, ok := getJSON[checkpoint](fr.state, f.key); ok {
+			f.cp = cp
+		}
+		f.cp.URL = f.url
+		if src.bc != nil {
+			f.cp.URL = redact(f.url)
+		}
+		f.committed = f.cp
+		fr.pub.register(f)
 		if f.kind == kindOutput && f.organizedBy == "" {
 			types = append(types, f.typ)
 		}
 	}
-	if err := tm.ensureRawTypes(ctx, types); err != nil {
+	if err := fr.tm.ensureRawTypes(ctx, types); err != nil {
 		return sum, err
 	}
 	cfg.Log.Debug("fetch: raw topics ready", "types", len(types), "since_start", time.Since(start))
@@ -253,59 +344,80 @@ func fetchOnce(ctx context.Context, cfg Config) (Summary, error) {
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	commitDone := make(chan struct{})
-	go func() { defer close(commitDone); pub.run(runCtx, cfg.CommitInterval) }()
-	prog := newProgress(&cfg, files, rn)
+	go func() { defer close(commitDone); fr.pub.run(runCtx, cfg.CommitInterval) }()
+	prog := newProgress(cfg, src.files, rn)
 	prog.start(runCtx)
-
-	err = runFiles(runCtx, &cfg, rn, files, open, refresh)
+	err := runFiles(runCtx, cfg, rn, src.files, src.open, src.refresh)
 	cancelRun()
 	<-commitDone
 	prog.stop()
-	if errors.Is(err, errNewExport) && len(cfg.From) == 0 && cfg.Resume == "" {
-		// Give the export up: what it published so far is committed, and the state no
-		// longer points at its status URL, so the next attempt (this Fetch's, or a
-		// restarted command's) kicks off anew instead of resuming it.
-		if cerr := pub.commit(ctx, stateRecord(stateTopic, exportKey, exportState{ExportID: ex.ExportID, Updated: time.Now().UTC()})); cerr != nil {
-			return sum, errors.Join(err, cerr)
-		}
-		if derr := bc.Delete(ctx, ex.StatusURL); derr != nil {
-			cfg.Log.Info("fetch: could not release the abandoned export", "err", derr)
-		}
-		sum.fill(files, time.Since(start), rn.bytes.Load(), pub.commits.Load(), rn.resources.Load())
-		return sum, err
-	}
 	if err == nil {
-		err = pub.failed()
+		err = fr.pub.failed()
 	}
-	sum.fill(files, time.Since(start), rn.bytes.Load(), pub.commits.Load(), rn.resources.Load())
+	sum.fill(src.files, time.Since(start), rn.bytes.Load(), fr.pub.commits.Load(), rn.resources.Load(), cfg.Accept)
+	if errors.Is(err, errNewExport) {
+		return sum, fr.giveUp(ctx, src, err)
+	}
 	if err != nil {
 		return sum, err
 	}
-	ex.Complete, ex.Updated = true, time.Now().UTC()
-	final := []*kgo.Record{stateRecord(stateTopic, exportKey, ex)}
-	if sum.OK() && len(cfg.From) == 0 {
-		final = append(final, stateRecord(stateTopic, "since/"+sinceIdentity, sinceState{TransactionTime: ex.TransactionTime}))
+	return fr.finish(ctx, src, start, sum)
+}
+
+// giveUp records that the export's files can no longer be had: what it published so far
+// is committed, and the state no longer points at its status URL, so the next attempt
+// (this Fetch's, or a restarted command's) kicks off anew instead of resuming it.
+func (fr *fetchRun) giveUp(ctx context.Context, src *source, cause error) error {
+	d := decideSession(sessionInput{Resume: fr.cfg.Resume, Prev: src.ex, HasPrev: true, Server: answerFilesGone})
+	if d.Action != actGiveUp {
+		return fmt.Errorf("%s: %s", d.Reason, cause) // not wrapped: no new export follows
 	}
-	if len(cfg.From) > 0 || cfg.KeepExport {
-		ex.StatusURL = "" // nothing to release
-		final[0] = stateRecord(stateTopic, exportKey, ex)
+	if err := fr.commitExport(ctx, exportState{ExportID: src.ex.ExportID}); err != nil {
+		return errors.Join(cause, err)
 	}
-	if err := pub.commit(ctx, final...); err != nil {
-		return sum, err
+	if err := src.bc.Delete(ctx, src.ex.StatusURL); err != nil {
+		fr.cfg.Log.Info("fetch: could not release the abandoned export", "err", err)
 	}
-	sum.Commits = pub.commits.Load()
-	metricExportDuration.Observe(time.Since(start).Seconds())
-	if bc != nil && !cfg.KeepExport {
-		if err := bc.Delete(ctx, ex.StatusURL); err != nil {
-			cfg.Log.Warn("fetch: could not release the export", "err", err)
-		} else if err := pub.commit(ctx, stateRecord(stateTopic, exportKey, exportState{ExportID: ex.ExportID, TransactionTime: ex.TransactionTime, Complete: true, Updated: time.Now().UTC()})); err != nil {
+	return cause
+}
+
+// finish ends a run whose files were all read. An export that does not reconcile stays
+// unfinished in the state topic and on the server: the next run of the same command
+// reconciles it again (with --accept-quirk, if the operator accepts what failed)
+// without publishing anything twice. One that reconciles is recorded complete, its
+// transactionTime kept for --since auto, and released on the server.
+func (fr *fetchRun) finish(ctx context.Context, src *source, start time.Time, sum Summary) (Summary, error) {
+	cfg, ex := fr.cfg, src.ex
+	if !sum.OK() {
+		// Commit the last checkpoints, so a rerun has nothing left to read.
+		if err := fr.pub.commit(ctx); err != nil {
 			return sum, err
 		}
-	}
-	if !sum.OK() {
 		return sum, fmt.Errorf("%w: %s", ErrReconcile, strings.Join(sum.Mismatches, "; "))
 	}
-	return sum, nil
+	ex.Complete = true
+	var extra []*kgo.Record
+	if src.bc != nil {
+		extra = append(extra, stateRecord(fr.stateTopic, "since/"+fr.sinceIdentity, sinceState{TransactionTime: ex.TransactionTime}))
+	}
+	release := src.bc != nil && !cfg.KeepExport
+	if !release {
+		ex.StatusURL = "" // nothing to release
+	}
+	if err := fr.commitExport(ctx, ex, extra...); err != nil {
+		return sum, err
+	}
+	sum.Commits = fr.pub.commits.Load()
+	metricExportDuration.Observe(time.Since(start).Seconds())
+	if !release {
+		return sum, nil
+	}
+	if err := src.bc.Delete(ctx, ex.StatusURL); err != nil {
+		cfg.Log.Warn("fetch: could not release the export", "err", err)
+		return sum, nil
+	}
+	ex.StatusURL = ""
+	return sum, fr.commitExport(ctx, ex)
 }
 
 // runFiles publishes files with cfg.Workers in parallel, refreshing expired URLs.
@@ -383,8 +495,7 @@ func publishWithRefresh(ctx context.Context, cfg *Config, rn *runner, f *fileRun
 		metricErrors.WithLabelValues("expired-url").Inc()
 		cfg.Log.Info("fetch: file URL expired, refreshing the manifest", "type", f.typ, "index", f.index)
 		m, rerr := refresh(ctx)
-		var oe *bulk.OutcomeError
-		if errors.As(rerr, &oe) && (oe.Status == http.StatusNotFound || oe.Status == http.StatusGone) {
+		if statusGone(rerr) || errors.Is(rerr, errExportReplaced) {
 			return gone(fmt.Errorf("URL expired and the export is gone from the server: %w", rerr))
 		}
 		if rerr != nil {
@@ -462,54 +573,12 @@ func chains(files []*fileRun) [][]*fileRun {
 	return out
 }
 
-func (cfg *Config) bulkClient(ctx context.Context) (*bulk.Client, error) {
-	hc := bulk.NewHTTPClient()
-	bc := &bulk.Client{HTTP: hc, Log: cfg.Log, MinPoll: cfg.MinPoll, Backoff: cfg.Backoff,
-		OnPoll: func(status int, progress string) { metricPolls.WithLabelValues(fmt.Sprint(status)).Inc() }}
-	if cfg.Resume != "" && cfg.Export.Base == "" {
-		cfg.Export.Base = cfg.Resume // only used for discovery below
-	}
-	if cfg.TokenURL == "none" || (cfg.KeyFile == "" && cfg.TokenURL == "") {
-		return bc, nil
-	}
-	if cfg.KeyFile == "" || cfg.ClientID == "" {
-		return nil, errors.New("fetch: SMART auth needs --smart-client-id and --key (or --token-url none)")
-	}
-	key, err := smart.LoadKey(cfg.KeyFile, cfg.KeyID, cfg.KeyAlg)
-	if err != nil {
-		return nil, err
-	}
-	key.JKU = cfg.JKU
-	tokenURL := cfg.TokenURL
-	if tokenURL == "" {
-		conf, err := smart.Discover(ctx, hc, cfg.Export.Base)
-		if err != nil {
-			return nil, err
-		}
-		tokenURL = conf.TokenEndpoint
-	}
-	bc.Auth = &smart.Client{ClientID: cfg.ClientID, TokenURL: tokenURL, Key: key, Scope: cfg.Scope, HTTP: hc}
-	return bc, nil
-}
+// redact drops what a URL may carry as a credential (query, user information) before it
+// is logged, shown or stored.
+func redact(u string) string { return ehrhttp.Redact(u) }
 
-func (cfg *Config) saveManifest(m *bulk.Manifest, statusURL string) error {
-	if cfg.ManifestDir == "" {
-		return nil
-	}
-	if err := os.MkdirAll(cfg.ManifestDir, 0o755); err != nil {
-		return fmt.Errorf("manifest dir: %w", err)
-	}
-	base := "manifest-" + hashID(statusURL)[:12] + "-" + m.TransactionTime.UTC().Format("20060102T150405Z")
-	for i, p := range m.Pages {
-		name := filepath.Join(cfg.ManifestDir, fmt.Sprintf("%s.%d.json", base, i+1))
-		if err := os.WriteFile(name, p, 0o644); err != nil {
-			return fmt.Errorf("save manifest: %w", err)
-		}
-	}
-	return nil
-}
-
-func redact(u string) string {
-	u, _, _ = strings.Cut(u, "?")
-	return u
+// exportInstance identifies one export: its status URL and what its manifest says of
+// it, since a status URL alone may be handed out again.
+func exportInstance(statusURL string, m *bulk.Manifest) string {
+	return hashID(statusURL, m.TransactionTime.UTC().Format(time.RFC3339Nano), m.Request)
 }

@@ -179,7 +179,7 @@ func (s *Server) authenticateClient(r *http.Request) (string, error) {
 		id, err1 := url.QueryUnescape(basicID)
 		secret, err2 := url.QueryUnescape(basicSecret)
 		if err1 != nil || err2 != nil {
-			return "", errors.New("Basic credentials are not form-encoded")
+			return "", errors.New("the Basic credentials are not form-encoded")
 		}
 		return s.checkSecret(id, secret)
 	default:
