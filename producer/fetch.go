@@ -84,6 +84,7 @@ type fetchRun struct {
 	tm                      *topicMaker
 	state                   map[string][]byte
 	pub                     *publisher
+	bc                      *bulk.Client // the export's client, once made
 }
 
 // openRun creates the state and dead-letter topics, initialises the transactional
@@ -158,6 +159,11 @@ func (fr *fetchRun) close(ctx context.Context) {
 	fr.pub.abort(context.WithoutCancel(ctx))
 	fr.cl.Close()
 	fr.admCl.Close()
+	if fr.bc != nil {
+		// Connections the transport dialled and kept, some never used: closing them lets
+		// the server see the client gone at once.
+		fr.bc.HTTP.CloseIdleConnections()
+	}
 }
 
 // commitExport commits ex as the state of this command's export.
@@ -188,6 +194,7 @@ func (fr *fetchRun) session(ctx context.Context, sum *Summary, start time.Time) 
 	if err != nil {
 		return nil, err
 	}
+	fr.bc = bc
 	for {
 		d := decideSession(in)
 		switch d.Action {
@@ -475,9 +482,9 @@ func publishWithRefresh(ctx context.Context, cfg *Config, rn *runner, f *fileRun
 	// A new kickoff needs the request, which an export given by --resume does not have.
 	gone := func(err error) error {
 		if cfg.Resume == "" {
-			return fmt.Errorf("file %s #%d: %w: %w", f.typ, f.index, errNewExport, err)
+			return fmt.Errorf("%s: %w: %w", f.label(), errNewExport, err)
 		}
-		return fmt.Errorf("file %s #%d: %w", f.typ, f.index, err)
+		return fmt.Errorf("%s: %w", f.label(), err)
 	}
 	const maxRefreshes = 5
 	for attempt := 0; ; attempt++ {
@@ -488,7 +495,7 @@ func publishWithRefresh(ctx context.Context, cfg *Config, rn *runner, f *fileRun
 		if err == nil || !errors.Is(err, bulk.ErrExpired) || refresh == nil {
 			if err != nil {
 				metricErrors.WithLabelValues("file").Inc()
-				return fmt.Errorf("file %s %s: %w", f.typ, redact(f.url), err)
+				return fmt.Errorf("%s: %w", f.label(), err)
 			}
 			return nil
 		}
@@ -499,7 +506,7 @@ func publishWithRefresh(ctx context.Context, cfg *Config, rn *runner, f *fileRun
 			return gone(fmt.Errorf("URL expired and the export is gone from the server: %w", rerr))
 		}
 		if rerr != nil {
-			return fmt.Errorf("file %s: URL expired and the manifest could not be refreshed: %w", f.typ, rerr)
+			return fmt.Errorf("%s: URL expired and the manifest could not be refreshed: %w", f.label(), rerr)
 		}
 		fresh := manifestFiles(m)
 		found := false

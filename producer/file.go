@@ -49,6 +49,16 @@ type fileRun struct {
 	finished   atomic.Bool // for the progress display
 }
 
+// label names f in messages: kind, position in the manifest and type (never its URL,
+// which the errors of its requests name without their query).
+func (f *fileRun) label() string {
+	typ := f.typ
+	if f.organizedBy != "" {
+		typ = "organized by " + f.organizedBy
+	}
+	return fmt.Sprintf("%s file %d (%s)", f.kind, f.index, typ)
+}
+
 // opener opens a file's stream at an identity-byte offset.
 type opener func(ctx context.Context, f *fileRun, offset int64) (io.ReadCloser, error)
 

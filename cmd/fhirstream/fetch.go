@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,6 +19,7 @@ func init() {
 		cfg                     producer.Config
 		level, since, until     string
 		noDelete, post, lenient bool
+		quirks                  []string
 	)
 	cmd := &cobra.Command{
 		Use:   "fetch [FHIR-base-URL]",
@@ -30,7 +32,18 @@ dead-letter topic; deleted resources become tombstones.
 
 It checkpoints in Kafka transactions: killed and restarted with the same command, it
 resumes where it stopped and publishes no line twice. --since auto exports only what
-changed since the last complete export of the same request.`,
+changed since the last complete export of the same request.
+
+The access token goes only to the FHIR base's origin and the --trust-origin ones, never
+over http when the base is https, never across a redirect that leaves the origin. Other
+SMART credentials: --smart-auth client_secret_basic or client_secret_post with the secret
+in --smart-client-secret-file or the environment variable ` + producer.ClientSecretEnv + `,
+or an access token obtained elsewhere in --bearer-token-file.
+
+A run that does not reconcile (counts that disagree, files not read to the end) prints
+FAILED, exits 1 and leaves the export unfinished: run the same command again to retry.
+Known server quirks (` + quirkNames() + `) fail the run too unless accepted with
+--accept-quirk, which turns each into a warning.`,
 		Args: cobra.MaximumNArgs(1),
 	}
 	kc := kafkaFlags(cmd)
@@ -61,13 +74,23 @@ changed since the last complete export of the same request.`,
 	f.StringVar(&cfg.JKU, "jku", "", "URL of the client's JWKS, sent as the assertion's jku header")
 	f.StringVar(&cfg.TokenURL, "token-url", "", `token endpoint (default: discovered; "none" for an open server)`)
 	f.StringVar(&cfg.Scope, "scope", "system/*.rs", "requested scopes (v1 system/*.read also accepted)")
+	f.StringVar(&cfg.AuthMethod, "smart-auth", "", "token endpoint auth: private_key_jwt (default with --key), client_secret_basic (default with a secret) or client_secret_post")
+	f.StringVar(&cfg.ClientSecretFile, "smart-client-secret-file", "", "file holding the client secret (or the environment variable "+producer.ClientSecretEnv+"; never a flag)")
+	f.StringVar(&cfg.BearerTokenFile, "bearer-token-file", "", "file holding an access token obtained elsewhere (read again when the server rejects it)")
+	f.StringArrayVar(&cfg.TrustOrigins, "trust-origin", nil, "an origin (https://host[:port]) besides the FHIR base's that may receive the access token (repeatable)")
+	f.StringVar(&cfg.CAFile, "ca-file", "", "PEM certificates to trust besides the system's (a private CA)")
+	f.StringSliceVar(&quirks, "accept-quirk", nil, "accept a known server quirk as a warning: "+quirkNames()+" (repeatable)")
+	f.DurationVar(&cfg.MaxWait, "max-wait", 12*time.Hour, "longest wait for an export, kickoff to complete manifest; a longer Retry-After is reported")
+	f.DurationVar(&cfg.IdleTimeout, "download-idle-timeout", 2*time.Minute, "a request or download receiving nothing this long fails (a download resumes)")
+	f.Int64Var(&cfg.MaxFileBytes, "max-file-bytes", 0, "fail a file larger than this many bytes (0: no cap)")
 	f.IntVar(&cfg.Workers, "workers", 5, "files downloaded and published in parallel")
 	f.IntVar(&cfg.MaxLineBytes, "max-line-bytes", 64<<20, "longest NDJSON line read; longer ones are dead-lettered by reference")
 	f.Int64Var(&cfg.CommitBytes, "commit-bytes", 32<<20, "commit a transaction (with checkpoints) every this many bytes")
 	f.DurationVar(&cfg.CommitInterval, "commit-interval", 5*time.Second, "and at least this often")
 	f.StringVar(&cfg.ManifestDir, "manifest-dir", "manifests", `directory receiving each manifest for audit ("" for none)`)
 	f.Int32Var(&cfg.Partitions, "partitions", 6, "partitions of topics the fetcher creates")
-	f.DurationVar(&cfg.MinPoll, "min-poll", time.Second, "shortest wait between status polls")
+	// 2s, not 1s: servers that ask for Retry-After: 1 rate-limit at 60 polls a minute.
+	f.DurationVar(&cfg.MinPoll, "min-poll", 2*time.Second, "shortest wait between status polls")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 1 {
 			cfg.Export.Base = args[0]
@@ -93,6 +116,11 @@ changed since the last complete export of the same request.`,
 			}
 			cfg.Export.Until = t
 		}
+		var err error
+		if cfg.Accept, err = bulk.ParseQuirks(quirks); err != nil {
+			return fmt.Errorf("--accept-quirk: %w", err)
+		}
+		cfg.ClientSecret = os.Getenv(producer.ClientSecretEnv)
 		cfg.Log = logger
 		cfg.Progress = os.Stderr
 		cfg.ProgressTTY = obs.IsTerminal(os.Stderr)
@@ -113,9 +141,17 @@ changed since the last complete export of the same request.`,
 			sum.WriteTable(cmd.OutOrStdout())
 		}
 		if err != nil && !errors.Is(err, producer.ErrReconcile) {
-			return fmt.Errorf("fetch: %w", err)
+			return fmt.Errorf("fetch FAILED: %w", err)
 		}
 		return err
 	}
 	addCommand(cmd)
+}
+
+func quirkNames() string {
+	names := make([]string, len(bulk.KnownQuirks))
+	for i, q := range bulk.KnownQuirks {
+		names[i] = string(q)
+	}
+	return strings.Join(names, ", ")
 }

@@ -117,7 +117,15 @@ func (s *Server) handleKickoff(w http.ResponseWriter, r *http.Request, lvl level
 	s.stats.Kickoffs.Add(1)
 	j := &job{id: newID(), request: s.URL + r.URL.RequestURI(), txTime: time.Now().UTC().Truncate(time.Millisecond),
 		fileState: map[int]*fileFaults{}, organizedBy: req.organizeBy}
+	if s.cfg.Faults.ReuseStatusURL {
+		j.id = "reused"
+	}
 	s.mu.Lock()
+	if old := s.jobs[j.id]; old != nil {
+		old.mu.Lock()
+		old.remove()
+		old.mu.Unlock()
+	}
 	s.jobs[j.id] = j
 	s.mu.Unlock()
 	go s.build(j, req)

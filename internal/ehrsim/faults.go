@@ -38,6 +38,10 @@ type Faults struct {
 	PollRateWindow time.Duration
 	PollRateBlock  time.Duration
 
+	// ReuseStatusURL hands out the same status URL for every export: a new kickoff
+	// replaces the export served there, as some servers' job ids repeat.
+	ReuseStatusURL bool
+
 	// Quirks seen on the reference Bulk Data server; clients accept them only knowingly.
 
 	// RetryAfterEpochMillis sends Retry-After as the epoch time in milliseconds at which

@@ -208,15 +208,26 @@ func (e *MaxWaitError) Permanent() bool { return true }
 // operation tracks one operation's retries against MaxAttempts and its MaxWait deadline.
 type operation struct {
 	c        *Client
-	name     string // for messages: "kickoff https://…", "poll https://…"
+	verb     string // "kickoff", "poll", "download"
+	name     string // for messages: the verb and the URL, "poll https://…"
 	failures int
 	deadline time.Time
 	paced    bool // status polls: never sooner than the interval 429s taught (pacer)
 }
 
-func (c *Client) operation(name string) *operation {
+func (c *Client) operation(verb, u string) *operation {
 	c.init()
-	return &operation{c: c, name: name, deadline: time.Now().Add(c.MaxWait)}
+	return &operation{c: c, verb: verb, name: verb + " " + ehrhttp.Redact(u), deadline: time.Now().Add(c.MaxWait)}
+}
+
+// wrap prefixes err with the operation; only with its verb when err names the URL itself
+// (a refusal of the token policy).
+func (o *operation) wrap(err error) error {
+	var refused *ehrhttp.RefusedError
+	if errors.As(err, &refused) {
+		return fmt.Errorf("%s: %w", o.verb, err)
+	}
+	return fmt.Errorf("%s: %w", o.name, err)
 }
 
 // retry decides after a failure (err, or a refusing resp) whether to try again: it

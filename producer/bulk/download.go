@@ -111,11 +111,11 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // connect opens the body at r.pos, retrying transient failures.
 func (r *Reader) connect() error {
 	shown := ehrhttp.Redact(r.url)
-	op := r.c.operation("download " + shown)
+	op := r.c.operation("download", r.url)
 	for {
 		resp, err := r.c.do(r.ctx, r.newRequest, r.withToken)
 		if err != nil {
-			if err := op.retry(r.ctx, nil, fmt.Errorf("download %s: %w", shown, err)); err != nil {
+			if err := op.retry(r.ctx, nil, op.wrap(err)); err != nil {
 				return err
 			}
 			continue

@@ -151,7 +151,7 @@ func TestStatusURLOnAnotherOrigin(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Wait(t.Context(), status)
-	wantErr(t, err, "poll "+other.URL+"/status/1", "not sending the access token", "--trust-origin "+other.URL)
+	wantErr(t, err, "poll: not sending the access token to "+other.URL+"/status/1:", "--trust-origin "+other.URL)
 	if other.requests() != 0 || !base.sawToken() {
 		t.Errorf("other origin got %d requests; base saw the token: %v", other.requests(), base.sawToken())
 	}
@@ -376,10 +376,13 @@ func TestPollingHonoursRateLimit(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	drew := polls[2].Sub(polls[1]) // the interval the 429 answered
+	// The interval the 429 answered, as the server saw it; the client measures its own,
+	// which may differ by scheduling jitter, hence the 10% allowance.
+	drew := polls[2].Sub(polls[1])
+	least := 2 * drew * 9 / 10
 	for i := 3; i < len(polls); i++ {
-		if got := polls[i].Sub(polls[i-1]); got < 2*drew {
-			t.Errorf("poll %d came %s after the one before; after a 429 at %s, want at least %s", i, got, drew, 2*drew)
+		if got := polls[i].Sub(polls[i-1]); got < least {
+			t.Errorf("poll %d came %s after the one before; after a 429 at %s, want at least %s", i, got, drew, least)
 		}
 	}
 }

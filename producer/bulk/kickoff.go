@@ -144,11 +144,11 @@ func (c *Client) Kickoff(ctx context.Context, r Request) (string, error) {
 		req.Header.Set("Prefer", prefer)
 		return req, nil
 	}
-	op := c.operation("kickoff " + ehrhttp.Redact(endpoint))
+	op := c.operation("kickoff", endpoint)
 	for {
 		resp, err := c.do(ctx, newReq, true)
 		if err != nil {
-			if err := op.retry(ctx, nil, fmt.Errorf("%s: %w", op.name, err)); err != nil {
+			if err := op.retry(ctx, nil, op.wrap(err)); err != nil {
 				return "", err
 			}
 			continue

@@ -106,7 +106,7 @@ func checkEntry(kind string, i int, f File, needType bool) error {
 // *OutcomeError, a refusal of the token policy, a *MaxWaitError) is returned. MaxWait
 // bounds the whole wait, every page included.
 func (c *Client) Wait(ctx context.Context, statusURL string) (*Manifest, error) {
-	op := c.operation("poll " + ehrhttp.Redact(statusURL))
+	op := c.operation("poll", statusURL)
 	op.paced = true
 	m, err := c.page(ctx, op, statusURL, true)
 	if err != nil {
@@ -157,7 +157,7 @@ func (c *Client) page(ctx context.Context, op *operation, u string, logProgress 
 			return req, err
 		}, true)
 		if err != nil {
-			if err := op.retry(ctx, nil, fmt.Errorf("%s: %w", op.name, err)); err != nil {
+			if err := op.retry(ctx, nil, op.wrap(err)); err != nil {
 				return nil, err
 			}
 			continue

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/valyala/fastjson"
@@ -75,6 +76,7 @@ func outcomeError(op, u string, resp *http.Response) *OutcomeError {
 	} else if len(body) > 0 && readableBody(resp.Header.Get("Content-Type")) {
 		e.Text = ehrhttp.Bound(strings.TrimSpace(string(body)), maxEcho)
 	}
+	e.Text = scrubQuery(e.Text, u)
 	if resp.StatusCode == http.StatusUnauthorized {
 		e.Challenge = ehrhttp.Bound(resp.Header.Get("WWW-Authenticate"), 200)
 	}
@@ -85,6 +87,23 @@ func outcomeError(op, u string, resp *http.Response) *OutcomeError {
 		e.Transient = e.Transient || e.Code == ""
 	}
 	return e
+}
+
+// scrubQuery removes from text a server echoed the values of u's query parameters (a
+// signed URL's signature and credential), which an error must not carry either.
+func scrubQuery(text, u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.RawQuery == "" || text == "" {
+		return text
+	}
+	for _, vs := range p.Query() {
+		for _, v := range vs {
+			if len(v) >= 4 { // short values (a page number) are no secret, and too common to cut
+				text = strings.ReplaceAll(text, v, "…")
+			}
+		}
+	}
+	return text
 }
 
 // readableBody reports whether a body of this content type is text a person could read

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -97,7 +96,7 @@ func Do(hc *http.Client, req *http.Request, idle time.Duration) (*http.Response,
 	if err != nil {
 		timer.Stop()
 		if context.Cause(ctx) == idleErr {
-			err = fmt.Errorf("%w: %w", idleErr, err)
+			err = fmt.Errorf("%w: %v", idleErr, err)
 		}
 		cancel(nil)
 		return nil, err
@@ -121,8 +120,11 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	if n > 0 {
 		b.timer.Reset(b.idle)
 	}
-	if err != nil && !errors.Is(err, io.EOF) && context.Cause(b.ctx) == b.idleErr {
-		err = fmt.Errorf("%w: %w", b.idleErr, err)
+	// Once the idle timer has cancelled the request, even io.EOF is its doing: over TLS
+	// a cancelled body can end as if complete. A body that truly ended as the timer fired
+	// reads as stalled too, which costs the caller one needless resumption at its end.
+	if err != nil && context.Cause(b.ctx) == b.idleErr {
+		err = fmt.Errorf("%w: %v", b.idleErr, err)
 	}
 	return n, err
 }

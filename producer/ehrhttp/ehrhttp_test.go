@@ -1,14 +1,18 @@
 package ehrhttp
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestBound(t *testing.T) {
@@ -108,5 +112,33 @@ func TestClassifyNetwork(t *testing.T) {
 	}
 	if !IsPermanent(fmt.Errorf("wrapped: %w", errors.Join(errors.New("x"), Permanent(errors.New("y"))))) {
 		t.Error("a permanent error inside a join is not seen")
+	}
+}
+
+// TestIdleTimeout stalls a TLS response after its first line: the read must fail with
+// an *IdleError, never end as if the body were complete (over TLS a cancelled body can
+// read as a clean EOF).
+func TestIdleTimeout(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "line\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(srv.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	hc := NewClient(Options{RootCAs: pool})
+	for range 4 {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+		resp, err := Do(hc, req, 500*time.Millisecond) // long enough for a TLS handshake under -race
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var idle *IdleError
+		if !errors.As(err, &idle) || string(b) != "line\n" || errors.Is(err, io.EOF) {
+			t.Fatalf("read %q, error %v; want the line, then an *IdleError", b, err)
+		}
 	}
 }
