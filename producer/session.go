@@ -29,13 +29,13 @@ type sessionInput struct {
 type sessionAction int
 
 const (
-	actLocal    sessionAction = iota // publish local files (continuing Prev when it is unfinished)
-	actKickoff                       // start a new export
-	actResume                        // poll StatusURL and publish that export
-	actCancel                        // DELETE StatusURL and record it as done
-	actRelease                       // Prev is complete but not released: DELETE it, report, publish nothing
-	actGiveUp                        // record the export as given up; the caller starts a new one
-	actFail                          // stop with Reason
+	actLocal   sessionAction = iota // publish local files (continuing Prev when it is unfinished)
+	actKickoff                      // start a new export
+	actResume                       // poll StatusURL and publish that export
+	actCancel                       // DELETE StatusURL and record it as done
+	actRelease                      // Prev is complete but not released: DELETE it, report, publish nothing
+	actGiveUp                       // record the export as given up; the caller starts a new one
+	actFail                         // stop with Reason
 )
 
 func (a sessionAction) String() string {
