@@ -400,7 +400,8 @@ func (fr *fetchRun) finish(ctx context.Context, src *source, start time.Time, su
 		if err := fr.pub.commit(ctx); err != nil {
 			return sum, err
 		}
-		return sum, fmt.Errorf("%w: %s", ErrReconcile, strings.Join(sum.Mismatches, "; "))
+		sum.Commits = fr.pub.commits.Load()
+		return sum, reconcileError(sum)
 	}
 	ex.Complete = true
 	var extra []*kgo.Record
@@ -425,6 +426,21 @@ func (fr *fetchRun) finish(ctx context.Context, src *source, start time.Time, su
 	}
 	ex.StatusURL = ""
 	return sum, fr.commitExport(ctx, ex)
+}
+
+// reconcileError is the error of a run that does not reconcile: the first reasons, the
+// rest counted (the summary's table lists them all).
+func reconcileError(sum Summary) error {
+	const shown = 3
+	var reasons []string
+	if sum.Unfinished > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d of %d files not read to the end", sum.Unfinished, len(sum.Files)))
+	}
+	reasons = append(reasons, sum.Mismatches...)
+	if len(reasons) > shown {
+		reasons = append(reasons[:shown], fmt.Sprintf("and %d more", len(reasons)-shown))
+	}
+	return fmt.Errorf("%w: %s", ErrReconcile, strings.Join(reasons, "; "))
 }
 
 // runFiles publishes files with cfg.Workers in parallel, refreshing expired URLs.

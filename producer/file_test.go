@@ -98,7 +98,7 @@ func TestVerdict(t *testing.T) {
 	s.fill([]*fileRun{counted}, 0, 0, 0, 0, bulk.Quirks{bulk.QuirkManifestCount})
 	out.Reset()
 	s.WriteTable(&out)
-	if !s.OK() || !strings.Contains(out.String(), "reconciliation: OK, with 1 accepted server quirks") ||
+	if !s.OK() || !strings.Contains(out.String(), "reconciliation: OK, with 1 mismatches of accepted server quirks") ||
 		!strings.Contains(out.String(), "warning: output https://ehr/files/2: manifest count 5, 4 lines read (accepted: manifest-count)") {
 		t.Errorf("accepted count quirk:\n%s", out.String())
 	}

@@ -189,7 +189,7 @@ func (s Summary) writeVerdict(w io.Writer) {
 	case s.OK() && len(s.Accepted) == 0:
 		fmt.Fprintln(w, "reconciliation: OK")
 	case s.OK():
-		fmt.Fprintf(w, "reconciliation: OK, with %d accepted server quirks\n", len(s.Accepted))
+		fmt.Fprintf(w, "reconciliation: OK, with %d mismatches of accepted server quirks\n", len(s.Accepted))
 	default:
 		fmt.Fprintln(w, "reconciliation: FAILED")
 		if s.Failed != "" {

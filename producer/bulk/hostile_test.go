@@ -405,15 +405,11 @@ func TestRefusalErrorsAreTyped(t *testing.T) {
 	}
 }
 
-func mustURL(t *testing.T, s string) *urlT {
+func mustURL(t *testing.T, s string) *url.URL {
 	t.Helper()
-	u, err := parseURL(s)
+	u, err := url.Parse(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return u
 }
-
-type urlT = url.URL
-
-var parseURL = url.Parse
