@@ -9,9 +9,14 @@
 //	// point a Bulk Data client at srv.URL
 //
 // Fault switches (Config.Faults) make the server misbehave in the ways real EHRs do —
-// throttling, 5xx and transient OperationOutcomes while polling, slow and dropped
-// downloads, expiring file URLs and tokens, error and deleted files — so the client's
-// recovery paths are tested against the wire protocol rather than a mock.
+// throttling and rate limits, 5xx and transient OperationOutcomes while polling, slow and
+// dropped downloads, expiring file URLs and tokens, error and deleted files, a reused
+// status URL, and the reference Bulk Data server's quirks — so the client's recovery
+// paths are tested against the wire protocol rather than a mock.
+//
+// Clients are checked by the specifications (SMART Backend Services, OAuth 2.0) with
+// this package's own code and go-jose, never with the fetcher's: the simulator imports
+// nothing from producer/, so a client that drifts from the spec fails against it.
 package ehrsim
 
 import (

@@ -64,6 +64,9 @@ func ParseAuthMethod(s string) (AuthMethod, error) {
 // maxEcho bounds any string a server sent that is repeated in an error.
 const maxEcho = 300
 
+// requestIdle fails a discovery or token request that receives nothing for this long.
+const requestIdle = time.Minute
+
 // Configuration is the part of .well-known/smart-configuration a backend client uses.
 type Configuration struct {
 	TokenEndpoint                     string   `json:"token_endpoint"`
@@ -85,7 +88,7 @@ func Discover(ctx context.Context, hc *http.Client, base string, policy *ehrhttp
 		return c, ehrhttp.Permanent(fmt.Errorf("smart discovery %s: %w", shown, err))
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := hc.Do(req)
+	resp, err := ehrhttp.Do(hc, req, requestIdle)
 	if err != nil {
 		return c, fmt.Errorf("smart discovery %s: %w", shown, ehrhttp.ClassifyNetwork(err, false))
 	}
@@ -313,7 +316,7 @@ func (c *Client) request(ctx context.Context) (string, time.Duration, error) {
 	}
 	noRedirects := *hc
 	noRedirects.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := noRedirects.Do(req)
+	resp, err := ehrhttp.Do(&noRedirects, req, requestIdle)
 	if err != nil {
 		return "", 0, &TokenError{URL: shown, Err: ehrhttp.ClassifyNetwork(err, c.reached.Load())}
 	}
