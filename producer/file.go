@@ -213,7 +213,7 @@ func (a *lineArena) alloc(n int) []byte {
 func (rn *runner) handleLine(ctx context.Context, f *fileRun, ft *fileTemplate, p *fastjson.Parser, line []byte, size, lineNo int64, urlB []byte) {
 	if line == nil { // longer than MaxLineBytes
 		f.cp.Read++
-		rn.deadByRef(ctx, f, lineNo, size, ClassLineTooLong, fmt.Sprintf("line of %d bytes exceeds the %d-byte line limit", size, rn.cfg.MaxLineBytes))
+		rn.deadByRef(ctx, f, lineNo, size, schemas.ClassLineTooLong, fmt.Sprintf("line of %d bytes exceeds the %d-byte line limit", size, rn.cfg.MaxLineBytes))
 		return
 	}
 	if len(bytes.TrimSpace(line)) == 0 {
@@ -233,7 +233,7 @@ func (rn *runner) handleLine(ctx context.Context, f *fileRun, ft *fileTemplate, 
 		return
 	}
 	if int(size)+recordOverhead > rn.maxRec {
-		rn.deadByRef(ctx, f, lineNo, size, ClassTooLarge, fmt.Sprintf("resource of %d bytes exceeds the %d-byte record limit", size, rn.maxRec))
+		rn.deadByRef(ctx, f, lineNo, size, schemas.ClassTooLarge, fmt.Sprintf("resource of %d bytes exceeds the %d-byte record limit", size, rn.maxRec))
 		return
 	}
 	// The fast path: one scan checks the line and finds its type and id without building
@@ -263,13 +263,13 @@ func (rn *runner) handleLine(ctx context.Context, f *fileRun, ft *fileTemplate, 
 		rt, id := v.GetStringBytes("resourceType"), v.GetStringBytes("id")
 		switch {
 		case rt == nil:
-			class, msg = ClassMissingResourceType, "resource has no resourceType"
+			class, msg = schemas.ClassMissingResourceType, "resource has no resourceType"
 		case string(rt) != f.typ:
-			class, msg = ClassTypeMismatch, fmt.Sprintf("resourceType %q in a %s file", truncate(string(rt), 64), f.typ)
+			class, msg = schemas.ClassTypeMismatch, fmt.Sprintf("resourceType %q in a %s file", truncate(string(rt), 64), f.typ)
 		case id == nil:
-			class, msg = ClassMissingID, "resource has no id"
+			class, msg = schemas.ClassMissingID, "resource has no id"
 		case !schemas.ValidResourceID(id):
-			class, msg = ClassBadID, "id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
+			class, msg = schemas.ClassBadID, "id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
 		default:
 			key = schemas.Key(f.typ, string(id))
 		}
@@ -292,9 +292,9 @@ func parseObject(p *fastjson.Parser, line []byte) (v *fastjson.Value, class, msg
 	v, err := p.ParseBytes(line)
 	switch {
 	case err != nil:
-		return nil, ClassInvalidJSON, "line is " + jsontree.SyntaxErrorOf(line).Error() // by position: fastjson's message quotes the line
+		return nil, schemas.ClassInvalidJSON, "line is " + jsontree.SyntaxErrorOf(line).Error() // by position: fastjson's message quotes the line
 	case v.Type() != fastjson.TypeObject:
-		return nil, ClassNotObject, "line is a JSON " + v.Type().String() + ", not an object"
+		return nil, schemas.ClassNotObject, "line is a JSON " + v.Type().String() + ", not an object"
 	}
 	return v, "", ""
 }
@@ -303,7 +303,7 @@ func parseObject(p *fastjson.Parser, line []byte) (v *fastjson.Value, class, msg
 // is noted and not published; any other line goes to the raw topic of its own type.
 func (rn *runner) organizedLine(ctx context.Context, f *fileRun, p *fastjson.Parser, line []byte, size, lineNo int64, urlB []byte) {
 	if int(size)+recordOverhead > rn.maxRec {
-		rn.deadByRef(ctx, f, lineNo, size, ClassTooLarge, fmt.Sprintf("resource of %d bytes exceeds the %d-byte record limit", size, rn.maxRec))
+		rn.deadByRef(ctx, f, lineNo, size, schemas.ClassTooLarge, fmt.Sprintf("resource of %d bytes exceeds the %d-byte record limit", size, rn.maxRec))
 		return
 	}
 	typ, key := "", []byte(nil)
@@ -321,13 +321,13 @@ func (rn *runner) organizedLine(ctx context.Context, f *fileRun, p *fastjson.Par
 		}
 		switch {
 		case rt == nil:
-			class, msg = ClassMissingResourceType, "resource has no resourceType"
+			class, msg = schemas.ClassMissingResourceType, "resource has no resourceType"
 		case !schemas.ValidResourceType(rt):
-			class, msg = ClassBadResourceType, fmt.Sprintf("resourceType %q is not a FHIR resource type", truncate(string(rt), 64))
+			class, msg = schemas.ClassBadResourceType, fmt.Sprintf("resourceType %q is not a FHIR resource type", truncate(string(rt), 64))
 		case id == nil:
-			class, msg = ClassMissingID, "resource has no id"
+			class, msg = schemas.ClassMissingID, "resource has no id"
 		case !schemas.ValidResourceID(id):
-			class, msg = ClassBadID, "id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
+			class, msg = schemas.ClassBadID, "id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
 		default:
 			typ, key = string(rt), schemas.Key(string(rt), string(id))
 		}
@@ -392,7 +392,7 @@ func (rn *runner) exportError(ctx context.Context, f *fileRun, p *fastjson.Parse
 		}
 	}
 	rec := &kgo.Record{Value: append([]byte(nil), line...), Headers: rn.headers("OperationOutcome", urlB, lineNo)}
-	rn.deadLetter(ctx, rec, "", ClassExportError, msg)
+	rn.deadLetter(ctx, rec, "", schemas.ClassExportError, msg)
 }
 
 // tombstones turns a deleted-file Bundle into one tombstone per DELETE entry, on the
@@ -402,7 +402,7 @@ func (rn *runner) tombstones(ctx context.Context, f *fileRun, p *fastjson.Parser
 	if err != nil {
 		f.cp.Dead++
 		rec := &kgo.Record{Value: append([]byte(nil), line...), Headers: rn.headers("Bundle", urlB, lineNo)}
-		rn.deadLetter(ctx, rec, "", ClassBadDeleted, err.Error())
+		rn.deadLetter(ctx, rec, "", schemas.ClassBadDeleted, err.Error())
 		return
 	}
 	for _, e := range entries {
