@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/producer/ehrhttp"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
@@ -58,7 +59,7 @@ func (tm *topicMaker) ensureRawTypes(ctx context.Context, types []string) error 
 	var specs []kafkaclient.TopicSpec
 	for _, typ := range types {
 		if !schemas.ValidResourceType(typ) {
-			return fmt.Errorf("manifest type %q is not a FHIR resource type", typ)
+			return fmt.Errorf("manifest type %q is not a FHIR resource type", ehrhttp.Bound(typ, 64))
 		}
 		for _, s := range kafkaclient.ContractTopics(tm.topics, []string{typ}, nil, tm.opts) {
 			if s.Name == tm.topics.Raw(typ) {

@@ -77,7 +77,7 @@ it maps codes through an Athena vocabulary release.`,
 	cmd.Flags().StringVar(&o.out, "out", "lake", "lake directory to write")
 	cmd.Flags().StringVar(&o.vocab, "vocab", "", "directory of an OHDSI Athena vocabulary release: codes map to standard concepts (optional; without it, the built-in fixed concepts)")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
-	o.obs = metricsFlag(cmd, "127.0.0.1:9100")
+	o.obs = metricsFlag(cmd, defaultMetricsAddr("run"))
 	addCommand(cmd)
 }
 

@@ -35,18 +35,13 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-// Stage name, consumer group and state name of the dedupe stage.
-const (
-	Name      = "dedupe"
-	Group     = "fhirstream-dedupe"
-	StateName = "dedupe"
-)
+// Name is the dedupe stage's name, its node's in schemas.Topology.
+const Name = schemas.NodeDedupe
 
 // Decisions, the reason label of the decisions metric.
 const (
@@ -232,7 +227,7 @@ func (p *Processor) output(in string) (string, bool) {
 func (p *Processor) Process(ctx context.Context, in *stage.Record, st stage.Store, out stage.Emitter) error {
 	outTopic, ok := p.output(in.Topic)
 	if !ok {
-		return stage.Reject("type-mismatch", "", "topic %s is not a <prefix>.<layer>.<Type> topic", in.Topic)
+		return stage.Reject(schemas.ClassTypeMismatch, "", "topic %s is not a <prefix>.<layer>.<Type> topic", in.Topic)
 	}
 	var kb [KeySize]byte
 	sk := StoreKey(kb[:0], in.Key)
@@ -248,7 +243,7 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, st stage.Stor
 	} else {
 		cur, err := StateOf(in.Value)
 		if err != nil {
-			return stage.Reject("invalid-json", "", "value is not a JSON object")
+			return stage.Reject(schemas.ClassInvalidJSON, "", "value is not a JSON object")
 		}
 		var fwd bool
 		if known {
@@ -257,13 +252,13 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, st stage.Stor
 			fwd, reason = Decide(nil, cur)
 		}
 		if !fwd {
-			runtime.CountCommitted(ctx, mDecisions, in.Topic, reason)
+			stage.CountCommitted(ctx, mDecisions, in.Topic, reason)
 			return nil
 		}
 		var vb [StateSize]byte
 		st.Put(sk, cur.Encode(vb[:0]))
 	}
-	runtime.CountCommitted(ctx, mDecisions, in.Topic, reason)
+	stage.CountCommitted(ctx, mDecisions, in.Topic, reason)
 	out.Emit(stage.Record{Topic: outTopic, Key: in.Key, Value: in.Value, Headers: previousVersionHeader(in.Headers, prev, known), Timestamp: in.Timestamp})
 	return nil
 }
@@ -298,13 +293,10 @@ func previousVersionHeader(in []stage.Header, prev State, known bool) []stage.He
 
 // Definition declares the dedupe stage: fhir.valid.* → fhir.unique.*, with its state in
 // the changelog <prefix>.state.dedupe.
-func Definition(t schemas.Topics) runtime.Definition {
-	return runtime.Definition{
-		Name:                 Name,
-		Group:                t.Group(Group),
-		Input:                t.LayerPattern(schemas.LayerValid),
-		Outputs:              []string{t.Unique("<Type>"), t.DLQ()},
-		State:                StateName,
+func Definition(topo schemas.Topology) stage.Definition {
+	t := topo.Topics
+	return stage.Definition{
+		Node:                 topo.MustNode(schemas.NodeDedupe),
 		Topics:               t,
 		NewStore:             NewStore,
 		ConcurrentPartitions: true,
