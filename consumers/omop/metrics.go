@@ -7,12 +7,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/fhirstream/fhirstream/consumers/runtime"
+	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/obs"
 )
 
 // Process-wide metrics, registered once with obs.Registry; every Processor adds to them.
-// Those counted with runtime.CountCommitted count records of committed batches only, so
+// Those counted with stage.CountCommitted count records of committed batches only, so
 // an aborted and reprocessed batch is counted once (outside the runtime, e.g. in unit
 // tests, they count at once).
 var (
@@ -133,15 +133,15 @@ func (t *tally) merge(ctx context.Context, resourceType string, c *counts, outco
 	for _, tr := range c.truncated {
 		metricTruncated.WithLabelValues(tr[0], tr[1]).Inc()
 	}
-	runtime.CountCommitted(ctx, metricRecords, resourceType, outcome, reason)
+	stage.CountCommitted(ctx, metricRecords, resourceType, outcome, reason)
 	if c.skipped != "" {
-		runtime.CountCommitted(ctx, metricSkipped, resourceType, c.skipped)
+		stage.CountCommitted(ctx, metricSkipped, resourceType, c.skipped)
 	}
 	for _, r := range c.refs {
-		runtime.CountCommitted(ctx, metricReferences, r[0], r[1])
+		stage.CountCommitted(ctx, metricReferences, r[0], r[1])
 	}
 	for _, u := range c.unmapped {
-		runtime.CountCommitted(ctx, metricUnmapped, u[0], u[1])
+		stage.CountCommitted(ctx, metricUnmapped, u[0], u[1])
 	}
 	if c.collisions > 0 {
 		metricCollisions.Add(float64(c.collisions))

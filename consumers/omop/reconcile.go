@@ -100,7 +100,7 @@ const (
 // Reconcile reads the reconciliation of the mapping stage from the committed-batch
 // counters in g (obs.Registry): records read and dead-lettered per input topic (counted
 // by the runtime), mapped, deleted and dropped per type (counted by the stage with
-// runtime.CountCommitted). The counters are process-wide, so this is the reconciliation of
+// stage.CountCommitted). The counters are process-wide, so this is the reconciliation of
 // the omop stage the process runs (consume omop, run, demo), over all its runs so far;
 // only topics of the given prefix count.
 func Reconcile(g prometheus.Gatherer, topics schemas.Topics) (Reconciliation, error) {
