@@ -102,5 +102,8 @@ func (r *Result) Report() string {
 			fmt.Fprintf(&b, "links: %s: %s %d\n", m.what, k, m.n[k])
 		}
 	}
+	if r.Links.DevicesDated > 0 {
+		fmt.Fprintf(&b, "links: devices dated by a procedure or use statement: %d (%d dating rows merged)\n", r.Links.DevicesDated, r.Links.DatingRows)
+	}
 	return b.String()
 }
