@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fhirstream/fhirstream/internal/vocab"
 )
 
 func d(s string) time.Time {
@@ -163,5 +165,13 @@ func TestCDMSource(t *testing.T) {
 	}
 	if _, err := CDMSource(SourceInfo{Name: "x"}); err == nil {
 		t.Error("incomplete source info accepted")
+	}
+}
+
+// The period type is the verified built-in constant (internal/vocab checks it against
+// its sources).
+func TestPeriodTypeIsTheVerifiedConstant(t *testing.T) {
+	if PeriodTypeEHR != vocab.TypeEHRPeriod {
+		t.Fatalf("PeriodTypeEHR %d, vocab.TypeEHRPeriod %d", PeriodTypeEHR, vocab.TypeEHRPeriod)
 	}
 }
