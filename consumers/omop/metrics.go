@@ -78,7 +78,7 @@ type UnmappedCount struct {
 // the whole process.
 type tally struct {
 	mu         sync.Mutex
-	records    map[string]int64
+	records    map[[3]string]int64 // resource type, outcome, reason
 	references map[[2]string]int64
 	rows       map[*tableInfo]int64
 	unmapped   map[[2]string]int64
@@ -89,7 +89,7 @@ type tally struct {
 }
 
 func newTally() *tally {
-	return &tally{records: map[string]int64{}, references: map[[2]string]int64{}, rows: map[*tableInfo]int64{}, unmapped: map[[2]string]int64{}, skipped: map[string]int64{},
+	return &tally{records: map[[3]string]int64{}, references: map[[2]string]int64{}, rows: map[*tableInfo]int64{}, unmapped: map[[2]string]int64{}, skipped: map[string]int64{},
 		truncated: map[string]int64{}, rejected: map[string]int64{}}
 }
 
@@ -148,11 +148,7 @@ func (t *tally) merge(ctx context.Context, resourceType string, c *counts, outco
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	rk := resourceType + ": " + outcome
-	if reason != "" {
-		rk += ": " + reason
-	}
-	t.records[rk]++
+	t.records[[3]string{resourceType, outcome, reason}]++
 	for _, r := range c.refs {
 		t.references[r]++
 	}
@@ -183,7 +179,11 @@ func (t *tally) summary() Summary {
 	s := Summary{Records: map[string]int64{}, References: map[string]int64{}, Rows: map[string]int64{},
 		Skipped: map[string]int64{}, Truncated: map[string]int64{}, Rejected: map[string]int64{}, Collisions: t.collisions}
 	for k, v := range t.records {
-		s.Records[k] = v
+		key := k[0] + ": " + k[1]
+		if k[2] != "" {
+			key += ": " + k[2]
+		}
+		s.Records[key] = v
 	}
 	for k, v := range t.references {
 		s.References[k[0]+": "+k[1]] = v
