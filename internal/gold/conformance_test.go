@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -139,11 +140,27 @@ func conformant(t *testing.T, m mapped, vocabularyDir string) *Result {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// omop.ObservationPeriodSQL, the view Parquet readers use, must give gold's periods.
+	view := omop.ObservationPeriodSQL[strings.Index(omop.ObservationPeriodSQL, "WITH events"):]
 	file := filepath.Join(t.TempDir(), "checks.sql")
-	if err := os.WriteFile(file, []byte(ChecksFile(checks)), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte(ChecksFile(checks)+"-- check: "+viewCheck+"\n"+view), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	got := runDuckDB(t, ddl, data, true, file)
+	var fromView, fromGold []string
+	for _, r := range got[viewCheck] {
+		fromView = append(fromView, fmt.Sprintf("%v %v %v %v", r[1], r[2], r[3], r[4]))
+	}
+	for _, r := range res.ObservationPeriod {
+		fromGold = append(fromGold, fmt.Sprintf("%v %v %v %v", r["person_id"], csvValue(r["observation_period_start_date"], "DATE"),
+			csvValue(r["observation_period_end_date"], "DATE"), r["period_type_concept_id"]))
+	}
+	slices.Sort(fromView)
+	slices.Sort(fromGold)
+	if !slices.Equal(fromView, fromGold) {
+		t.Errorf("omop.ObservationPeriodSQL and gold differ\n view %q\n gold %q", minus(fromView, fromGold), minus(fromGold, fromView))
+	}
+	delete(got, viewCheck)
 	if len(got) != len(checks) {
 		t.Fatalf("%d check results for %d checks", len(got), len(checks))
 	}
@@ -162,6 +179,8 @@ func conformant(t *testing.T, m mapped, vocabularyDir string) *Result {
 		len(data["condition_era"]), len(data["drug_era"]))
 	return res
 }
+
+const viewCheck = "omop.ObservationPeriodSQL"
 
 // conceptsWithBuiltin is the concept table of a CDM mapped with the vocabulary in dir:
 // its CONCEPT and the built-in fixed concepts the mapper writes beside it (gender, type
