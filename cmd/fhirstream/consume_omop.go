@@ -24,7 +24,10 @@ dead-letter topic with the reason. With --vocab it loads an OHDSI Athena release
 (CONCEPT.csv, CONCEPT_RELATIONSHIP.csv, SOURCE_TO_CONCEPT_MAP.csv) and routes rows by the
 standard concept's domain; without, it uses the built-in fixed concepts and writes
 concept_id 0 for other codes, counting them (fhirstream_omop_unmapped_codes_total).
-The mapping is documented in docs/omop-mapping.md. On exit it prints a summary.`,
+The mapping is documented in docs/omop-mapping.md. On exit it prints a summary and the
+reconciliation of the records it read in committed batches, per resource type (read =
+mapped + deleted + dropped by a rule + dead-lettered), and fails when a type does not
+balance.`,
 		Args: cobra.NoArgs,
 	}
 	f := bindStageFlags(cmd, defaultMetricsAddr(schemas.NodeOMOP))
