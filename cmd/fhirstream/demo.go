@@ -75,7 +75,7 @@ it maps codes through an Athena vocabulary release.`,
 	cmd.Flags().IntVar(&o.bad, "bad", 6, "deliberately bad lines to mix into the generated data (0: none; ignored with --from)")
 	cmd.Flags().StringVar(&o.from, "from", "", "serve the NDJSON files in this directory instead of generated data")
 	cmd.Flags().StringVar(&o.out, "out", "lake", "lake directory to write")
-	cmd.Flags().StringVar(&o.vocab, "vocab", "", "directory of an OHDSI Athena vocabulary release: codes map to standard concepts (optional; without it, the built-in fixed concepts)")
+	cmd.Flags().StringVar(&o.vocab, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
 	o.obs = metricsFlag(cmd, defaultMetricsAddr("run"))
 	addCommand(cmd)
