@@ -33,10 +33,15 @@ func setupLogging(*cobra.Command) error {
 	return nil
 }
 
+// kafkaConfigs are the Kafka configurations of the commands, so that main explains a
+// failed command's connection and permission errors in the terms of its own flags.
+var kafkaConfigs = map[*cobra.Command]*kafkaclient.Config{}
+
 // kafkaFlags binds the shared Kafka connection flags to cmd and returns the config they fill.
 func kafkaFlags(cmd *cobra.Command) *kafkaclient.Config {
 	c := kafkaclient.Defaults()
 	c.BindFlags(cmd.Flags())
+	kafkaConfigs[cmd] = &c
 	return &c
 }
 

@@ -118,7 +118,7 @@ func Replay(ctx context.Context, cfg kafkaclient.Config, t schemas.Topics, o Rep
 	}
 	spec := kafkaclient.TopicSpec{Name: parked, Partitions: 1, ReplicationFactor: -1,
 		Configs: map[string]string{"cleanup.policy": "delete", "max.message.bytes": strconv.Itoa(int(cfg.MaxRecordBytes))}}
-	if _, err := kafkaclient.EnsureTopics(ctx, adm, []kafkaclient.TopicSpec{spec}); err != nil {
+	if _, err := kafkaclient.EnsureTopicsExist(ctx, adm, []kafkaclient.TopicSpec{spec}); err != nil {
 		return res, err
 	}
 	until, err := pendingRange(ctx, adm, topic, from)
