@@ -6,6 +6,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/dedupe"
 	"github.com/fhirstream/fhirstream/consumers/passthrough"
 	"github.com/fhirstream/fhirstream/consumers/runtime"
+	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/consumers/validate"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -48,9 +49,9 @@ func bindStageFlags(cmd *cobra.Command, metricsAddr string) *stageFlags {
 }
 
 // run serves the observability endpoints and runs def until the command's context ends.
-func (f *stageFlags) run(cmd *cobra.Command, def runtime.Definition) error {
+func (f *stageFlags) run(cmd *cobra.Command, def stage.Definition) error {
 	if f.group != "" {
-		def.Group = f.group
+		def = def.WithGroup(f.group)
 	}
 	ctx := cmd.Context()
 	if _, err := f.obs.start(ctx); err != nil {
@@ -78,7 +79,7 @@ to <prefix>.valid.<Type>. Failures go to <prefix>.dlq with the element path and 
 		if err != nil {
 			return err
 		}
-		return f.run(cmd, validate.Definition(t, validate.Options{Relax: relax}))
+		return f.run(cmd, validate.Definition(t.Topology(schemas.TopologyOptions{}), validate.Options{Relax: relax}))
 	}
 	return cmd
 }
@@ -99,7 +100,7 @@ and restored from the compacted changelog <prefix>.state.dedupe.`,
 		if err != nil {
 			return err
 		}
-		return f.run(cmd, dedupe.Definition(t))
+		return f.run(cmd, dedupe.Definition(t.Topology(schemas.TopologyOptions{})))
 	}
 	return cmd
 }

@@ -48,7 +48,7 @@ The mapping is documented in docs/omop-mapping.md. On exit it prints a summary.`
 		if err != nil {
 			return err
 		}
-		err = f.run(cmd, omop.Definition(p))
+		err = f.run(cmd, omop.Definition(p, topics.Topology(schemas.TopologyOptions{})))
 		printOMOPSummary(cmd, p.Summary())
 		return err
 	}

@@ -39,8 +39,9 @@ func TestIntegrationStatus(t *testing.T) {
 	c.CreateTopics(t, 3, topics.Raw("Patient"))
 	c.CreateTopics(t, 2, topics.Raw("Observation"))
 	groups := map[string]string{}
-	for _, stage := range []string{"validate", "dedupe", "omop", "sink-omop", "sink-bronze"} {
-		groups[stage] = c.Group(stage)
+	consumers := topics.Topology(schemas.TopologyOptions{}).Consumers()
+	for _, n := range consumers {
+		groups[n.Name] = c.Group(n.Name)
 	}
 
 	patient := func(id, gender string) string {
@@ -82,8 +83,8 @@ func TestIntegrationStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Stages) != 5 {
-		t.Fatalf("%d stages reported, want 5", len(rep.Stages))
+	if len(rep.Stages) != len(consumers) {
+		t.Fatalf("%d stages reported, want the topology's %d", len(rep.Stages), len(consumers))
 	}
 	for _, s := range rep.Stages {
 		if s.State != "none" || len(s.Members) != 0 || s.Error != "" {
@@ -106,8 +107,7 @@ func TestIntegrationStatus(t *testing.T) {
 	}
 
 	// Run validate until its output is all there.
-	def := validate.Definition(topics, validate.Options{})
-	def.Group = groups["validate"]
+	def := validate.Definition(topics.Topology(schemas.TopologyOptions{}), validate.Options{}).WithGroup(groups["validate"])
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {

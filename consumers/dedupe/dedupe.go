@@ -29,18 +29,13 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-// Stage name, consumer group and state name of the dedupe stage.
-const (
-	Name      = "dedupe"
-	Group     = "fhirstream-dedupe"
-	StateName = "dedupe"
-)
+// Name is the dedupe stage's name, its node's in schemas.Topology.
+const Name = schemas.NodeDedupe
 
 // Decisions, the reason label of the decisions metric.
 const (
@@ -215,26 +210,23 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, st stage.Stor
 			fwd, reason = Decide(nil, cur)
 		}
 		if !fwd {
-			runtime.CountCommitted(ctx, mDecisions, in.Topic, reason)
+			stage.CountCommitted(ctx, mDecisions, in.Topic, reason)
 			return nil
 		}
 		var vb [StateSize]byte
 		st.Put(sk, cur.Encode(vb[:0]))
 	}
-	runtime.CountCommitted(ctx, mDecisions, in.Topic, reason)
+	stage.CountCommitted(ctx, mDecisions, in.Topic, reason)
 	out.Emit(stage.Record{Topic: outTopic, Key: in.Key, Value: in.Value, Headers: in.Headers, Timestamp: in.Timestamp})
 	return nil
 }
 
 // Definition declares the dedupe stage: fhir.valid.* → fhir.unique.*, with its state in
 // the changelog <prefix>.state.dedupe.
-func Definition(t schemas.Topics) runtime.Definition {
-	return runtime.Definition{
-		Name:                 Name,
-		Group:                t.Group(Group),
-		Input:                t.LayerPattern(schemas.LayerValid),
-		Outputs:              []string{t.Unique("<Type>"), t.DLQ()},
-		State:                StateName,
+func Definition(topo schemas.Topology) stage.Definition {
+	t := topo.Topics
+	return stage.Definition{
+		Node:                 topo.MustNode(schemas.NodeDedupe),
 		Topics:               t,
 		NewStore:             NewStore,
 		ConcurrentPartitions: true,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,13 +34,15 @@ type tp struct {
 
 // runner is one Run of a stage.
 type runner struct {
-	def  Definition
+	def  stage.Definition
 	opts Options
 	cfg  kafkaclient.Config
 	proc stage.Processor
 
 	sess *kgo.GroupTransactSession
 	adm  *kadm.Client
+	// declared holds the node's outputs, checked on every Emit.
+	declared *declaredOutputs
 	// newTopics holds a batch that first writes to a topic until the session's client
 	// has published the topic's partitions (see kafkaclient.NewTopicGuard); one per
 	// session, as it tracks what that client knows.
@@ -65,41 +68,41 @@ type runner struct {
 // returns nil. It returns an error when the stage cannot start or when the transactional
 // producer is left in a state it cannot continue from; the caller should exit then (a
 // restart resumes from the last committed batch).
-func Run(ctx context.Context, cfg kafkaclient.Config, def Definition, opts Options) error {
-	if err := def.validate(); err != nil {
+func Run(ctx context.Context, cfg kafkaclient.Config, def stage.Definition, opts Options) error {
+	if err := def.Validate(); err != nil {
 		return err
 	}
 	opts.defaults()
 	proc, err := def.NewProcessor()
 	if err != nil {
-		return fmt.Errorf("stage %s: %w", def.Name, err)
+		return fmt.Errorf("stage %s: %w", def.Name(), err)
 	}
-	r := &runner{def: def, opts: opts, cfg: cfg, proc: proc,
+	r := &runner{def: def, opts: opts, cfg: cfg, proc: proc, declared: &declaredOutputs{node: def.Node},
 		stores: map[tp]stage.Store{}, revoked: map[tp]bool{}, assigned: map[tp]bool{},
 		topicParts: map[string]int32{}, known: map[string]bool{}}
 	admCl, err := cfg.NewClient()
 	if err != nil {
-		return fmt.Errorf("stage %s: %w", def.Name, err)
+		return fmt.Errorf("stage %s: %w", def.Name(), err)
 	}
 	defer admCl.Close()
 	r.adm = kadm.NewClient(admCl)
 	if err := r.ensureFixedTopics(ctx); err != nil {
-		return fmt.Errorf("stage %s: %w", def.Name, err)
+		return fmt.Errorf("stage %s: %w", def.Name(), err)
 	}
 	if err := r.startSession(); err != nil {
-		return fmt.Errorf("stage %s: %w", def.Name, err)
+		return fmt.Errorf("stage %s: %w", def.Name(), err)
 	}
 	if opts.Ready != nil {
-		name := "stage " + def.Name
+		name := "stage " + def.Name()
 		opts.Ready.Set(name, func() error {
 			if !r.joined.Load() {
-				return errors.New("consumer group " + def.Group + " not joined")
+				return errors.New("consumer group " + def.Node.Group + " not joined")
 			}
 			return nil
 		})
 		defer opts.Ready.Remove(name)
 	}
-	opts.Logger.Info("stage starting", "stage", def.Name, "group", def.Group, "input", r.inputDesc(), "state", def.State)
+	opts.Logger.Info("stage starting", "stage", def.Name(), "group", def.Node.Group, "input", r.inputDesc(), "state", def.Changelog())
 	failures, backoff := 0, opts.RetryBackoff
 	for {
 		var committed bool
@@ -124,19 +127,19 @@ func Run(ctx context.Context, cfg kafkaclient.Config, def Definition, opts Optio
 			err = fmt.Errorf("%w (the session failed %d times in a row)", err, failures)
 			break
 		}
-		mSessionRestarts.WithLabelValues(def.Name).Inc()
-		opts.Logger.Warn("transactional session failed; starting a new one", "stage", def.Name, "err", err, "after", backoff)
+		mSessionRestarts.WithLabelValues(def.Name()).Inc()
+		opts.Logger.Warn("transactional session failed; starting a new one", "stage", def.Name(), "err", err, "after", backoff)
 		if !sleep(ctx, backoff) {
 			err = nil
 			break
 		}
 		backoff = min(2*backoff, opts.MaxRetryBackoff)
 		if err = r.startSession(); err != nil {
-			err = fmt.Errorf("stage %s: %w", def.Name, err)
+			err = fmt.Errorf("stage %s: %w", def.Name(), err)
 			break
 		}
 	}
-	opts.Logger.Info("stage stopped", "stage", def.Name)
+	opts.Logger.Info("stage stopped", "stage", def.Name())
 	return err
 }
 
@@ -163,10 +166,24 @@ func (r *runner) forgetPartitions() {
 }
 
 func (r *runner) inputDesc() string {
-	if r.def.Input != "" {
-		return r.def.Input
+	names := make([]string, len(r.def.Node.Inputs))
+	for i, in := range r.def.Node.Inputs {
+		names[i] = in.Name
 	}
-	return fmt.Sprint(r.def.InputTopics)
+	return strings.Join(names, ", ")
+}
+
+// inputTopics returns what the group consumes: literal topic names when every input is
+// one topic, else one regular expression (franz-go ConsumeRegex), so that new resource
+// types are consumed as their topics appear.
+func (r *runner) inputTopics() (topics []string, regex bool) {
+	for _, in := range r.def.Node.Inputs {
+		if !in.Literal {
+			return []string{r.def.Node.InputPattern()}, true
+		}
+		topics = append(topics, in.Prefix)
+	}
+	return topics, false
 }
 
 func (r *runner) startSession() error {
@@ -187,16 +204,13 @@ func (r *runner) startSession() error {
 		// A stable instance is a static group member (KIP-345): restarted after a crash
 		// it takes its partitions back at once, instead of the group waiting out the
 		// dead member's session timeout.
-		static = append(static, kgo.InstanceID(r.def.Group+"-"+instance))
+		static = append(static, kgo.InstanceID(r.def.Node.Group+"-"+instance))
 	}
-	topics := r.def.InputTopics
-	if r.def.Input != "" {
-		topics = []string{r.def.Input}
-	}
+	topics, regex := r.inputTopics()
 	opts := append(base,
-		kgo.ConsumerGroup(r.def.Group),
+		kgo.ConsumerGroup(r.def.Node.Group),
 		kgo.ConsumeTopics(topics...),
-		kgo.TransactionalID(r.def.Group+"-"+instance),
+		kgo.TransactionalID(r.def.Node.TransactionalIDPrefix+instance),
 		kgo.TransactionTimeout(transactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Transaction markers are delivered (and skipped by the batch) so that the
@@ -227,13 +241,13 @@ func (r *runner) startSession() error {
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.dropPartitions(m) }),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.dropPartitions(m) }),
 	)
-	if r.def.Input != "" {
+	if regex {
 		opts = append(opts, kgo.ConsumeRegex())
 	}
 	opts = append(opts, static...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
-		return fmt.Errorf("transactional consumer for group %s: %w", r.def.Group, err)
+		return fmt.Errorf("transactional consumer for group %s: %w", r.def.Node.Group, err)
 	}
 	r.sess = sess
 	r.newTopics = &kafkaclient.NewTopicGuard{}
@@ -273,7 +287,7 @@ func (r *runner) dropPartitions(m map[string][]int32) {
 			delete(r.stores, k)
 			delete(r.assigned, k)
 			r.revoked[k] = true
-			mLag.DeleteLabelValues(r.def.Name, topic, fmt.Sprint(p))
+			mLag.DeleteLabelValues(r.def.Name(), topic, fmt.Sprint(p))
 		}
 	}
 }
@@ -299,7 +313,7 @@ func (r *runner) loop(ctx context.Context, committed *bool) error {
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
-			r.opts.Logger.Warn("fetch error", "stage", r.def.Name, "topic", topic, "partition", p, "err", err)
+			r.opts.Logger.Warn("fetch error", "stage", r.def.Name(), "topic", topic, "partition", p, "err", err)
 		})
 		if fetches.NumRecords() == 0 {
 			continue
@@ -356,7 +370,7 @@ func (r *runner) observeLag(fetches kgo.Fetches) {
 			return
 		}
 		last := p.Records[len(p.Records)-1].Offset
-		mLag.WithLabelValues(r.def.Name, p.Topic, fmt.Sprint(p.Partition)).Set(float64(max(0, p.HighWatermark-last-1)))
+		mLag.WithLabelValues(r.def.Name(), p.Topic, fmt.Sprint(p.Partition)).Set(float64(max(0, p.HighWatermark-last-1)))
 	})
 }
 

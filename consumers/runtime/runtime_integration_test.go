@@ -91,8 +91,7 @@ func TestIntegrationRuntimeStateRejectPanicRetry(t *testing.T) {
 	in, out := topics.Raw("Thing"), c.Prefix+".counted"
 	c.CreateTopics(t, 3, in, out)
 	proc := &counter{out: out, flaky: map[int64]bool{}}
-	def := runtime.Definition{Name: "count", Group: c.Group("count"), Input: topics.LayerPattern(schemas.LayerRaw),
-		State: "count", Topics: topics, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	def := testDefinition(topics, "count", c.Group("count"), topics.LayerTopics(schemas.LayerRaw), out, "count", proc)
 	opts := runtime.Options{Logger: quiet(), RetryBackoff: time.Millisecond, TopicRefresh: time.Second}
 
 	produce := func(values map[string][]string) {
@@ -177,7 +176,7 @@ func TestIntegrationCountCommitted(t *testing.T) {
 	var mu sync.Mutex
 	failed := map[int64]bool{}
 	proc := stage.ProcessorFunc(func(ctx context.Context, rec *stage.Record, _ stage.Store, em stage.Emitter) error {
-		runtime.CountCommitted(ctx, decisions, rec.Topic, string(rec.Value))
+		stage.CountCommitted(ctx, decisions, rec.Topic, string(rec.Value))
 		switch string(rec.Value) {
 		case "reject":
 			return stage.Reject("bad-value", "", "value says reject")
@@ -193,8 +192,8 @@ func TestIntegrationCountCommitted(t *testing.T) {
 		em.Emit(stage.Record{Topic: out, Key: rec.Key, Value: rec.Value})
 		return nil
 	})
-	def := runtime.Definition{Name: "tally", Group: c.Group("tally"), InputTopics: []string{in}, Topics: topics,
-		ConcurrentPartitions: true, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	def := testDefinition(topics, "tally", c.Group("tally"), schemas.SingleTopic(in), out, "", proc)
+	def.ConcurrentPartitions = true
 	cl := producer(t, c)
 	values := []string{"a", "b", "reject", "flaky", "a", "flaky", "c", "reject", "a"}
 	for i, v := range values {
@@ -239,8 +238,7 @@ func TestSessionRestartAfterFailedCommit(t *testing.T) {
 	in, out := topics.Raw("Thing"), c.Prefix+".counted"
 	c.CreateTopics(t, 3, in, out)
 	proc := &counter{out: out, flaky: map[int64]bool{}}
-	def := runtime.Definition{Name: "restart", Group: c.Group("restart"), Input: topics.LayerPattern(schemas.LayerRaw),
-		State: "restart", Topics: topics, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	def := testDefinition(topics, "restart", c.Group("restart"), topics.LayerTopics(schemas.LayerRaw), out, "restart", proc)
 	opts := runtime.Options{Logger: quiet(), RetryBackoff: time.Millisecond, TopicRefresh: time.Second}
 
 	var failed atomic.Int32
@@ -317,8 +315,7 @@ func TestIntegrationAbortRollsBackState(t *testing.T) {
 		}})
 		return err
 	})
-	def := runtime.Definition{Name: "count", Group: c.Group("count"), InputTopics: []string{in},
-		State: "count", Topics: topics, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	def := testDefinition(topics, "count", c.Group("count"), schemas.SingleTopic(in), out, "count", proc)
 	opts := runtime.Options{Logger: quiet(), MaxAttempts: 1, RetryBackoff: time.Millisecond}
 	cl := producer(t, c)
 	// One partition, produced before the stage starts: the first batch holds all of it,
@@ -419,8 +416,8 @@ func TestIntegrationRecordOverPartitionFetchSize(t *testing.T) {
 		em.Emit(stage.Record{Topic: out, Key: rec.Key, Value: rec.Value})
 		return nil
 	})
-	def := runtime.Definition{Name: "copy", Group: c.Group("copy"), InputTopics: []string{in}, Topics: topics,
-		ConcurrentPartitions: true, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	def := testDefinition(topics, "copy", c.Group("copy"), schemas.SingleTopic(in), out, "", proc)
+	def.ConcurrentPartitions = true
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- runtime.Run(rctx, c.Config(), def, runtime.Options{Logger: quiet()}) }()
@@ -444,5 +441,63 @@ func TestIntegrationRecordOverPartitionFetchSize(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("the large record was not copied")
+	}
+}
+
+// testDefinition declares a test stage reading in, writing out (and dead letters), with
+// the changelog topics.State(state) unless state is "".
+func testDefinition(topics schemas.Topics, name, group string, in schemas.TopicSet, out, state string, proc stage.Processor) stage.Definition {
+	var states []schemas.TopicSet
+	if state != "" {
+		states = append(states, schemas.SingleTopic(topics.State(state)))
+	}
+	node := topics.StageNode(name, "test stage", in, schemas.SingleTopic(out), states...)
+	def := stage.Definition{Node: node, Topics: topics, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	return def.WithGroup(group)
+}
+
+// TestIntegrationUndeclaredOutputIsRefused: a record to a topic the stage's node does not
+// declare is never produced; its input is dead-lettered as a stage bug, and records to
+// the declared output flow on.
+func TestIntegrationUndeclaredOutputIsRefused(t *testing.T) {
+	c := testkafka.New(t)
+	topics := schemas.MustTopics(c.Prefix)
+	in, out, stray := topics.Raw("Thing"), c.Prefix+".declared", c.Prefix+".stray"
+	c.CreateTopics(t, 1, in, out, stray)
+	proc := stage.ProcessorFunc(func(_ context.Context, rec *stage.Record, _ stage.Store, em stage.Emitter) error {
+		topic := out
+		if string(rec.Value) == "stray" {
+			topic = stray
+		}
+		em.Emit(stage.Record{Topic: topic, Key: rec.Key, Value: rec.Value})
+		return nil
+	})
+	def := testDefinition(topics, "declared", c.Group("declared"), schemas.SingleTopic(in), out, "", proc)
+	cl := producer(t, c)
+	ctx := context.Background()
+	for i, v := range []string{"a", "stray", "b"} {
+		rec := &kgo.Record{Topic: in, Key: []byte(fmt.Sprintf("Thing/%d", i)), Value: []byte(v)}
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runtime.Run(rctx, c.Config(), def, runtime.Options{Logger: quiet()}) }()
+	got := waitFor(t, c, 2, out)
+	dead := waitFor(t, c, 1, topics.DLQ())
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || string(got[0].Value) != "a" || string(got[1].Value) != "b" {
+		t.Fatalf("declared output holds %v, want a and b", got)
+	}
+	dc, ok := deadletter.Parse(dead[0].Headers)
+	if !ok || dc.Class != schemas.ClassStageBug || !strings.Contains(dc.Message, stray) || string(dead[0].Value) != "stray" {
+		t.Fatalf("dead letter %q with context %+v, want the stray input as a stage bug naming %s", dead[0].Value, dc, stray)
+	}
+	if n := len(waitFor(t, c, 0, stray)); n != 0 {
+		t.Fatalf("%d records reached the undeclared topic", n)
 	}
 }
