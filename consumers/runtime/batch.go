@@ -30,10 +30,6 @@ type partWork struct {
 	tally tally
 }
 
-// endTimeout bounds flushing and ending one batch's transaction: the transaction
-// timeout, after which the broker aborts it, plus time for the abort to be seen.
-const endTimeout = transactionTimeout + 30*time.Second
-
 // batch processes one poll batch in one transaction. It returns why the batch was
 // aborted ("" when it committed), or an error when the session cannot continue.
 func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort string, err error) {
@@ -71,7 +67,9 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 	// that does not come back, a group that never rejoins) would stall the stage with
 	// no error: it becomes a session failure instead, and the new session fences this
 	// producer and restores state from the changelog.
-	ectx, cancelEnd := context.WithTimeout(work, endTimeout)
+	// Flushing and ending are bounded by the transaction timeout, after which the
+	// broker aborts the transaction, plus time for the abort to be seen.
+	ectx, cancelEnd := context.WithTimeout(work, r.opts.TransactionTimeout+30*time.Second)
 	defer cancelEnd()
 	var committed bool
 	var flushed time.Duration

@@ -54,6 +54,14 @@ type Options struct {
 	OutputPartitions int32
 	// ReplicationFactor of topics the runtime creates; 0 or -1 take the broker default.
 	ReplicationFactor int16
+	// TransactionTimeout bounds one batch's transaction on the broker (the producer's
+	// transaction.timeout.ms). Default 30s. A batch takes well under a second normally
+	// and at most the retry budget of one record (a few seconds). An instance killed
+	// mid-batch leaves its transaction open until this timeout, holding back
+	// read_committed readers of the partitions it wrote, unless it restarts with the
+	// same InstanceID: the new producer fences the old one and aborts at once. The
+	// broker caps it at transaction.max.timeout.ms (15 minutes by default).
+	TransactionTimeout time.Duration
 }
 
 func (o *Options) defaults() {
@@ -86,5 +94,8 @@ func (o *Options) defaults() {
 	}
 	if o.ReplicationFactor == 0 {
 		o.ReplicationFactor = -1
+	}
+	if o.TransactionTimeout <= 0 {
+		o.TransactionTimeout = 30 * time.Second
 	}
 }

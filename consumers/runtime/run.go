@@ -19,13 +19,6 @@ import (
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 )
 
-// transactionTimeout bounds one batch's transaction on the broker. A batch takes well
-// under a second normally and at most the retry budget of one record (a few seconds).
-// An instance killed mid-batch leaves its transaction open until this timeout, holding
-// back read_committed readers of the partitions it wrote, unless it restarts with the
-// same Options.InstanceID: the new producer fences the old one and aborts at once.
-const transactionTimeout = 30 * time.Second
-
 // tp is an input topic partition.
 type tp struct {
 	topic     string
@@ -211,7 +204,7 @@ func (r *runner) startSession() error {
 		kgo.ConsumerGroup(r.def.Node.Group),
 		kgo.ConsumeTopics(topics...),
 		kgo.TransactionalID(r.def.Node.TransactionalIDPrefix+instance),
-		kgo.TransactionTimeout(transactionTimeout),
+		kgo.TransactionTimeout(r.opts.TransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Transaction markers are delivered (and skipped by the batch) so that the
 		// committed offset moves past a partition's trailing marker: a caught-up stage

@@ -226,9 +226,9 @@ func TestIntegrationCountCommitted(t *testing.T) {
 // answers one EndTxn with INVALID_TXN_STATE; on a real cluster, a broker restart
 // mid-commit), the stage starts a new transactional session instead of exiting, and
 // its outputs and state still come out exactly once. kfake only: a real broker cannot
-// be made to fail one request. (It takes about 30 s: kfake releases the broken
-// transaction's pending offset commit only at the transaction timeout, and the new
-// session's stable offset fetch waits for that.)
+// be made to fail one request. (It takes the transaction timeout: kfake releases the
+// broken transaction's pending offset commit only then, and the new session's stable
+// offset fetch waits for that.)
 func TestSessionRestartAfterFailedCommit(t *testing.T) {
 	c := testkafka.New(t)
 	if c.Fake == nil {
@@ -239,7 +239,10 @@ func TestSessionRestartAfterFailedCommit(t *testing.T) {
 	c.CreateTopics(t, 3, in, out)
 	proc := &counter{out: out, flaky: map[int64]bool{}}
 	def := testDefinition(topics, "restart", c.Group("restart"), topics.LayerTopics(schemas.LayerRaw), out, "restart", proc)
-	opts := runtime.Options{Logger: quiet(), RetryBackoff: time.Millisecond, TopicRefresh: time.Second}
+	// A short transaction timeout: kfake releases the broken transaction's pending
+	// offset commit only when it times out.
+	opts := runtime.Options{Logger: quiet(), RetryBackoff: time.Millisecond, TopicRefresh: time.Second,
+		TransactionTimeout: 3 * time.Second}
 
 	var failed atomic.Int32
 	c.Fake.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {

@@ -57,7 +57,6 @@ func (o *TopicOptions) defaults() {
 	}
 }
 
-
 // ContractTopics lists every topic of the contract for the given resource types and OMOP
 // tables.
 func ContractTopics(t schemas.Topics, resourceTypes, omopTables []string, o TopicOptions) []TopicSpec {
