@@ -1,14 +1,17 @@
 package kafkaclient
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -253,4 +256,80 @@ func kerrName(err error) string {
 		return ke.Message
 	}
 	return err.Error()
+}
+
+// IsDenied reports whether err is the broker refusing a request for lack of an ACL,
+// wrapped by Denied or not. Such an error does not go away by retrying.
+func IsDenied(err error) bool {
+	if _, ok := errors.AsType[*DeniedError](err); ok {
+		return true
+	}
+	_, _, ok := authorizationError(err)
+	return ok
+}
+
+// ConsumeDenied is Denied for what a consumer group member is refused: Read on the topic
+// it fetches, or Read on its group (join, offset fetch and commit).
+func ConsumeDenied(err error, topic, group string) error {
+	_, rt, ok := authorizationError(err)
+	switch {
+	case !ok:
+		return err
+	case rt == "group":
+		return Denied(err, "Read", "group", group)
+	case rt == "topic" && topic != "":
+		return Denied(err, "Read", "topic", topic)
+	}
+	return Denied(err, defaultOperation[rt], rt)
+}
+
+// TransactionDenied is Denied for what a transactional producer is refused when it
+// begins or ends a transaction: Write on its transactional id, or Read on the group whose
+// offsets it commits in the transaction.
+func TransactionDenied(err error, transactionalID, group string) error {
+	_, rt, ok := authorizationError(err)
+	switch {
+	case !ok:
+		return err
+	case rt == "transactional-id":
+		return Denied(err, "Write", rt, transactionalID)
+	case rt == "group" && group != "":
+		return Denied(err, "Read", rt, group)
+	}
+	return Denied(err, defaultOperation[rt], rt)
+}
+
+// CheckInputsVisible fails with a *DeniedError when none of the topics a consumer would
+// read through pattern (a regular expression, as ConsumeRegex takes) is visible to this
+// client and the broker refuses to describe a name of the pattern's literal prefix.
+// Kafka shows a client only the topics it may describe, so a stage subscribed by
+// pattern without Read on its input sees no topic and would wait for records forever,
+// silently; this turns that into an error naming the missing grant. A pattern whose
+// topics do not exist yet, under a prefix the client may read, passes.
+func CheckInputsVisible(ctx context.Context, adm *kadm.Client, pattern string) error {
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return fmt.Errorf("input pattern %q: %w", pattern, err)
+	}
+	prefix, _ := re.LiteralPrefix()
+	if prefix == "" {
+		return nil
+	}
+	all, err := adm.ListTopics(ctx)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	for name := range all {
+		if re.MatchString(name) {
+			return nil
+		}
+	}
+	// Kafka answers TOPIC_AUTHORIZATION_FAILED for a topic the client may not
+	// describe whether it exists or not, and UNKNOWN_TOPIC_OR_PARTITION for a missing
+	// one it may describe: asking for the prefix itself (a legal topic name) tells a
+	// missing grant on the prefix from topics not made yet.
+	if _, err := adm.ListTopics(uncached(ctx), prefix); IsDenied(err) {
+		return fmt.Errorf("no input topic %s… visible: %w", prefix, Denied(err, "Read", "topic", prefix+"*"))
+	}
+	return nil
 }

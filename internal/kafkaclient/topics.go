@@ -141,6 +141,9 @@ func ensureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, alig
 	}
 	details, err := adm.ListTopics(uncached(ctx), names...)
 	if err != nil {
+		if IsDenied(err) {
+			names = deniedTopics(ctx, adm, names)
+		}
 		return res, fmt.Errorf("list topics: %w", Denied(err, "Describe", "topic", names...))
 	}
 	var existing, missing []TopicSpec
@@ -188,6 +191,24 @@ func ensureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, alig
 	}
 	res.Altered, res.Existing = altered, unchanged
 	return res, nil
+}
+
+// deniedTopics are the topics of names this client may not describe, found by asking for
+// each alone: a metadata request refused for one of several topics does not say which.
+func deniedTopics(ctx context.Context, adm *kadm.Client, names []string) []string {
+	if len(names) < 2 {
+		return names
+	}
+	var denied []string
+	for _, n := range names {
+		if _, err := adm.ListTopics(uncached(ctx), n); IsDenied(err) {
+			denied = append(denied, n)
+		}
+	}
+	if len(denied) == 0 {
+		return names
+	}
+	return denied
 }
 
 // firstByName returns specs without the later specs of a name already listed: a create
