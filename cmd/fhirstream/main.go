@@ -42,7 +42,7 @@ func main() {
 	defer stop()
 	if cmd, err := rootCmd.ExecuteContextC(ctx); err != nil {
 		if kc := kafkaConfigs[cmd]; kc != nil {
-			err = kc.Explain(err)
+			err = explainKafka(cmd, kc, err)
 		}
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			fmt.Fprintln(os.Stderr, "fhirstream: interrupted")

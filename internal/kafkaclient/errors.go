@@ -333,3 +333,15 @@ func CheckInputsVisible(ctx context.Context, adm *kadm.Client, pattern string) e
 	}
 	return nil
 }
+
+// DeniedResource is the resource type an authorization failure in err's chain is about
+// and the names the refused request was for (none when only the type is known).
+func DeniedResource(err error) (resource string, names []string) {
+	if d, ok := errors.AsType[*DeniedError](err); ok {
+		return d.Resource, d.Names
+	}
+	if _, rt, ok := authorizationError(err); ok {
+		return rt, nil
+	}
+	return "", nil
+}
