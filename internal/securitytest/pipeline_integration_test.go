@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fhirstream/fhirstream/consumers/dedupe"
+	"github.com/fhirstream/fhirstream/consumers/dlq"
 	"github.com/fhirstream/fhirstream/consumers/omop"
 	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/sink"
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 
 // The commands of the pipeline run here, each under its own principal.
 var pipelineCommands = []string{acl.CommandTopicsCreate, schemas.NodeFetch, schemas.NodeValidate,
-	schemas.NodeDedupe, schemas.NodeOMOP, schemas.NodeSinkBronze, schemas.NodeSinkOMOP}
+	schemas.NodeDedupe, schemas.NodeOMOP, schemas.NodeSinkBronze, schemas.NodeSinkOMOP, schemas.NodeDLQReplay}
 
 // TestIntegrationSecuredPipeline runs the whole pipeline on a broker that requires
 // SASL_SSL (SCRAM-SHA-512) or mutual TLS and enforces ACLs: topics create, the fetcher
@@ -125,6 +126,20 @@ func securedPipeline(t *testing.T, b *securitytest.Broker, mode securitytest.Mod
 		t.Fatalf("a stage failed under its least-privilege principal: %v", r.explain("", err))
 	}
 	lakeMatchesInput(t, r, counts, stats)
+
+	// dlq replay sends every dead letter back (and makes its parked topic).
+	replay := func(ctx context.Context) error {
+		res, err := dlq.Replay(ctx, r.cfg[schemas.NodeDLQReplay], r.topics, dlq.ReplayOptions{Logger: slog.New(slog.DiscardHandler)})
+		if err == nil && res.Replayed+res.Parked != len(counts.Bad) {
+			t.Errorf("dlq replay: %d replayed, %d parked; there are %d dead letters", res.Replayed, res.Parked, len(counts.Bad))
+		}
+		return err
+	}
+	replayGroup := r.topo.MustNode(schemas.NodeDLQReplay).Group
+	r.expectDenied(ctx, schemas.NodeDLQReplay, r.grant(schemas.NodeDLQReplay, acl.Group, replayGroup, acl.Read), "Read on group prefix "+replayGroup, replay)
+	if err := replay(ctx); err != nil {
+		t.Fatalf("dlq replay: %v", r.explain(schemas.NodeDLQReplay, err))
+	}
 
 	// Each command without one of its grants fails, naming what it lacked.
 	stageGroup := func(name string) acl.Grant { return r.grant(name, acl.Group, r.topo.MustNode(name).Group, acl.Read) }
