@@ -15,6 +15,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/validate"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
+	"github.com/fhirstream/fhirstream/internal/testwait"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
@@ -201,11 +202,5 @@ func TestIntegrationStatus(t *testing.T) {
 // under the deadline, which is only a guard against a hang.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testwait.Until(t, 90*time.Second, what, cond)
 }

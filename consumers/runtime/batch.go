@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -348,7 +347,7 @@ func (r *runner) processOne(ctx, work context.Context, rec *kgo.Record, w *worke
 			w.ns.wrote = false
 			store = &w.ns
 		}
-		err := r.safeProcess(work, in, store, &w.em)
+		err := r.proc.Process(work, in, store, &w.em)
 		if err == nil {
 			switch {
 			case w.ns.wrote:
@@ -376,19 +375,6 @@ func (r *runner) processOne(ctx, work context.Context, rec *kgo.Record, w *worke
 		}
 		backoff = min(2*backoff, r.opts.MaxRetryBackoff)
 	}
-}
-
-// safeProcess turns a panic in the stage into a rejection: a record that crashes the
-// stage would otherwise crash every instance that reads it, stalling its partition.
-func (r *runner) safeProcess(ctx context.Context, in *stage.Record, store stage.Store, em *emitter) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			r.opts.Logger.Error("stage panicked; record dead-lettered", "stage", r.def.Name(),
-				"topic", in.Topic, "partition", in.Partition, "offset", in.Offset, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			err = &stage.Rejection{Class: schemas.ClassPanic, Message: fmt.Sprintf("stage %s panicked: %v", r.def.Name(), v)}
-		}
-	}()
-	return r.proc.Process(ctx, in, store, em)
 }
 
 // toStage is the stage's view of rec. The Record and its header slice are the worker's,

@@ -36,6 +36,8 @@ type runner struct {
 	adm  *kadm.Client
 	// declared holds the node's outputs, checked on every Emit.
 	declared *declaredOutputs
+	// drain tracks progress against the end offsets at assignment (Options.Drain).
+	drain *drainer
 	// newTopics holds a batch that first writes to a topic until the session's client
 	// has published the topic's partitions (see kafkaclient.NewTopicGuard); one per
 	// session, as it tracks what that client knows.
@@ -73,9 +75,19 @@ func Run(ctx context.Context, cfg kafkaclient.Config, def stage.Definition, opts
 	if err != nil {
 		return fmt.Errorf("stage %s: %w", def.Name(), err)
 	}
+	// A record that crashes the stage is dead-lettered, not allowed to crash every
+	// instance that reads it and stall its partition.
+	recoverPanic := stage.Recover(func(in *stage.Record, v any, stack []byte) {
+		opts.Logger.Error("stage panicked; record dead-lettered", "stage", def.Name(),
+			"topic", in.Topic, "partition", in.Partition, "offset", in.Offset, "panic", fmt.Sprint(v), "stack", string(stack))
+	})
+	proc = stage.Chain(proc, append([]stage.Middleware{recoverPanic}, opts.Middleware...)...)
 	r := &runner{def: def, opts: opts, cfg: cfg, proc: proc, declared: &declaredOutputs{node: def.Node},
 		stores: map[tp]stage.Store{}, revoked: map[tp]bool{}, assigned: map[tp]bool{},
 		topicParts: map[string]int32{}, known: map[string]bool{}}
+	if opts.Drain {
+		r.drain = newDrainer()
+	}
 	admCl, err := cfg.NewClient()
 	if err != nil {
 		return fmt.Errorf("stage %s: %w", def.Name(), err)
@@ -267,6 +279,9 @@ func defaultInstanceID() string {
 
 // assignPartitions notes newly assigned partitions.
 func (r *runner) assignPartitions(m map[string][]int32) {
+	if r.drain != nil {
+		r.drain.assign(m)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for topic, parts := range m {
@@ -280,6 +295,9 @@ func (r *runner) assignPartitions(m map[string][]int32) {
 // dropPartitions forgets the stores of partitions this instance no longer owns; they are
 // restored again from the changelog if the partitions come back.
 func (r *runner) dropPartitions(m map[string][]int32) {
+	if r.drain != nil {
+		r.drain.revoke(m)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for topic, parts := range m {
@@ -307,13 +325,36 @@ func (r *runner) loop(ctx context.Context, committed *bool) error {
 
 	backoff := r.opts.RetryBackoff
 	for {
-		fetches := r.sess.PollRecords(ctx, r.opts.MaxPollRecords)
+		limit := r.opts.MaxPollRecords
+		if r.opts.NextBatch != nil {
+			if limit = min(limit, r.opts.NextBatch()); limit <= 0 {
+				return nil
+			}
+		}
+		pollCtx, cancelPoll := ctx, context.CancelFunc(func() {})
+		if r.drain != nil {
+			done, err := r.drain.done(ctx, r.adm, r.def.Node.Group)
+			if err != nil {
+				r.opts.Logger.Warn("drain: cannot tell how far the partitions are read yet", "stage", r.def.Name(), "err", err)
+			}
+			if done {
+				return nil
+			}
+			// Poll in short turns, so that a drained partition set is noticed even when
+			// no new record arrives.
+			pollCtx, cancelPoll = context.WithTimeout(ctx, drainPollInterval)
+		}
+		fetches := r.sess.PollRecords(pollCtx, limit)
+		cancelPoll()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			// Records polled but not processed are simply not committed: the next
 			// owner of their partitions reads them again.
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return // a draining poll's turn ended
+			}
 			if !r.noteDenied(kafkaclient.ConsumeDenied(err, topic, r.def.Node.Group)) {
 				r.opts.Logger.Warn("fetch error", "stage", r.def.Name(), "topic", topic, "partition", p, "err", err)
 			}
@@ -324,7 +365,7 @@ func (r *runner) loop(ctx context.Context, committed *bool) error {
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		fetches = r.fill(ctx, fetches)
+		fetches = r.fill(ctx, fetches, limit)
 		r.observeLag(fetches)
 		r.joined.Store(true)
 		reason, err := r.batch(ctx, work, fetches)
@@ -336,6 +377,9 @@ func (r *runner) loop(ctx context.Context, committed *bool) error {
 		}
 		if reason == "" {
 			*committed = true
+			if r.drain != nil {
+				r.drain.committed(fetches)
+			}
 		}
 		if reason == "transient" || reason == "restore" {
 			// The batch's records come back with the next poll; give the failing
@@ -350,16 +394,20 @@ func (r *runner) loop(ctx context.Context, committed *bool) error {
 	}
 }
 
-// fill polls for up to BatchLinger more, until the batch holds MaxPollRecords.
-func (r *runner) fill(ctx context.Context, fetches kgo.Fetches) kgo.Fetches {
+// drainPollInterval is how long a draining run polls before it checks again whether it
+// has read everything.
+const drainPollInterval = time.Second
+
+// fill polls for up to BatchLinger more, until the batch holds limit records.
+func (r *runner) fill(ctx context.Context, fetches kgo.Fetches, limit int) kgo.Fetches {
 	if r.opts.BatchLinger <= 0 {
 		return fetches
 	}
 	n := fetches.NumRecords()
 	lctx, cancel := context.WithTimeout(ctx, r.opts.BatchLinger)
 	defer cancel()
-	for n < r.opts.MaxPollRecords && lctx.Err() == nil {
-		more := r.sess.PollRecords(lctx, r.opts.MaxPollRecords-n)
+	for n < limit && lctx.Err() == nil {
+		more := r.sess.PollRecords(lctx, limit-n)
 		if more.IsClientClosed() {
 			break
 		}

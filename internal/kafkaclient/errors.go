@@ -311,9 +311,13 @@ func CheckInputsVisible(ctx context.Context, adm *kadm.Client, pattern string) e
 	if err != nil {
 		return fmt.Errorf("input pattern %q: %w", pattern, err)
 	}
-	prefix, _ := re.LiteralPrefix()
+	prefix, complete := re.LiteralPrefix()
 	if prefix == "" {
 		return nil
+	}
+	what := prefix + "*"
+	if complete {
+		what = prefix // the pattern is one topic
 	}
 	all, err := adm.ListTopics(ctx)
 	if err != nil {
@@ -329,7 +333,7 @@ func CheckInputsVisible(ctx context.Context, adm *kadm.Client, pattern string) e
 	// one it may describe: asking for the prefix itself (a legal topic name) tells a
 	// missing grant on the prefix from topics not made yet.
 	if _, err := adm.ListTopics(uncached(ctx), prefix); IsDenied(err) {
-		return fmt.Errorf("no input topic %s… visible: %w", prefix, Denied(err, "Read", "topic", prefix+"*"))
+		return fmt.Errorf("no input topic %s visible: %w", what, Denied(err, "Read", "topic", what))
 	}
 	return nil
 }

@@ -73,10 +73,10 @@ type Pipeline struct {
 	topics schemas.Topics
 	omop   *omop.Processor
 	sinks  map[string]*sink.Sink
-	groups []string          // in data-flow order
-	stages []string          // names, in the order of groups
-	inputs []*regexp.Regexp  // input topics, in the order of groups
-	meters map[string]*meter // by stage name, when Config.MeasureBytes
+	groups []string                    // in data-flow order
+	stages []string                    // names, in the order of groups
+	inputs []*regexp.Regexp            // input topics, in the order of groups
+	meters map[string]*stage.ByteMeter // by stage name, when Config.MeasureBytes
 
 	ctx    context.Context // ends when Stop is called or any stage fails
 	cancel context.CancelFunc
@@ -103,7 +103,7 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	p := &Pipeline{cfg: cfg, topics: topics, omop: mapper, sinks: map[string]*sink.Sink{},
-		meters: map[string]*meter{}, ctx: ctx, cancel: cancel}
+		meters: map[string]*stage.ByteMeter{}, ctx: ctx, cancel: cancel}
 
 	topo := topics.Topology(schemas.TopologyOptions{})
 	defs := []stage.Definition{
@@ -111,12 +111,12 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 		dedupe.Definition(topo),
 		omop.Definition(mapper, topo),
 	}
-	opts := runtime.Options{Logger: cfg.Logger, Ready: cfg.Ready}
 	for _, def := range defs {
+		opts := runtime.Options{Logger: cfg.Logger, Ready: cfg.Ready}
 		if cfg.MeasureBytes {
-			m := &meter{}
+			m := &stage.ByteMeter{}
 			p.meters[def.Name()] = m
-			def.NewProcessor = m.wrap(def.NewProcessor)
+			opts.Middleware = []stage.Middleware{m.Middleware()}
 		}
 		p.groups = append(p.groups, def.Node.Group)
 		p.stages = append(p.stages, def.Name())
