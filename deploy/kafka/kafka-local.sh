@@ -228,8 +228,9 @@ make_security() {
 # own tools (kafka-acls.sh --command-config). Rewritten on every start (the port
 # may change).
 write_client_files() {
-	local mport=$((port + 2)) pw
+	local mport=$((port + 2)) pw mask
 	pw=$(<"$secdir/admin.password")
+	mask=$(umask)
 	umask 077
 	printf '%s\n' "FHIRSTREAM_BROKERS=127.0.0.1:$port" "FHIRSTREAM_SASL_MECHANISM=SCRAM-SHA-512" \
 		"FHIRSTREAM_SASL_USER=admin" "FHIRSTREAM_SASL_PASSWORD=$pw" "FHIRSTREAM_TLS_CA=$secdir/ca.pem" \
@@ -244,7 +245,7 @@ write_client_files() {
 	printf '%s\n' "security.protocol=SSL" "ssl.truststore.type=PEM" "ssl.truststore.location=$secdir/ca.pem" \
 		"ssl.keystore.type=PEM" "ssl.keystore.location=$secdir/admin-keystore.pem" \
 		>"$secdir/admin-mtls.properties"
-	umask 022
+	umask "$mask"
 }
 
 # The listeners and security settings of server.properties.
