@@ -184,9 +184,9 @@ func ValidPrincipal(p string) error {
 	return nil
 }
 
-// dedupe drops repeated grants, keeping the first (and its Why), and orders them by
+// uniqueSorted drops repeated grants, keeping the first (and its Why), and orders them by
 // resource type, name and operation, so printouts are stable.
-func dedupe(grants []Grant) []Grant {
+func uniqueSorted(grants []Grant) []Grant {
 	seen := map[string]bool{}
 	var out []Grant
 	for _, g := range grants {

@@ -112,7 +112,7 @@ func node(topo schemas.Topology, n schemas.Node, o Options) []Grant {
 		gs = append(gs, Grant{Resource: TransactionalID, Pattern: Prefixed, Name: n.TransactionalIDPrefix, Operation: Write,
 			Why: "produce and commit in transactions"})
 	}
-	return dedupe(gs)
+	return uniqueSorted(gs)
 }
 
 func topicGrant(s schemas.TopicSet, op Operation, why string) Grant {
@@ -153,7 +153,7 @@ func status(topo schemas.Topology, resolve bool) []Grant {
 		gs = append(gs, Grant{Resource: Cluster, Pattern: Literal, Name: ClusterName, Operation: ClusterAction,
 			Why: "write the markers that end a hanging transaction"})
 	}
-	return dedupe(gs)
+	return uniqueSorted(gs)
 }
 
 // topicsCreate needs, on every topic set the contract's topics fall in: Create, Describe
@@ -178,5 +178,5 @@ func topicsCreate(topo schemas.Topology, o Options) []Grant {
 			gs = append(gs, topicGrant(sets[i], op, "create missing topics, correct managed configs"))
 		}
 	}
-	return dedupe(gs)
+	return uniqueSorted(gs)
 }
