@@ -43,7 +43,7 @@ func (tm *topicMaker) ensureSpecs(ctx context.Context, specs []kafkaclient.Topic
 	if len(todo) == 0 {
 		return nil
 	}
-	res, err := kafkaclient.EnsureTopics(ctx, tm.adm, todo)
+	res, err := kafkaclient.EnsureTopicsExist(ctx, tm.adm, todo)
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
