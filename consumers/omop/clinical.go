@@ -6,6 +6,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/jsontree"
 	"github.com/fhirstream/fhirstream/internal/vocab"
+	"github.com/fhirstream/fhirstream/schemas"
 )
 
 // notHappened is true of the status values that mean "this did not happen": such
@@ -108,7 +109,7 @@ func (m *mapper) subjectAndDates(d *eventDates) (subjectDates, error) {
 		return r, err
 	}
 	if !r.start.valid() {
-		return r, stage.Reject("missing-required", d.element, "%s", d.missing)
+		return r, stage.Reject(schemas.ClassMissingRequired, d.element, "%s", d.missing)
 	}
 	r.end, err = m.firstTime(d.end...)
 	return r, err
@@ -249,7 +250,7 @@ func (m *mapper) value(ev *event, v *jsontree.Value, component int) error {
 			if component >= 0 {
 				path = "Observation.component[" + itoa(component) + "]"
 			}
-			return stage.Reject("type-mismatch", path+".valueQuantity.value", "not a number")
+			return stage.Reject(schemas.ClassTypeMismatch, path+".valueQuantity.value", "not a number")
 		}
 		ev.operator = vocab.ComparatorConcepts[str(q, "comparator")]
 		m.unit(ev, q)
@@ -333,7 +334,7 @@ func (m *mapper) medication() error {
 				bs, err1 := timeAt(b, "start")
 				be, err2 := timeAt(b, "end")
 				if err1 != nil || err2 != nil {
-					return stage.Reject("bad-format", "MedicationRequest.dosageInstruction[0].timing.repeat.boundsPeriod", "not a FHIR dateTime")
+					return stage.Reject(schemas.ClassBadFormat, "MedicationRequest.dosageInstruction[0].timing.repeat.boundsPeriod", "not a FHIR dateTime")
 				}
 				if bs.valid() {
 					start = bs
@@ -389,7 +390,7 @@ func (m *mapper) medication() error {
 		}
 	}
 	if !start.valid() {
-		return stage.Reject("missing-required", m.rtype+".authoredOn|effective[x]", "no start date: drug_exposure_start_date is required")
+		return stage.Reject(schemas.ClassMissingRequired, m.rtype+".authoredOn|effective[x]", "no start date: drug_exposure_start_date is required")
 	}
 	ev.start, ev.end = start, end
 	if m.res.Exists("medicationCodeableConcept") {

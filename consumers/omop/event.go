@@ -8,6 +8,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/jsontree"
 	"github.com/fhirstream/fhirstream/internal/vocab"
+	"github.com/fhirstream/fhirstream/schemas"
 )
 
 func itoa(n int) string { return strconv.Itoa(n) }
@@ -341,18 +342,18 @@ func (m *mapper) noteRef(target, outcome string) {
 func (m *mapper) person(element string) (int64, error) {
 	v := m.res.Get(element)
 	if v == nil {
-		return 0, stage.Reject("missing-required", m.rtype+"."+element, "no %s reference: OMOP rows need a person", element)
+		return 0, stage.Reject(schemas.ClassMissingRequired, m.rtype+"."+element, "no %s reference: OMOP rows need a person", element)
 	}
 	key, typ, ok := refKey(str(v, "reference"), "Patient", m.p.idSystems)
 	if !ok {
-		return 0, stage.Reject("unmapped-reference", m.rtype+"."+element+".reference", "the %s reference is not a resolvable Patient reference", element)
+		return 0, stage.Reject(schemas.ClassUnmappedReference, m.rtype+"."+element+".reference", "the %s reference is not a resolvable Patient reference", element)
 	}
 	if typ != "Patient" {
-		return 0, stage.Reject("unmapped-reference", m.rtype+"."+element+".reference", "%s refers to a %s, not a Patient", element, typ)
+		return 0, stage.Reject(schemas.ClassUnmappedReference, m.rtype+"."+element+".reference", "%s refers to a %s, not a Patient", element, typ)
 	}
 	if strings.Contains(key, "?identifier=") {
 		// A person row carries no identifier to resolve this by later: it would dangle.
-		return 0, stage.Reject("unmapped-reference", m.rtype+"."+element+".reference", "%s names the Patient by an identifier whose values are not Patient ids (Config.IDSystems)", element)
+		return 0, stage.Reject(schemas.ClassUnmappedReference, m.rtype+"."+element+".reference", "%s names the Patient by an identifier whose values are not Patient ids (Config.IDSystems)", element)
 	}
 	m.noteRef("Patient", refLiteral)
 	return ID(key), nil
@@ -366,7 +367,7 @@ func (m *mapper) providerRef(v *jsontree.Value) int64 { return m.ref(v, "Practit
 func (m *mapper) time(path string, keys ...string) (fhirTime, error) {
 	t, err := timeAt(m.res, keys...)
 	if err != nil {
-		return t, stage.Reject("bad-format", m.rtype+"."+path, "%v", err)
+		return t, stage.Reject(schemas.ClassBadFormat, m.rtype+"."+path, "%v", err)
 	}
 	return t, nil
 }
@@ -378,7 +379,7 @@ func (m *mapper) firstTime(paths ...[]string) (fhirTime, error) {
 	for _, keys := range paths {
 		t, err := timeAt(m.res, keys...)
 		if err != nil {
-			return t, stage.Reject("bad-format", m.rtype+"."+strings.Join(keys, "."), "%v", err)
+			return t, stage.Reject(schemas.ClassBadFormat, m.rtype+"."+strings.Join(keys, "."), "%v", err)
 		}
 		if t.valid() {
 			return t, nil

@@ -211,8 +211,8 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, _ stage.Store
 			if errors.Is(err, schemas.ErrInvalidRow) || errors.Is(err, schemas.ErrUnknownTable) {
 				// A row the schema refuses is a mapping defect for this input, not an outage:
 				// dead-letter the input with the reason rather than retry it forever.
-				p.tally.reject(m.rtype, "invalid-row")
-				return stage.Reject("invalid-row", m.rtype, "OMOP %s row does not fit its schema: %v", r.table.name, err)
+				p.tally.reject(m.rtype, schemas.ClassInvalidRow)
+				return stage.Reject(schemas.ClassInvalidRow, m.rtype, "OMOP %s row does not fit its schema: %v", r.table.name, err)
 			}
 			return fmt.Errorf("encode %s row: %w", r.table.name, err)
 		}
@@ -249,20 +249,20 @@ func (m *mapper) mapRecord(in *stage.Record) error {
 	// The tree stays with the mapper until release: the strings the mapper reads are
 	// views of the record's value or of the tree (see str).
 	if err := m.tree.Parse(in.Value); err != nil {
-		return stage.Reject("invalid-json", "", "record value is not JSON: %v", err)
+		return stage.Reject(schemas.ClassInvalidJSON, "", "record value is not JSON: %v", err)
 	}
 	res := m.tree.Root()
 	m.res = res
 	m.rtype = internType(res.String("resourceType"))
 	id := str(res, "id")
 	if m.rtype == "" || id == "" {
-		return stage.Reject("missing-required", "resourceType", "resource has no resourceType or id")
+		return stage.Reject(schemas.ClassMissingRequired, "resourceType", "resource has no resourceType or id")
 	}
 	switch {
 	case in.Key == nil:
 		m.key = m.rtype + "/" + id
 	case !schemas.IsKey(in.Key, m.rtype, id):
-		return stage.Reject("key-mismatch", m.rtype+".id", "record key does not match the resource's type and id")
+		return stage.Reject(schemas.ClassKeyMismatch, m.rtype+".id", "record key does not match the resource's type and id")
 	default:
 		// The key is <Type>/<id>: a view of it, like str's, saves a string per record.
 		m.key = unsafe.String(unsafe.SliceData(in.Key), len(in.Key))
@@ -271,7 +271,7 @@ func (m *mapper) mapRecord(in *stage.Record) error {
 	if lu := str(res, "meta", "lastUpdated"); lu != "" {
 		t, err := parseFHIRTime(lu)
 		if err != nil || !t.hasTime {
-			return stage.Reject("bad-format", m.rtype+".meta.lastUpdated", "not a FHIR instant")
+			return stage.Reject(schemas.ClassBadFormat, m.rtype+".meta.lastUpdated", "not a FHIR instant")
 		}
 		m.updated = t.t
 		if m.version == "" {
@@ -438,7 +438,7 @@ var epoch = time.Unix(0, 0).UTC()
 func (m *mapper) retract(key []byte) error {
 	rtype, _, err := schemas.ParseKey(key)
 	if err != nil {
-		return stage.Reject("bad-key", "", "tombstone key: %v", err)
+		return stage.Reject(schemas.ClassBadKey, "", "tombstone key: %v", err)
 	}
 	m.rtype, m.key = rtype, string(key)
 	tables := retractTables(rtype)

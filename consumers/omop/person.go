@@ -22,7 +22,7 @@ func (m *mapper) patient() error {
 	}
 	if !birth.valid() {
 		// The CDM requires year_of_birth and tells ETLs to drop persons without one.
-		return stage.Reject("missing-required", "Patient.birthDate", "no birthDate: person.year_of_birth is required")
+		return stage.Reject(schemas.ClassMissingRequired, "Patient.birthDate", "no birthDate: person.year_of_birth is required")
 	}
 	personID := m.rowID(0)
 	gender := str(m.res, "gender")
