@@ -183,7 +183,8 @@ func (t Topics) Topology(o TopologyOptions) Topology {
 	if o.Deidentify {
 		replayOutputs = append(replayOutputs, clean)
 	}
-	replayOutputs = append(replayOutputs, t.OMOPTopics(), SingleTopic(t.DLQ()+".parked"))
+	// Like every node it may dead-letter (a letter that makes it panic).
+	replayOutputs = append(replayOutputs, t.OMOPTopics(), SingleTopic(t.DLQ()+".parked"), dlq)
 	nodes := []Node{
 		{Name: NodeFetch, Role: RoleSource, Summary: "SMART Backend Services + Bulk Data $export; one record per resource",
 			Outputs: []TopicSet{raw, dlq}, State: []TopicSet{SingleTopic(t.State("fetcher"))},

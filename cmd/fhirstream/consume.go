@@ -72,7 +72,7 @@ tables are in consumers/validate/rules.go) and forward those that pass, byte for
 to <prefix>.valid.<Type>. Failures go to <prefix>.dlq with the element path and rule.`,
 		Args: cobra.NoArgs,
 	}
-	f := bindStageFlags(cmd, ":9101")
+	f := bindStageFlags(cmd, defaultMetricsAddr(schemas.NodeValidate))
 	cmd.Flags().StringSliceVar(&relax, "relax", nil, "rule classes not to enforce, e.g. bad-coding,bad-reference (env FHIRSTREAM_RELAX)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		t, err := schemas.NewTopics(f.kc.TopicPrefix)
@@ -94,7 +94,7 @@ versions (counted in fhirstream_dedupe_decisions_total). State is kept per parti
 and restored from the compacted changelog <prefix>.state.dedupe.`,
 		Args: cobra.NoArgs,
 	}
-	f := bindStageFlags(cmd, ":9102")
+	f := bindStageFlags(cmd, defaultMetricsAddr(schemas.NodeDedupe))
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		t, err := schemas.NewTopics(f.kc.TopicPrefix)
 		if err != nil {
@@ -112,7 +112,7 @@ func newConsumePassthroughCmd() *cobra.Command {
 		Short: "Identity stage for benchmarks: <prefix>.<layer>.* → <prefix>.passthrough.*",
 		Args:  cobra.NoArgs,
 	}
-	f := bindStageFlags(cmd, ":9109")
+	f := bindStageFlags(cmd, defaultMetricsAddr("passthrough"))
 	cmd.Flags().StringVar(&from, "from", schemas.LayerRaw, "layer to read: raw, valid or unique")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		t, err := schemas.NewTopics(f.kc.TopicPrefix)

@@ -12,9 +12,9 @@ import (
 // The sink commands: consume sink-omop, sink-silver and sink-bronze.
 func init() {
 	consumeCmd.AddCommand(
-		newSinkCmd(sink.LayerOMOP, ":9108", "omop.<table> (Avro rows)", "omop.<table>: the current state of each OMOP CDM table (upserts and retractions applied)"),
-		newSinkCmd(sink.LayerSilver, ":9106", "<prefix>.unique.<Type> (FHIR JSON)", "fhir.<type>: the current version of each resource (upserts and deletions applied)"),
-		newSinkCmd(sink.LayerBronze, ":9105", "<prefix>.unique.<Type> (FHIR JSON)", "bronze.<type>: every record fetched, appended"),
+		newSinkCmd(sink.LayerOMOP, "omop.<table> (Avro rows)", "omop.<table>: the current state of each OMOP CDM table (upserts and retractions applied)"),
+		newSinkCmd(sink.LayerSilver, "<prefix>.unique.<Type> (FHIR JSON)", "fhir.<type>: the current version of each resource (upserts and deletions applied)"),
+		newSinkCmd(sink.LayerBronze, "<prefix>.unique.<Type> (FHIR JSON)", "bronze.<type>: every record fetched, appended"),
 	)
 }
 
@@ -32,7 +32,7 @@ func lakeFlags(cmd *cobra.Command) *lakehouse.Config {
 	return c
 }
 
-func newSinkCmd(layer, metricsAddr, input, output string) *cobra.Command {
+func newSinkCmd(layer, input, output string) *cobra.Command {
 	cfg := sink.Config{Layer: layer}
 	cmd := &cobra.Command{
 		Use:   sink.StageName(layer),
@@ -55,7 +55,7 @@ the environment (%s, %s), never from a flag value.`, input, output, lakehouse.En
 		Args: cobra.NoArgs,
 	}
 	kc := kafkaFlags(cmd)
-	o := metricsFlag(cmd, metricsAddr)
+	o := metricsFlag(cmd, defaultMetricsAddr(sink.StageName(layer)))
 	lake := lakeFlags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&cfg.Group, "group", "", `consumer group (default "fhirstream-sink-`+layer+`", under a --topic-prefix other than fhir "<prefix>-fhirstream-sink-`+layer+`"); the tables record their offsets under it`)

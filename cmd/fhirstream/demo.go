@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fhirstream/fhirstream/consumers/omop"
 	"github.com/fhirstream/fhirstream/consumers/sink"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
@@ -27,6 +28,7 @@ import (
 	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/internal/pipeline"
 	"github.com/fhirstream/fhirstream/internal/synth"
+	"github.com/fhirstream/fhirstream/internal/vocab"
 	"github.com/fhirstream/fhirstream/producer"
 	"github.com/fhirstream/fhirstream/producer/bulk"
 	"github.com/fhirstream/fhirstream/producer/smart"
@@ -38,6 +40,7 @@ type demoOptions struct {
 	seed     uint64
 	bad      int
 	from     string
+	vocab    string
 	out      string
 	timeout  time.Duration
 	obs      *observability
@@ -62,8 +65,10 @@ the wrong file, an impossible date, a malformed reference, a Coding without syst
 patient OMOP cannot map, ...), so the dead-letter topic has something to show.
 
 It runs one export end to end, waits until every stage has caught up, and prints a
-summary: resources per type, dead letters by reason, OMOP rows per table, unmapped codes,
-tables and snapshots written, and how to query the lake with DuckDB, pyiceberg or Spark.
+summary: resources per type, dead letters by reason, the mapping stage's reconciliation
+per type (records read = mapped + deleted + dropped by rule + dead letters), OMOP rows per
+table, unmapped codes, the Iceberg tables and snapshots written, and how to query the lake
+with pyiceberg or DuckDB. With --vocab it maps codes through an Athena vocabulary release.
 A lake from an earlier demo in --out is replaced (its catalog and warehouse only).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), cmd.OutOrStdout(), o) },
@@ -73,8 +78,9 @@ A lake from an earlier demo in --out is replaced (its catalog and warehouse only
 	cmd.Flags().IntVar(&o.bad, "bad", 6, "deliberately bad lines to mix into the generated data (0: none; ignored with --from)")
 	cmd.Flags().StringVar(&o.from, "from", "", "serve the NDJSON files in this directory instead of generated data")
 	cmd.Flags().StringVar(&o.out, "out", "lake", "lake directory to write: <out>/catalog.db (the Iceberg catalog) and <out>/warehouse")
+	cmd.Flags().StringVar(&o.vocab, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
-	o.obs = metricsFlag(cmd, "127.0.0.1:9100")
+	o.obs = metricsFlag(cmd, defaultMetricsAddr("run"))
 	addCommand(cmd)
 }
 
@@ -146,7 +152,20 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 		say("replaced the lake of an earlier demo in %s (its %s and %s/)", out, lakehouse.CatalogFile, lakehouse.WarehouseDir)
 	}
 	lake := lakehouse.Config{Out: out}
-	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Lake: lake, SinkFlushInterval: time.Second, Logger: logger, Ready: o.obs.ready})
+	var voc *vocab.Vocabulary
+	if o.vocab != "" {
+		var st vocab.LoadStats
+		if voc, st, err = vocab.Load(o.vocab); err != nil {
+			return fmt.Errorf("--vocab: %w", err)
+		}
+		say("vocabulary %s loaded: %d concepts, %d 'Maps to' in %s", o.vocab, st.Concepts, st.MapsTo, st.Duration.Round(time.Millisecond))
+	}
+	// The mapping stage's counters are process-wide: its reconciliation is what this run adds.
+	omopBefore, err := omop.Reconcile(obs.Registry, topics)
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Lake: lake, Vocab: voc, SinkFlushInterval: time.Second, Logger: logger, Ready: o.obs.ready})
 	if err != nil {
 		return err
 	}
@@ -180,13 +199,21 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 	if err != nil {
 		return err
 	}
+	rec, err := omop.Reconcile(obs.Registry, topics)
+	if err != nil {
+		return err
+	}
+	rec = rec.Minus(omopBefore)
 	tables, err := demoTables(ctx, lake)
 	if err != nil {
 		return err
 	}
-	printDemoSummary(w, demoReport{fetch: sum, counts: counts, pipeline: p, out: out, took: time.Since(start), bad: badLines, tables: tables})
+	printDemoSummary(w, demoReport{fetch: sum, counts: counts, pipeline: p, out: out, took: time.Since(start), bad: badLines, omop: rec, tables: tables})
 	if !sum.OK() {
 		return fmt.Errorf("fetch reconciliation failed: %s", strings.Join(sum.Mismatches, "; "))
+	}
+	if msg := checkOMOPReconciliation(rec, counts); msg != "" {
+		return fmt.Errorf("OMOP reconciliation FAILED: %s", msg)
 	}
 	return nil
 }
@@ -282,6 +309,7 @@ type demoReport struct {
 	out      string
 	took     time.Duration
 	bad      []synth.DeadLetter // the bad lines mixed into generated data
+	omop     omop.Reconciliation
 	tables   []demoTable
 }
 
@@ -306,6 +334,14 @@ func printDemoSummary(w io.Writer, r demoReport) {
 		fmt.Fprintf(w, "  %s\n", checkDeadLetters(r.bad, r.counts.dead))
 	}
 
+	fmt.Fprintln(w, "\nOMOP reconciliation, per resource type (records on fhir.unique.<Type> read by omop):")
+	r.omop.Write(w, "  ")
+	if msg := checkOMOPReconciliation(r.omop, r.counts); msg != "" {
+		fmt.Fprintf(w, "  FAILED against the topics: %s\n", msg)
+	} else {
+		fmt.Fprintln(w, "  = the records on the unique topics and omop's dead letters on the dead-letter topic, counted there")
+	}
+
 	omopSum := r.pipeline.OMOPSummary()
 	sinkStats := r.pipeline.SinkStats(sink.LayerOMOP)
 	fmt.Fprintln(w, "\nOMOP rows per table (on the topic omop.<table> / in the Iceberg table omop.<table>):")
@@ -328,6 +364,43 @@ func printDemoSummary(w io.Writer, r demoReport) {
 		fmt.Fprintf(w, "  %-12s → %-22s %d\n", u.Vocabulary, u.Table, u.Count)
 	}
 	printDemoLake(w, r)
+}
+
+// checkOMOPReconciliation checks the mapping stage's reconciliation against counts taken
+// from the topics themselves: it balances for every type, its records read are the
+// records on the unique topics, and its dead letters are those on the dead-letter topic.
+// It returns "" when all hold, else what differs.
+func checkOMOPReconciliation(rec omop.Reconciliation, c demoCounts) string {
+	var diffs []string
+	if !rec.Balanced() {
+		diffs = append(diffs, "records read without an outcome")
+	}
+	types := map[string]bool{}
+	for t := range c.unique {
+		types[t] = true
+	}
+	for _, tc := range rec {
+		types[tc.ResourceType] = true
+	}
+	var dead, onTopic int64
+	for _, t := range slices.Sorted(maps.Keys(types)) {
+		tc := rec.Type(t)
+		if tc.Read != c.unique[t] {
+			diffs = append(diffs, fmt.Sprintf("%s: omop read %d, the unique topic holds %d", t, tc.Read, c.unique[t]))
+		}
+		for _, n := range tc.DeadLetters {
+			dead += n
+		}
+	}
+	for k, n := range c.dead {
+		if strings.HasPrefix(k, omop.StageName+": ") {
+			onTopic += n
+		}
+	}
+	if dead != onTopic {
+		diffs = append(diffs, fmt.Sprintf("omop counted %d dead letters, the dead-letter topic holds %d", dead, onTopic))
+	}
+	return strings.Join(diffs, "; ")
 }
 
 // checkDeadLetters compares the dead letters by stage and class with the bad lines mixed

@@ -23,7 +23,7 @@ after the sinks have flushed.`,
 		Args: cobra.NoArgs,
 	}
 	kc := kafkaFlags(cmd)
-	o := metricsFlag(cmd, ":9100")
+	o := metricsFlag(cmd, defaultMetricsAddr("run"))
 	lake := lakeFlags(cmd)
 	cmd.Flags().StringVar(&vocabDir, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {

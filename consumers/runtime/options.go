@@ -63,6 +63,16 @@ type Options struct {
 	// same InstanceID: the new producer fences the old one and aborts at once. The
 	// broker caps it at transaction.max.timeout.ms (15 minutes by default).
 	TransactionTimeout time.Duration
+	// Drain ends Run, with its last batch committed, once this instance has consumed
+	// every partition assigned to it up to the end offset the partition had when it was
+	// assigned; records appended later are left for the next run. For jobs rather than
+	// services: a dead-letter replay, a catch-up run from a scheduler.
+	Drain bool
+	// NextBatch, when set, is asked before each poll for the most input records the next
+	// batch may hold (at most MaxPollRecords); 0 ends Run after the last committed batch.
+	// With counts taken only from committed batches (stage.CountCommitted), a caller can
+	// stop after an exact number of records.
+	NextBatch func() int
 	// Middleware wraps the stage's processor, the first outermost, inside the runtime's
 	// own stage.Recover (a panic anywhere in the chain is dead-lettered).
 	Middleware []stage.Middleware

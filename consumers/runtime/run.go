@@ -36,6 +36,8 @@ type runner struct {
 	adm  *kadm.Client
 	// declared holds the node's outputs, checked on every Emit.
 	declared *declaredOutputs
+	// drain tracks progress against the end offsets at assignment (Options.Drain).
+	drain *drainer
 	// newTopics holds a batch that first writes to a topic until the session's client
 	// has published the topic's partitions (see kafkaclient.NewTopicGuard); one per
 	// session, as it tracks what that client knows.
@@ -50,6 +52,9 @@ type runner struct {
 	instance string      // generated instance id, when Options.InstanceID is empty
 	revoked  map[tp]bool // revoked or lost since the current batch began
 	joined   atomic.Bool
+
+	deniedMu sync.Mutex
+	denied   error // the first request refused for lack of an ACL (denied.go)
 
 	topicMu    sync.Mutex       // guards topicParts and known: partitions are processed concurrently
 	topicParts map[string]int32 // partition counts of input topics, for created outputs
@@ -80,6 +85,9 @@ func Run(ctx context.Context, cfg kafkaclient.Config, def stage.Definition, opts
 	r := &runner{def: def, opts: opts, cfg: cfg, proc: proc, declared: &declaredOutputs{node: def.Node},
 		stores: map[tp]stage.Store{}, revoked: map[tp]bool{}, assigned: map[tp]bool{},
 		topicParts: map[string]int32{}, known: map[string]bool{}}
+	if opts.Drain {
+		r.drain = newDrainer()
+	}
 	admCl, err := cfg.NewClient()
 	if err != nil {
 		return fmt.Errorf("stage %s: %w", def.Name(), err)
@@ -88,6 +96,11 @@ func Run(ctx context.Context, cfg kafkaclient.Config, def stage.Definition, opts
 	r.adm = kadm.NewClient(admCl)
 	if err := r.ensureFixedTopics(ctx); err != nil {
 		return fmt.Errorf("stage %s: %w", def.Name(), err)
+	}
+	for _, in := range def.Node.Inputs {
+		if err := kafkaclient.CheckInputsVisible(ctx, r.adm, in.Pattern); err != nil {
+			return fmt.Errorf("stage %s: %w", def.Name(), err)
+		}
 	}
 	if err := r.startSession(); err != nil {
 		return fmt.Errorf("stage %s: %w", def.Name(), err)
@@ -266,6 +279,9 @@ func defaultInstanceID() string {
 
 // assignPartitions notes newly assigned partitions.
 func (r *runner) assignPartitions(m map[string][]int32) {
+	if r.drain != nil {
+		r.drain.assign(m)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for topic, parts := range m {
@@ -279,6 +295,9 @@ func (r *runner) assignPartitions(m map[string][]int32) {
 // dropPartitions forgets the stores of partitions this instance no longer owns; they are
 // restored again from the changelog if the partitions come back.
 func (r *runner) dropPartitions(m map[string][]int32) {
+	if r.drain != nil {
+		r.drain.revoke(m)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for topic, parts := range m {
@@ -306,27 +325,61 @@ func (r *runner) loop(ctx context.Context, committed *bool) error {
 
 	backoff := r.opts.RetryBackoff
 	for {
-		fetches := r.sess.PollRecords(ctx, r.opts.MaxPollRecords)
+		limit := r.opts.MaxPollRecords
+		if r.opts.NextBatch != nil {
+			if limit = min(limit, r.opts.NextBatch()); limit <= 0 {
+				return nil
+			}
+		}
+		pollCtx, cancelPoll := ctx, context.CancelFunc(func() {})
+		if r.drain != nil {
+			done, err := r.drain.done(ctx, r.adm, r.def.Node.Group)
+			if err != nil {
+				r.opts.Logger.Warn("drain: cannot tell how far the partitions are read yet", "stage", r.def.Name(), "err", err)
+			}
+			if done {
+				return nil
+			}
+			// Poll in short turns, so that a drained partition set is noticed even when
+			// no new record arrives.
+			pollCtx, cancelPoll = context.WithTimeout(ctx, drainPollInterval)
+		}
+		fetches := r.sess.PollRecords(pollCtx, limit)
+		cancelPoll()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			// Records polled but not processed are simply not committed: the next
 			// owner of their partitions reads them again.
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
-			r.opts.Logger.Warn("fetch error", "stage", r.def.Name(), "topic", topic, "partition", p, "err", err)
+			if errors.Is(err, context.DeadlineExceeded) {
+				return // a draining poll's turn ended
+			}
+			if !r.noteDenied(kafkaclient.ConsumeDenied(err, topic, r.def.Node.Group)) {
+				r.opts.Logger.Warn("fetch error", "stage", r.def.Name(), "topic", topic, "partition", p, "err", err)
+			}
 		})
+		if err := r.deniedErr(); err != nil {
+			return err
+		}
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		fetches = r.fill(ctx, fetches)
+		fetches = r.fill(ctx, fetches, limit)
 		r.observeLag(fetches)
 		r.joined.Store(true)
 		reason, err := r.batch(ctx, work, fetches)
 		if err != nil {
 			return err
 		}
+		if err := r.deniedErr(); err != nil {
+			return err
+		}
 		if reason == "" {
 			*committed = true
+			if r.drain != nil {
+				r.drain.committed(fetches)
+			}
 		}
 		if reason == "transient" || reason == "restore" {
 			// The batch's records come back with the next poll; give the failing
@@ -341,16 +394,20 @@ func (r *runner) loop(ctx context.Context, committed *bool) error {
 	}
 }
 
-// fill polls for up to BatchLinger more, until the batch holds MaxPollRecords.
-func (r *runner) fill(ctx context.Context, fetches kgo.Fetches) kgo.Fetches {
+// drainPollInterval is how long a draining run polls before it checks again whether it
+// has read everything.
+const drainPollInterval = time.Second
+
+// fill polls for up to BatchLinger more, until the batch holds limit records.
+func (r *runner) fill(ctx context.Context, fetches kgo.Fetches, limit int) kgo.Fetches {
 	if r.opts.BatchLinger <= 0 {
 		return fetches
 	}
 	n := fetches.NumRecords()
 	lctx, cancel := context.WithTimeout(ctx, r.opts.BatchLinger)
 	defer cancel()
-	for n < r.opts.MaxPollRecords && lctx.Err() == nil {
-		more := r.sess.PollRecords(lctx, r.opts.MaxPollRecords-n)
+	for n < limit && lctx.Err() == nil {
+		more := r.sess.PollRecords(lctx, limit-n)
 		if more.IsClientClosed() {
 			break
 		}

@@ -503,3 +503,66 @@ func TestIntegrationUndeclaredOutputIsRefused(t *testing.T) {
 		t.Fatalf("%d records reached the undeclared topic", n)
 	}
 }
+
+// TestIntegrationDrainAndNextBatch: a draining run ends by itself once it has committed
+// what its partitions held when it started, and a second run takes only what came later;
+// NextBatch stops a run after an exact number of committed records.
+func TestIntegrationDrainAndNextBatch(t *testing.T) {
+	c := testkafka.New(t)
+	topics := schemas.MustTopics(c.Prefix)
+	in, out := topics.Raw("Thing"), c.Prefix+".drained"
+	c.CreateTopics(t, 3, in, out)
+	cl := producer(t, c)
+	ctx := context.Background()
+	produce := func(from, to int) {
+		for i := from; i < to; i++ {
+			rec := &kgo.Record{Topic: in, Key: []byte(fmt.Sprintf("Thing/%d", i)), Value: []byte(strconv.Itoa(i))}
+			if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	copied := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "copied"}, []string{"topic"})
+	proc := stage.ProcessorFunc(func(ctx context.Context, rec *stage.Record, _ stage.Store, em stage.Emitter) error {
+		stage.CountCommitted(ctx, copied, rec.Topic)
+		em.Emit(stage.Record{Topic: out, Key: rec.Key, Value: rec.Value})
+		return nil
+	})
+	def := testDefinition(topics, "drain", c.Group("drain"), schemas.SingleTopic(in), out, "", proc)
+	run := func(opts runtime.Options) {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		opts.Logger = quiet()
+		if err := runtime.Run(rctx, c.Config(), def, opts); err != nil || rctx.Err() != nil {
+			t.Fatalf("run: %v (context: %v)", err, rctx.Err())
+		}
+	}
+	produce(0, 50)
+	run(runtime.Options{Drain: true})
+	if n := len(c.ReadAll(t, out)); n != 50 {
+		t.Fatalf("first draining run copied %d records, want 50", n)
+	}
+	produce(50, 80)
+	run(runtime.Options{Drain: true})
+	if n := len(c.ReadAll(t, out)); n != 80 {
+		t.Fatalf("second draining run: %d records copied in all, want 80", n)
+	}
+
+	// Exactly 7 more, in batches of at most what is left, counted only once committed.
+	produce(80, 100)
+	start := testutil.ToFloat64(copied.WithLabelValues(in))
+	run(runtime.Options{MaxPollRecords: 3, BatchLinger: -1, NextBatch: func() int {
+		return 7 - int(testutil.ToFloat64(copied.WithLabelValues(in))-start)
+	}})
+	if n := len(c.ReadAll(t, out)); n != 87 {
+		t.Fatalf("a run limited to 7 records: %d copied in all, want 87", n)
+	}
+	lag, err := c.Admin(t).Lag(ctx, def.Node.Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lag[def.Node.Group].Lag.Total(); got != 13 {
+		t.Fatalf("group lag %d after the limited run, want the 13 records left", got)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
 )
 
@@ -35,6 +36,10 @@ func (s *Sink) flush(ctx context.Context, cl *kgo.Client, b *batch) error {
 		// Dead letters go out before the commits that pass over their records, so none is
 		// lost; a crash before the commit sends them again.
 		if err := cl.ProduceSync(ctx, b.dead...).FirstErr(); err != nil {
+			err = kafkaclient.Denied(err, "Write", "topic", s.topics.DLQ())
+			if kafkaclient.IsDenied(err) {
+				return fmt.Errorf("sink: produce %d dead letters: %w", len(b.dead), err)
+			}
 			return fmt.Errorf("%w: produce %d dead letters: %v", errRestart, len(b.dead), err)
 		}
 	}

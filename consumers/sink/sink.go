@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fhirstream/fhirstream/consumers/sink/rows"
@@ -235,6 +236,10 @@ func (s *Sink) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := kafkaclient.CheckInputsVisible(ctx, kadm.NewClient(cl), s.layer.Pattern()); err != nil {
+		cl.Close()
+		return fmt.Errorf("sink %s: %w", s.cfg.Layer, err)
+	}
 	defer func() {
 		// Leaving the group runs the revoke callback, which waits for polls to be allowed.
 		cl.AllowRebalance()
@@ -272,6 +277,9 @@ func (s *Sink) session(ctx context.Context) error {
 		for _, fe := range fetches.Errors() {
 			if errors.Is(fe.Err, context.Canceled) || errors.Is(fe.Err, context.DeadlineExceeded) {
 				continue
+			}
+			if kafkaclient.IsDenied(fe.Err) {
+				return fmt.Errorf("sink %s: %w", s.cfg.Layer, kafkaclient.ConsumeDenied(fe.Err, fe.Topic, s.cfg.Group))
 			}
 			s.log.Warn("sink: fetch error", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
 		}
