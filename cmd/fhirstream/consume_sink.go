@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -28,8 +29,37 @@ func lakeFlags(cmd *cobra.Command) *lakehouse.Config {
 	f.StringVar(&c.Warehouse, "warehouse", "", "where new tables go: embedded, a directory or s3://bucket/prefix (default <out>/warehouse); rest, the warehouse the server expects (env FHIRSTREAM_WAREHOUSE)")
 	f.StringVar(&c.CredentialFile, "catalog-credential-file", "", "file holding the REST catalog's OAuth2 client credential client_id:secret (default: env "+lakehouse.EnvCredential+")")
 	f.StringVar(&c.TokenFile, "catalog-token-file", "", "file holding a bearer token for the REST catalog (default: env "+lakehouse.EnvToken+")")
-	f.StringToStringVar(&c.Properties, "catalog-property", nil, "extra catalog properties, e.g. s3.endpoint=http://minio:9000,s3.region=us-east-1,oauth2-server-uri=URL (env FHIRSTREAM_CATALOG_PROPERTY)")
+	f.StringVar(&c.Namespace, "catalog-namespace", "", "namespace the lake's namespaces (omop, fhir, bronze) live under, e.g. site1: several lakes in one catalog (env FHIRSTREAM_CATALOG_NAMESPACE)")
+	f.Var(&propertyList{m: &c.Properties}, "catalog-property", "extra catalog property key=value, repeatable, e.g. s3.endpoint=http://minio:9000 (env FHIRSTREAM_CATALOG_PROPERTY, comma separated)")
 	return c
+}
+
+// propertyList is a repeatable key=value flag filling a map.
+type propertyList struct {
+	m    *map[string]string
+	list []string
+}
+
+func (p *propertyList) String() string { return strings.Join(p.list, ",") }
+func (p *propertyList) Type() string   { return "key=value" }
+
+func (p *propertyList) Set(v string) error {
+	for _, kv := range strings.Split(v, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("%q is not key=value", kv)
+		}
+		if *p.m == nil {
+			*p.m = map[string]string{}
+		}
+		(*p.m)[k] = val
+		p.list = append(p.list, kv)
+	}
+	return nil
 }
 
 func newSinkCmd(layer, input, output string) *cobra.Command {
@@ -64,7 +94,6 @@ the environment (%s, %s), never from a flag value.`, input, output, lakehouse.En
 	f.Int64Var(&cfg.FlushBytes, "flush-bytes", sink.DefaultFlushBytes, "end a batch after this many bytes of record values (rows wait in memory until the commit)")
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", sink.DefaultFlushInterval, "end a batch this long after its first record: one snapshot per table and interval at most (at most 30s)")
 	f.IntVar(&cfg.CommitParallelism, "commit-parallelism", sink.DefaultCommitParallelism, "tables committed at once")
-	f.IntVar(&cfg.MaxPollRecords, "max-poll-records", sink.DefaultMaxPollRecords, "records taken from one poll at most")
 	f.DurationVar(&cfg.SessionTimeout, "session-timeout", 0, "how long the group waits for a silent member before handing its partitions to others (0: 45s)")
 	if layer != sink.LayerBronze {
 		f.StringVar(&cfg.UpsertDeletes, "upsert-deletes", sink.DeletesKnown, "when a replacing record deletes its key's earlier rows: known (the record says dedupe saw the key before; initial loads write no delete files) or always (a lake whose dedupe state was reset)")

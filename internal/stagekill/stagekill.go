@@ -31,7 +31,8 @@ type Config struct {
 	Kills int
 	// ProducerOpts are added to the input producer's options (e.g. a partitioner).
 	ProducerOpts []kgo.Opt
-	// Args are added to the stage's command line (e.g. a sink's lake).
+	// Args are the stage's own flags, after the common ones (brokers, prefix, group,
+	// instance, logs). Default: --max-poll-records 300, small transactions.
 	Args []string
 	// AfterKill, when set, is called after kill number n (from 1) was delivered and the
 	// process restarted (e.g. to restart a service the stage depends on).
@@ -88,9 +89,13 @@ func Start(t testing.TB, c *testkafka.Cluster, cfg Config) *Run {
 		if err != nil {
 			t.Fatal(err)
 		}
+		args := cfg.Args
+		if args == nil {
+			args = []string{"--max-poll-records", "300"}
+		}
 		cmd := exec.Command(bin, append([]string{"consume", cfg.Stage, "--brokers", c.Brokers[0], "--topic-prefix", c.Prefix,
-			"--group", group, "--instance-id", instance, "--metrics-addr", "off", "--max-poll-records", "300", "--log-format", "json"},
-			cfg.Args...)...)
+			"--group", group, "--instance-id", instance, "--metrics-addr", "off", "--log-format", "json"},
+			args...)...)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
