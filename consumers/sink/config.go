@@ -55,7 +55,7 @@ type Config struct {
 	FlushRows int
 	// FlushBytes ends a batch once the record values it holds add up to this many bytes;
 	// it bounds the memory a batch takes (rows are buffered until the commit). Default
-	// 64 MiB.
+	// 16 MiB.
 	FlushBytes int64
 	// FlushInterval ends a batch this long after its first record: the freshness of the
 	// lake, and the number of snapshots a table gets (one per batch that touches it). It
@@ -84,7 +84,7 @@ type Config struct {
 // Defaults.
 const (
 	DefaultFlushRows         = 200_000
-	DefaultFlushBytes        = 64 << 20
+	DefaultFlushBytes        = 16 << 20
 	DefaultFlushInterval     = 5 * time.Second
 	DefaultCommitParallelism = 4
 	DefaultMaxPollRecords    = 10_000
