@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -99,22 +100,40 @@ type Reader struct {
 	closed  bool
 }
 
-// Open starts engine e for the test, or skips the test when the engine cannot
-// run here (see the package comment).
+// ErrUnavailable is wrapped by Start when an engine cannot run here (no
+// Python, no package, no jars, or Spark under -short).
+var ErrUnavailable = errors.New("reader unavailable")
+
+// Required reports whether FHIRSTREAM_TEST_READERS=require: a reader that
+// cannot run must fail its test, not skip it.
+func Required() bool { return os.Getenv("FHIRSTREAM_TEST_READERS") == "require" }
+
+// Open starts engine e for the test and stops it at the test's end, or skips
+// the test when the engine cannot run here (see the package comment).
 func Open(t testing.TB, e Engine) *Reader {
 	t.Helper()
-	r, skip, err := start(e, testing.Short())
-	if skip != "" {
-		if os.Getenv("FHIRSTREAM_TEST_READERS") == "require" {
-			t.Fatalf("reader %s cannot run and FHIRSTREAM_TEST_READERS=require: %s", e, skip)
-		}
-		t.Skipf("reader %s: %s", e, skip)
+	r, err := Start(e)
+	if errors.Is(err, ErrUnavailable) && !Required() {
+		t.Skip(err)
 	}
 	if err != nil {
-		t.Fatalf("reader %s: %v", e, err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Close() })
 	return r
+}
+
+// Start starts engine e; the caller must Close it. Its error wraps
+// ErrUnavailable when the engine cannot run here.
+func Start(e Engine) (*Reader, error) {
+	r, skip, err := start(e, testing.Short())
+	if skip != "" {
+		return nil, fmt.Errorf("reader %s: %w: %s", e, ErrUnavailable, skip)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reader %s: %w", e, err)
+	}
+	return r, nil
 }
 
 // ReaderScript is the path of py/reader.py.
@@ -247,10 +266,19 @@ func (r *Reader) next() ([]byte, error) {
 }
 
 type request struct {
-	Catalog    Catalog `json:"catalog"`
-	Namespace  string  `json:"namespace"`
-	Table      string  `json:"table"`
-	SnapshotID *int64  `json:"snapshot_id"`
+	Catalog    Catalog  `json:"catalog"`
+	Namespace  string   `json:"namespace,omitempty"`
+	Table      string   `json:"table,omitempty"`
+	SnapshotID *int64   `json:"snapshot_id,omitempty"`
+	SQL        []string `json:"sql,omitempty"`
+}
+
+// Exec runs SQL statements against a catalog (Spark only): Spark as a writer,
+// for tables no fhirstream or iceberg-go code wrote. Table names in the
+// statements are qualified by the catalog's Name.
+func (r *Reader) Exec(cat Catalog, statements ...string) error {
+	_, err := r.read(request{Catalog: cat, SQL: statements})
+	return err
 }
 
 // Read reads a table's current state.
@@ -267,6 +295,9 @@ func (r *Reader) read(req request) (Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	what := fmt.Sprintf("%s read %s.%s", r.Engine, req.Namespace, req.Table)
+	if req.SQL != nil {
+		what = fmt.Sprintf("%s SQL (%d statements)", r.Engine, len(req.SQL))
+	}
 	if req.SnapshotID != nil {
 		what += fmt.Sprintf(" at snapshot %d", *req.SnapshotID)
 	}
@@ -366,14 +397,56 @@ func numbers(v any) any {
 	return v
 }
 
-// Key is a row's canonical JSON (keys sorted): rows are sorted by it and
+// Key is a row's canonical JSON (keys sorted; a float always carries a
+// decimal point or exponent, so 1 and 1.0 differ): rows are sorted by it and
 // compared with it.
 func Key(r Row) string {
-	b, err := json.Marshal(map[string]any(r))
-	if err != nil {
-		return fmt.Sprintf("%v", map[string]any(r))
+	var b strings.Builder
+	writeKey(&b, map[string]any(r))
+	return b.String()
+}
+
+func writeKey(b *strings.Builder, v any) {
+	switch x := v.(type) {
+	case float64:
+		s := strconv.FormatFloat(x, 'g', -1, 64)
+		if !strings.ContainsAny(s, ".eEIN") {
+			s += ".0"
+		}
+		b.WriteString(s)
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b.WriteByte('{')
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			kb, _ := json.Marshal(k)
+			b.Write(kb)
+			b.WriteByte(':')
+			writeKey(b, x[k])
+		}
+		b.WriteByte('}')
+	case []any:
+		b.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			writeKey(b, e)
+		}
+		b.WriteByte(']')
+	default:
+		vb, err := json.Marshal(x)
+		if err != nil {
+			vb = []byte(fmt.Sprintf("%q", fmt.Sprint(x)))
+		}
+		b.Write(vb)
 	}
-	return string(b)
 }
 
 // SortRows sorts rows by Key.

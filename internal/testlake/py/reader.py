@@ -9,6 +9,7 @@ Request:  {"catalog": {"kind": "sql", "name": N, "uri": "/abs/catalog.db",
                        "warehouse": "file:///abs/warehouse"}
                     | {"kind": "rest", "name": N, "uri": "http://host:port"},
            "namespace": "omop", "table": "person", "snapshot_id": 123 | null}
+       |  {"catalog": {...}, "sql": ["CREATE TABLE ...", "INSERT ..."]}   (Spark only)
 Answer:   {"columns": [names], "rows": [{column: canonical value}]}
         | {"error": "message", "unsupported": true|false}
 
@@ -301,6 +302,14 @@ class Spark:
             q += f" VERSION AS OF {int(req['snapshot_id'])}"
         return arrow_rows(s.sql(q).toArrow())
 
+    def execute(self, req):
+        """Runs SQL statements in the catalog's session: Spark as a writer, for
+        tables no fhirstream code touched."""
+        s = self.session(req["catalog"])
+        for stmt in req["sql"]:
+            s.sql(stmt).collect()
+        return [], []
+
 
 ENGINES = {"pyiceberg": PyIceberg, "duckdb": DuckDB, "spark": Spark}
 
@@ -326,7 +335,12 @@ def main():
             continue
         try:
             req = json.loads(line)
-            columns, rows = engine.read(req)
+            if "sql" in req:
+                if not hasattr(engine, "execute"):
+                    raise Unsupported(f"{sys.argv[1]} runs no SQL here")
+                columns, rows = engine.execute(req)
+            else:
+                columns, rows = engine.read(req)
             answer({"columns": columns, "rows": rows})
         except Unsupported as e:
             answer({"error": str(e), "unsupported": True})
