@@ -86,6 +86,55 @@ func writeFixtures(t *testing.T, ctx context.Context, cat catalog.Catalog, spec 
 	_ = must(testlake.DeletePeople(ctx, tbl, iceberg.LessThan(iceberg.Reference("id"), int64(4)), nil))
 	l.tables = append(l.tables, fixtureTable{ns: ns, name: "posdel", features: []string{"position-deletes"},
 		want: testlake.Rows(testlake.People(4, 10, 1)), earlier: before, wantEarlier: testlake.Rows(testlake.People(1, 10, 1))})
+
+	// many_upserts: 25 RowDeltas (25 equality-delete files), each replacing
+	// two rows and deleting one; many_posdel: 25 position-delete files.
+	tbl = must(testlake.CreatePersonTable(ctx, cat, ns, "many_upserts", nil))
+	tbl = must(testlake.AppendPeople(ctx, tbl, testlake.People(1, 100, 1), nil))
+	before = tbl.CurrentSnapshot().SnapshotID
+	current := map[int64]testlake.Person{}
+	for _, p := range testlake.People(1, 100, 1) {
+		current[p.ID] = p
+	}
+	for v := 2; v <= 26; v++ {
+		a, b, del := int64(v*3%100+1), int64(v*7%100+1), int64(v*11%100+1)
+		ups := []testlake.Person{testlake.PersonAt(a, v)}
+		if b != a {
+			ups = append(ups, testlake.PersonAt(b, v))
+		}
+		var dels []int64
+		if del != a && del != b {
+			dels = []int64{del}
+			delete(current, del)
+		}
+		tbl = must(testlake.UpsertPeople(ctx, tbl, ups, dels, nil))
+		for _, p := range ups {
+			current[p.ID] = p
+		}
+	}
+	var rows []testlake.Row
+	for _, p := range current {
+		rows = append(rows, p.Row())
+	}
+	l.tables = append(l.tables, fixtureTable{ns: ns, name: "many_upserts",
+		features: []string{"equality-deletes", "many-equality-deletes"},
+		want:     rows, earlier: before, wantEarlier: testlake.Rows(testlake.People(1, 100, 1))})
+
+	tbl = must(testlake.CreatePersonTable(ctx, cat, ns, "many_posdel",
+		iceberg.Properties{table.WriteDeleteModeKey: table.WriteModeMergeOnRead}))
+	tbl = must(testlake.AppendPeople(ctx, tbl, testlake.People(1, 100, 1), nil))
+	before = tbl.CurrentSnapshot().SnapshotID
+	var kept []testlake.Person
+	for _, p := range testlake.People(1, 100, 1) {
+		if p.ID%4 != 0 {
+			kept = append(kept, p)
+			continue
+		}
+		tbl = must(testlake.DeletePeople(ctx, tbl, iceberg.EqualTo(iceberg.Reference("id"), p.ID), nil))
+	}
+	l.tables = append(l.tables, fixtureTable{ns: ns, name: "many_posdel",
+		features: []string{"position-deletes", "many-position-deletes"},
+		want:     testlake.Rows(kept), earlier: before, wantEarlier: testlake.Rows(testlake.People(1, 100, 1))})
 	return l
 }
 
@@ -96,23 +145,29 @@ func checkLake(t *testing.T, r *testlake.Reader, l lake, supports func(feature s
 	for _, ft := range l.tables {
 		check := func(what string, features []string, got testlake.Result, err error, want []testlake.Row) {
 			t.Helper()
-			refuses := false
+			var unsupported []string
 			for _, f := range features {
 				if !supports(f) {
-					refuses = true
+					unsupported = append(unsupported, f)
 				}
 			}
-			switch {
-			case refuses && errors.Is(err, testlake.ErrUnsupported):
-				t.Logf("%s %s: refused as documented: %v", r.Engine, what, err)
-			case refuses && err == nil:
-				t.Errorf("%s %s: read a table with %v, which it is documented to refuse: update docs/lakehouse.md and this test", r.Engine, what, features)
-			case err != nil:
-				t.Errorf("%s %s: %v", r.Engine, what, err)
-			default:
-				if d := testlake.Diff(want, got.Rows, 5); d != "" {
-					t.Errorf("%s %s: %s", r.Engine, what, d)
+			refuses := len(unsupported) > 0
+			if err != nil {
+				if refuses && errors.Is(err, testlake.ErrUnsupported) {
+					t.Logf("%s %s: refused as documented: %v", r.Engine, what, err)
+				} else {
+					t.Errorf("%s %s: %v", r.Engine, what, err)
 				}
+				return
+			}
+			d := testlake.Diff(want, got.Rows, 5)
+			switch {
+			case refuses && d != "":
+				t.Logf("%s %s: wrong as documented for %v: %s", r.Engine, what, unsupported, strings.SplitN(d, "\n", 2)[0])
+			case refuses:
+				t.Errorf("%s %s: read a table with %v right, which docs/lakehouse.md says it does not: update the docs and this test", r.Engine, what, unsupported)
+			case d != "":
+				t.Errorf("%s %s: %s", r.Engine, what, d)
 			}
 		}
 		got, err := r.Read(l.spec, ft.ns, ft.name)
@@ -128,8 +183,10 @@ func checkLake(t *testing.T, r *testlake.Reader, l lake, supports func(feature s
 var supports = map[testlake.Engine]func(feature string) bool{
 	// pyiceberg 0.12: "PyIceberg does not yet support equality deletes".
 	testlake.PyIceberg: func(f string) bool { return f != "equality-deletes" },
-	testlake.DuckDB:    func(string) bool { return true },
-	testlake.Spark:     func(string) bool { return true },
+	// DuckDB 1.4.4 applies equality deletes, but from about 20
+	// equality-delete files on it drops live rows too (no error).
+	testlake.DuckDB: func(f string) bool { return f != "many-equality-deletes" },
+	testlake.Spark:  func(string) bool { return true },
 }
 
 // TestReaders writes fixture tables with iceberg-go and with Spark, in the
