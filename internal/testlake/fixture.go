@@ -16,7 +16,7 @@ import (
 	_ "github.com/apache/iceberg-go/catalog/rest" // registers the "rest" catalog type
 	_ "github.com/apache/iceberg-go/catalog/sql"  // registers the "sql" catalog type
 	"github.com/apache/iceberg-go/table"
-	"github.com/uptrace/bun/driver/sqliteshim"
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver ("sqlite"), as the sink uses
 )
 
 // Fixture tables: a small "person" table written straight with the iceberg-go
@@ -113,8 +113,8 @@ func OpenSQLCatalog(ctx context.Context, name, dir string) (catalog.Catalog, Cat
 	spec := SQLCatalog(name, filepath.Join(dir, "catalog.db"), filepath.Join(dir, "warehouse"))
 	cat, err := catalog.Load(ctx, name, iceberg.Properties{
 		"type":                "sql",
-		"uri":                 "file:" + spec.URI,
-		"sql.driver":          sqliteshim.ShimName,
+		"uri":                 "file:" + spec.URI + "?_pragma=busy_timeout(30000)",
+		"sql.driver":          "sqlite",
 		"sql.dialect":         "sqlite",
 		"warehouse":           spec.Warehouse,
 		"init_catalog_tables": "true",
