@@ -220,7 +220,9 @@ do_start() {
 		uri
 		return 0
 	fi
-	port=${port:-29181}
+	# A restart (after crash or stop --keep) comes back on the same port, so
+	# clients holding the URI reconnect.
+	port=${port:-$(cat "$portfile" 2>/dev/null || echo 29181)}
 	port_open "$port" && die "port $port is in use by another program (try --port)"
 
 	find_java

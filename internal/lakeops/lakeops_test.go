@@ -129,7 +129,7 @@ func readers(t *testing.T) []*testlake.Reader {
 	for _, e := range testlake.Engines {
 		r, err := testlake.Start(e)
 		if err != nil {
-			if testlake.Required() && !(e == testlake.Spark && testing.Short()) {
+			if !testlake.Skippable(err) {
 				t.Fatal(err)
 			}
 			t.Logf("not reading with %s: %v", e, err)

@@ -104,6 +104,17 @@ type Reader struct {
 // Python, no package, no jars, or Spark under -short).
 var ErrUnavailable = errors.New("reader unavailable")
 
+// errShort marks Spark's skip under -short, which FHIRSTREAM_TEST_READERS=require
+// does not turn into a failure.
+var errShort = errors.New("skipped under -short")
+
+// Skippable reports whether a Start error should skip the test rather than
+// fail it: the engine cannot run here, and readers are not required (or it is
+// Spark under -short).
+func Skippable(err error) bool {
+	return errors.Is(err, ErrUnavailable) && (!Required() || errors.Is(err, errShort))
+}
+
 // Required reports whether FHIRSTREAM_TEST_READERS=require: a reader that
 // cannot run must fail its test, not skip it.
 func Required() bool { return os.Getenv("FHIRSTREAM_TEST_READERS") == "require" }
@@ -113,7 +124,7 @@ func Required() bool { return os.Getenv("FHIRSTREAM_TEST_READERS") == "require" 
 func Open(t testing.TB, e Engine) *Reader {
 	t.Helper()
 	r, err := Start(e)
-	if errors.Is(err, ErrUnavailable) && !Required() {
+	if Skippable(err) {
 		t.Skip(err)
 	}
 	if err != nil {
@@ -126,7 +137,10 @@ func Open(t testing.TB, e Engine) *Reader {
 // Start starts engine e; the caller must Close it. Its error wraps
 // ErrUnavailable when the engine cannot run here.
 func Start(e Engine) (*Reader, error) {
-	r, skip, err := start(e, testing.Short())
+	if e == Spark && testing.Short() {
+		return nil, fmt.Errorf("reader %s: %w: %w (Spark takes ~10 s to start)", e, ErrUnavailable, errShort)
+	}
+	r, skip, err := start(e)
 	if skip != "" {
 		return nil, fmt.Errorf("reader %s: %w: %s", e, ErrUnavailable, skip)
 	}
@@ -175,13 +189,10 @@ var modules = map[Engine]string{
 }
 
 // start returns a running reader, or a reason to skip, or an error.
-func start(e Engine, short bool) (*Reader, string, error) {
+func start(e Engine) (*Reader, string, error) {
 	mods, ok := modules[e]
 	if !ok {
 		return nil, "", fmt.Errorf("unknown engine %q", e)
-	}
-	if e == Spark && short {
-		return nil, "Spark takes ~10 s to start: skipped under -short", nil
 	}
 	py, err := python()
 	if err != nil {
