@@ -45,12 +45,8 @@ type lakeTable struct {
 //     1 and add 2 (equality deletes);
 //   - posdel:  merge-on-read, 30 appends of 5 rows, then 3 deletes by filter
 //     (position deletes).
-func smallCommitsLake(t *testing.T, ctx context.Context, dir string) (catalog.Catalog, testlake.Catalog, []lakeTable) {
+func smallCommitsLake(t *testing.T, ctx context.Context, cat catalog.Catalog, omop, fhir string) []lakeTable {
 	t.Helper()
-	cat, spec, err := testlake.OpenSQLCatalog(ctx, "fhirstream", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	must := func(tbl *table.Table, err error) *table.Table {
 		t.Helper()
 		if err != nil {
@@ -61,7 +57,7 @@ func smallCommitsLake(t *testing.T, ctx context.Context, dir string) (catalog.Ca
 	var out []lakeTable
 
 	appends := model{}
-	tbl := must(testlake.CreatePersonTable(ctx, cat, "omop", "appends", nil))
+	tbl := must(testlake.CreatePersonTable(ctx, cat, omop, "appends", nil))
 	for i := range int64(40) {
 		ps := testlake.People(i*5+1, i*5+5, 1)
 		tbl = must(testlake.AppendPeople(ctx, tbl, ps, nil))
@@ -72,7 +68,7 @@ func smallCommitsLake(t *testing.T, ctx context.Context, dir string) (catalog.Ca
 	out = append(out, lakeTable{tbl.Identifier(), appends})
 
 	upserts := model{}
-	tbl = must(testlake.CreatePersonTable(ctx, cat, "omop", "upserts", nil))
+	tbl = must(testlake.CreatePersonTable(ctx, cat, omop, "upserts", nil))
 	for i := range int64(10) {
 		ps := testlake.People(i*5+1, i*5+5, 1)
 		tbl = must(testlake.AppendPeople(ctx, tbl, ps, nil))
@@ -106,7 +102,7 @@ func smallCommitsLake(t *testing.T, ctx context.Context, dir string) (catalog.Ca
 	out = append(out, lakeTable{tbl.Identifier(), upserts})
 
 	posdel := model{}
-	tbl = must(testlake.CreatePersonTable(ctx, cat, "fhir", "posdel",
+	tbl = must(testlake.CreatePersonTable(ctx, cat, fhir, "posdel",
 		iceberg.Properties{table.WriteDeleteModeKey: table.WriteModeMergeOnRead}))
 	for i := range int64(30) {
 		ps := testlake.People(i*5+1, i*5+5, 1)
@@ -120,7 +116,7 @@ func smallCommitsLake(t *testing.T, ctx context.Context, dir string) (catalog.Ca
 		delete(posdel, id)
 	}
 	out = append(out, lakeTable{tbl.Identifier(), posdel})
-	return cat, spec, out
+	return out
 }
 
 // readers starts the independent readers this machine has (Spark not under -short).
@@ -153,7 +149,7 @@ func checkRows(t *testing.T, rs []*testlake.Reader, spec testlake.Catalog, table
 	for _, r := range rs {
 		for _, lt := range tables {
 			known := uncompacted && lt.id[1] == "upserts" && r.Engine != testlake.Spark
-			got, err := r.Read(spec, lt.id[0], lt.id[1])
+			got, err := r.Read(spec, strings.Join(lt.id[:len(lt.id)-1], "."), lt.id[len(lt.id)-1])
 			if err != nil {
 				if known && errors.Is(err, testlake.ErrUnsupported) {
 					t.Logf("%s %s before compaction: refused as documented", r.Engine, lakeops.Name(lt.id))
@@ -177,18 +173,39 @@ func checkRows(t *testing.T, rs []*testlake.Reader, spec testlake.Catalog, table
 
 func TestCompactCutsFilesAndKeepsRows(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	cat, spec, tables := smallCommitsLake(t, ctx, dir)
 	rs := readers(t)
-	checkRows(t, rs, spec, tables, true)
+	t.Run("embedded", func(t *testing.T) {
+		cat, spec, err := testlake.OpenSQLCatalog(ctx, "fhirstream", t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tables := smallCommitsLake(t, ctx, cat, "omop", "fhir")
+		ids, err := lakeops.Tables(ctx, cat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(ids); got != "[[fhir posdel] [omop appends] [omop upserts]]" {
+			t.Fatalf("Tables = %s", got)
+		}
+		compactAndCheck(t, ctx, rs, cat, spec, tables)
+	})
+	t.Run("rest", func(t *testing.T) {
+		uri := os.Getenv("FHIRSTREAM_TEST_ICEBERG_REST")
+		if uri == "" {
+			t.Skip("FHIRSTREAM_TEST_ICEBERG_REST not set (deploy/iceberg/iceberg-rest-local.sh start prints it)")
+		}
+		cat, spec, err := testlake.OpenRESTCatalog(ctx, "rest", uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The server outlives the test: namespaces of their own per run.
+		suffix := fmt.Sprintf("_%d", time.Now().UnixNano())
+		compactAndCheck(t, ctx, rs, cat, spec, smallCommitsLake(t, ctx, cat, "omop"+suffix, "fhir"+suffix))
+	})
+}
 
-	ids, err := lakeops.Tables(ctx, cat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := fmt.Sprint(ids); got != "[[fhir posdel] [omop appends] [omop upserts]]" {
-		t.Fatalf("Tables = %s", got)
-	}
+func compactAndCheck(t *testing.T, ctx context.Context, rs []*testlake.Reader, cat catalog.Catalog, spec testlake.Catalog, tables []lakeTable) {
+	checkRows(t, rs, spec, tables, true)
 	var before, after int
 	for _, lt := range tables {
 		res, err := lakeops.Compact(ctx, cat, lt.id, lakeops.CompactOptions{})
