@@ -2,7 +2,9 @@ package lakeops
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/catalog"
@@ -24,7 +26,14 @@ type CompactOptions struct {
 	TargetFileSize int64
 	// Summary is added to the compaction snapshot's summary.
 	Summary iceberg.Properties
+
+	// beforeCommit, in tests, runs between the rewrite and its commit.
+	beforeCommit func(attempt int)
 }
+
+// compactAttempts bounds Compact's tries when a concurrent commit (a sink's)
+// conflicts with the rewrite.
+const compactAttempts = 5
 
 // CompactResult says what Compact did to one table.
 type CompactResult struct {
@@ -45,7 +54,31 @@ type CompactResult struct {
 // files that no live data file needs any more are dropped in the same commit.
 // The rows a reader sees do not change. A table with nothing to do is left as
 // it is (no new snapshot).
+//
+// A sink committing deletes to a rewritten file meanwhile makes the commit
+// conflict (iceberg-go's rewrite validation): nothing is committed, and
+// Compact plans and rewrites again from the new state, up to compactAttempts
+// times. The files of a failed attempt are orphans for Expire.
 func Compact(ctx context.Context, cat catalog.Catalog, id table.Identifier, opts CompactOptions) (CompactResult, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := compactOnce(ctx, cat, id, opts, attempt)
+		if err == nil || !isConflict(err) || attempt == compactAttempts {
+			return res, err
+		}
+	}
+}
+
+// isConflict reports whether a commit failed because the table moved on
+// meanwhile. The REST catalog and a lost race in the SQL catalog say
+// table.ErrCommitFailed; the SQL catalog's own check of the commit's
+// requirements against the table it loads (iceberg-go v0.7.0,
+// catalog/internal.UpdateAndStageTable) returns the requirement's plain
+// error, "requirement failed: branch \"main\" has changed: …".
+func isConflict(err error) bool {
+	return errors.Is(err, table.ErrCommitFailed) || strings.Contains(err.Error(), "requirement failed: ")
+}
+
+func compactOnce(ctx context.Context, cat catalog.Catalog, id table.Identifier, opts CompactOptions, attempt int) (CompactResult, error) {
 	res := CompactResult{Table: id}
 	tbl, err := cat.LoadTable(ctx, id)
 	if err != nil {
@@ -115,6 +148,9 @@ func Compact(ctx context.Context, cat catalog.Catalog, id table.Identifier, opts
 	})
 	if err != nil {
 		return res, fmt.Errorf("rewrite data files of %s: %w", Name(id), err)
+	}
+	if opts.beforeCommit != nil {
+		opts.beforeCommit(attempt)
 	}
 	committed, err := tx.Commit(ctx)
 	if err != nil {
