@@ -3,23 +3,28 @@
 # FHIRSTREAM_TEST_BROKERS; without it the integration tests run on in-process kfake only.
 
 GO           ?= go
-STATICCHECK  ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME     ?= 15s
 PKGS         := ./...
 
-.PHONY: test check unit integration-real fuzz build demo bench clean readers
+.PHONY: test quick check unit integration-real fuzz build demo bench clean readers
 
 ## test: everything CI runs: static checks, bounded fuzzing, unit + integration tests
 ## (kfake) with the race detector, then the integration tests again on the real broker when
 ## FHIRSTREAM_TEST_BROKERS is set. The go test runs come last so their summary closes the log.
 test: check fuzz unit integration-real
 
-## check: formatting, go vet and staticcheck.
+## quick: the unit tests and the fast integration tests on kfake, without the race
+## detector, kill tests, chaos tests or real services (go test -short): the loop to run
+## while changing code. Needs only Go.
+quick:
+	$(GO) test -short -count=1 $(PKGS)
+
+## check: formatting, go vet and staticcheck (pinned by the tool directive in go.mod).
 check:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
-	$(GO) run $(STATICCHECK) $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
 
 ## unit: all tests; integration tests use an in-process kfake cluster here.
 unit:

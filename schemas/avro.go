@@ -16,7 +16,8 @@ package schemas
 // encoder (plus the native map of union wrappers it needs per row) Avro encoding was about
 // a third of the mapper's CPU, some 3.7 µs of 12 µs per record; written directly it takes
 // a fifth of that or less (docs/performance.md). It can stay small because our schemas
-// are: flat records of int, long, double, string, boolean, date and timestamp-micros,
+// are: flat records of int, long, double, string, boolean, date, timestamp-micros and
+// local-timestamp-micros,
 // each required or in a ["null", T] union (parseFieldType refuses anything else). goavro
 // remains the reference: TestEncoderMatchesGoavro checks every table byte for byte
 // against goavro's output and decodes the result back with goavro.
@@ -28,6 +29,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/linkedin/goavro/v2"
 )
@@ -181,7 +183,7 @@ func canonicalForm(t *Table) string {
 		switch c.Type {
 		case TypeDate:
 			prim = "int"
-		case TypeTimestamp:
+		case TypeTimestamp, TypeLocalTimestamp:
 			prim = "long"
 		}
 		if c.Required {
@@ -264,7 +266,7 @@ func (c *Codec) DecodeSingle(value []byte) (string, map[string]any, error) {
 	if !ok {
 		return "", nil, fmt.Errorf("%w: single-object fingerprint %#016x is not an OMOP table schema", ErrUnknownSchema, fp)
 	}
-	row, err := decodeBody(tc.avro, tc.table.Name, body)
+	row, err := decodeBody(tc.avro, tc.table.Name, tc.table, body)
 	return tc.table.Name, row, err
 }
 
@@ -333,7 +335,14 @@ func (tc *tableCodec) appendWith(dst, header []byte, row map[string]any) ([]byte
 
 // decodeBody decodes a binary record body with codec and unwraps its unions into plain
 // values. The whole body must be one record: leftovers mean a wrong schema or corruption.
-func decodeBody(codec *goavro.Codec, table string, body []byte) (map[string]any, error) {
+//
+// goavro (v2.15) does not know local-timestamp-micros and, as the specification asks of
+// an unknown logical type, reads it as its long; those columns are turned into
+// time.Time here (the wall clock, in UTC), so a reader of the map form sees a time
+// whichever timestamp type the writer's schema gave a column. The writer's schema is
+// the one the value names, so values written before a column changed type decode too.
+// columns is the writer schema's metadata (nil: convert no column).
+func decodeBody(codec *goavro.Codec, table string, columns *Table, body []byte) (map[string]any, error) {
 	native, rest, err := codec.NativeFromBinary(body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s body (%d bytes): %v", ErrMalformed, table, len(body), err)
@@ -350,6 +359,12 @@ func decodeBody(codec *goavro.Codec, table string, body []byte) (map[string]any,
 		if w, ok := v.(map[string]any); ok {
 			for _, inner := range w {
 				row[name] = inner
+				v = inner
+			}
+		}
+		if n, ok := v.(int64); ok && columns != nil {
+			if i, known := columns.index[name]; known && columns.Columns[i].Type == TypeLocalTimestamp {
+				row[name] = time.UnixMicro(n).UTC()
 			}
 		}
 	}

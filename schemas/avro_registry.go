@@ -9,22 +9,40 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 
 	"github.com/linkedin/goavro/v2"
-	"github.com/twmb/franz-go/pkg/sr"
 )
+
+// SchemaRegistry is what RegistryCodec needs of a Confluent-compatible Schema Registry.
+// schemas/srclient implements it over franz-go's client; the contract package itself
+// imports no network client, so the stages that read the contract need none either.
+type SchemaRegistry interface {
+	// Register registers an Avro schema under subject (idempotently: registering a
+	// registered schema returns its id) and returns its id.
+	Register(ctx context.Context, subject, schema string) (int, error)
+	// Lookup returns the schema registered under id; found is false when the registry
+	// has no such id.
+	Lookup(ctx context.Context, id int) (s RegisteredSchema, found bool, err error)
+}
+
+// RegisteredSchema is a schema as a registry holds it.
+type RegisteredSchema struct {
+	Schema string
+	// Type is the registry's schema type: "AVRO" (or "", which the registry API means
+	// as Avro), "PROTOBUF", "JSON".
+	Type string
+}
 
 // RegistryCodec writes the Confluent wire format, registering each table's schema with a
 // Schema Registry the first time a row of that table is encoded, and reads both wire
 // formats. Ids are cached both ways for the life of the RegistryCodec, so the registry is
 // asked once per table and once per unseen id. It is safe for concurrent use.
 type RegistryCodec struct {
-	codec  *Codec
-	client *sr.Client
-	topics Topics
+	codec    *Codec
+	registry SchemaRegistry
+	topics   Topics
 
 	mu   sync.RWMutex
 	ids  map[string]int          // table → id its schema is registered under
@@ -40,23 +58,24 @@ var (
 // codec when the registered schema is ours, or with a codec built from the registered
 // (writer's) schema when it is another version of an OMOP table's schema.
 type registryWriter struct {
-	table string
-	avro  *goavro.Codec
+	table   string
+	avro    *goavro.Codec
+	columns *Table // the writer schema's columns, for decodeBody's timestamp conversion
 }
 
 // NewRegistryCodec returns a RegistryCodec over codec's schemas that registers and looks
-// up schemas with client. topics gives the topic names the subjects derive from; a zero
+// up schemas in registry. topics gives the topic names the subjects derive from; a zero
 // Topics means the default prefix.
-func NewRegistryCodec(codec *Codec, client *sr.Client, topics Topics) *RegistryCodec {
+func NewRegistryCodec(codec *Codec, registry SchemaRegistry, topics Topics) *RegistryCodec {
 	if topics.Prefix == "" {
 		topics.Prefix = DefaultPrefix
 	}
 	return &RegistryCodec{
-		codec:  codec,
-		client: client,
-		topics: topics,
-		ids:    make(map[string]int),
-		byID:   make(map[int]*registryWriter),
+		codec:    codec,
+		registry: registry,
+		topics:   topics,
+		ids:      make(map[string]int),
+		byID:     make(map[int]*registryWriter),
 	}
 }
 
@@ -85,7 +104,7 @@ func (r *RegistryCodec) SchemaID(ctx context.Context, table string) (int, error)
 	subject := r.Subject(table)
 	// RegisterSchema rather than CreateSchema: the id is all we need, and CreateSchema
 	// spends a second request fetching details.
-	id, err = r.client.RegisterSchema(ctx, subject, sr.Schema{Schema: tc.table.Schema, Type: sr.TypeAvro}, -1, -1)
+	id, err = r.registry.Register(ctx, subject, tc.table.Schema)
 	if err != nil {
 		return 0, fmt.Errorf("register %s schema under subject %s: %w", table, subject, err)
 	}
@@ -144,7 +163,7 @@ func (r *RegistryCodec) Decode(ctx context.Context, value []byte) (string, map[s
 	if err != nil {
 		return "", nil, err
 	}
-	row, err := decodeBody(w.avro, w.table, value[confluentHeader:])
+	row, err := decodeBody(w.avro, w.table, w.columns, value[confluentHeader:])
 	return w.table, row, err
 }
 
@@ -156,15 +175,14 @@ func (r *RegistryCodec) writer(ctx context.Context, id int) (*registryWriter, er
 	if ok {
 		return w, nil
 	}
-	s, err := r.client.SchemaByID(ctx, id)
+	s, found, err := r.registry.Lookup(ctx, id)
 	if err != nil {
-		var re *sr.ResponseError
-		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
-			return nil, fmt.Errorf("%w: schema id %d is not in the registry: %v", ErrUnknownSchema, id, err)
-		}
 		return nil, fmt.Errorf("look up schema id %d: %w", id, err)
 	}
-	if s.Type != sr.TypeAvro {
+	if !found {
+		return nil, fmt.Errorf("%w: schema id %d is not in the registry", ErrUnknownSchema, id)
+	}
+	if s.Type != "" && s.Type != "AVRO" {
 		return nil, fmt.Errorf("%w: schema id %d is %s, not Avro", ErrUnknownSchema, id, s.Type)
 	}
 	ac, err := goavro.NewCodec(s.Schema)
@@ -178,10 +196,14 @@ func (r *RegistryCodec) writer(ctx context.Context, id int) (*registryWriter, er
 	// Usually the id is our own schema; otherwise it is another release's version of the
 	// table's schema, and the value is read with the schema it was written with, so the
 	// row has that version's columns.
-	w = &registryWriter{table: table, avro: ac}
-	if tc := r.codec.tables[table]; ac.CanonicalSchema() == tc.avro.CanonicalSchema() {
+	tc := r.codec.tables[table]
+	w = &registryWriter{table: table, avro: ac, columns: tc.table}
+	if ac.CanonicalSchema() == tc.avro.CanonicalSchema() {
 		w.avro = tc.avro
-	}
+	} else if cols, err := parseTable([]byte(s.Schema)); err == nil {
+		w.columns = cols
+	} // else a schema beyond the types we write: its columns are converted by our types
+
 	r.mu.Lock()
 	r.byID[id] = w
 	r.mu.Unlock()

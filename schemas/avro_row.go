@@ -11,6 +11,8 @@ package schemas
 //	boolean    bool
 //	date       time.Time: its calendar date in its own location, time of day ignored
 //	timestamp  time.Time: the instant, stored as UTC microseconds
+//	local-timestamp  time.Time: its wall-clock reading in its own location, stored as
+//	           microseconds from 1970-01-01T00:00:00 of the same clock (no time zone)
 //
 // nil or an absent key is null. A required column must be present and non-nil unless it
 // has a default (_fhir_component 0, _fhir_deleted false). A key that is not a column of
@@ -18,7 +20,8 @@ package schemas
 // rejected: it is almost always an unset variable, and nil says null.
 //
 // Decoding returns a map holding every column of the writer's schema, with nil for null,
-// the first Go type of each line above, and time.Time in UTC for dates and timestamps.
+// the first Go type of each line above, and time.Time in UTC for dates and timestamps
+// (a local timestamp's wall clock read as if it were UTC).
 
 import (
 	"context"
@@ -119,8 +122,23 @@ func appendValue(b []byte, col *Column, v any) ([]byte, error) {
 			// never negative, so this is the floor of the instant in microseconds.
 			return appendVarint(b, t.Unix()*1e6+int64(t.Nanosecond()/1e3)), nil
 		}
+	case TypeLocalTimestamp:
+		if t, ok := v.(time.Time); ok {
+			if t.IsZero() {
+				return b, fmt.Errorf("column %s: zero time.Time (use nil for null)", col.Name)
+			}
+			return appendVarint(b, wallMicros(t)), nil
+		}
 	}
 	return b, typeError(col, v)
+}
+
+// wallMicros is the Avro local-timestamp-micros of t: its clock reading in its own
+// location, as microseconds from 1970-01-01T00:00:00 of that clock (floored, as for
+// instants).
+func wallMicros(t time.Time) int64 {
+	_, offset := t.Zone()
+	return (t.Unix()+int64(offset))*1e6 + int64(t.Nanosecond()/1e3)
 }
 
 // appendVarint appends n as Avro writes an int or a long: zig-zag, then a base-128
@@ -194,7 +212,8 @@ type Row struct {
 
 // rowValue is one column's value. n holds every fixed-size type in the form Avro writes
 // it: int and long as is, boolean 0/1, date as days since 1970-01-01, timestamp as UTC
-// microseconds, double as its IEEE 754 bits; s holds strings.
+// microseconds, local timestamp as wall-clock microseconds, double as its IEEE 754 bits;
+// s holds strings.
 type rowValue struct {
 	set bool
 	n   int64
@@ -299,6 +318,20 @@ func (r *Row) SetTimestamp(i int, t time.Time) {
 	r.vals[i] = rowValue{set: true, n: t.Unix()*1e6 + int64(t.Nanosecond()/1e3)}
 }
 
+// SetLocalTimestamp sets local-timestamp column i to t's wall-clock reading in t's own
+// location (2024-03-01T23:30:00-05:00 is stored as 2024-03-01 23:30:00). A zero t is an
+// error.
+func (r *Row) SetLocalTimestamp(i int, t time.Time) {
+	if !r.check(i, TypeLocalTimestamp, "time.Time") {
+		return
+	}
+	if t.IsZero() {
+		r.zeroTime(i)
+		return
+	}
+	r.vals[i] = rowValue{set: true, n: wallMicros(t)}
+}
+
 func (r *Row) zeroTime(i int) {
 	if r.err == nil {
 		r.err = fmt.Errorf("column %s: zero time.Time (leave the column unset for null)", r.table.Columns[i].Name)
@@ -306,7 +339,7 @@ func (r *Row) zeroTime(i int) {
 }
 
 // Map returns the row in the map form (see above): set columns only, dates as UTC
-// midnight of their day, timestamps in UTC. Encoders that take only maps are given this.
+// midnight of their day, timestamps in UTC, local timestamps as their wall clock in UTC. Encoders that take only maps are given this.
 // One value does not survive the trip: 0001-01-01T00:00:00Z (to the microsecond) becomes
 // the zero time.Time, which the map form refuses.
 func (r *Row) Map() map[string]any {
@@ -331,7 +364,7 @@ func (r *Row) Map() map[string]any {
 			x = v.n != 0
 		case TypeDate:
 			x = time.Unix(v.n*86400, 0).UTC()
-		case TypeTimestamp:
+		case TypeTimestamp, TypeLocalTimestamp:
 			x = time.UnixMicro(v.n).UTC()
 		}
 		m[col.Name] = x
@@ -423,7 +456,7 @@ func (tc *tableCodec) encodeRow(header []byte, r *Row) ([]byte, error) {
 				}
 			}
 			out = append(appendVarint(out, int64(len(v.s))), v.s...)
-		default: // int, long, date, timestamp: all varints
+		default: // int, long, date, timestamps: all varints
 			out = appendVarint(out, v.n)
 		}
 	}

@@ -44,6 +44,8 @@ func rowFromMap(t *testing.T, tab *Table, m map[string]any) *Row {
 			r.SetDate(i, v.(time.Time))
 		case TypeTimestamp:
 			r.SetTimestamp(i, v.(time.Time))
+		case TypeLocalTimestamp:
+			r.SetLocalTimestamp(i, v.(time.Time))
 		}
 	}
 	if err := r.Err(); err != nil {
@@ -137,7 +139,7 @@ func TestEncodeRowRejects(t *testing.T) {
 		}, "column year_of_birth: int column given string"},
 		"zero date": {func() *Row {
 			r := full()
-			r.SetTimestamp(col("birth_datetime"), time.Time{})
+			r.SetLocalTimestamp(col("birth_datetime"), time.Time{})
 			return r
 		}, "column birth_datetime: zero time.Time"},
 		"missing required": {func() *Row {

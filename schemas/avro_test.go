@@ -51,7 +51,7 @@ func fullRow(t *Table) map[string]any {
 			row[c.Name] = true
 		case TypeDate:
 			row[c.Name] = fullDate
-		case TypeTimestamp:
+		case TypeTimestamp, TypeLocalTimestamp:
 			row[c.Name] = fullTime
 		}
 	}
@@ -85,10 +85,20 @@ func wantDecoded(t *Table, row map[string]any) map[string]any {
 			v = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 		case c.Type == TypeTimestamp:
 			v = v.(time.Time).UTC()
+		case c.Type == TypeLocalTimestamp:
+			v = wallClockUTC(v.(time.Time))
 		}
 		want[c.Name] = v
 	}
 	return want
+}
+
+// wallClockUTC is t's clock reading in its own location, as the same reading in UTC:
+// what a local timestamp stores and decodes to.
+func wallClockUTC(t time.Time) time.Time {
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	return time.Date(y, mo, d, h, mi, s, t.Nanosecond()/1e3*1e3, time.UTC)
 }
 
 func assertRow(t *testing.T, table string, got, want map[string]any) {
@@ -193,7 +203,7 @@ func TestSingleObjectRoundTripEveryTable(t *testing.T) {
 	}
 }
 
-func newRegistry(t *testing.T) (*srfake.Registry, *sr.Client) {
+func newRegistry(t testing.TB) (*srfake.Registry, SchemaRegistry) {
 	t.Helper()
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
@@ -201,7 +211,31 @@ func newRegistry(t *testing.T) (*srfake.Registry, *sr.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return reg, cl
+	return reg, srRegistry{cl}
+}
+
+// srRegistry is a SchemaRegistry over franz-go's client for these tests: the product's
+// (schemas/srclient) imports this package, so a test here cannot import it.
+type srRegistry struct{ cl *sr.Client }
+
+func (r srRegistry) Register(ctx context.Context, subject, schema string) (int, error) {
+	return r.cl.RegisterSchema(ctx, subject, sr.Schema{Schema: schema}, -1, -1)
+}
+
+func (r srRegistry) Lookup(ctx context.Context, id int) (RegisteredSchema, bool, error) {
+	s, err := r.cl.SchemaByID(ctx, id)
+	var re *sr.ResponseError
+	if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
+		return RegisteredSchema{}, false, nil
+	}
+	if err != nil {
+		return RegisteredSchema{}, false, err
+	}
+	typ := ""
+	if s.Type != sr.TypeAvro {
+		typ = s.Type.String()
+	}
+	return RegisteredSchema{Schema: s.Schema, Type: typ}, true, nil
 }
 
 func TestConfluentRoundTripEveryTable(t *testing.T) {
@@ -617,13 +651,8 @@ func BenchmarkMeasurementSingleObject(b *testing.B) {
 }
 
 func BenchmarkMeasurementConfluent(b *testing.B) {
-	reg := srfake.New()
-	defer reg.Close()
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	rc := NewRegistryCodec(mustCodecs(b), cl, Topics{})
+	_, registry := newRegistry(b)
+	rc := NewRegistryCodec(mustCodecs(b), registry, Topics{})
 	benchRoundTrip(b, rc, rc)
 }
 
@@ -681,4 +710,60 @@ func benchRoundTrip(b *testing.B, enc Encoder, dec Decoder) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 		b.ReportMetric(float64(len(value)), "bytes/row")
 	})
+}
+
+// TestLocalTimestampIsWallClock pins what the CDM's datetime columns hold: the clock
+// reading where the event was recorded, with no time-zone conversion, in both encoders;
+// the envelope's _fhir_last_updated stays an instant.
+func TestLocalTimestampIsWallClock(t *testing.T) {
+	ctx := context.Background()
+	c := mustCodecs(t)
+	tab, err := OMOPTable("visit_occurrence")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := time.Date(2024, 3, 1, 23, 30, 0, 0, time.FixedZone("EST", -5*3600))
+	// 1969-12-31 23:59:59.5 on the wall clock: microseconds below zero floor, as instants do.
+	before1970 := time.Date(1969, 12, 31, 23, 59, 59, 500_000_000, time.FixedZone("CET", 3600))
+	for _, tc := range []struct {
+		in, wantWall time.Time
+		wantMicros   int64
+	}{
+		{recorded, time.Date(2024, 3, 1, 23, 30, 0, 0, time.UTC), 1709335800_000000},
+		{before1970, time.Date(1969, 12, 31, 23, 59, 59, 500_000_000, time.UTC), -500_000},
+	} {
+		i, _ := tab.ColumnIndex("visit_start_datetime")
+		lu, _ := tab.ColumnIndex(ColFHIRLastUpdated)
+		r := tab.NewRow()
+		r.SetLocalTimestamp(i, tc.in)
+		r.SetTimestamp(lu, tc.in)
+		if got := r.vals[i].n; got != tc.wantMicros {
+			t.Errorf("%v: stored %d µs, want %d", tc.in, got, tc.wantMicros)
+		}
+		m := r.Map()
+		for name, want := range map[string]time.Time{"visit_start_datetime": tc.wantWall, ColFHIRLastUpdated: tc.in.UTC()} {
+			if got := m[name].(time.Time); !got.Equal(want) || got.Location() != time.UTC {
+				t.Errorf("%v: Map()[%s] = %v, want %v", tc.in, name, got, want)
+			}
+		}
+		// Both encoders, decoded by goavro: the datetime is the wall clock, the envelope
+		// time the instant.
+		full := fullRow(tab)
+		full["visit_start_datetime"] = tc.in
+		full[ColFHIRLastUpdated] = tc.in
+		enc, err := c.Encode(ctx, "visit_occurrence", full)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := c.Decode(ctx, enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := got["visit_start_datetime"].(time.Time); !g.Equal(tc.wantWall) {
+			t.Errorf("%v: decoded visit_start_datetime %v, want %v", tc.in, g, tc.wantWall)
+		}
+		if g := got[ColFHIRLastUpdated].(time.Time); !g.Equal(tc.in) {
+			t.Errorf("%v: decoded _fhir_last_updated %v, want the instant %v", tc.in, g, tc.in)
+		}
+	}
 }

@@ -23,6 +23,14 @@ const (
 	HeaderSourceLine      = "fhir.source.line"             // 1-based line number within that file
 	HeaderResourceType    = "fhir.resource-type"           // the resource type of the value
 	HeaderDeleted         = "fhir.deleted"                 // "true" on tombstones of deleted resources
+	// HeaderPreviousVersion is set by dedupe on a record whose key it has forwarded before
+	// (an update, or the tombstone of a known resource), and carried by every later stage
+	// (omop's rows too): its value is the versionId of the version forwarded last, "" when
+	// that version had none, and "?" when it had one that is not a number up to 2^32-3
+	// (dedupe keeps numeric versionIds only). Records of keys dedupe has not forwarded
+	// before carry no such header, so a sink can tell an initial load (no deletes to
+	// write) from a replacement.
+	HeaderPreviousVersion = "fhir.previous-version"
 	// HeaderSourceSize is the byte length of a source line dead-lettered by reference
 	// (too large for a record, or over the line limit), whose value is left out.
 	HeaderSourceSize = "fhir.source.size"

@@ -38,9 +38,15 @@ const (
 	// ColFHIRComponent is the index of the row among those one resource yields, 0 for the
 	// first (int, default 0), so (key, component) names a row across versions.
 	ColFHIRComponent = "_fhir_component"
-	// ColFHIRDeleted marks a retraction row: the resource was deleted and every row with
-	// its key must go (boolean, default false).
+	// ColFHIRDeleted marks a retraction row: the resource was deleted (or its newest
+	// version has no rows in this table) and every earlier row with its key in this table
+	// must go (boolean, default false).
 	ColFHIRDeleted = "_fhir_deleted"
+	// ColFHIRReplaces is true on the first row of each group the mapper emits for one
+	// source record and one table (the version's rows in that table, or a single
+	// retraction row): the group replaces every earlier row of its _fhir_key in that
+	// table (boolean, default false). docs/omop-mapping.md, "Versions and deletions".
+	ColFHIRReplaces = "_fhir_replaces"
 )
 
 // omopTables is the stable order of OMOPTables: the person-level tables first, then the
@@ -97,11 +103,17 @@ const (
 	TypeBoolean                         // Avro boolean; Go bool
 	TypeDate                            // Avro int, logicalType date (days since 1970-01-01); Go time.Time
 	TypeTimestamp                       // Avro long, logicalType timestamp-micros (UTC); Go time.Time
+	// TypeLocalTimestamp is a wall-clock date and time without a time zone, as the CDM's
+	// datetime columns are: Avro long, logicalType local-timestamp-micros (microseconds
+	// from 1970-01-01T00:00:00 on the same wall clock); Go time.Time, whose clock reading
+	// in its own location is what is stored (decoded: that reading, in UTC).
+	TypeLocalTimestamp
 )
 
 var columnTypeNames = [...]string{
 	TypeInt: "int", TypeLong: "long", TypeDouble: "double", TypeString: "string",
 	TypeBoolean: "boolean", TypeDate: "date", TypeTimestamp: "timestamp-micros",
+	TypeLocalTimestamp: "local-timestamp-micros",
 }
 
 func (t ColumnType) String() string {
@@ -296,6 +308,8 @@ func parseFieldType(raw json.RawMessage) (ColumnType, bool, error) {
 		return TypeDate, false, nil
 	case logical.Type == "long" && logical.LogicalType == "timestamp-micros":
 		return TypeTimestamp, false, nil
+	case logical.Type == "long" && logical.LogicalType == "local-timestamp-micros":
+		return TypeLocalTimestamp, false, nil
 	}
 	return 0, false, fmt.Errorf("unsupported type %s", raw)
 }

@@ -70,7 +70,9 @@ var envelopeColumns = []derivedColumn{
 	{name: ColFHIRComponent, typ: TypeInt, required: true,
 		doc: "Index of this row among the rows one resource version yields, 0 for the first; not CDM."},
 	{name: ColFHIRDeleted, typ: TypeBoolean, required: true,
-		doc: "True on a retraction row: the source resource was deleted and every row with its _fhir_key must go; not CDM."},
+		doc: "True on a retraction row: the source resource was deleted, or its newest version has no rows in this table; not CDM."},
+	{name: ColFHIRReplaces, typ: TypeBoolean, required: true,
+		doc: "True on the first row of each group one source record yields in this table: the group replaces every earlier row of its _fhir_key in this table; not CDM."},
 }
 
 var varcharRE = regexp.MustCompile(`^varchar\((\d+|MAX)\)$`)
@@ -98,7 +100,8 @@ func deriveColumn(rec map[string]string) (derivedColumn, error) {
 	case cdmType == "date":
 		c.typ = TypeDate
 	case cdmType == "datetime":
-		c.typ = TypeTimestamp
+		// The CDM's datetimes are wall-clock times without a zone (TIMESTAMP in its DDL).
+		c.typ = TypeLocalTimestamp
 	case varcharRE.MatchString(declared):
 		c.typ = TypeString
 		c.cdmType = declared // keep "MAX" upper case as OHDSI writes it
@@ -219,6 +222,8 @@ func avroType(t ColumnType) any {
 		return avscLogical{"int", "date"}
 	case TypeTimestamp:
 		return avscLogical{"long", "timestamp-micros"}
+	case TypeLocalTimestamp:
+		return avscLogical{"long", "local-timestamp-micros"}
 	}
 	return t.String()
 }
@@ -249,7 +254,7 @@ func renderAVSC(table, tableDoc string, cols []derivedColumn) ([]byte, error) {
 		case c.name == ColFHIRComponent:
 			zero := json.RawMessage("0")
 			f.Default = &zero
-		case c.name == ColFHIRDeleted:
+		case c.name == ColFHIRDeleted, c.name == ColFHIRReplaces:
 			no := json.RawMessage("false")
 			f.Default = &no
 		}

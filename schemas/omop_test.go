@@ -39,6 +39,7 @@ func TestOMOPTablesHaveSchemas(t *testing.T) {
 			{Name: ColFHIRLastUpdated, Type: TypeTimestamp, HasDefault: true},
 			{Name: ColFHIRComponent, Type: TypeInt, Required: true, HasDefault: true},
 			{Name: ColFHIRDeleted, Type: TypeBoolean, Required: true, HasDefault: true},
+			{Name: ColFHIRReplaces, Type: TypeBoolean, Required: true, HasDefault: true},
 		}
 		if len(env) != len(wantEnv) {
 			t.Fatalf("%s: %d envelope columns, want %d", name, len(env), len(wantEnv))
@@ -72,7 +73,7 @@ func TestOMOPTableMetadata(t *testing.T) {
 		{"person", "person_id", TypeLong, "integer", true, 0},
 		{"person", "gender_concept_id", TypeInt, "integer", true, 0},
 		{"person", "year_of_birth", TypeInt, "integer", true, 0},
-		{"person", "birth_datetime", TypeTimestamp, "datetime", false, 0},
+		{"person", "birth_datetime", TypeLocalTimestamp, "datetime", false, 0},
 		{"person", "location_id", TypeLong, "integer", false, 0},
 		{"person", "person_source_value", TypeString, "varchar(50)", false, 50},
 		{"death", "death_date", TypeDate, "date", true, 0},

@@ -115,7 +115,7 @@ func (t Topics) ParseLayerTopic(topic string) (layer, resourceType string, ok bo
 		return "", "", false
 	}
 	switch layer {
-	case LayerRaw, LayerValid, LayerUnique:
+	case LayerRaw, LayerValid, LayerUnique, LayerDeid:
 		return layer, resourceType, true
 	}
 	return "", "", false

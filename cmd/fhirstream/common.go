@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/obs"
+	"github.com/fhirstream/fhirstream/schemas"
 )
 
 var (
@@ -44,6 +46,31 @@ func kafkaFlags(cmd *cobra.Command) *kafkaclient.Config {
 type observability struct {
 	addr  string
 	ready *obs.Readiness
+}
+
+// metricsPorts are the default metrics ports, one per command that may share a host with
+// the others (the README runs every stage on one machine), on 127.0.0.1 so that nothing
+// is exposed beyond the host unless asked: the k8s and compose manifests set
+// FHIRSTREAM_METRICS_ADDR=:9464 where Prometheus scrapes. 9100 is node_exporter's.
+var metricsPorts = map[string]int{
+	"run":                  9190,
+	schemas.NodeValidate:   9191,
+	schemas.NodeDedupe:     9192,
+	schemas.NodeDeid:       9193,
+	schemas.NodeOMOP:       9194,
+	schemas.NodeSinkBronze: 9195,
+	schemas.NodeSinkSilver: 9196,
+	schemas.NodeSinkOMOP:   9197,
+	"passthrough":          9198,
+}
+
+// defaultMetricsAddr is the default --metrics-addr of the command or stage name.
+func defaultMetricsAddr(name string) string {
+	port, ok := metricsPorts[name]
+	if !ok {
+		panic("no default metrics port for " + name)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
 // metricsFlag adds --metrics-addr to a long-running command; def is its default address.

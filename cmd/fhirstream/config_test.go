@@ -125,7 +125,7 @@ consume:
 		"log-level":        {Value: "debug", Source: fromFile},                             // consume.validate beats top level
 		"relax":            {Value: []any{"bad-coding", "bad-reference"}, Source: fromFile},
 		"topic-prefix":     {Value: "fhir", Source: fromDefault},
-		"metrics-addr":     {Value: ":9101", Source: fromDefault},
+		"metrics-addr":     {Value: "127.0.0.1:9191", Source: fromDefault},
 	}
 	for name, w := range want {
 		got := ec.Flags[name]

@@ -6,6 +6,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/dedupe"
 	"github.com/fhirstream/fhirstream/consumers/passthrough"
 	"github.com/fhirstream/fhirstream/consumers/runtime"
+	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/consumers/validate"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -48,9 +49,9 @@ func bindStageFlags(cmd *cobra.Command, metricsAddr string) *stageFlags {
 }
 
 // run serves the observability endpoints and runs def until the command's context ends.
-func (f *stageFlags) run(cmd *cobra.Command, def runtime.Definition) error {
+func (f *stageFlags) run(cmd *cobra.Command, def stage.Definition) error {
 	if f.group != "" {
-		def.Group = f.group
+		def = def.WithGroup(f.group)
 	}
 	ctx := cmd.Context()
 	if _, err := f.obs.start(ctx); err != nil {
@@ -71,14 +72,14 @@ tables are in consumers/validate/rules.go) and forward those that pass, byte for
 to <prefix>.valid.<Type>. Failures go to <prefix>.dlq with the element path and rule.`,
 		Args: cobra.NoArgs,
 	}
-	f := bindStageFlags(cmd, ":9101")
+	f := bindStageFlags(cmd, defaultMetricsAddr(schemas.NodeValidate))
 	cmd.Flags().StringSliceVar(&relax, "relax", nil, "rule classes not to enforce, e.g. bad-coding,bad-reference (env FHIRSTREAM_RELAX)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		t, err := schemas.NewTopics(f.kc.TopicPrefix)
 		if err != nil {
 			return err
 		}
-		return f.run(cmd, validate.Definition(t, validate.Options{Relax: relax}))
+		return f.run(cmd, validate.Definition(t.Topology(schemas.TopologyOptions{}), validate.Options{Relax: relax}))
 	}
 	return cmd
 }
@@ -93,13 +94,13 @@ versions (counted in fhirstream_dedupe_decisions_total). State is kept per parti
 and restored from the compacted changelog <prefix>.state.dedupe.`,
 		Args: cobra.NoArgs,
 	}
-	f := bindStageFlags(cmd, ":9102")
+	f := bindStageFlags(cmd, defaultMetricsAddr(schemas.NodeDedupe))
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		t, err := schemas.NewTopics(f.kc.TopicPrefix)
 		if err != nil {
 			return err
 		}
-		return f.run(cmd, dedupe.Definition(t))
+		return f.run(cmd, dedupe.Definition(t.Topology(schemas.TopologyOptions{})))
 	}
 	return cmd
 }
@@ -111,7 +112,7 @@ func newConsumePassthroughCmd() *cobra.Command {
 		Short: "Identity stage for benchmarks: <prefix>.<layer>.* → <prefix>.passthrough.*",
 		Args:  cobra.NoArgs,
 	}
-	f := bindStageFlags(cmd, ":9109")
+	f := bindStageFlags(cmd, defaultMetricsAddr("passthrough"))
 	cmd.Flags().StringVar(&from, "from", schemas.LayerRaw, "layer to read: raw, valid or unique")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		t, err := schemas.NewTopics(f.kc.TopicPrefix)

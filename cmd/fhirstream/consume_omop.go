@@ -25,7 +25,7 @@ concept_id 0 for other codes, counting them (fhirstream_omop_unmapped_codes_tota
 The mapping is documented in docs/omop-mapping.md. On exit it prints a summary.`,
 		Args: cobra.NoArgs,
 	}
-	f := bindStageFlags(cmd, ":9104")
+	f := bindStageFlags(cmd, defaultMetricsAddr(schemas.NodeOMOP))
 	kc := f.kc
 	cmd.Flags().StringVar(&vocabDir, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -48,7 +48,7 @@ The mapping is documented in docs/omop-mapping.md. On exit it prints a summary.`
 		if err != nil {
 			return err
 		}
-		err = f.run(cmd, omop.Definition(p))
+		err = f.run(cmd, omop.Definition(p, topics.Topology(schemas.TopologyOptions{})))
 		printOMOPSummary(cmd, p.Summary())
 		return err
 	}

@@ -71,7 +71,7 @@ files written, and a DuckDB query to try on the lake.`,
 	cmd.Flags().StringVar(&o.from, "from", "", "serve the NDJSON files in this directory instead of generated data")
 	cmd.Flags().StringVar(&o.out, "out", "lake", "lake directory to write")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
-	o.obs = metricsFlag(cmd, "127.0.0.1:9100")
+	o.obs = metricsFlag(cmd, defaultMetricsAddr("run"))
 	addCommand(cmd)
 }
 

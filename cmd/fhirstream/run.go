@@ -25,7 +25,7 @@ after the sinks have flushed.`,
 		Args: cobra.NoArgs,
 	}
 	kc := kafkaFlags(cmd)
-	o := metricsFlag(cmd, ":9100")
+	o := metricsFlag(cmd, defaultMetricsAddr("run"))
 	cmd.Flags().StringVar(&out, "out", "lake", "lake root: a directory or an object store URL (s3://, azblob://, file://) (env FHIRSTREAM_OUT)")
 	cmd.Flags().StringVar(&vocabDir, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {

@@ -16,12 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 
-	"github.com/fhirstream/fhirstream/consumers/dedupe"
 	"github.com/fhirstream/fhirstream/consumers/dlq"
-	"github.com/fhirstream/fhirstream/consumers/omop"
-	"github.com/fhirstream/fhirstream/consumers/runtime"
-	"github.com/fhirstream/fhirstream/consumers/sink"
-	"github.com/fhirstream/fhirstream/consumers/validate"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/schemas"
 )
@@ -99,32 +94,16 @@ type stageGroup struct {
 	input *regexp.Regexp
 }
 
-// pipelineStages lists the stages in data-flow order with their groups and inputs, taken
-// from the stage definitions.
+// pipelineStages lists the stages and sinks in data-flow order with their groups and
+// inputs, read off the declared topology.
 func pipelineStages(t schemas.Topics) ([]stageGroup, error) {
-	mapper, err := omop.New(omop.Config{Topics: t})
-	if err != nil {
-		return nil, err
-	}
-	defs := []runtime.Definition{validate.Definition(t, validate.Options{}), dedupe.Definition(t), omop.Definition(mapper)}
 	var out []stageGroup
-	for _, d := range defs {
-		pattern := d.Input
-		if pattern == "" {
-			quoted := make([]string, len(d.InputTopics))
-			for i, topic := range d.InputTopics {
-				quoted[i] = regexp.QuoteMeta(topic)
-			}
-			pattern = "^(" + strings.Join(quoted, "|") + ")$"
-		}
-		re, err := regexp.Compile(pattern)
+	for _, n := range t.Topology(schemas.TopologyOptions{}).Consumers() {
+		re, err := regexp.Compile(n.InputPattern())
 		if err != nil {
-			return nil, fmt.Errorf("stage %s: input pattern: %w", d.Name, err)
+			return nil, fmt.Errorf("stage %s: input pattern: %w", n.Name, err)
 		}
-		out = append(out, stageGroup{stage: d.Name, group: d.Group, input: re})
-	}
-	for _, layer := range []string{sink.LayerOMOP, sink.LayerBronze} {
-		out = append(out, stageGroup{stage: "sink-" + layer, group: sink.DefaultGroup(t, layer), input: regexp.MustCompile(sink.InputPattern(t, layer))})
+		out = append(out, stageGroup{stage: n.Name, group: n.Group, input: re})
 	}
 	return out, nil
 }

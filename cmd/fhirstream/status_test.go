@@ -15,6 +15,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/validate"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
+	"github.com/fhirstream/fhirstream/internal/testwait"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
@@ -39,8 +40,9 @@ func TestIntegrationStatus(t *testing.T) {
 	c.CreateTopics(t, 3, topics.Raw("Patient"))
 	c.CreateTopics(t, 2, topics.Raw("Observation"))
 	groups := map[string]string{}
-	for _, stage := range []string{"validate", "dedupe", "omop", "sink-omop", "sink-bronze"} {
-		groups[stage] = c.Group(stage)
+	consumers := topics.Topology(schemas.TopologyOptions{}).Consumers()
+	for _, n := range consumers {
+		groups[n.Name] = c.Group(n.Name)
 	}
 
 	patient := func(id, gender string) string {
@@ -82,8 +84,8 @@ func TestIntegrationStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Stages) != 5 {
-		t.Fatalf("%d stages reported, want 5", len(rep.Stages))
+	if len(rep.Stages) != len(consumers) {
+		t.Fatalf("%d stages reported, want the topology's %d", len(rep.Stages), len(consumers))
 	}
 	for _, s := range rep.Stages {
 		if s.State != "none" || len(s.Members) != 0 || s.Error != "" {
@@ -106,8 +108,7 @@ func TestIntegrationStatus(t *testing.T) {
 	}
 
 	// Run validate until its output is all there.
-	def := validate.Definition(topics, validate.Options{})
-	def.Group = groups["validate"]
+	def := validate.Definition(topics.Topology(schemas.TopologyOptions{}), validate.Options{}).WithGroup(groups["validate"])
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
@@ -201,11 +202,5 @@ func TestIntegrationStatus(t *testing.T) {
 // under the deadline, which is only a guard against a hang.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testwait.Until(t, 90*time.Second, what, cond)
 }

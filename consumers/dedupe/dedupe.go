@@ -8,6 +8,12 @@
 // forwarded) are dropped and counted by reason. Tombstones are forwarded and clear the
 // key's state.
 //
+// A forwarded record whose key was forwarded before (an update, or the tombstone of a
+// known resource) carries the header fhir.previous-version (schemas.HeaderPreviousVersion)
+// with the versionId of the version it follows; a record of a key not forwarded before
+// carries none. Sinks rely on it: without it, a record's rows are the first of its key
+// and need no delete of earlier ones.
+//
 // Content is hashed as the exact bytes (xxhash64), without canonicalisation: the bytes
 // are what the fetcher received, and an export re-serialised differently counts as
 // changed content and is forwarded, which errs on the side of never losing a version.
@@ -29,18 +35,13 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-// Stage name, consumer group and state name of the dedupe stage.
-const (
-	Name      = "dedupe"
-	Group     = "fhirstream-dedupe"
-	StateName = "dedupe"
-)
+// Name is the dedupe stage's name, its node's in schemas.Topology.
+const Name = schemas.NodeDedupe
 
 // Decisions, the reason label of the decisions metric.
 const (
@@ -64,21 +65,33 @@ type State struct {
 	Hash        uint64 // xxhash64 of the value bytes
 	LastUpdated int64  // meta.lastUpdated in Unix microseconds; math.MinInt64 when absent
 	Version     int64  // meta.versionId when an integer in [0, MaxVersion]; -1 otherwise
+	// OtherVersion is true when meta.versionId is present but not such an integer: the
+	// state has no room for an arbitrary string, so only the fact is kept.
+	OtherVersion bool
 }
 
 // StateSize is the encoded size of a State: hash, lastUpdated, and the version as 32 bits.
 const StateSize = 20
 
-// MaxVersion is the largest versionId kept; larger ones count as not numeric.
-const MaxVersion = math.MaxUint32 - 1
+// MaxVersion is the largest versionId kept; larger ones count as not numeric. The two
+// 32-bit values above it encode "another versionId" and "no versionId".
+const MaxVersion = math.MaxUint32 - 2
+
+const (
+	encodedNoVersion    = math.MaxUint32
+	encodedOtherVersion = math.MaxUint32 - 1
+)
 
 // Encode appends the 20-byte encoding of s.
 func (s State) Encode(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, s.Hash)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(s.LastUpdated))
-	v := uint32(math.MaxUint32)
-	if s.Version >= 0 && s.Version <= MaxVersion {
+	v := uint32(encodedNoVersion)
+	switch {
+	case s.Version >= 0 && s.Version <= MaxVersion:
 		v = uint32(s.Version)
+	case s.OtherVersion:
+		v = encodedOtherVersion
 	}
 	return binary.BigEndian.AppendUint32(dst, v)
 }
@@ -90,10 +103,32 @@ func DecodeState(b []byte) (State, bool) {
 		return State{}, false
 	}
 	s := State{Hash: binary.BigEndian.Uint64(b), LastUpdated: int64(binary.BigEndian.Uint64(b[8:])), Version: -1}
-	if v := binary.BigEndian.Uint32(b[16:]); v != math.MaxUint32 {
+	switch v := binary.BigEndian.Uint32(b[16:]); v {
+	case encodedNoVersion:
+	case encodedOtherVersion:
+		s.OtherVersion = true
+	default:
 		s.Version = int64(v)
 	}
 	return s, true
+}
+
+// UnknownPreviousVersion is the value of schemas.HeaderPreviousVersion when the previous
+// version had a versionId that is not a number dedupe keeps (see State.OtherVersion). It
+// is not a valid FHIR id, so it cannot be mistaken for one.
+const UnknownPreviousVersion = "?"
+
+// PreviousVersion is the value of schemas.HeaderPreviousVersion for a record whose key
+// was last forwarded with state s: its versionId, "" when it had none, or
+// UnknownPreviousVersion.
+func (s State) PreviousVersion() string {
+	switch {
+	case s.Version >= 0:
+		return strconv.FormatInt(s.Version, 10)
+	case s.OtherVersion:
+		return UnknownPreviousVersion
+	}
+	return ""
 }
 
 // Decide says what to do with cur given the last forwarded state (nil: none).
@@ -142,6 +177,8 @@ func StateOf(value []byte) (State, error) {
 	}
 	if n, err := strconv.ParseInt(vid, 10, 64); err == nil && n >= 0 && n <= MaxVersion {
 		s.Version = n
+	} else if vid != "" {
+		s.OtherVersion = true
 	}
 	return s, nil
 }
@@ -190,10 +227,15 @@ func (p *Processor) output(in string) (string, bool) {
 func (p *Processor) Process(ctx context.Context, in *stage.Record, st stage.Store, out stage.Emitter) error {
 	outTopic, ok := p.output(in.Topic)
 	if !ok {
-		return stage.Reject("type-mismatch", "", "topic %s is not a <prefix>.<layer>.<Type> topic", in.Topic)
+		return stage.Reject(schemas.ClassTypeMismatch, "", "topic %s is not a <prefix>.<layer>.<Type> topic", in.Topic)
 	}
 	var kb [KeySize]byte
 	sk := StoreKey(kb[:0], in.Key)
+	var prev State
+	known := false
+	if b, ok := st.Get(sk); ok {
+		prev, known = DecodeState(b)
+	}
 	var reason string
 	if in.IsTombstone() {
 		st.Delete(sk)
@@ -201,12 +243,7 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, st stage.Stor
 	} else {
 		cur, err := StateOf(in.Value)
 		if err != nil {
-			return stage.Reject("invalid-json", "", "value is not a JSON object")
-		}
-		var prev State
-		known := false
-		if b, ok := st.Get(sk); ok {
-			prev, known = DecodeState(b)
+			return stage.Reject(schemas.ClassInvalidJSON, "", "value is not a JSON object")
 		}
 		var fwd bool
 		if known {
@@ -215,26 +252,51 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, st stage.Stor
 			fwd, reason = Decide(nil, cur)
 		}
 		if !fwd {
-			runtime.CountCommitted(ctx, mDecisions, in.Topic, reason)
+			stage.CountCommitted(ctx, mDecisions, in.Topic, reason)
 			return nil
 		}
 		var vb [StateSize]byte
 		st.Put(sk, cur.Encode(vb[:0]))
 	}
-	runtime.CountCommitted(ctx, mDecisions, in.Topic, reason)
-	out.Emit(stage.Record{Topic: outTopic, Key: in.Key, Value: in.Value, Headers: in.Headers, Timestamp: in.Timestamp})
+	stage.CountCommitted(ctx, mDecisions, in.Topic, reason)
+	out.Emit(stage.Record{Topic: outTopic, Key: in.Key, Value: in.Value, Headers: previousVersionHeader(in.Headers, prev, known), Timestamp: in.Timestamp})
 	return nil
+}
+
+// previousVersionHeader returns the headers of a forwarded record: the input's, with
+// schemas.HeaderPreviousVersion set when the key was forwarded before (known, last with
+// state prev) and absent otherwise, whatever the input carried (a record replayed from
+// the dead-letter topic may carry one from an earlier pass).
+func previousVersionHeader(in []stage.Header, prev State, known bool) []stage.Header {
+	has := false
+	for i := range in {
+		if in[i].Key == schemas.HeaderPreviousVersion {
+			has = true
+			break
+		}
+	}
+	if !known && !has {
+		return in // the common case of an initial load: no copy
+	}
+	// A new slice: the runtime reuses the input's header array for the next record.
+	hs := make([]stage.Header, 0, len(in)+1)
+	for _, h := range in {
+		if h.Key != schemas.HeaderPreviousVersion {
+			hs = append(hs, h)
+		}
+	}
+	if known {
+		hs = append(hs, stage.Header{Key: schemas.HeaderPreviousVersion, Value: []byte(prev.PreviousVersion())})
+	}
+	return hs
 }
 
 // Definition declares the dedupe stage: fhir.valid.* → fhir.unique.*, with its state in
 // the changelog <prefix>.state.dedupe.
-func Definition(t schemas.Topics) runtime.Definition {
-	return runtime.Definition{
-		Name:                 Name,
-		Group:                t.Group(Group),
-		Input:                t.LayerPattern(schemas.LayerValid),
-		Outputs:              []string{t.Unique("<Type>"), t.DLQ()},
-		State:                StateName,
+func Definition(topo schemas.Topology) stage.Definition {
+	t := topo.Topics
+	return stage.Definition{
+		Node:                 topo.MustNode(schemas.NodeDedupe),
 		Topics:               t,
 		NewStore:             NewStore,
 		ConcurrentPartitions: true,

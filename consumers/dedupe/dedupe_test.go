@@ -37,32 +37,40 @@ func TestProcessorSequence(t *testing.T) {
 	topics := schemas.MustTopics("fhir")
 	p := &Processor{Topics: topics}
 	st := NewStore()
+	const noHeader = "(none)"
 	steps := []struct {
 		key, value string // value "" = tombstone
 		forward    bool
+		prev       string // the fhir.previous-version header wanted, or noHeader
 		why        string
 	}{
-		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "final"), true, "new"},
-		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "final"), false, "exact repeat"},
-		{"Observation/a", res("a", "2", "2024-02-01T00:00:00Z", "amended"), true, "newer version"},
-		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "preliminary"), false, "stale version"},
-		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "final"), false, "old repeat is stale"},
-		{"Observation/a", res("a", "2", "2024-02-01T00:00:00Z", "corrected"), true, "same version, new content"},
-		{"Observation/b", res("b", "", "2024-01-01T00:00:00Z", "final"), true, "new key"},
-		{"Observation/b", res("b", "", "2023-12-31T23:59:59.999999Z", "amended"), false, "older lastUpdated"},
-		{"Observation/b", res("b", "", "2024-01-01T00:00:00.000001Z", "amended"), true, "newer by a microsecond"},
-		{"Observation/c", res("c", "", "", "final"), true, "no meta, new"},
-		{"Observation/c", res("c", "", "", "final"), false, "no meta, repeat"},
-		{"Observation/c", res("c", "", "", "amended"), true, "no meta, changed"},
-		{"Observation/a", "", true, "tombstone"},
-		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "final"), true, "after delete, old version is new again"},
-		{"Observation/d", res("d", "v7", "", "final"), true, "non-numeric version"},
-		{"Observation/d", res("d", "v6", "", "amended"), true, "non-numeric versions are not ordered: changed"},
+		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "final"), true, noHeader, "new"},
+		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "final"), false, "", "exact repeat"},
+		{"Observation/a", res("a", "2", "2024-02-01T00:00:00Z", "amended"), true, "1", "newer version"},
+		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "preliminary"), false, "", "stale version"},
+		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "final"), false, "", "old repeat is stale"},
+		{"Observation/a", res("a", "2", "2024-02-01T00:00:00Z", "corrected"), true, "2", "same version, new content"},
+		{"Observation/b", res("b", "", "2024-01-01T00:00:00Z", "final"), true, noHeader, "new key"},
+		{"Observation/b", res("b", "", "2023-12-31T23:59:59.999999Z", "amended"), false, "", "older lastUpdated"},
+		{"Observation/b", res("b", "", "2024-01-01T00:00:00.000001Z", "amended"), true, "", "newer by a microsecond"},
+		{"Observation/c", res("c", "", "", "final"), true, noHeader, "no meta, new"},
+		{"Observation/c", res("c", "", "", "final"), false, "", "no meta, repeat"},
+		{"Observation/c", res("c", "", "", "amended"), true, "", "no meta, changed"},
+		{"Observation/a", "", true, "2", "tombstone of a known key"},
+		{"Observation/a", res("a", "1", "2024-01-01T00:00:00Z", "final"), true, noHeader, "after delete, old version is new again"},
+		{"Observation/d", res("d", "v7", "", "final"), true, noHeader, "non-numeric version"},
+		{"Observation/d", res("d", "v6", "", "amended"), true, UnknownPreviousVersion, "non-numeric versions are not ordered: changed"},
+		{"Observation/d", res("d", "4294967293", "", "final"), true, UnknownPreviousVersion, "largest numeric version kept"},
+		{"Observation/d", res("d", "4294967294", "", "amended"), true, "4294967293", "version too large to keep"},
+		{"Observation/d", "", true, UnknownPreviousVersion, "tombstone after a version not kept"},
+		{"Observation/e", "", true, noHeader, "tombstone of an unknown key"},
+		{"Observation/e", res("e", "3", "", "final"), true, noHeader, "new after an unknown tombstone"},
 	}
 	for i, s := range steps {
 		var out collect
+		// The input's own (stale) previous-version header must never pass through.
 		in := &stage.Record{Topic: topics.Valid("Observation"), Key: []byte(s.key),
-			Headers: []stage.Header{{Key: "h", Value: []byte("v")}}}
+			Headers: []stage.Header{{Key: "h", Value: []byte("v")}, {Key: schemas.HeaderPreviousVersion, Value: []byte("stale")}}}
 		if s.value != "" {
 			in.Value = []byte(s.value)
 		}
@@ -72,12 +80,32 @@ func TestProcessorSequence(t *testing.T) {
 		if got := len(out) == 1; got != s.forward {
 			t.Fatalf("step %d (%s): forwarded=%v, want %v", i, s.why, got, s.forward)
 		}
-		if s.forward && (out[0].Topic != "fhir.unique.Observation" || string(out[0].Value) != s.value || string(out[0].Key) != s.key || len(out[0].Headers) != 1) {
-			t.Fatalf("step %d (%s): not forwarded unchanged: %+v", i, s.why, out[0])
+		if !s.forward {
+			continue
+		}
+		o := out[0]
+		if o.Topic != "fhir.unique.Observation" || string(o.Value) != s.value || string(o.Key) != s.key {
+			t.Fatalf("step %d (%s): not forwarded unchanged: %+v", i, s.why, o)
+		}
+		if v, ok := o.Header("h"); !ok || string(v) != "v" {
+			t.Fatalf("step %d (%s): provenance header lost: %+v", i, s.why, o.Headers)
+		}
+		var prevs []string
+		for _, h := range o.Headers {
+			if h.Key == schemas.HeaderPreviousVersion {
+				prevs = append(prevs, string(h.Value))
+			}
+		}
+		want := []string{s.prev}
+		if s.prev == noHeader {
+			want = nil
+		}
+		if fmt.Sprint(prevs) != fmt.Sprint(want) || len(prevs) != len(want) {
+			t.Fatalf("step %d (%s): %s headers %q, want %q", i, s.why, schemas.HeaderPreviousVersion, prevs, want)
 		}
 	}
 	if n := st.(*Store).Len(); n != 4 {
-		t.Fatalf("store holds %d keys, want 4 (a, b, c, d)", n)
+		t.Fatalf("store holds %d keys, want 4 (a, b, c, e)", n)
 	}
 }
 
@@ -115,14 +143,21 @@ func TestDecide(t *testing.T) {
 }
 
 func TestStateEncoding(t *testing.T) {
-	s := State{Hash: 0xdeadbeefcafef00d, LastUpdated: math.MinInt64, Version: -1}
-	b := s.Encode(nil)
-	if len(b) != StateSize {
-		t.Fatalf("encoded %d bytes", len(b))
+	for _, s := range []State{
+		{Hash: 0xdeadbeefcafef00d, LastUpdated: math.MinInt64, Version: -1},
+		{Hash: 1, LastUpdated: 2, Version: -1, OtherVersion: true},
+		{Hash: 1, LastUpdated: 2, Version: 0},
+		{Hash: 1, LastUpdated: 2, Version: MaxVersion},
+	} {
+		b := s.Encode(nil)
+		if len(b) != StateSize {
+			t.Fatalf("encoded %d bytes", len(b))
+		}
+		if got, ok := DecodeState(b); !ok || got != s {
+			t.Fatalf("round trip of %+v: %+v %v", s, got, ok)
+		}
 	}
-	if got, ok := DecodeState(b); !ok || got != s {
-		t.Fatalf("round trip: %+v %v", got, ok)
-	}
+	b := State{Hash: 1}.Encode(nil)
 	if _, ok := DecodeState(b[:10]); ok {
 		t.Fatal("decoded a short value")
 	}

@@ -9,14 +9,13 @@ package dlq
 
 import (
 	"context"
-	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
+	"github.com/fhirstream/fhirstream/consumers/runtime"
+	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 )
@@ -88,103 +87,35 @@ func oneOf(list []string, v string) bool {
 
 // Letter is a dead letter as read from the topic.
 type Letter struct {
-	Record  *kgo.Record
-	Context deadletter.Context
-	// HasContext is false for a record without dead-letter headers (not written by a
-	// fhirstream stage); it cannot be routed back.
+	Record stage.Record
+	// Context is what the dead-letter headers say; HasContext is false for a record
+	// without them (not written by a fhirstream node), which cannot be routed back.
+	Context    deadletter.Context
 	HasContext bool
+}
+
+func letterOf(rec *stage.Record) Letter {
+	c, ok := deadletter.Parse(rec.Headers)
+	return Letter{Record: *rec, Context: c, HasContext: ok}
 }
 
 // Scan calls fn for every dead letter on topic that matches f, in offset order per
 // partition, from the start to the end offsets at the time of the call.
 func Scan(ctx context.Context, cfg kafkaclient.Config, topic string, f Filter, fn func(Letter) error) error {
-	cl, err := cfg.NewClient()
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return fmt.Errorf("start offsets of %s: %w", topic, err)
-	}
-	from := map[int32]int64{}
-	starts.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil {
-			from[o.Partition] = o.Offset
-		}
-	})
-	return readRange(ctx, cfg, adm, topic, from, func(rec *kgo.Record) error {
+	return scanFrom(ctx, cfg, topic, nil, f, fn)
+}
+
+// scanFrom is Scan from the offsets in from (nil: the log start).
+func scanFrom(ctx context.Context, cfg kafkaclient.Config, topic string, from map[int32]int64, f Filter, fn func(Letter) error) error {
+	return runtime.Scan(ctx, cfg, topic, from, func(rec *stage.Record) error {
 		l := letterOf(rec)
 		if !f.Match(l.Context, rec.Key) {
 			return nil
 		}
+		// The scan reuses its header slice: a letter handed on keeps its own.
+		l.Record.Headers = slices.Clone(rec.Headers)
 		return fn(l)
 	})
-}
-
-func letterOf(rec *kgo.Record) Letter {
-	c, ok := deadletter.Parse(rec.Headers)
-	return Letter{Record: rec, Context: c, HasContext: ok}
-}
-
-// readRange reads topic's partitions from the offsets in from up to the high watermarks
-// at the time of the call, read_committed, calling fn for each data record. Partitions
-// absent from from, or already at their end, are not read.
-func readRange(ctx context.Context, cfg kafkaclient.Config, adm *kadm.Client, topic string, from map[int32]int64, fn func(*kgo.Record) error) error {
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return fmt.Errorf("end offsets of %s: %w", topic, err)
-	}
-	if err := ends.Error(); err != nil {
-		return fmt.Errorf("end offsets of %s: %w", topic, err)
-	}
-	until := map[int32]int64{}
-	assign := map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) {
-		start, ok := from[o.Partition]
-		if ok && start < o.Offset {
-			until[o.Partition] = o.Offset
-			assign[o.Partition] = kgo.NewOffset().At(start)
-		}
-	})
-	if len(until) == 0 {
-		return nil
-	}
-	// Control records are kept so that a partition ending in a transaction marker is
-	// seen to be read to its end.
-	cl, err := cfg.NewClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	for len(until) > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err := fs.Err(); err != nil {
-			return fmt.Errorf("read %s: %w", topic, err)
-		}
-		var ferr error
-		fs.EachRecord(func(rec *kgo.Record) {
-			end, reading := until[rec.Partition]
-			if !reading || ferr != nil {
-				return
-			}
-			if !rec.Attrs.IsControl() {
-				ferr = fn(rec)
-			}
-			if rec.Offset+1 >= end {
-				delete(until, rec.Partition)
-			}
-		})
-		if ferr != nil {
-			return ferr
-		}
-	}
-	return nil
 }
 
 // Counts are dead letters counted by stage, error class and source topic.

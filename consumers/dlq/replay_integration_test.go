@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -57,39 +59,41 @@ func TestIntegrationReplayExactlyOnce(t *testing.T) {
 	}
 
 	opts := ReplayOptions{Filter: Filter{Stages: []string{"validate"}}, Group: c.Group("replay"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	// Small transactions, and a crash after the 13th record: two transactions of 5
-	// commit, the third (3 records produced) must leave no trace.
-	defer func(n int) { replayTxnRecords, testHookAfterProduce = n, nil }(replayTxnRecords)
-	replayTxnRecords = 5
-	produced := 0
-	crash := errors.New("simulated crash")
-	testHookAfterProduce = func() error {
-		if produced++; produced == 13 {
-			return crash
+	// A first run stops after exactly 10 records, and a record of its first batch fails
+	// once, which aborts that batch: it is replayed again, once.
+	calls := 0
+	testHookBeforeEmit = func() error {
+		if calls++; calls == 7 {
+			return errors.New("simulated failure")
 		}
 		return nil
 	}
-	first, err := Replay(ctx, c.Config(), topics, opts)
-	if !errors.Is(err, crash) {
-		t.Fatalf("first replay: got %v, want the simulated crash", err)
-	}
-	if first.Replayed+first.Parked != 10 {
-		t.Fatalf("first replay reports %d replayed + %d parked, want the 10 of its committed transactions", first.Replayed, first.Parked)
-	}
-	testHookAfterProduce = nil
-	second, err := Replay(ctx, c.Config(), topics, opts)
+	defer func() { testHookBeforeEmit = nil }()
+	first := opts
+	first.Max = 10
+	res1, err := Replay(ctx, c.Config(), topics, first)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := first.Replayed + second.Replayed; got != 36 {
+	if res1.Replayed+res1.Parked != 10 {
+		t.Fatalf("a replay limited to 10 reports %d replayed + %d parked", res1.Replayed, res1.Parked)
+	}
+	if calls < 11 {
+		t.Fatalf("the failed batch was not processed again (%d emits tried)", calls)
+	}
+	res2, err := Replay(ctx, c.Config(), topics, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res1.Replayed + res2.Replayed; got != 36 {
 		t.Fatalf("replayed %d in all, want 36", got)
 	}
-	if got := first.Parked + second.Parked; got != 4 {
+	if got := res1.Parked + res2.Parked; got != 4 {
 		t.Fatalf("parked %d in all, want 4", got)
 	}
-	third, err := Replay(ctx, c.Config(), topics, opts)
-	if err != nil || third.Replayed+third.Parked != 0 {
-		t.Fatalf("a finished replay run again did %+v, %v; want nothing", third, err)
+	res3, err := Replay(ctx, c.Config(), topics, opts)
+	if err != nil || res3.Replayed+res3.Parked != 0 {
+		t.Fatalf("a finished replay run again did %+v, %v; want nothing", res3, err)
 	}
 
 	seen := map[string]int{}
@@ -168,8 +172,7 @@ func TestIntegrationReplayWaitsForTheCoordinator(t *testing.T) {
 		}
 		return resp, nil, true
 	})
-	adm := c.Admin(t)
-	from, err := startOffsets(context.Background(), adm, group, topics.DLQ())
+	from, err := runtime.CommittedOffsets(context.Background(), c.Config(), group, topics.DLQ())
 	if err != nil {
 		t.Fatalf("start offsets: %v", err)
 	}
@@ -178,5 +181,35 @@ func TestIntegrationReplayWaitsForTheCoordinator(t *testing.T) {
 	}
 	if from[0] != 0 {
 		t.Fatalf("replay would start at %d, want the log start 0", from[0])
+	}
+}
+
+// TestReplayRoutesOnlyToThePipeline: --to must be a topic the replay node may write, and
+// a letter whose source topic is not one of this pipeline's is parked, not sent there.
+func TestIntegrationReplayRoutesOnlyToThePipeline(t *testing.T) {
+	c := testkafka.New(t)
+	topics := schemas.MustTopics(c.Prefix)
+	ctx := context.Background()
+	if _, err := Replay(ctx, c.Config(), topics, ReplayOptions{To: "some.other.topic"}); err == nil || !strings.Contains(err.Error(), "topology") {
+		t.Fatalf("--to outside the pipeline: %v, want a refusal pointing at the topology", err)
+	}
+	c.CreateTopics(t, 1, topics.DLQ(), topics.Valid("Patient"))
+	prod := c.Client(t, kgo.UnknownTopicRetries(-1))
+	for i, source := range []string{topics.Valid("Patient"), "elsewhere.raw.Patient"} {
+		orig := &kgo.Record{Topic: source, Key: []byte(fmt.Sprintf("Patient/%d", i)), Value: []byte("{}")}
+		dl := deadletter.Record(topics.DLQ(), orig, deadletter.Context{Stage: "dedupe", SourceTopic: source, Class: "invalid-json"})
+		if err := prod.ProduceSync(ctx, dl).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := Replay(ctx, c.Config(), topics, ReplayOptions{Group: c.Group("replay"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil || res.Replayed != 1 || res.Parked != 1 {
+		t.Fatalf("replay: %+v, %v; want one replayed and the foreign one parked", res, err)
+	}
+	if got := c.ReadAll(t, topics.Valid("Patient")); len(got) != 1 || string(got[0].Key) != "Patient/0" {
+		t.Fatalf("source topic holds %v", got)
+	}
+	if got := c.ReadAll(t, ParkedTopic(topics)); len(got) != 1 || string(got[0].Key) != "Patient/1" {
+		t.Fatalf("parked topic holds %v", got)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/dedupe"
 	"github.com/fhirstream/fhirstream/consumers/dlq"
 	"github.com/fhirstream/fhirstream/consumers/runtime"
+	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/consumers/validate"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
@@ -36,14 +37,14 @@ func observation(id, status, system string) string {
 const loinc = `"system":"http://loinc.org",`
 
 // startStage runs def until the returned stop is called.
-func startStage(t *testing.T, c *testkafka.Cluster, def runtime.Definition) (stop func()) {
+func startStage(t *testing.T, c *testkafka.Cluster, def stage.Definition) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := runtime.Run(ctx, c.Config(), def, runtime.Options{Logger: quiet(), TopicRefresh: time.Second, RetryBackoff: 10 * time.Millisecond}); err != nil {
-			t.Errorf("stage %s: %v", def.Name, err)
+			t.Errorf("stage %s: %v", def.Name(), err)
 		}
 	}()
 	return func() { cancel(); <-done }
@@ -116,10 +117,9 @@ func TestIntegrationStagesValidateDedupeReplay(t *testing.T) {
 		}
 	}
 
-	valDef := validate.Definition(topics, validate.Options{})
-	valDef.Group = c.Group("validate")
-	dedDef := dedupe.Definition(topics)
-	dedDef.Group = c.Group("dedupe")
+	topo := topics.Topology(schemas.TopologyOptions{})
+	valDef := validate.Definition(topo, validate.Options{}).WithGroup(c.Group("validate"))
+	dedDef := dedupe.Definition(topo).WithGroup(c.Group("dedupe"))
 	stopVal := startStage(t, c, valDef)
 	stopDed := startStage(t, c, dedDef)
 
@@ -176,8 +176,7 @@ func TestIntegrationStagesValidateDedupeReplay(t *testing.T) {
 	// class: o3 must flow through to unique exactly once, and a second replay with
 	// the same filter has nothing left to do.
 	stopVal()
-	relaxed := validate.Definition(topics, validate.Options{Relax: []string{validate.ClassBadCoding}})
-	relaxed.Group = valDef.Group
+	relaxed := validate.Definition(topo, validate.Options{Relax: []string{validate.ClassBadCoding}}).WithGroup(valDef.Node.Group)
 	stopVal = startStage(t, c, relaxed)
 	defer stopVal()
 	defer stopDed()

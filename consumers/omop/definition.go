@@ -1,25 +1,20 @@
 package omop
 
 import (
-	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
 // StageName is the stage's name in dead-letter headers, metrics and logs.
-const StageName = "omop"
+const StageName = schemas.NodeOMOP
 
 // Definition declares the mapping stage for the runtime: it reads every
 // <prefix>.unique.<Type> topic (types it does not map are counted and skipped), writes
 // omop.<table>, keeps no state, and runs p. The caller keeps p to read its Summary.
-func Definition(p *Processor) runtime.Definition {
-	t := p.topics
-	return runtime.Definition{
-		Name:    StageName,
-		Group:   t.Group("fhirstream-" + StageName),
-		Input:   t.LayerPattern(schemas.LayerUnique),
-		Outputs: []string{t.OMOP("<table>")},
-		Topics:  t,
+func Definition(p *Processor, topo schemas.Topology) stage.Definition {
+	return stage.Definition{
+		Node:   topo.MustNode(schemas.NodeOMOP),
+		Topics: topo.Topics,
 		NewProcessor: func() (stage.Processor, error) {
 			return p, nil
 		},

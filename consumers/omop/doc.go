@@ -21,8 +21,12 @@
 //
 // Ids are 63-bit hashes of the resource key, so every process computes the same ids
 // without coordination and references resolve without lookups (ids.go). Every row
-// carries the envelope columns (_fhir_key, _fhir_version, ...) so a newer version of a
-// resource replaces its rows downstream, and a tombstone yields retraction rows.
+// carries the envelope columns (_fhir_key, _fhir_version, ...). Per source record and
+// table the rows form a group whose first row has _fhir_replaces: it replaces every
+// earlier row of the key in that table. An update of a known key (dedupe's
+// fhir.previous-version header) and a tombstone add a retraction row to every table the
+// type can reach where the record has no rows (docs/omop-mapping.md, "Versions and
+// deletions"). CDM datetimes are wall-clock times (local-timestamp-micros).
 //
 // observation_period is not produced here: it is an aggregate over all of a person's
 // events, which are spread over every partition of every input topic, so no partition

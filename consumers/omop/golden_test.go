@@ -14,6 +14,18 @@ import (
 
 func day(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
 
+// wall is the wall-clock reading of a FHIR dateTime in its own offset, as the CDM's
+// datetime columns hold it (decoded as that reading in UTC).
+func wall(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	y, mo, d := t.Date()
+	h, mi, sec := t.Clock()
+	return time.Date(y, mo, d, h, mi, sec, t.Nanosecond(), time.UTC)
+}
+
 func instant(s string) time.Time {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
@@ -64,7 +76,7 @@ func goldens() []golden {
 				"location_id":  ID("Patient/p1#address"),
 				"provider_id":  ID("Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9999974493"),
 				"care_site_id": ID("Organization/org-1"), "person_source_value": "p1", "gender_source_value": "female"}},
-			{"death", map[string]any{"person_id": p1, "death_date": day(2020, 7, 4), "death_datetime": instant("2020-07-04T12:30:00Z"),
+			{"death", map[string]any{"person_id": p1, "death_date": day(2020, 7, 4), "death_datetime": wall("2020-07-04T08:30:00-04:00"),
 				"death_type_concept_id": vocab.TypeEHR}},
 		}},
 		{name: "patient with partial birth date and deceasedBoolean", key: "Patient/p2",
@@ -293,6 +305,7 @@ func TestGolden(t *testing.T) {
 			if len(rows) != len(g.rows) {
 				t.Fatalf("%d rows, want %d: %v", len(rows), len(g.rows), rows)
 			}
+			seen := map[string]bool{}
 			for i, w := range g.rows {
 				got := rows[i]
 				if got.table != w.table {
@@ -301,6 +314,11 @@ func TestGolden(t *testing.T) {
 				if got.key != g.key || got.row[schemas.ColFHIRKey] != g.key || got.row[schemas.ColFHIRDeleted] != false {
 					t.Errorf("row %d envelope: record key %q, _fhir_key %v, deleted %v", i, got.key, got.row[schemas.ColFHIRKey], got.row[schemas.ColFHIRDeleted])
 				}
+				// The first row of each table replaces the key's earlier rows there.
+				if got.row[schemas.ColFHIRReplaces] != !seen[w.table] {
+					t.Errorf("row %d (%s): _fhir_replaces %v, want %v", i, w.table, got.row[schemas.ColFHIRReplaces], !seen[w.table])
+				}
+				seen[w.table] = true
 				for col, v := range w.cols {
 					if gv, ok := got.row[col]; !ok || !reflect.DeepEqual(gv, v) {
 						t.Errorf("%s.%s = %#v, want %#v", w.table, col, gv, v)

@@ -52,8 +52,7 @@ func TestIntegrationOMOPStage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	def := omop.Definition(p)
-	def.Group = c.Group("omop")
+	def := omop.Definition(p, topics.Topology(schemas.TopologyOptions{})).WithGroup(c.Group("omop"))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

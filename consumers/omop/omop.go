@@ -181,8 +181,10 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, _ stage.Store
 	var err error
 	if in.IsTombstone() {
 		err = m.retract(in.Key)
-	} else {
-		err = m.mapRecord(in)
+	} else if err = m.mapRecord(in); err == nil {
+		if _, update := in.Header(schemas.HeaderPreviousVersion); update {
+			m.retractUnreached()
+		}
 	}
 	if err != nil {
 		if _, ok := stage.AsRejection(err); ok {
@@ -190,6 +192,7 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, _ stage.Store
 		}
 		return err
 	}
+	m.markReplaces()
 	headers := outHeaders(in.Headers, p.contentType)
 	for _, r := range m.rows {
 		for _, col := range r.row.TruncateStrings() {
@@ -329,7 +332,40 @@ func (m *mapper) add(t *tableInfo, component int, row *schemas.Row) {
 	}
 	row.SetInt(e.Component, int32(component))
 	row.SetBool(e.Deleted, false)
+	row.SetBool(e.Replaces, false)
 	m.rows = append(m.rows, outRow{table: t, row: row})
+}
+
+// markReplaces sets _fhir_replaces on the first row of each table: the record's rows in
+// a table (or its one retraction row there) replace every earlier row of its key there.
+func (m *mapper) markReplaces() {
+	var seen uint64 // by tableInfo.slot; there are 13 tables
+	for _, r := range m.rows {
+		if bit := uint64(1) << r.table.slot; seen&bit == 0 {
+			seen |= bit
+			r.row.SetBool(r.table.env.Replaces, true)
+		}
+	}
+}
+
+// retractUnreached adds a retraction row to every table the resource type can reach
+// where this version has no rows: an update of a known key (dedupe's previous-version
+// header) must take away the rows an earlier version left there, e.g. when the code now
+// routes to another table, a component is gone, or the version is entered-in-error.
+func (m *mapper) retractUnreached() {
+	for _, name := range retractTables(m.rtype) {
+		t := m.p.tables[name]
+		reached := false
+		for _, r := range m.rows {
+			if r.table == t {
+				reached = true
+				break
+			}
+		}
+		if !reached {
+			m.addRetraction(t)
+		}
+	}
 }
 
 // rowID is the id of component n of this resource, checked for collisions.
@@ -384,9 +420,7 @@ func retractTables(resourceType string) []string {
 // epoch fills required date columns of retraction rows, which carry no data.
 var epoch = time.Unix(0, 0).UTC()
 
-// retract emits one retraction row per table the deleted resource's type maps to. Only
-// the envelope columns mean anything in such a row: required CDM columns hold
-// placeholders (0, 1970-01-01) because the tombstone carries no data.
+// retract emits one retraction row per table the deleted resource's type maps to.
 func (m *mapper) retract(key []byte) error {
 	rtype, _, err := schemas.ParseKey(key)
 	if err != nil {
@@ -399,32 +433,40 @@ func (m *mapper) retract(key []byte) error {
 		return nil
 	}
 	for _, name := range tables {
-		t := m.p.tables[name]
-		row := m.newRow(t)
-		for i, c := range t.table.Columns {
-			if !c.Required || c.HasDefault || c.Envelope {
-				continue
-			}
-			switch c.Type {
-			case schemas.TypeLong:
-				row.SetLong(i, 0)
-			case schemas.TypeInt:
-				row.SetInt(i, 0)
-			case schemas.TypeDate:
-				row.SetDate(i, epoch)
-			case schemas.TypeTimestamp:
-				row.SetTimestamp(i, epoch)
-			case schemas.TypeString:
-				row.SetString(i, "")
-			case schemas.TypeDouble:
-				row.SetDouble(i, 0)
-			case schemas.TypeBoolean:
-				row.SetBool(i, false)
-			}
-		}
-		m.add(t, 0, row)
-		row.SetBool(t.env.Deleted, true)
+		m.addRetraction(m.p.tables[name])
 	}
 	m.skip("")
 	return nil
+}
+
+// addRetraction appends a retraction row of t (_fhir_deleted). Only the envelope columns
+// mean anything in such a row: required CDM columns hold placeholders (0, 1970-01-01)
+// because there is no data for them.
+func (m *mapper) addRetraction(t *tableInfo) {
+	row := m.newRow(t)
+	for i, c := range t.table.Columns {
+		if !c.Required || c.HasDefault || c.Envelope {
+			continue
+		}
+		switch c.Type {
+		case schemas.TypeLong:
+			row.SetLong(i, 0)
+		case schemas.TypeInt:
+			row.SetInt(i, 0)
+		case schemas.TypeDate:
+			row.SetDate(i, epoch)
+		case schemas.TypeTimestamp:
+			row.SetTimestamp(i, epoch)
+		case schemas.TypeLocalTimestamp:
+			row.SetLocalTimestamp(i, epoch)
+		case schemas.TypeString:
+			row.SetString(i, "")
+		case schemas.TypeDouble:
+			row.SetDouble(i, 0)
+		case schemas.TypeBoolean:
+			row.SetBool(i, false)
+		}
+	}
+	m.add(t, 0, row)
+	row.SetBool(t.env.Deleted, true)
 }

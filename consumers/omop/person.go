@@ -44,7 +44,7 @@ func (m *mapper) patient() error {
 		row.SetInt(c.DayOfBirth, int32(birth.t.Day()))
 		// The CDM asks for birth_datetime whenever the date is known, midnight when the
 		// time is not.
-		row.SetTimestamp(c.BirthDatetime, birth.t)
+		row.SetLocalTimestamp(c.BirthDatetime, birth.t)
 	}
 	for _, ext := range m.res.Elems("extension") {
 		switch str(ext, "url") {

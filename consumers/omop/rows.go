@@ -32,6 +32,7 @@ type envelopeCols struct {
 	LastUpdated int `col:"_fhir_last_updated"`
 	Component   int `col:"_fhir_component"`
 	Deleted     int `col:"_fhir_deleted"`
+	Replaces    int `col:"_fhir_replaces"`
 }
 
 type personCols struct {
@@ -345,9 +346,10 @@ func setDate(r *schemas.Row, col int, f fhirTime) {
 	}
 }
 
-// setDatetime writes the *_datetime value of f: the instant, null for a date without time.
+// setDatetime writes the *_datetime value of f: the wall-clock time as recorded (in its
+// own UTC offset, like the *_date), null for a date without time.
 func setDatetime(r *schemas.Row, col int, f fhirTime) {
 	if f.valid() && f.hasTime {
-		r.SetTimestamp(col, f.t)
+		r.SetLocalTimestamp(col, f.t)
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/omop"
 	"github.com/fhirstream/fhirstream/consumers/passthrough"
 	"github.com/fhirstream/fhirstream/consumers/runtime"
+	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/synth"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -84,8 +85,8 @@ func BenchmarkOMOPStage(b *testing.B) {
 
 	// run labels the stage's goroutines (franz-go's included: they inherit it) with its
 	// name, so that a -cpuprofile tells the two apart: pprof -tagfocus stage=omop.
-	run := func(b *testing.B, name string, def runtime.Definition, group string) testkafka.CommitProgress {
-		def.Group = group
+	run := func(b *testing.B, name string, def stage.Definition, group string) testkafka.CommitProgress {
+		def = def.WithGroup(group)
 		ctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go pprof.Do(ctx, pprof.Labels("stage", name), func(ctx context.Context) {
@@ -100,15 +101,15 @@ func BenchmarkOMOPStage(b *testing.B) {
 	}
 	stages := []struct {
 		name string
-		def  func() runtime.Definition
+		def  func() stage.Definition
 	}{
-		{"passthrough", func() runtime.Definition { return passthrough.Definition(topics, schemas.LayerUnique) }},
-		{"omop", func() runtime.Definition {
+		{"passthrough", func() stage.Definition { return passthrough.Definition(topics, schemas.LayerUnique) }},
+		{"omop", func() stage.Definition {
 			p, err := omop.New(omop.Config{Topics: topics})
 			if err != nil {
 				b.Fatal(err)
 			}
-			return omop.Definition(p)
+			return omop.Definition(p, topics.Topology(schemas.TopologyOptions{}))
 		}},
 	}
 	rates := map[string][]float64{}

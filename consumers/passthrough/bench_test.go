@@ -44,6 +44,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/dedupe"
 	"github.com/fhirstream/fhirstream/consumers/passthrough"
 	"github.com/fhirstream/fhirstream/consumers/runtime"
+	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/consumers/validate"
 	"github.com/fhirstream/fhirstream/internal/synth"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
@@ -130,9 +131,9 @@ func BenchmarkStages(b *testing.B) {
 	b.Logf("input: %d patients, %d resources per layer", patients, len(recs))
 
 	// stage runs def until its group has committed the input layer to its end.
-	stage := func(def runtime.Definition, input string) func(b *testing.B, group string) testkafka.CommitProgress {
+	runStage := func(def stage.Definition, input string) func(b *testing.B, group string) testkafka.CommitProgress {
 		return func(b *testing.B, group string) testkafka.CommitProgress {
-			def.Group = group
+			def = def.WithGroup(group)
 			ctx, cancel := context.WithCancel(ctx)
 			done := make(chan error, 1)
 			go func() { done <- runtime.Run(ctx, c.Config(), def, ropts) }()
@@ -148,7 +149,7 @@ func BenchmarkStages(b *testing.B) {
 		name string
 		run  func(b *testing.B, group string, round int) testkafka.CommitProgress
 	}
-	dedupeDef := dedupe.Definition(dtopics)
+	dedupeDef := dedupe.Definition(dtopics.Topology(schemas.TopologyOptions{}))
 	cases := []benchCase{
 		{"bare", func(b *testing.B, group string, _ int) testkafka.CommitProgress {
 			ctx, cancel := context.WithCancel(ctx)
@@ -162,15 +163,16 @@ func BenchmarkStages(b *testing.B) {
 			return m
 		}},
 		{"passthrough", func(b *testing.B, group string, _ int) testkafka.CommitProgress {
-			return stage(passthrough.Definition(topics, schemas.LayerRaw), schemas.LayerRaw)(b, group)
+			return runStage(passthrough.Definition(topics, schemas.LayerRaw), schemas.LayerRaw)(b, group)
 		}},
 		{"validate", func(b *testing.B, group string, _ int) testkafka.CommitProgress {
-			return stage(validate.Definition(topics, validate.Options{}), schemas.LayerRaw)(b, group)
+			return runStage(validate.Definition(topics.Topology(schemas.TopologyOptions{}), validate.Options{}), schemas.LayerRaw)(b, group)
 		}},
 		{"dedupe", func(b *testing.B, group string, round int) testkafka.CommitProgress {
 			def := dedupeDef
-			def.State = fmt.Sprintf("%s-%d", dedupe.StateName, round) // every round starts with no state
-			return stage(def, "dedupe-input")(b, group)
+			// Every round starts with no state: a changelog of its own.
+			def.Node.State = []schemas.TopicSet{schemas.SingleTopic(dtopics.State(fmt.Sprintf("dedupe-%d", round)))}
+			return runStage(def, "dedupe-input")(b, group)
 		}},
 	}
 	// Rounds run every case in turn, so that each round's figures share the machine's

@@ -7,7 +7,6 @@ package passthrough
 import (
 	"context"
 
-	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/schemas"
 )
@@ -32,7 +31,7 @@ func (p Processor) Process(_ context.Context, in *stage.Record, _ stage.Store, o
 
 // Definition reads every topic of layer from (e.g. schemas.LayerRaw) and writes each
 // record to <prefix>.passthrough.<Type>, in consumer group "fhirstream-passthrough".
-func Definition(t schemas.Topics, from string) runtime.Definition {
+func Definition(t schemas.Topics, from string) stage.Definition {
 	to := func(in string) string {
 		_, rt, ok := t.ParseLayerTopic(in)
 		if !ok {
@@ -40,11 +39,10 @@ func Definition(t schemas.Topics, from string) runtime.Definition {
 		}
 		return t.Prefix + "." + Layer + "." + rt
 	}
-	return runtime.Definition{
-		Name:                 "passthrough",
-		Group:                t.Group("fhirstream-passthrough"),
-		Input:                t.LayerPattern(from),
-		Outputs:              []string{t.Prefix + "." + Layer + ".<Type>"},
+	return stage.Definition{
+		// Not a node of the pipeline's topology: a benchmark's yardstick, declared here.
+		Node: t.StageNode("passthrough", "forwards every record unchanged (benchmark baseline)",
+			t.LayerTopics(from), t.LayerTopics(Layer)),
 		Topics:               t,
 		ConcurrentPartitions: true,
 		NewProcessor: func() (stage.Processor, error) {

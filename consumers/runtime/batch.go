@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
+	"github.com/fhirstream/fhirstream/schemas"
 )
 
 // partWork is one input partition's share of a batch, processed in offset order by one
@@ -28,10 +28,6 @@ type partWork struct {
 	dl    map[string]int // by error class
 	tally tally
 }
-
-// endTimeout bounds flushing and ending one batch's transaction: the transaction
-// timeout, after which the broker aborts it, plus time for the abort to be seen.
-const endTimeout = transactionTimeout + 30*time.Second
 
 // batch processes one poll batch in one transaction. It returns why the batch was
 // aborted ("" when it committed), or an error when the session cannot continue.
@@ -51,7 +47,7 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 	// polled offsets; the broker's transaction timer starts at the first produce.
 	if r.changelog != "" {
 		if err := r.restoreMissing(work, fetches); err != nil {
-			r.opts.Logger.Warn("state restore failed; batch aborted", "stage", r.def.Name, "err", err)
+			r.opts.Logger.Warn("state restore failed; batch aborted", "stage", r.def.Name(), "err", err)
 			abort = "restore"
 		}
 	}
@@ -70,7 +66,9 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 	// that does not come back, a group that never rejoins) would stall the stage with
 	// no error: it becomes a session failure instead, and the new session fences this
 	// producer and restores state from the changelog.
-	ectx, cancelEnd := context.WithTimeout(work, endTimeout)
+	// Flushing and ending are bounded by the transaction timeout, after which the
+	// broker aborts the transaction, plus time for the abort to be seen.
+	ectx, cancelEnd := context.WithTimeout(work, r.opts.TransactionTimeout+30*time.Second)
 	defer cancelEnd()
 	var committed bool
 	var flushed time.Duration
@@ -89,7 +87,7 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 		flushed = time.Since(start)
 		if perr != nil {
 			abort = "produce"
-			r.opts.Logger.Warn("producing failed; batch aborted", "stage", r.def.Name, "err", perr)
+			r.opts.Logger.Warn("producing failed; batch aborted", "stage", r.def.Name(), "err", perr)
 		}
 		committed, err = r.sess.End(ectx, perr == nil)
 		if !committed && abort == "" {
@@ -98,29 +96,29 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 	}
 	r.afterEnd(committed, batches)
 	if err != nil {
-		mAborts.WithLabelValues(r.def.Name, "end-error").Inc()
+		mAborts.WithLabelValues(r.def.Name(), "end-error").Inc()
 		return "end-error", fmt.Errorf("%w: end transaction: %w", errSession, err)
 	}
-	mBatchSeconds.WithLabelValues(r.def.Name).Observe(time.Since(start).Seconds())
+	mBatchSeconds.WithLabelValues(r.def.Name()).Observe(time.Since(start).Seconds())
 	if !committed {
-		mAborts.WithLabelValues(r.def.Name, abort).Inc()
-		r.opts.Logger.Info("batch aborted", "stage", r.def.Name, "reason", abort, "records", fetches.NumRecords())
+		mAborts.WithLabelValues(r.def.Name(), abort).Inc()
+		r.opts.Logger.Info("batch aborted", "stage", r.def.Name(), "reason", abort, "records", fetches.NumRecords())
 		return abort, nil
 	}
 	n := 0
 	for _, p := range parts {
 		n += p.n
-		mRecordsIn.WithLabelValues(r.def.Name, p.key.topic).Add(float64(p.n))
+		mRecordsIn.WithLabelValues(r.def.Name(), p.key.topic).Add(float64(p.n))
 		for t, c := range p.out {
-			mRecordsOut.WithLabelValues(r.def.Name, t).Add(float64(c))
+			mRecordsOut.WithLabelValues(r.def.Name(), t).Add(float64(c))
 		}
 		for class, c := range p.dl {
-			mDeadLettered.WithLabelValues(r.def.Name, p.key.topic, class).Add(float64(c))
+			mDeadLettered.WithLabelValues(r.def.Name(), p.key.topic, class).Add(float64(c))
 		}
 		p.tally.publish()
 	}
-	mBatchRecords.WithLabelValues(r.def.Name).Observe(float64(n))
-	r.opts.Logger.Debug("batch committed", "stage", r.def.Name, "records", n, "partitions", len(parts),
+	mBatchRecords.WithLabelValues(r.def.Name()).Observe(float64(n))
+	r.opts.Logger.Debug("batch committed", "stage", r.def.Name(), "records", n, "partitions", len(parts),
 		"took", time.Since(start), "processed_at", processed, "flushed_at", flushed)
 	return "", nil
 }
@@ -210,11 +208,11 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 		p.abort = reason
 		stop.Store(true)
 	}
-	wctx := context.WithValue(work, tallyCtxKey{}, &p.tally)
+	wctx := stage.WithCommitCounter(work, &p.tally)
 	if p.bs != nil {
 		p.bs.reserve(len(p.recs)) // most stateful stages change state once per record
 	}
-	w := worker{em: emitter{}, rs: recordStore{batch: p.bs, topic: p.key.topic}}
+	w := worker{em: emitter{declared: r.declared}, rs: recordStore{batch: p.bs, topic: p.key.topic}, tally: &p.tally}
 	now := time.Now()     // the timestamp of the partition's changelog records
 	var lastOutput string // the output topic known to exist most recently: skips ensureOutput's lookup
 	changelogNoted := false
@@ -232,7 +230,7 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 				fail("shutdown")
 			} else {
 				fail("transient")
-				r.opts.Logger.Warn("transient error; batch aborted and will be retried", "stage", r.def.Name,
+				r.opts.Logger.Warn("transient error; batch aborted and will be retried", "stage", r.def.Name(),
 					"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "attempts", res.attempts, "err", err)
 			}
 			return
@@ -240,7 +238,7 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 		p.n++
 		if res.rejection != nil {
 			p.tally.drop()
-			dctx := deadletter.Context{Stage: r.def.Name, SourceTopic: rec.Topic, Partition: rec.Partition,
+			dctx := deadletter.Context{Stage: r.def.Name(), SourceTopic: rec.Topic, Partition: rec.Partition,
 				Offset: rec.Offset, Class: res.rejection.Class, Path: res.rejection.Path,
 				Message: res.rejection.Message, Attempts: res.attempts, Time: time.Now()}
 			r.newTopics.Note(r.def.Topics.DLQ())
@@ -255,7 +253,7 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 		for _, out := range res.outputs {
 			if out.Topic != lastOutput {
 				if err := r.ensureOutput(work, out.Topic, rec.Topic); err != nil {
-					r.opts.Logger.Warn("output topic unavailable; batch aborted", "stage", r.def.Name, "topic", out.Topic, "err", err)
+					r.opts.Logger.Warn("output topic unavailable; batch aborted", "stage", r.def.Name(), "topic", out.Topic, "err", err)
 					fail("transient")
 					return
 				}
@@ -313,11 +311,12 @@ type result struct {
 
 // worker holds what processOne reuses from one record to the next of a partition.
 type worker struct {
-	in stage.Record
-	hs []stage.Header
-	em emitter
-	rs recordStore
-	ns noStore
+	in    stage.Record
+	hs    []stage.Header
+	em    emitter
+	rs    recordStore
+	ns    noStore
+	tally *tally // the partition's counts, of which a failed attempt's are dropped
 }
 
 // processOne runs the processor on rec, retrying transient errors with backoff. It
@@ -335,11 +334,11 @@ func (r *runner) processOne(ctx, work context.Context, rec *kgo.Record, w *worke
 			w.ns.wrote = false
 			store = &w.ns
 		}
-		err := r.safeProcess(work, in, store, &w.em)
+		err := r.proc.Process(work, in, store, &w.em)
 		if err == nil {
 			switch {
 			case w.ns.wrote:
-				err = stage.Reject("stage-bug", "", "stage %s wrote state but declares none", r.def.Name)
+				err = stage.Reject(schemas.ClassStageBug, "", "stage %s wrote state but declares none", r.def.Name())
 			case w.em.err != nil:
 				err = w.em.err
 			default:
@@ -350,34 +349,19 @@ func (r *runner) processOne(ctx, work context.Context, rec *kgo.Record, w *worke
 				return res, nil
 			}
 		}
-		if t, ok := work.Value(tallyCtxKey{}).(*tally); ok {
-			t.drop()
-		}
+		w.tally.drop()
 		if rej, ok := stage.AsRejection(err); ok {
 			return result{rejection: rej, attempts: attempt}, nil
 		}
 		if attempt >= r.opts.MaxAttempts {
 			return result{attempts: attempt}, err
 		}
-		mRetries.WithLabelValues(r.def.Name).Inc()
+		mRetries.WithLabelValues(r.def.Name()).Inc()
 		if !sleep(ctx, backoff) {
 			return result{attempts: attempt}, ctx.Err()
 		}
 		backoff = min(2*backoff, r.opts.MaxRetryBackoff)
 	}
-}
-
-// safeProcess turns a panic in the stage into a rejection: a record that crashes the
-// stage would otherwise crash every instance that reads it, stalling its partition.
-func (r *runner) safeProcess(ctx context.Context, in *stage.Record, store stage.Store, em *emitter) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			r.opts.Logger.Error("stage panicked; record dead-lettered", "stage", r.def.Name,
-				"topic", in.Topic, "partition", in.Partition, "offset", in.Offset, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			err = &stage.Rejection{Class: "panic", Message: fmt.Sprintf("stage %s panicked: %v", r.def.Name, v)}
-		}
-	}()
-	return r.proc.Process(ctx, in, store, em)
 }
 
 // toStage is the stage's view of rec. The Record and its header slice are the worker's,
@@ -402,21 +386,51 @@ type emitter struct {
 	in  *kgo.Record
 	out []*kgo.Record
 	err error
+	// declared says which topics the stage's node may write; lastDeclared is the topic
+	// it allowed most recently, so that a stage writing one topic is checked once.
+	declared     *declaredOutputs
+	lastDeclared string
 }
 
 func (e *emitter) reset(in *kgo.Record) {
 	clear(e.out)
-	*e = emitter{in: in, out: e.out[:0]}
+	*e = emitter{in: in, out: e.out[:0], declared: e.declared, lastDeclared: e.lastDeclared}
 }
 
 var errNoTopic = errors.New("emitted a record without a topic")
+
+// declaredOutputs answers whether a node declares a topic as an output, remembering the
+// answer per topic (a pattern match per record would cost more than the record).
+type declaredOutputs struct {
+	node  schemas.Node
+	known sync.Map // topic → bool
+}
+
+func (d *declaredOutputs) allows(topic string) bool {
+	if ok, found := d.known.Load(topic); found {
+		return ok.(bool)
+	}
+	ok := d.node.Writes(topic)
+	d.known.Store(topic, ok)
+	return ok
+}
 
 // Emit converts out to a Kafka record. An output without a timestamp inherits the
 // input's, so event time flows through the pipeline.
 func (e *emitter) Emit(out stage.Record) {
 	if out.Topic == "" {
-		e.err = &stage.Rejection{Class: "stage-bug", Message: errNoTopic.Error()}
+		e.err = &stage.Rejection{Class: schemas.ClassStageBug, Message: errNoTopic.Error()}
 		return
+	}
+	if out.Topic != e.lastDeclared {
+		if !e.declared.allows(out.Topic) {
+			// Like goka's undeclared outputs: the graph in schemas.Topology is the one
+			// operators, ACLs and subscribers rely on, so a stage may not widen it.
+			e.err = &stage.Rejection{Class: schemas.ClassStageBug,
+				Message: fmt.Sprintf("stage %s emitted to %s, which its node of the topology does not declare as an output", e.declared.node.Name, out.Topic)}
+			return
+		}
+		e.lastDeclared = out.Topic
 	}
 	ts := out.Timestamp
 	if ts.IsZero() {

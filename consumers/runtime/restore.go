@@ -76,9 +76,9 @@ func (r *runner) restoreMissing(ctx context.Context, fetches kgo.Fetches) error 
 		r.stores[k] = s
 	}
 	r.mu.Unlock()
-	mRestoreSeconds.WithLabelValues(r.def.Name).Observe(time.Since(start).Seconds())
-	mRestoredEntries.WithLabelValues(r.def.Name).Add(float64(n))
-	r.opts.Logger.Info("restored state", "stage", r.def.Name, "partitions", len(keys), "changelog_records", n, "took", time.Since(start).Round(time.Millisecond))
+	mRestoreSeconds.WithLabelValues(r.def.Name()).Observe(time.Since(start).Seconds())
+	mRestoredEntries.WithLabelValues(r.def.Name()).Add(float64(n))
+	r.opts.Logger.Info("restored state", "stage", r.def.Name(), "partitions", len(keys), "changelog_records", n, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,13 +19,6 @@ import (
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 )
 
-// transactionTimeout bounds one batch's transaction on the broker. A batch takes well
-// under a second normally and at most the retry budget of one record (a few seconds).
-// An instance killed mid-batch leaves its transaction open until this timeout, holding
-// back read_committed readers of the partitions it wrote, unless it restarts with the
-// same Options.InstanceID: the new producer fences the old one and aborts at once.
-const transactionTimeout = 30 * time.Second
-
 // tp is an input topic partition.
 type tp struct {
 	topic     string
@@ -33,13 +27,17 @@ type tp struct {
 
 // runner is one Run of a stage.
 type runner struct {
-	def  Definition
+	def  stage.Definition
 	opts Options
 	cfg  kafkaclient.Config
 	proc stage.Processor
 
 	sess *kgo.GroupTransactSession
 	adm  *kadm.Client
+	// declared holds the node's outputs, checked on every Emit.
+	declared *declaredOutputs
+	// drain tracks progress against the end offsets at assignment (Options.Drain).
+	drain *drainer
 	// newTopics holds a batch that first writes to a topic until the session's client
 	// has published the topic's partitions (see kafkaclient.NewTopicGuard); one per
 	// session, as it tracks what that client knows.
@@ -65,41 +63,51 @@ type runner struct {
 // returns nil. It returns an error when the stage cannot start or when the transactional
 // producer is left in a state it cannot continue from; the caller should exit then (a
 // restart resumes from the last committed batch).
-func Run(ctx context.Context, cfg kafkaclient.Config, def Definition, opts Options) error {
-	if err := def.validate(); err != nil {
+func Run(ctx context.Context, cfg kafkaclient.Config, def stage.Definition, opts Options) error {
+	if err := def.Validate(); err != nil {
 		return err
 	}
 	opts.defaults()
 	proc, err := def.NewProcessor()
 	if err != nil {
-		return fmt.Errorf("stage %s: %w", def.Name, err)
+		return fmt.Errorf("stage %s: %w", def.Name(), err)
 	}
-	r := &runner{def: def, opts: opts, cfg: cfg, proc: proc,
+	// A record that crashes the stage is dead-lettered, not allowed to crash every
+	// instance that reads it and stall its partition.
+	recoverPanic := stage.Recover(func(in *stage.Record, v any, stack []byte) {
+		opts.Logger.Error("stage panicked; record dead-lettered", "stage", def.Name(),
+			"topic", in.Topic, "partition", in.Partition, "offset", in.Offset, "panic", fmt.Sprint(v), "stack", string(stack))
+	})
+	proc = stage.Chain(proc, append([]stage.Middleware{recoverPanic}, opts.Middleware...)...)
+	r := &runner{def: def, opts: opts, cfg: cfg, proc: proc, declared: &declaredOutputs{node: def.Node},
 		stores: map[tp]stage.Store{}, revoked: map[tp]bool{}, assigned: map[tp]bool{},
 		topicParts: map[string]int32{}, known: map[string]bool{}}
+	if opts.Drain {
+		r.drain = newDrainer()
+	}
 	admCl, err := cfg.NewClient()
 	if err != nil {
-		return fmt.Errorf("stage %s: %w", def.Name, err)
+		return fmt.Errorf("stage %s: %w", def.Name(), err)
 	}
 	defer admCl.Close()
 	r.adm = kadm.NewClient(admCl)
 	if err := r.ensureFixedTopics(ctx); err != nil {
-		return fmt.Errorf("stage %s: %w", def.Name, err)
+		return fmt.Errorf("stage %s: %w", def.Name(), err)
 	}
 	if err := r.startSession(); err != nil {
-		return fmt.Errorf("stage %s: %w", def.Name, err)
+		return fmt.Errorf("stage %s: %w", def.Name(), err)
 	}
 	if opts.Ready != nil {
-		name := "stage " + def.Name
+		name := "stage " + def.Name()
 		opts.Ready.Set(name, func() error {
 			if !r.joined.Load() {
-				return errors.New("consumer group " + def.Group + " not joined")
+				return errors.New("consumer group " + def.Node.Group + " not joined")
 			}
 			return nil
 		})
 		defer opts.Ready.Remove(name)
 	}
-	opts.Logger.Info("stage starting", "stage", def.Name, "group", def.Group, "input", r.inputDesc(), "state", def.State)
+	opts.Logger.Info("stage starting", "stage", def.Name(), "group", def.Node.Group, "input", r.inputDesc(), "state", def.Changelog())
 	failures, backoff := 0, opts.RetryBackoff
 	for {
 		var committed bool
@@ -124,19 +132,19 @@ func Run(ctx context.Context, cfg kafkaclient.Config, def Definition, opts Optio
 			err = fmt.Errorf("%w (the session failed %d times in a row)", err, failures)
 			break
 		}
-		mSessionRestarts.WithLabelValues(def.Name).Inc()
-		opts.Logger.Warn("transactional session failed; starting a new one", "stage", def.Name, "err", err, "after", backoff)
+		mSessionRestarts.WithLabelValues(def.Name()).Inc()
+		opts.Logger.Warn("transactional session failed; starting a new one", "stage", def.Name(), "err", err, "after", backoff)
 		if !sleep(ctx, backoff) {
 			err = nil
 			break
 		}
 		backoff = min(2*backoff, opts.MaxRetryBackoff)
 		if err = r.startSession(); err != nil {
-			err = fmt.Errorf("stage %s: %w", def.Name, err)
+			err = fmt.Errorf("stage %s: %w", def.Name(), err)
 			break
 		}
 	}
-	opts.Logger.Info("stage stopped", "stage", def.Name)
+	opts.Logger.Info("stage stopped", "stage", def.Name())
 	return err
 }
 
@@ -163,10 +171,24 @@ func (r *runner) forgetPartitions() {
 }
 
 func (r *runner) inputDesc() string {
-	if r.def.Input != "" {
-		return r.def.Input
+	names := make([]string, len(r.def.Node.Inputs))
+	for i, in := range r.def.Node.Inputs {
+		names[i] = in.Name
 	}
-	return fmt.Sprint(r.def.InputTopics)
+	return strings.Join(names, ", ")
+}
+
+// inputTopics returns what the group consumes: literal topic names when every input is
+// one topic, else one regular expression (franz-go ConsumeRegex), so that new resource
+// types are consumed as their topics appear.
+func (r *runner) inputTopics() (topics []string, regex bool) {
+	for _, in := range r.def.Node.Inputs {
+		if !in.Literal {
+			return []string{r.def.Node.InputPattern()}, true
+		}
+		topics = append(topics, in.Prefix)
+	}
+	return topics, false
 }
 
 func (r *runner) startSession() error {
@@ -187,17 +209,14 @@ func (r *runner) startSession() error {
 		// A stable instance is a static group member (KIP-345): restarted after a crash
 		// it takes its partitions back at once, instead of the group waiting out the
 		// dead member's session timeout.
-		static = append(static, kgo.InstanceID(r.def.Group+"-"+instance))
+		static = append(static, kgo.InstanceID(r.def.Node.Group+"-"+instance))
 	}
-	topics := r.def.InputTopics
-	if r.def.Input != "" {
-		topics = []string{r.def.Input}
-	}
+	topics, regex := r.inputTopics()
 	opts := append(base,
-		kgo.ConsumerGroup(r.def.Group),
+		kgo.ConsumerGroup(r.def.Node.Group),
 		kgo.ConsumeTopics(topics...),
-		kgo.TransactionalID(r.def.Group+"-"+instance),
-		kgo.TransactionTimeout(transactionTimeout),
+		kgo.TransactionalID(r.def.Node.TransactionalIDPrefix+instance),
+		kgo.TransactionTimeout(r.opts.TransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Transaction markers are delivered (and skipped by the batch) so that the
 		// committed offset moves past a partition's trailing marker: a caught-up stage
@@ -227,13 +246,13 @@ func (r *runner) startSession() error {
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.dropPartitions(m) }),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.dropPartitions(m) }),
 	)
-	if r.def.Input != "" {
+	if regex {
 		opts = append(opts, kgo.ConsumeRegex())
 	}
 	opts = append(opts, static...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
-		return fmt.Errorf("transactional consumer for group %s: %w", r.def.Group, err)
+		return fmt.Errorf("transactional consumer for group %s: %w", r.def.Node.Group, err)
 	}
 	r.sess = sess
 	r.newTopics = &kafkaclient.NewTopicGuard{}
@@ -252,6 +271,9 @@ func defaultInstanceID() string {
 
 // assignPartitions notes newly assigned partitions.
 func (r *runner) assignPartitions(m map[string][]int32) {
+	if r.drain != nil {
+		r.drain.assign(m)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for topic, parts := range m {
@@ -265,6 +287,9 @@ func (r *runner) assignPartitions(m map[string][]int32) {
 // dropPartitions forgets the stores of partitions this instance no longer owns; they are
 // restored again from the changelog if the partitions come back.
 func (r *runner) dropPartitions(m map[string][]int32) {
+	if r.drain != nil {
+		r.drain.revoke(m)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for topic, parts := range m {
@@ -273,7 +298,7 @@ func (r *runner) dropPartitions(m map[string][]int32) {
 			delete(r.stores, k)
 			delete(r.assigned, k)
 			r.revoked[k] = true
-			mLag.DeleteLabelValues(r.def.Name, topic, fmt.Sprint(p))
+			mLag.DeleteLabelValues(r.def.Name(), topic, fmt.Sprint(p))
 		}
 	}
 }
@@ -292,19 +317,42 @@ func (r *runner) loop(ctx context.Context, committed *bool) error {
 
 	backoff := r.opts.RetryBackoff
 	for {
-		fetches := r.sess.PollRecords(ctx, r.opts.MaxPollRecords)
+		limit := r.opts.MaxPollRecords
+		if r.opts.NextBatch != nil {
+			if limit = min(limit, r.opts.NextBatch()); limit <= 0 {
+				return nil
+			}
+		}
+		pollCtx, cancelPoll := ctx, context.CancelFunc(func() {})
+		if r.drain != nil {
+			done, err := r.drain.done(ctx, r.adm, r.def.Node.Group)
+			if err != nil {
+				r.opts.Logger.Warn("drain: cannot tell how far the partitions are read yet", "stage", r.def.Name(), "err", err)
+			}
+			if done {
+				return nil
+			}
+			// Poll in short turns, so that a drained partition set is noticed even when
+			// no new record arrives.
+			pollCtx, cancelPoll = context.WithTimeout(ctx, drainPollInterval)
+		}
+		fetches := r.sess.PollRecords(pollCtx, limit)
+		cancelPoll()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			// Records polled but not processed are simply not committed: the next
 			// owner of their partitions reads them again.
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
-			r.opts.Logger.Warn("fetch error", "stage", r.def.Name, "topic", topic, "partition", p, "err", err)
+			if errors.Is(err, context.DeadlineExceeded) {
+				return // a draining poll's turn ended
+			}
+			r.opts.Logger.Warn("fetch error", "stage", r.def.Name(), "topic", topic, "partition", p, "err", err)
 		})
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		fetches = r.fill(ctx, fetches)
+		fetches = r.fill(ctx, fetches, limit)
 		r.observeLag(fetches)
 		r.joined.Store(true)
 		reason, err := r.batch(ctx, work, fetches)
@@ -313,6 +361,9 @@ func (r *runner) loop(ctx context.Context, committed *bool) error {
 		}
 		if reason == "" {
 			*committed = true
+			if r.drain != nil {
+				r.drain.committed(fetches)
+			}
 		}
 		if reason == "transient" || reason == "restore" {
 			// The batch's records come back with the next poll; give the failing
@@ -327,16 +378,20 @@ func (r *runner) loop(ctx context.Context, committed *bool) error {
 	}
 }
 
-// fill polls for up to BatchLinger more, until the batch holds MaxPollRecords.
-func (r *runner) fill(ctx context.Context, fetches kgo.Fetches) kgo.Fetches {
+// drainPollInterval is how long a draining run polls before it checks again whether it
+// has read everything.
+const drainPollInterval = time.Second
+
+// fill polls for up to BatchLinger more, until the batch holds limit records.
+func (r *runner) fill(ctx context.Context, fetches kgo.Fetches, limit int) kgo.Fetches {
 	if r.opts.BatchLinger <= 0 {
 		return fetches
 	}
 	n := fetches.NumRecords()
 	lctx, cancel := context.WithTimeout(ctx, r.opts.BatchLinger)
 	defer cancel()
-	for n < r.opts.MaxPollRecords && lctx.Err() == nil {
-		more := r.sess.PollRecords(lctx, r.opts.MaxPollRecords-n)
+	for n < limit && lctx.Err() == nil {
+		more := r.sess.PollRecords(lctx, limit-n)
 		if more.IsClientClosed() {
 			break
 		}
@@ -356,7 +411,7 @@ func (r *runner) observeLag(fetches kgo.Fetches) {
 			return
 		}
 		last := p.Records[len(p.Records)-1].Offset
-		mLag.WithLabelValues(r.def.Name, p.Topic, fmt.Sprint(p.Partition)).Set(float64(max(0, p.HighWatermark-last-1)))
+		mLag.WithLabelValues(r.def.Name(), p.Topic, fmt.Sprint(p.Partition)).Set(float64(max(0, p.HighWatermark-last-1)))
 	})
 }
 

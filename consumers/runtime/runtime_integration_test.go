@@ -25,6 +25,7 @@ import (
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
+	"github.com/fhirstream/fhirstream/internal/testwait"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
@@ -75,14 +76,12 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // waitFor reads topic until it holds n records or the deadline passes.
 func waitFor(t *testing.T, c *testkafka.Cluster, n int, topic string) []*kgo.Record {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		recs := c.ReadAll(t, topic)
-		if len(recs) >= n || time.Now().After(deadline) || t.Failed() {
-			return recs
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	var recs []*kgo.Record
+	testwait.Until(t, 60*time.Second, fmt.Sprintf("%d records on %s", n, topic), func() bool {
+		recs = c.ReadAll(t, topic)
+		return len(recs) >= n
+	})
+	return recs
 }
 
 func TestIntegrationRuntimeStateRejectPanicRetry(t *testing.T) {
@@ -91,8 +90,7 @@ func TestIntegrationRuntimeStateRejectPanicRetry(t *testing.T) {
 	in, out := topics.Raw("Thing"), c.Prefix+".counted"
 	c.CreateTopics(t, 3, in, out)
 	proc := &counter{out: out, flaky: map[int64]bool{}}
-	def := runtime.Definition{Name: "count", Group: c.Group("count"), Input: topics.LayerPattern(schemas.LayerRaw),
-		State: "count", Topics: topics, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	def := testDefinition(topics, "count", c.Group("count"), topics.LayerTopics(schemas.LayerRaw), out, "count", proc)
 	opts := runtime.Options{Logger: quiet(), RetryBackoff: time.Millisecond, TopicRefresh: time.Second}
 
 	produce := func(values map[string][]string) {
@@ -177,7 +175,7 @@ func TestIntegrationCountCommitted(t *testing.T) {
 	var mu sync.Mutex
 	failed := map[int64]bool{}
 	proc := stage.ProcessorFunc(func(ctx context.Context, rec *stage.Record, _ stage.Store, em stage.Emitter) error {
-		runtime.CountCommitted(ctx, decisions, rec.Topic, string(rec.Value))
+		stage.CountCommitted(ctx, decisions, rec.Topic, string(rec.Value))
 		switch string(rec.Value) {
 		case "reject":
 			return stage.Reject("bad-value", "", "value says reject")
@@ -193,8 +191,8 @@ func TestIntegrationCountCommitted(t *testing.T) {
 		em.Emit(stage.Record{Topic: out, Key: rec.Key, Value: rec.Value})
 		return nil
 	})
-	def := runtime.Definition{Name: "tally", Group: c.Group("tally"), InputTopics: []string{in}, Topics: topics,
-		ConcurrentPartitions: true, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	def := testDefinition(topics, "tally", c.Group("tally"), schemas.SingleTopic(in), out, "", proc)
+	def.ConcurrentPartitions = true
 	cl := producer(t, c)
 	values := []string{"a", "b", "reject", "flaky", "a", "flaky", "c", "reject", "a"}
 	for i, v := range values {
@@ -227,9 +225,9 @@ func TestIntegrationCountCommitted(t *testing.T) {
 // answers one EndTxn with INVALID_TXN_STATE; on a real cluster, a broker restart
 // mid-commit), the stage starts a new transactional session instead of exiting, and
 // its outputs and state still come out exactly once. kfake only: a real broker cannot
-// be made to fail one request. (It takes about 30 s: kfake releases the broken
-// transaction's pending offset commit only at the transaction timeout, and the new
-// session's stable offset fetch waits for that.)
+// be made to fail one request. (It takes the transaction timeout: kfake releases the
+// broken transaction's pending offset commit only then, and the new session's stable
+// offset fetch waits for that.)
 func TestSessionRestartAfterFailedCommit(t *testing.T) {
 	c := testkafka.New(t)
 	if c.Fake == nil {
@@ -239,9 +237,11 @@ func TestSessionRestartAfterFailedCommit(t *testing.T) {
 	in, out := topics.Raw("Thing"), c.Prefix+".counted"
 	c.CreateTopics(t, 3, in, out)
 	proc := &counter{out: out, flaky: map[int64]bool{}}
-	def := runtime.Definition{Name: "restart", Group: c.Group("restart"), Input: topics.LayerPattern(schemas.LayerRaw),
-		State: "restart", Topics: topics, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
-	opts := runtime.Options{Logger: quiet(), RetryBackoff: time.Millisecond, TopicRefresh: time.Second}
+	def := testDefinition(topics, "restart", c.Group("restart"), topics.LayerTopics(schemas.LayerRaw), out, "restart", proc)
+	// A short transaction timeout: kfake releases the broken transaction's pending
+	// offset commit only when it times out.
+	opts := runtime.Options{Logger: quiet(), RetryBackoff: time.Millisecond, TopicRefresh: time.Second,
+		TransactionTimeout: 3 * time.Second}
 
 	var failed atomic.Int32
 	c.Fake.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
@@ -317,8 +317,7 @@ func TestIntegrationAbortRollsBackState(t *testing.T) {
 		}})
 		return err
 	})
-	def := runtime.Definition{Name: "count", Group: c.Group("count"), InputTopics: []string{in},
-		State: "count", Topics: topics, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	def := testDefinition(topics, "count", c.Group("count"), schemas.SingleTopic(in), out, "count", proc)
 	opts := runtime.Options{Logger: quiet(), MaxAttempts: 1, RetryBackoff: time.Millisecond}
 	cl := producer(t, c)
 	// One partition, produced before the stage starts: the first batch holds all of it,
@@ -419,8 +418,8 @@ func TestIntegrationRecordOverPartitionFetchSize(t *testing.T) {
 		em.Emit(stage.Record{Topic: out, Key: rec.Key, Value: rec.Value})
 		return nil
 	})
-	def := runtime.Definition{Name: "copy", Group: c.Group("copy"), InputTopics: []string{in}, Topics: topics,
-		ConcurrentPartitions: true, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	def := testDefinition(topics, "copy", c.Group("copy"), schemas.SingleTopic(in), out, "", proc)
+	def.ConcurrentPartitions = true
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- runtime.Run(rctx, c.Config(), def, runtime.Options{Logger: quiet()}) }()
@@ -444,5 +443,126 @@ func TestIntegrationRecordOverPartitionFetchSize(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("the large record was not copied")
+	}
+}
+
+// testDefinition declares a test stage reading in, writing out (and dead letters), with
+// the changelog topics.State(state) unless state is "".
+func testDefinition(topics schemas.Topics, name, group string, in schemas.TopicSet, out, state string, proc stage.Processor) stage.Definition {
+	var states []schemas.TopicSet
+	if state != "" {
+		states = append(states, schemas.SingleTopic(topics.State(state)))
+	}
+	node := topics.StageNode(name, "test stage", in, schemas.SingleTopic(out), states...)
+	def := stage.Definition{Node: node, Topics: topics, NewProcessor: func() (stage.Processor, error) { return proc, nil }}
+	return def.WithGroup(group)
+}
+
+// TestIntegrationUndeclaredOutputIsRefused: a record to a topic the stage's node does not
+// declare is never produced; its input is dead-lettered as a stage bug, and records to
+// the declared output flow on.
+func TestIntegrationUndeclaredOutputIsRefused(t *testing.T) {
+	c := testkafka.New(t)
+	topics := schemas.MustTopics(c.Prefix)
+	in, out, stray := topics.Raw("Thing"), c.Prefix+".declared", c.Prefix+".stray"
+	c.CreateTopics(t, 1, in, out, stray)
+	proc := stage.ProcessorFunc(func(_ context.Context, rec *stage.Record, _ stage.Store, em stage.Emitter) error {
+		topic := out
+		if string(rec.Value) == "stray" {
+			topic = stray
+		}
+		em.Emit(stage.Record{Topic: topic, Key: rec.Key, Value: rec.Value})
+		return nil
+	})
+	def := testDefinition(topics, "declared", c.Group("declared"), schemas.SingleTopic(in), out, "", proc)
+	cl := producer(t, c)
+	ctx := context.Background()
+	for i, v := range []string{"a", "stray", "b"} {
+		rec := &kgo.Record{Topic: in, Key: []byte(fmt.Sprintf("Thing/%d", i)), Value: []byte(v)}
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runtime.Run(rctx, c.Config(), def, runtime.Options{Logger: quiet()}) }()
+	got := waitFor(t, c, 2, out)
+	dead := waitFor(t, c, 1, topics.DLQ())
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || string(got[0].Value) != "a" || string(got[1].Value) != "b" {
+		t.Fatalf("declared output holds %v, want a and b", got)
+	}
+	dc, ok := deadletter.Parse(dead[0].Headers)
+	if !ok || dc.Class != schemas.ClassStageBug || !strings.Contains(dc.Message, stray) || string(dead[0].Value) != "stray" {
+		t.Fatalf("dead letter %q with context %+v, want the stray input as a stage bug naming %s", dead[0].Value, dc, stray)
+	}
+	if n := len(waitFor(t, c, 0, stray)); n != 0 {
+		t.Fatalf("%d records reached the undeclared topic", n)
+	}
+}
+
+// TestIntegrationDrainAndNextBatch: a draining run ends by itself once it has committed
+// what its partitions held when it started, and a second run takes only what came later;
+// NextBatch stops a run after an exact number of committed records.
+func TestIntegrationDrainAndNextBatch(t *testing.T) {
+	c := testkafka.New(t)
+	topics := schemas.MustTopics(c.Prefix)
+	in, out := topics.Raw("Thing"), c.Prefix+".drained"
+	c.CreateTopics(t, 3, in, out)
+	cl := producer(t, c)
+	ctx := context.Background()
+	produce := func(from, to int) {
+		for i := from; i < to; i++ {
+			rec := &kgo.Record{Topic: in, Key: []byte(fmt.Sprintf("Thing/%d", i)), Value: []byte(strconv.Itoa(i))}
+			if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	copied := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "copied"}, []string{"topic"})
+	proc := stage.ProcessorFunc(func(ctx context.Context, rec *stage.Record, _ stage.Store, em stage.Emitter) error {
+		stage.CountCommitted(ctx, copied, rec.Topic)
+		em.Emit(stage.Record{Topic: out, Key: rec.Key, Value: rec.Value})
+		return nil
+	})
+	def := testDefinition(topics, "drain", c.Group("drain"), schemas.SingleTopic(in), out, "", proc)
+	run := func(opts runtime.Options) {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		opts.Logger = quiet()
+		if err := runtime.Run(rctx, c.Config(), def, opts); err != nil || rctx.Err() != nil {
+			t.Fatalf("run: %v (context: %v)", err, rctx.Err())
+		}
+	}
+	produce(0, 50)
+	run(runtime.Options{Drain: true})
+	if n := len(c.ReadAll(t, out)); n != 50 {
+		t.Fatalf("first draining run copied %d records, want 50", n)
+	}
+	produce(50, 80)
+	run(runtime.Options{Drain: true})
+	if n := len(c.ReadAll(t, out)); n != 80 {
+		t.Fatalf("second draining run: %d records copied in all, want 80", n)
+	}
+
+	// Exactly 7 more, in batches of at most what is left, counted only once committed.
+	produce(80, 100)
+	start := testutil.ToFloat64(copied.WithLabelValues(in))
+	run(runtime.Options{MaxPollRecords: 3, BatchLinger: -1, NextBatch: func() int {
+		return 7 - int(testutil.ToFloat64(copied.WithLabelValues(in))-start)
+	}})
+	if n := len(c.ReadAll(t, out)); n != 87 {
+		t.Fatalf("a run limited to 7 records: %d copied in all, want 87", n)
+	}
+	lag, err := c.Admin(t).Lag(ctx, def.Node.Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lag[def.Node.Group].Lag.Total(); got != 13 {
+		t.Fatalf("group lag %d after the limited run, want the 13 records left", got)
 	}
 }

@@ -1,18 +1,14 @@
 package runtime
 
 import (
-	"context"
-	"slices"
-
 	"github.com/prometheus/client_golang/prometheus"
-)
 
-// maxTallyLabels is the most label values CountCommitted keeps per counter.
-const maxTallyLabels = 4
+	"github.com/fhirstream/fhirstream/consumers/stage"
+)
 
 type tallyKey struct {
 	vec    *prometheus.CounterVec
-	labels [maxTallyLabels]string
+	labels [stage.MaxCountLabels]string
 	n      int
 }
 
@@ -30,25 +26,9 @@ type tally struct {
 	lastCount *float64
 }
 
-type tallyCtxKey struct{}
-
-// CountCommitted adds one to vec's counter with the label values labels, once the
-// transaction of the record being processed commits: call it from Process for counts
-// that must match what the output topics hold (e.g. a stage's decisions by reason).
-// Counts of a rejected or retried record, and of an aborted batch, are dropped. Outside
-// the runtime (ctx not from the runtime, e.g. a unit test calling Process directly), or
-// with more than 4 label values, it counts at once.
-func CountCommitted(ctx context.Context, vec *prometheus.CounterVec, labels ...string) {
-	t, _ := ctx.Value(tallyCtxKey{}).(*tally)
-	if t == nil || len(labels) > maxTallyLabels {
-		// A copy, so that labels does not escape: the caller's argument slice then
-		// stays on its stack instead of costing an allocation per record.
-		vec.WithLabelValues(slices.Clone(labels)...).Inc()
-		return
-	}
-	k := tallyKey{vec: vec, n: len(labels)}
-	copy(k.labels[:], labels)
-	t.pending = append(t.pending, k)
+// CountOnCommit notes a count of the record being processed (stage.CountCommitted).
+func (t *tally) CountOnCommit(vec *prometheus.CounterVec, labels [stage.MaxCountLabels]string, n int) {
+	t.pending = append(t.pending, tallyKey{vec: vec, labels: labels, n: n})
 }
 
 // keep moves the pending counts of the record just processed to the batch's counts.

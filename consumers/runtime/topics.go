@@ -20,9 +20,8 @@ func (r *runner) ensureFixedTopics(ctx context.Context) error {
 			specs = append(specs, s)
 		}
 	}
-	if r.def.State != "" {
-		r.changelog = r.def.Topics.State(r.def.State)
-		specs = append(specs, kafkaclient.StateTopic(r.def.Topics, r.def.State, o))
+	if r.changelog = r.def.Changelog(); r.changelog != "" {
+		specs = append(specs, kafkaclient.StateTopicNamed(r.changelog, o))
 	}
 	if _, err := kafkaclient.EnsureTopics(ctx, r.adm, specs); err != nil {
 		return err
@@ -64,7 +63,7 @@ func (r *runner) ensureOutput(ctx context.Context, topic, from string) error {
 		return err
 	}
 	if len(res.Created) > 0 {
-		r.opts.Logger.Info("created output topic", "stage", r.def.Name, "topic", topic, "partitions", parts)
+		r.opts.Logger.Info("created output topic", "stage", r.def.Name(), "topic", topic, "partitions", parts)
 	}
 	r.known[topic] = true
 	return nil

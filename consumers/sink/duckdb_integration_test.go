@@ -42,6 +42,8 @@ func duckType(c schemas.Column) string {
 		return "DATE"
 	case schemas.TypeTimestamp:
 		return "TIMESTAMP WITH TIME ZONE"
+	case schemas.TypeLocalTimestamp:
+		return "TIMESTAMP"
 	}
 	return "?"
 }

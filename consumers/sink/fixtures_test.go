@@ -63,7 +63,7 @@ func syntheticRow(t *schemas.Table, i, persons int) map[string]any {
 			row[c.Name] = i%3 == 0
 		case schemas.TypeDate:
 			row[c.Name] = base.AddDate(0, 0, i%3000)
-		case schemas.TypeTimestamp:
+		case schemas.TypeTimestamp, schemas.TypeLocalTimestamp:
 			row[c.Name] = base.Add(time.Duration(i) * time.Minute)
 		}
 	}

@@ -66,7 +66,8 @@ func (l *omopLayer) pattern() string { return InputPattern(l.topics, LayerOMOP) 
 // omopDatasetOf builds the Parquet layout of a CDM table from its schema metadata. The
 // Parquet types follow the CDM v5.4 DDL: integer concept ids and counts INT32, record ids
 // INT64 (the stated deviation: ids are 63-bit hashes), float DOUBLE, varchar STRING,
-// date DATE, datetime TIMESTAMP(micros, UTC).
+// date DATE, datetime TIMESTAMP(micros, not adjusted to UTC: a wall-clock time); the
+// envelope's _fhir_last_updated TIMESTAMP(micros, UTC).
 func omopDatasetOf(table string) (*omopDataset, error) {
 	t, err := schemas.OMOPTable(table)
 	if err != nil {
@@ -91,6 +92,8 @@ func omopDatasetOf(table string) (*omopDataset, error) {
 			n = nodeDate
 		case schemas.TypeTimestamp:
 			n = nodeTimestamp
+		case schemas.TypeLocalTimestamp:
+			n = nodeLocalTimestamp
 		default:
 			return nil, fmt.Errorf("OMOP table %s column %s: no Parquet type for %s", table, c.Name, c.Type)
 		}
@@ -220,7 +223,8 @@ func omopValue(t schemas.ColumnType, v any) (parquet.Value, bool) {
 			days := time.Date(y, m, day, 0, 0, 0, 0, time.UTC).Unix() / 86400
 			return parquet.Int32Value(int32(days)), true
 		}
-	case schemas.TypeTimestamp:
+	case schemas.TypeTimestamp, schemas.TypeLocalTimestamp:
+		// A decoded local timestamp is its wall clock in UTC, so both are UnixMicro.
 		if ts, ok := v.(time.Time); ok {
 			return parquet.Int64Value(ts.UnixMicro()), true
 		}

@@ -193,7 +193,7 @@ func testSinkOMOP(t *testing.T, lake testLake) {
 }
 
 // checkOMOPSchema checks the Parquet types against the CDM: ids INT64, integers INT32,
-// dates DATE, datetimes TIMESTAMP(micros, UTC), strings STRING, in the CDM column order.
+// dates DATE, datetimes TIMESTAMP(micros, wall clock), strings STRING, in the CDM column order.
 func checkOMOPSchema(t *testing.T, table string, schema *parquet.Schema) {
 	t.Helper()
 	tm, _ := schemas.OMOPTable(table)
@@ -226,6 +226,8 @@ func checkOMOPSchema(t *testing.T, table string, schema *parquet.Schema) {
 			ok = typ.String() == "DATE"
 		case schemas.TypeTimestamp:
 			ok = typ.String() == "TIMESTAMP(isAdjustedToUTC=true,unit=MICROS)"
+		case schemas.TypeLocalTimestamp:
+			ok = typ.String() == "TIMESTAMP(isAdjustedToUTC=false,unit=MICROS)"
 		}
 		if !ok {
 			t.Errorf("%s.%s: parquet type %v does not fit %s", table, c.Name, typ, c.Type)
@@ -261,7 +263,7 @@ func checkOMOPRow(t *testing.T, tm *schemas.Table, r map[string]parquet.Value) {
 			got = v.Boolean()
 		case schemas.TypeDate:
 			got = time.Unix(int64(v.Int32())*86400, 0).UTC()
-		case schemas.TypeTimestamp:
+		case schemas.TypeTimestamp, schemas.TypeLocalTimestamp:
 			got = time.UnixMicro(v.Int64()).UTC()
 		}
 		if fmt.Sprint(got) != fmt.Sprint(w) {

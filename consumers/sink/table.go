@@ -113,6 +113,8 @@ var (
 	nodeString    = parquet.String()
 	nodeDate      = parquet.Date()
 	nodeTimestamp = parquet.Timestamp(parquet.Microsecond)
+	// nodeLocalTimestamp is a wall-clock timestamp (isAdjustedToUTC=false), the CDM's datetime.
+	nodeLocalTimestamp = parquet.TimestampAdjusted(parquet.Microsecond, false)
 )
 
 // kafkaColumns are appended to every dataset.

@@ -6,16 +6,12 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-// Stage name and consumer group of the validate stage.
-const (
-	Name  = "validate"
-	Group = "fhirstream-validate"
-)
+// Name is the validate stage's name, its node's in schemas.Topology.
+const Name = schemas.NodeValidate
 
 // Processor is the validate stage's logic.
 type Processor struct {
@@ -74,13 +70,12 @@ func Reject(fails []Failure) error {
 	return &stage.Rejection{Class: fails[0].Class, Path: fails[0].Path, Message: msg}
 }
 
-// Definition declares the validate stage: fhir.raw.* → fhir.valid.*, stateless.
-func Definition(t schemas.Topics, o Options) runtime.Definition {
-	return runtime.Definition{
-		Name:                 Name,
-		Group:                t.Group(Group),
-		Input:                t.LayerPattern(schemas.LayerRaw),
-		Outputs:              []string{t.Valid("<Type>"), t.DLQ()},
+// Definition declares the validate stage, its node of topo: fhir.raw.* → fhir.valid.*,
+// stateless.
+func Definition(topo schemas.Topology, o Options) stage.Definition {
+	t := topo.Topics
+	return stage.Definition{
+		Node:                 topo.MustNode(schemas.NodeValidate),
 		Topics:               t,
 		ConcurrentPartitions: true,
 		NewProcessor: func() (stage.Processor, error) {

@@ -32,16 +32,17 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-// Rejection classes: the rule a failure broke. They are the dead letter's error class.
+// Rejection classes: the rule a failure broke. They are the dead letter's error class
+// (the contract's constants in schemas, named here for the rules' readers).
 const (
-	ClassInvalidJSON     = "invalid-json"     // not JSON, or not an object
-	ClassMissingRequired = "missing-required" // a required element is absent
-	ClassBadFormat       = "bad-format"       // wrong JSON type or primitive format
-	ClassBadCode         = "bad-code"         // a code outside its required value set
-	ClassTypeMismatch    = "type-mismatch"    // resourceType differs from the topic's type
-	ClassKeyMismatch     = "key-mismatch"     // the record key is not <Type>/<id>
-	ClassBadReference    = "bad-reference"    // a malformed or dangling reference
-	ClassBadCoding       = "bad-coding"       // a Coding without system or code
+	ClassInvalidJSON     = schemas.ClassInvalidJSON     // not JSON, or not an object
+	ClassMissingRequired = schemas.ClassMissingRequired // a required element is absent
+	ClassBadFormat       = schemas.ClassBadFormat       // wrong JSON type or primitive format
+	ClassBadCode         = schemas.ClassBadCode         // a code outside its required value set
+	ClassTypeMismatch    = schemas.ClassTypeMismatch    // resourceType differs from the topic's type
+	ClassKeyMismatch     = schemas.ClassKeyMismatch     // the record key is not <Type>/<id>
+	ClassBadReference    = schemas.ClassBadReference    // a malformed or dangling reference
+	ClassBadCoding       = schemas.ClassBadCoding       // a Coding without system or code
 )
 
 // Failure is one broken rule, OperationOutcome-like: where and why. Messages never quote

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/consumers/stage/stagetest"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
@@ -179,31 +180,27 @@ func TestRelax(t *testing.T) {
 	}
 }
 
-type collect []stage.Record
-
-func (c *collect) Emit(r stage.Record) { *c = append(*c, r) }
-
 func TestProcessor(t *testing.T) {
 	topics := schemas.MustTopics("fhir")
 	p := &Processor{Topics: topics, Validator: New(Options{})}
 	hdr := []stage.Header{{Key: schemas.HeaderSourceLine, Value: []byte("3")}}
-	var out collect
+	var rec stagetest.Recorder
 	in := &stage.Record{Topic: topics.Raw("Observation"), Key: []byte("Observation/obs-1"), Value: []byte(goodObservation), Headers: hdr}
-	if err := p.Process(context.Background(), in, nil, &out); err != nil {
+	if err := p.Process(context.Background(), in, nil, &rec); err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != 1 || out[0].Topic != "fhir.valid.Observation" || string(out[0].Value) != goodObservation ||
-		string(out[0].Key) != "Observation/obs-1" || len(out[0].Headers) != 1 {
-		t.Fatalf("not forwarded unchanged: %+v", out)
+	if len(rec.Records) != 1 || rec.Records[0].Topic != "fhir.valid.Observation" || string(rec.Records[0].Value) != goodObservation ||
+		string(rec.Records[0].Key) != "Observation/obs-1" || len(rec.Records[0].Headers) != 1 {
+		t.Fatalf("not forwarded unchanged: %+v", rec.Records)
 	}
 	tomb := &stage.Record{Topic: topics.Raw("Patient"), Key: []byte("Patient/p")}
-	if err := p.Process(context.Background(), tomb, nil, &out); err != nil || len(out) != 2 || out[1].Value != nil {
-		t.Fatalf("tombstone not forwarded: %v %+v", err, out)
+	if err := p.Process(context.Background(), tomb, nil, &rec); err != nil || len(rec.Records) != 2 || rec.Records[1].Value != nil {
+		t.Fatalf("tombstone not forwarded: %v %+v", err, rec.Records)
 	}
 	bad := &stage.Record{Topic: topics.Raw("Observation"), Key: []byte("Observation/obs-1"), Value: []byte(mutate(t, `"status":"final",`, `"status":"x",`))}
-	err := p.Process(context.Background(), bad, nil, &out)
+	err := p.Process(context.Background(), bad, nil, &rec)
 	rej, ok := stage.AsRejection(err)
-	if !ok || rej.Class != ClassBadCode || rej.Path != "Observation.status" || len(out) != 2 {
-		t.Fatalf("bad resource: err %v, outputs %d", err, len(out))
+	if !ok || rej.Class != ClassBadCode || rej.Path != "Observation.status" || len(rec.Records) != 2 {
+		t.Fatalf("bad resource: err %v, outputs %d", err, len(rec.Records))
 	}
 }

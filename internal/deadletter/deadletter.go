@@ -14,6 +14,21 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
+// Header is a record header of either kind the project handles, kgo.RecordHeader or
+// stage.Header: the same shape, so Parse and Strip serve the Kafka side and the stage side.
+type Header interface {
+	~struct {
+		Key   string
+		Value []byte
+	}
+}
+
+// kv is the shape both header types share.
+type kv = struct {
+	Key   string
+	Value []byte
+}
+
 // maxMessageLen bounds the message header: enough for a clear reason, never a payload.
 const maxMessageLen = 1024
 
@@ -31,7 +46,10 @@ type Context struct {
 }
 
 // Headers returns the context headers, to be appended after the record's own headers.
-func (c Context) Headers() []kgo.RecordHeader {
+func (c Context) Headers() []kgo.RecordHeader { return HeadersOf[kgo.RecordHeader](c) }
+
+// HeadersOf returns c's context headers as headers of type H.
+func HeadersOf[H Header](c Context) []H {
 	msg := c.Message
 	if len(msg) > maxMessageLen {
 		msg = msg[:maxMessageLen] + "…"
@@ -44,18 +62,18 @@ func (c Context) Headers() []kgo.RecordHeader {
 	if attempts <= 0 {
 		attempts = 1
 	}
-	h := []kgo.RecordHeader{
-		{Key: schemas.DLQStage, Value: []byte(c.Stage)},
-		{Key: schemas.DLQSourceTopic, Value: []byte(c.SourceTopic)},
-		{Key: schemas.DLQSourcePartition, Value: []byte(strconv.FormatInt(int64(c.Partition), 10))},
-		{Key: schemas.DLQSourceOffset, Value: []byte(strconv.FormatInt(c.Offset, 10))},
-		{Key: schemas.DLQErrorClass, Value: []byte(c.Class)},
-		{Key: schemas.DLQErrorMessage, Value: []byte(msg)},
-		{Key: schemas.DLQAttempts, Value: []byte(strconv.Itoa(attempts))},
-		{Key: schemas.DLQTime, Value: []byte(t.UTC().Format(time.RFC3339Nano))},
+	h := []H{
+		H(kv{Key: schemas.DLQStage, Value: []byte(c.Stage)}),
+		H(kv{Key: schemas.DLQSourceTopic, Value: []byte(c.SourceTopic)}),
+		H(kv{Key: schemas.DLQSourcePartition, Value: []byte(strconv.FormatInt(int64(c.Partition), 10))}),
+		H(kv{Key: schemas.DLQSourceOffset, Value: []byte(strconv.FormatInt(c.Offset, 10))}),
+		H(kv{Key: schemas.DLQErrorClass, Value: []byte(c.Class)}),
+		H(kv{Key: schemas.DLQErrorMessage, Value: []byte(msg)}),
+		H(kv{Key: schemas.DLQAttempts, Value: []byte(strconv.Itoa(attempts))}),
+		H(kv{Key: schemas.DLQTime, Value: []byte(t.UTC().Format(time.RFC3339Nano))}),
 	}
 	if c.Path != "" {
-		h = append(h, kgo.RecordHeader{Key: schemas.DLQErrorPath, Value: []byte(c.Path)})
+		h = append(h, H(kv{Key: schemas.DLQErrorPath, Value: []byte(c.Path)}))
 	}
 	return h
 }
@@ -70,9 +88,10 @@ func Record(dlqTopic string, orig *kgo.Record, c Context) *kgo.Record {
 }
 
 // Parse reads the context of a dead letter; ok is false when the record has none.
-func Parse(headers []kgo.RecordHeader) (c Context, ok bool) {
+func Parse[H Header](headers []H) (c Context, ok bool) {
 	c.Partition, c.Offset = -1, -1
-	for _, h := range headers {
+	for _, x := range headers {
+		h := kv(x)
 		v := string(h.Value)
 		switch h.Key {
 		case schemas.DLQStage:
@@ -104,10 +123,10 @@ func Parse(headers []kgo.RecordHeader) (c Context, ok bool) {
 
 // Strip returns headers without the dead-letter context (the original headers, plus the
 // replay count, which must survive so repeat offenders are parked, not looped).
-func Strip(headers []kgo.RecordHeader) []kgo.RecordHeader {
-	out := make([]kgo.RecordHeader, 0, len(headers))
+func Strip[H Header](headers []H) []H {
+	out := make([]H, 0, len(headers))
 	for _, h := range headers {
-		if !strings.HasPrefix(h.Key, schemas.DLQHeaderPrefix) {
+		if !strings.HasPrefix(kv(h).Key, schemas.DLQHeaderPrefix) {
 			out = append(out, h)
 		}
 	}

@@ -57,12 +57,6 @@ func (o *TopicOptions) defaults() {
 	}
 }
 
-// StateTopicNames are the compacted state topics of the contract, by purpose.
-var StateTopicNames = []string{
-	"fetcher", // fetch checkpoints and the last export's transactionTime
-	"dedupe",  // dedupe changelog: last forwarded version per resource key
-}
-
 // ContractTopics lists every topic of the contract for the given resource types and OMOP
 // tables.
 func ContractTopics(t schemas.Topics, resourceTypes, omopTables []string, o TopicOptions) []TopicSpec {
@@ -82,16 +76,29 @@ func ContractTopics(t schemas.Topics, resourceTypes, omopTables []string, o Topi
 	dlq := data(t.DLQ())
 	dlq.Configs["retention.ms"] = strconv.FormatInt(o.DLQRetentionMs, 10)
 	specs = append(specs, dlq)
-	for _, name := range StateTopicNames {
-		specs = append(specs, StateTopic(t, name, o))
+	// The state topics are those the topology's nodes keep (fetch checkpoints, the
+	// dedupe changelog), each listed once.
+	seen := map[string]bool{}
+	for _, n := range t.Topology(schemas.TopologyOptions{}).Nodes {
+		for _, s := range n.State {
+			if !seen[s.Prefix] {
+				seen[s.Prefix] = true
+				specs = append(specs, StateTopicNamed(s.Prefix, o))
+			}
+		}
 	}
 	return specs
 }
 
 // StateTopic is the compacted topic holding state called name.
 func StateTopic(t schemas.Topics, name string, o TopicOptions) TopicSpec {
+	return StateTopicNamed(t.State(name), o)
+}
+
+// StateTopicNamed is the spec of the compacted state topic called topic.
+func StateTopicNamed(topic string, o TopicOptions) TopicSpec {
 	o.defaults()
-	return TopicSpec{Name: t.State(name), Partitions: o.Partitions, ReplicationFactor: o.ReplicationFactor,
+	return TopicSpec{Name: topic, Partitions: o.Partitions, ReplicationFactor: o.ReplicationFactor,
 		Configs: map[string]string{"cleanup.policy": "compact", "max.message.bytes": strconv.Itoa(int(o.MaxMessageBytes))}}
 }
 

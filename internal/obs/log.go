@@ -31,7 +31,7 @@ func NewLogger(w io.Writer, cfg LogConfig) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
 		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", cfg.Level)
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: readableDurations}
 	format := strings.ToLower(cfg.Format)
 	if format == "" || format == "auto" {
 		format = "json"
@@ -46,6 +46,16 @@ func NewLogger(w io.Writer, cfg LogConfig) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want auto, text or json", cfg.Format)
+}
+
+// readableDurations writes durations as Go duration strings ("1.5s", "250ms") in both
+// formats: the JSON handler would write an integer of nanoseconds, which neither a person
+// nor a log query reads as a time.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 // IsTerminal reports whether f is an interactive terminal, for progress displays.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,6 +108,9 @@ func Start(ctx context.Context, addr string, ready *Readiness, log *slog.Logger)
 		return nil, nil
 	}
 	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("metrics listener %s: the port is taken by another program (each stage has its own default port; choose one with --metrics-addr, e.g. 127.0.0.1:0 for any free port, or turn it off with --metrics-addr off): %w", addr, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("metrics listener %s: %w", addr, err)
 	}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -89,5 +91,29 @@ func TestNewLogger(t *testing.T) {
 	}
 	if _, err := NewLogger(&buf, LogConfig{Format: "text", Level: "loud"}); err == nil {
 		t.Fatal("accepted log level loud")
+	}
+}
+
+func TestStartNamesATakenPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = Start(context.Background(), ln.Addr().String(), NewReadiness(), slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "port is taken") || !strings.Contains(err.Error(), "--metrics-addr") {
+		t.Fatalf("a taken port: %v, want a message naming the cause and --metrics-addr", err)
+	}
+}
+
+func TestLogDurationsAreReadable(t *testing.T) {
+	var b strings.Builder
+	log, err := NewLogger(&b, LogConfig{Format: "json", Level: "info"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("done", "took", 1500*time.Millisecond)
+	if !strings.Contains(b.String(), `"took":"1.5s"`) {
+		t.Fatalf("duration logged as %s, want \"1.5s\"", b.String())
 	}
 }

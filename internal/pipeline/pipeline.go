@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"regexp"
 	"runtime/pprof"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/omop"
 	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/sink"
+	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/consumers/validate"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/obs"
@@ -60,8 +60,8 @@ const (
 	StageValidate   = validate.Name
 	StageDedupe     = dedupe.Name
 	StageOMOP       = omop.StageName
-	StageSinkBronze = "sink-" + sink.LayerBronze
-	StageSinkOMOP   = "sink-" + sink.LayerOMOP
+	StageSinkBronze = schemas.NodeSinkBronze
+	StageSinkOMOP   = schemas.NodeSinkOMOP
 )
 
 // Stages lists the stage names in data-flow order (the order of Progress).
@@ -73,10 +73,10 @@ type Pipeline struct {
 	topics schemas.Topics
 	omop   *omop.Processor
 	sinks  map[string]*sink.Sink
-	groups []string          // in data-flow order
-	stages []string          // names, in the order of groups
-	inputs []*regexp.Regexp  // input topics, in the order of groups
-	meters map[string]*meter // by stage name, when Config.MeasureBytes
+	groups []string                    // in data-flow order
+	stages []string                    // names, in the order of groups
+	inputs []*regexp.Regexp            // input topics, in the order of groups
+	meters map[string]*stage.ByteMeter // by stage name, when Config.MeasureBytes
 
 	ctx    context.Context // ends when Stop is called or any stage fails
 	cancel context.CancelFunc
@@ -103,24 +103,25 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	p := &Pipeline{cfg: cfg, topics: topics, omop: mapper, sinks: map[string]*sink.Sink{},
-		meters: map[string]*meter{}, ctx: ctx, cancel: cancel}
+		meters: map[string]*stage.ByteMeter{}, ctx: ctx, cancel: cancel}
 
-	defs := []runtime.Definition{
-		validate.Definition(topics, validate.Options{}),
-		dedupe.Definition(topics),
-		omop.Definition(mapper),
+	topo := topics.Topology(schemas.TopologyOptions{})
+	defs := []stage.Definition{
+		validate.Definition(topo, validate.Options{}),
+		dedupe.Definition(topo),
+		omop.Definition(mapper, topo),
 	}
-	opts := runtime.Options{Logger: cfg.Logger, Ready: cfg.Ready}
 	for _, def := range defs {
+		opts := runtime.Options{Logger: cfg.Logger, Ready: cfg.Ready}
 		if cfg.MeasureBytes {
-			m := &meter{}
-			p.meters[def.Name] = m
-			def.NewProcessor = m.wrap(def.NewProcessor)
+			m := &stage.ByteMeter{}
+			p.meters[def.Name()] = m
+			opts.Middleware = []stage.Middleware{m.Middleware()}
 		}
-		p.groups = append(p.groups, def.Group)
-		p.stages = append(p.stages, def.Name)
-		p.inputs = append(p.inputs, inputPattern(def))
-		p.goRun(def.Name, func(ctx context.Context) error { return runtime.Run(ctx, cfg.Kafka, def, opts) })
+		p.groups = append(p.groups, def.Node.Group)
+		p.stages = append(p.stages, def.Name())
+		p.inputs = append(p.inputs, regexp.MustCompile(def.Node.InputPattern()))
+		p.goRun(def.Name(), func(ctx context.Context) error { return runtime.Run(ctx, cfg.Kafka, def, opts) })
 	}
 	for _, layer := range []string{sink.LayerBronze, sink.LayerOMOP} {
 		name := "sink-" + layer
@@ -138,11 +139,7 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 		p.sinks[layer] = s
 		p.groups = append(p.groups, s.Group())
 		p.stages = append(p.stages, name)
-		input := topics.LayerPattern(schemas.LayerUnique)
-		if layer == sink.LayerOMOP {
-			input = topics.OMOPPattern()
-		}
-		p.inputs = append(p.inputs, regexp.MustCompile(input))
+		p.inputs = append(p.inputs, regexp.MustCompile(topo.MustNode(name).InputPattern()))
 		p.goRun(name, s.Run)
 	}
 	return p, nil
@@ -285,16 +282,4 @@ func (p *Pipeline) Stop() error {
 	p.cancel()
 	p.wg.Wait()
 	return p.Err()
-}
-
-// inputPattern is the regular expression of a stage definition's input topics.
-func inputPattern(def runtime.Definition) *regexp.Regexp {
-	if def.Input != "" {
-		return regexp.MustCompile(def.Input)
-	}
-	quoted := make([]string, len(def.InputTopics))
-	for i, t := range def.InputTopics {
-		quoted[i] = regexp.QuoteMeta(t)
-	}
-	return regexp.MustCompile("^(" + strings.Join(quoted, "|") + ")$")
 }

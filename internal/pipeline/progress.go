@@ -1,14 +1,11 @@
 package pipeline
 
 import (
-	"context"
 	"fmt"
-	"sync/atomic"
 
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fhirstream/fhirstream/consumers/sink"
-	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/obs"
 )
 
@@ -63,7 +60,7 @@ func (p *Pipeline) Progress() ([]StageProgress, error) {
 			sp.Batches = st.Batches
 			sp.In = sp.Out + st.DeadLetters + st.Skipped
 			if m := p.meters[upstream]; m != nil {
-				sp.BytesIn = m.bytesOut.Load()
+				sp.BytesIn = m.Out.Load()
 			}
 		default:
 			sp.In = p.sumStage(byName["fhirstream_stage_records_in_total"], name)
@@ -71,7 +68,7 @@ func (p *Pipeline) Progress() ([]StageProgress, error) {
 			sp.DeadLetters = p.sumStage(byName["fhirstream_stage_records_dead_lettered_total"], name)
 			sp.Batches = histogramCount(byName["fhirstream_stage_batch_records"], name)
 			if m := p.meters[name]; m != nil {
-				sp.BytesIn, sp.BytesOut = m.bytesIn.Load(), m.bytesOut.Load()
+				sp.BytesIn, sp.BytesOut = m.In.Load(), m.Out.Load()
 			}
 		}
 		out = append(out, sp)
@@ -123,40 +120,4 @@ func (p *Pipeline) ownsTopic(topic string) bool {
 		return true
 	}
 	return topic == p.topics.DLQ()
-}
-
-// meter counts the bytes a stage's processor reads and emits.
-type meter struct {
-	bytesIn, bytesOut atomic.Int64
-}
-
-// wrap returns newProcessor with every processor it makes counting into m.
-func (m *meter) wrap(newProcessor func() (stage.Processor, error)) func() (stage.Processor, error) {
-	return func() (stage.Processor, error) {
-		next, err := newProcessor()
-		if err != nil {
-			return nil, err
-		}
-		return meteredProcessor{next: next, m: m}, nil
-	}
-}
-
-type meteredProcessor struct {
-	next stage.Processor
-	m    *meter
-}
-
-func (mp meteredProcessor) Process(ctx context.Context, in *stage.Record, state stage.Store, out stage.Emitter) error {
-	mp.m.bytesIn.Add(int64(len(in.Key) + len(in.Value)))
-	return mp.next.Process(ctx, in, state, meteredEmitter{next: out, m: mp.m})
-}
-
-type meteredEmitter struct {
-	next stage.Emitter
-	m    *meter
-}
-
-func (e meteredEmitter) Emit(r stage.Record) {
-	e.m.bytesOut.Add(int64(len(r.Key) + len(r.Value)))
-	e.next.Emit(r)
 }
