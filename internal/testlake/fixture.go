@@ -81,9 +81,9 @@ func (p Person) Row() Row {
 	return Row{
 		"id":     p.ID,
 		"name":   p.Name,
-		"born":   p.Born.Format("2006-01-02"),
-		"seen":   p.Seen.Format("2006-01-02T15:04:05.000000"),
-		"at":     p.At.UTC().Format("2006-01-02T15:04:05.000000") + "Z",
+		"born":   Date(p.Born),
+		"seen":   Timestamp(p.Seen),
+		"at":     TimestampTZ(p.At),
 		"score":  p.Score,
 		"active": p.Active,
 		"small":  int64(p.Small),

@@ -76,6 +76,16 @@ func RESTCatalog(name, uri string) Catalog {
 // for timestamptz columns; decimals and UUIDs are strings, binary is hex.
 type Row map[string]any
 
+// Date, Timestamp and TimestampTZ are the canonical forms of Iceberg date,
+// timestamp and timestamptz values (see Row), for building references.
+func Date(t time.Time) string { return t.Format("2006-01-02") }
+
+// Timestamp is a timestamp without zone: its wall clock, microseconds.
+func Timestamp(t time.Time) string { return t.Format("2006-01-02T15:04:05.000000") }
+
+// TimestampTZ is a timestamptz: the instant in UTC, microseconds, "Z".
+func TimestampTZ(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000") + "Z" }
+
 // Result is a table as one engine read it, rows sorted (see SortRows).
 type Result struct {
 	Columns []string
