@@ -100,8 +100,8 @@ func Rows(ps []Person) []Row {
 }
 
 // OpenSQLCatalog opens (creating it if needed) an embedded SQLite catalog in
-// dir (catalog.db, warehouse/) through iceberg-go's catalog.Load, and returns
-// it with the Catalog spec a reader needs.
+// dir (catalog.db, warehouse/) through iceberg-go's catalog.Load, in WAL mode
+// as the sink opens it, and returns it with the Catalog spec a reader needs.
 func OpenSQLCatalog(ctx context.Context, name, dir string) (catalog.Catalog, Catalog, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
@@ -113,7 +113,7 @@ func OpenSQLCatalog(ctx context.Context, name, dir string) (catalog.Catalog, Cat
 	spec := SQLCatalog(name, filepath.Join(dir, "catalog.db"), filepath.Join(dir, "warehouse"))
 	cat, err := catalog.Load(ctx, name, iceberg.Properties{
 		"type":                "sql",
-		"uri":                 "file:" + spec.URI + "?_pragma=busy_timeout(30000)",
+		"uri":                 "file:" + spec.URI + "?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)",
 		"sql.driver":          "sqlite",
 		"sql.dialect":         "sqlite",
 		"warehouse":           spec.Warehouse,
