@@ -1,9 +1,10 @@
-package lakeops
+package lakeops_test
 
 import (
 	"context"
 	"testing"
 
+	"github.com/fhirstream/fhirstream/internal/lakeops"
 	"github.com/fhirstream/fhirstream/internal/testlake"
 )
 
@@ -33,7 +34,7 @@ func TestCompactRetriesWhenASinkCommitsMeanwhile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var attempts []int
-	res, err := Compact(ctx, cat, tbl.Identifier(), CompactOptions{beforeCommit: func(attempt int) {
+	res, err := lakeops.Compact(ctx, cat, tbl.Identifier(), lakeops.WithBeforeCommit(lakeops.CompactOptions{}, func(attempt int) {
 		attempts = append(attempts, attempt)
 		if attempt != 1 {
 			return
@@ -45,7 +46,7 @@ func TestCompactRetriesWhenASinkCommitsMeanwhile(t *testing.T) {
 		if _, err := testlake.UpsertPeople(ctx, st, []testlake.Person{testlake.PersonAt(7, 2)}, []int64{8}, nil); err != nil {
 			t.Fatal(err)
 		}
-	}})
+	}))
 	if err != nil {
 		t.Fatalf("compact: %v (attempts %v)", err, attempts)
 	}
@@ -65,22 +66,13 @@ func TestCompactRetriesWhenASinkCommitsMeanwhile(t *testing.T) {
 	for _, p := range want {
 		rows = append(rows, p.Row())
 	}
-	for _, e := range []testlake.Engine{testlake.PyIceberg, testlake.DuckDB} {
-		r, err := testlake.Start(e)
-		if testlake.Skippable(err) {
-			t.Logf("not reading with %s: %v", e, err)
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, r := range readers(t) {
 		got, err := r.Read(spec, "omop", "person")
-		_ = r.Close()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if d := testlake.Diff(rows, got.Rows, 5); d != "" {
-			t.Errorf("%s: %s", e, d)
+			t.Errorf("%s: %s", r.Engine, d)
 		}
 	}
 }

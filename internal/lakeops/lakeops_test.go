@@ -3,6 +3,7 @@ package lakeops_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,20 +121,48 @@ func smallCommitsLake(t *testing.T, ctx context.Context, cat catalog.Catalog, om
 	return out
 }
 
-// readers starts the independent readers this machine has (Spark not under -short).
+// shared holds the readers every test of the package uses: Spark starts once.
+var shared struct {
+	once    sync.Once
+	readers map[testlake.Engine]*testlake.Reader
+	errs    map[testlake.Engine]error
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	for _, r := range shared.readers {
+		_ = r.Close()
+	}
+	os.Exit(code)
+}
+
+// readers returns the independent readers this machine has (Spark not under
+// -short), started on first use.
 func readers(t *testing.T) []*testlake.Reader {
+	t.Helper()
+	shared.once.Do(func() {
+		shared.readers = map[testlake.Engine]*testlake.Reader{}
+		shared.errs = map[testlake.Engine]error{}
+		for _, e := range testlake.Engines {
+			r, err := testlake.Start(e)
+			if err != nil {
+				shared.errs[e] = err
+				continue
+			}
+			shared.readers[e] = r
+		}
+	})
 	var rs []*testlake.Reader
 	for _, e := range testlake.Engines {
-		r, err := testlake.Start(e)
-		if err != nil {
+		if err := shared.errs[e]; err != nil {
 			if !testlake.Skippable(err) {
 				t.Fatal(err)
 			}
 			t.Logf("not reading with %s: %v", e, err)
 			continue
 		}
-		t.Cleanup(func() { _ = r.Close() })
-		rs = append(rs, r)
+		rs = append(rs, shared.readers[e])
 	}
 	if len(rs) == 0 {
 		t.Skip("no independent reader can run here")
