@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fhirstream/fhirstream/internal/lakeops"
 	"github.com/fhirstream/fhirstream/internal/testlake"
@@ -79,5 +81,41 @@ func TestLakeCommands(t *testing.T) {
 
 	if got, err = runCLI(t, "lake", "compact", "--out", t.TempDir()); err == nil || !strings.Contains(err.Error(), "no lake catalog") {
 		t.Errorf("compact of an empty directory: %v\n%s", err, got)
+	}
+}
+
+// TestLakeCommandsREST runs compact and history through a REST catalog server
+// (FHIRSTREAM_TEST_ICEBERG_REST, as .ci/run starts one).
+func TestLakeCommandsREST(t *testing.T) {
+	uri := os.Getenv("FHIRSTREAM_TEST_ICEBERG_REST")
+	if uri == "" {
+		t.Skip("FHIRSTREAM_TEST_ICEBERG_REST not set (deploy/iceberg/iceberg-rest-local.sh start prints it)")
+	}
+	ctx := context.Background()
+	cat, _, err := testlake.OpenRESTCatalog(ctx, "rest", uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := fmt.Sprintf("cli_%d", time.Now().UnixNano())
+	tbl, err := testlake.CreatePersonTable(ctx, cat, ns, "person", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range int64(10) {
+		if tbl, err = testlake.AppendPeople(ctx, tbl, testlake.People(i*2+1, i*2+2, 1), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := ns + ".person"
+	got, err := runCLI(t, "lake", "compact", "--catalog", "rest", "--catalog-uri", uri, name)
+	if err != nil || !strings.Contains(got, name+": data files 10 -> 1") {
+		t.Fatalf("compact: %v\n%s", err, got)
+	}
+	got, err = runCLI(t, "lake", "history", "--catalog", "rest", "--catalog-uri", uri, name)
+	if err != nil || strings.Count(got, "append") != 10 || !strings.Contains(got, "replace") {
+		t.Fatalf("history: %v\n%s", err, got)
+	}
+	if got, err = runCLI(t, "lake", "history", "--catalog", "rest", "--catalog-uri", "ftp://x", name); err == nil {
+		t.Errorf("an ftp catalog URI was accepted:\n%s", got)
 	}
 }
