@@ -134,15 +134,20 @@ func OpenRESTCatalog(ctx context.Context, name, uri string) (catalog.Catalog, Ca
 	return cat, RESTCatalog(name, uri), nil
 }
 
-// CreatePersonTable creates namespace ns (if missing) and table ns.name with
-// PersonSchema and the given properties.
+// CreatePersonTable creates namespace ns (dot-separated when nested: every
+// level, if missing) and table ns.name with PersonSchema and the given
+// properties.
 func CreatePersonTable(ctx context.Context, cat catalog.Catalog, ns, name string, props iceberg.Properties) (*table.Table, error) {
-	if err := cat.CreateNamespace(ctx, catalog.ToIdentifier(ns), nil); err != nil {
-		if exists, _ := cat.CheckNamespaceExists(ctx, catalog.ToIdentifier(ns)); !exists {
-			return nil, fmt.Errorf("create namespace %s: %w", ns, err)
+	levels := catalog.ToIdentifier(ns) // "a.b" is two levels
+	for i := range levels {
+		level := levels[:i+1]
+		if err := cat.CreateNamespace(ctx, level, nil); err != nil {
+			if exists, _ := cat.CheckNamespaceExists(ctx, level); !exists {
+				return nil, fmt.Errorf("create namespace %s: %w", ns, err)
+			}
 		}
 	}
-	tbl, err := cat.CreateTable(ctx, catalog.ToIdentifier(ns, name), PersonSchema(), catalog.WithProperties(props))
+	tbl, err := cat.CreateTable(ctx, append(levels, name), PersonSchema(), catalog.WithProperties(props))
 	if err != nil {
 		return nil, fmt.Errorf("create table %s.%s: %w", ns, name, err)
 	}

@@ -64,6 +64,16 @@ func writeFixtures(t *testing.T, ctx context.Context, cat catalog.Catalog, spec 
 		want:    testlake.Rows(testlake.People(1, 30, 1)),
 		earlier: first, wantEarlier: testlake.Rows(testlake.People(1, 10, 1))})
 
+	// nested: the appends again, in a namespace inside ns (a lake under a
+	// parent namespace, as the sink's --catalog-namespace puts it).
+	tbl = must(testlake.CreatePersonTable(ctx, cat, ns+".site1", "appends", nil))
+	tbl = must(testlake.AppendPeople(ctx, tbl, testlake.People(1, 10, 1), nil))
+	first = tbl.CurrentSnapshot().SnapshotID
+	_ = must(testlake.AppendPeople(ctx, tbl, testlake.People(11, 12, 1), nil))
+	l.tables = append(l.tables, fixtureTable{ns: ns + ".site1", name: "appends",
+		want:    testlake.Rows(testlake.People(1, 12, 1)),
+		earlier: first, wantEarlier: testlake.Rows(testlake.People(1, 10, 1))})
+
 	// upserts: ids 1..10 v1; then 3,4 become v2, 5 and 6 are deleted, 11 is new.
 	tbl = must(testlake.CreatePersonTable(ctx, cat, ns, "upserts", nil))
 	tbl = must(testlake.AppendPeople(ctx, tbl, testlake.People(1, 10, 1), nil))

@@ -9,6 +9,7 @@ Request:  {"catalog": {"kind": "sql", "name": N, "uri": "/abs/catalog.db",
                        "warehouse": "file:///abs/warehouse"}
                     | {"kind": "rest", "name": N, "uri": "http://host:port"},
            "namespace": "omop", "table": "person", "snapshot_id": 123 | null}
+          (a nested namespace is dot-separated: "site1.omop")
        |  {"catalog": {...}, "sql": ["CREATE TABLE ...", "INSERT ..."]}   (Spark only)
 Answer:   {"columns": [names], "rows": [{column: canonical value}]}
         | {"error": "message", "unsupported": true|false}
@@ -143,7 +144,7 @@ class PyIceberg:
         return self.catalogs[key]
 
     def read(self, req):
-        tbl = self.catalog(req["catalog"]).load_table((req["namespace"], req["table"]))
+        tbl = self.catalog(req["catalog"]).load_table(tuple(req["namespace"].split(".")) + (req["table"],))
         scan = tbl.scan(snapshot_id=req.get("snapshot_id"))
         try:
             table = scan.to_arrow()
@@ -297,7 +298,8 @@ class Spark:
     def read(self, req):
         spec = req["catalog"]
         s = self.session(spec)
-        q = f"SELECT * FROM `{spec['name']}`.`{req['namespace']}`.`{req['table']}`"
+        parts = [spec["name"]] + req["namespace"].split(".") + [req["table"]]
+        q = "SELECT * FROM " + ".".join(f"`{p}`" for p in parts)
         if req.get("snapshot_id") is not None:
             q += f" VERSION AS OF {int(req['snapshot_id'])}"
         return arrow_rows(s.sql(q).toArrow())
