@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -97,17 +98,19 @@ type Result struct {
 // read.
 var ErrUnsupported = errors.New("engine does not support this table")
 
-// Reader is one running engine. Its methods may be called from one goroutine
-// at a time; Close is registered with the test's cleanup.
+// Reader is one running engine. It answers one request at a time (callers
+// from several goroutines wait their turn).
 type Reader struct {
-	Engine  Engine
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	lines   chan []byte
-	stderr  *tailBuffer
-	timeout time.Duration
-	mu      sync.Mutex
-	closed  bool
+	Engine    Engine
+	cmd       *exec.Cmd
+	stdin     io.WriteCloser
+	lines     chan []byte
+	stderr    *tailBuffer
+	timeout   time.Duration
+	mu        sync.Mutex // one request at a time
+	closeOnce sync.Once
+	closed    atomic.Bool
+	closeErr  error
 }
 
 // ErrUnavailable is wrapped by Start when an engine cannot run here (no
@@ -322,7 +325,7 @@ func (r *Reader) read(req request) (Result, error) {
 	if req.SnapshotID != nil {
 		what += fmt.Sprintf(" at snapshot %d", *req.SnapshotID)
 	}
-	if r.closed {
+	if r.closed.Load() {
 		return Result{}, fmt.Errorf("%s: reader closed", what)
 	}
 	b, err := json.Marshal(req)
@@ -363,22 +366,21 @@ func (r *Reader) read(req request) (Result, error) {
 	return res, nil
 }
 
-// Close stops the engine.
+// Close stops the engine: its stdin closes, it exits; after 20 s it is killed.
 func (r *Reader) Close() error {
-	if r.closed {
-		return nil
-	}
-	r.closed = true
-	_ = r.stdin.Close()
-	done := make(chan error, 1)
-	go func() { done <- r.cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(20 * time.Second):
-		_ = r.cmd.Process.Kill()
-		return <-done
-	}
+	r.closeOnce.Do(func() {
+		r.closed.Store(true)
+		_ = r.stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- r.cmd.Wait() }()
+		select {
+		case r.closeErr = <-done:
+		case <-time.After(20 * time.Second):
+			_ = r.cmd.Process.Kill()
+			r.closeErr = <-done
+		}
+	})
+	return r.closeErr
 }
 
 // decodeRow keeps JSON integers as int64 and other numbers as float64, so a
