@@ -29,7 +29,6 @@ metadata file, read from the catalog database with Python's own sqlite3. REST:
 pyiceberg's RestCatalog, Spark's RESTCatalog, DuckDB's ATTACH (TYPE iceberg).
 """
 
-import base64
 import datetime
 import decimal
 import json
@@ -92,12 +91,13 @@ def canonical(value):
 
 
 def arrow_rows(table):
-    """Rows of a pyarrow Table as canonical dicts; timestamps with a zone stay aware."""
+    """Rows of a pyarrow Table as canonical dicts."""
     import pyarrow as pa
 
     columns = table.column_names
-    # to_pylist drops the zone of a zoned timestamp only if asked; map columns
-    # come back as lists of tuples.
+    # Map columns come back as lists of (key, value) tuples. A zoned timestamp
+    # comes back aware; should an engine hand one over naive, the column's type
+    # still says it is UTC.
     rows = table.to_pylist()
     zoned = {
         f.name
