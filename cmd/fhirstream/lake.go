@@ -179,7 +179,7 @@ func newLakeCompactCmd() *cobra.Command {
 delete files apply to is rewritten without its deleted rows; delete files no data file
 needs any more are dropped in the same commit. Readers see the same rows before and
 after; a compacted table has no equality deletes, which pyiceberg cannot read and
-DuckDB reads wrongly past a few dozen files. Old files stay until 'lake expire'.
+DuckDB 1.4.4 reads wrongly past about 20 of them. Old files stay until 'lake expire'.
 
 Safe beside running sinks: a commit that conflicts with a sink's fails and changes
 nothing (run it again).`,
