@@ -181,8 +181,9 @@ needs any more are dropped in the same commit. Readers see the same rows before 
 after; a compacted table has no equality deletes, which pyiceberg cannot read and
 DuckDB 1.4.4 reads wrongly past about 20 of them. Old files stay until 'lake expire'.
 
-Safe beside running sinks: a commit that conflicts with a sink's fails and changes
-nothing (run it again).`,
+Safe beside running sinks: when a sink commits deletes to a file being rewritten, the
+compaction's commit is refused and changes nothing, and compact plans and rewrites again
+from the new state (up to 5 tries).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runLakeCompact(cmd, cfg, args, target)
 		},
