@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fhirstream/fhirstream/internal/acl"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -35,10 +36,26 @@ func setupLogging(*cobra.Command) error {
 	return nil
 }
 
+// kafkaConfigs are the Kafka configurations of the commands, so that main explains a
+// failed command's connection and permission errors in the terms of its own flags.
+var kafkaConfigs = map[*cobra.Command]*kafkaclient.Config{}
+
+// explainKafka says what a failed command's Kafka error means (a wrong password, an
+// untrusted CA, a missing ACL and the grant of this command that would allow it).
+func explainKafka(cmd *cobra.Command, kc *kafkaclient.Config, err error) error {
+	t, terr := schemas.NewTopics(kc.TopicPrefix)
+	if terr != nil {
+		return kc.Explain(err)
+	}
+	resolve, _ := cmd.Flags().GetBool("resolve-hanging")
+	return acl.Explain(err, *kc, t.Topology(schemas.TopologyOptions{}), acl.CommandOf(cmd.CommandPath(), resolve))
+}
+
 // kafkaFlags binds the shared Kafka connection flags to cmd and returns the config they fill.
 func kafkaFlags(cmd *cobra.Command) *kafkaclient.Config {
 	c := kafkaclient.Defaults()
 	c.BindFlags(cmd.Flags())
+	kafkaConfigs[cmd] = &c
 	return &c
 }
 

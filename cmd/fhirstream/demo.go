@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fhirstream/fhirstream/consumers/omop"
 	"github.com/fhirstream/fhirstream/consumers/sink"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
@@ -26,6 +27,7 @@ import (
 	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/internal/pipeline"
 	"github.com/fhirstream/fhirstream/internal/synth"
+	"github.com/fhirstream/fhirstream/internal/vocab"
 	"github.com/fhirstream/fhirstream/producer"
 	"github.com/fhirstream/fhirstream/producer/bulk"
 	"github.com/fhirstream/fhirstream/producer/smart"
@@ -37,6 +39,7 @@ type demoOptions struct {
 	seed     uint64
 	bad      int
 	from     string
+	vocab    string
 	out      string
 	timeout  time.Duration
 	obs      *observability
@@ -60,8 +63,10 @@ the wrong file, an impossible date, a malformed reference, a Coding without syst
 patient OMOP cannot map, ...), so the dead-letter topic has something to show.
 
 It runs one export end to end, waits until every stage has caught up, and prints a
-summary: resources per type, dead letters by reason, OMOP rows per table, unmapped codes,
-files written, and a DuckDB query to try on the lake.`,
+summary: resources per type, dead letters by reason, the mapping stage's reconciliation
+per type (records read = mapped + deleted + dropped by rule + dead letters), OMOP rows per
+table, unmapped codes, files written, and a DuckDB query to try on the lake. With --vocab
+it maps codes through an Athena vocabulary release.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), cmd.OutOrStdout(), o) },
 	}
@@ -70,6 +75,7 @@ files written, and a DuckDB query to try on the lake.`,
 	cmd.Flags().IntVar(&o.bad, "bad", 6, "deliberately bad lines to mix into the generated data (0: none; ignored with --from)")
 	cmd.Flags().StringVar(&o.from, "from", "", "serve the NDJSON files in this directory instead of generated data")
 	cmd.Flags().StringVar(&o.out, "out", "lake", "lake directory to write")
+	cmd.Flags().StringVar(&o.vocab, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
 	o.obs = metricsFlag(cmd, defaultMetricsAddr("run"))
 	addCommand(cmd)
@@ -137,7 +143,20 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 	if err != nil {
 		return err
 	}
-	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Out: out, SinkFlushInterval: time.Second, Logger: logger, Ready: o.obs.ready})
+	var voc *vocab.Vocabulary
+	if o.vocab != "" {
+		var st vocab.LoadStats
+		if voc, st, err = vocab.Load(o.vocab); err != nil {
+			return fmt.Errorf("--vocab: %w", err)
+		}
+		say("vocabulary %s loaded: %d concepts, %d 'Maps to' in %s", o.vocab, st.Concepts, st.MapsTo, st.Duration.Round(time.Millisecond))
+	}
+	// The mapping stage's counters are process-wide: its reconciliation is what this run adds.
+	omopBefore, err := omop.Reconcile(obs.Registry, topics)
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Out: out, Vocab: voc, SinkFlushInterval: time.Second, Logger: logger, Ready: o.obs.ready})
 	if err != nil {
 		return err
 	}
@@ -171,9 +190,17 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 	if err != nil {
 		return err
 	}
-	printDemoSummary(w, demoReport{fetch: sum, counts: counts, pipeline: p, out: out, took: time.Since(start), bad: badLines})
+	rec, err := omop.Reconcile(obs.Registry, topics)
+	if err != nil {
+		return err
+	}
+	rec = rec.Minus(omopBefore)
+	printDemoSummary(w, demoReport{fetch: sum, counts: counts, pipeline: p, out: out, took: time.Since(start), bad: badLines, omop: rec})
 	if !sum.OK() {
 		return fmt.Errorf("fetch reconciliation failed: %s", strings.Join(sum.Mismatches, "; "))
+	}
+	if msg := checkOMOPReconciliation(rec, counts); msg != "" {
+		return fmt.Errorf("OMOP reconciliation FAILED: %s", msg)
 	}
 	return nil
 }
@@ -269,6 +296,7 @@ type demoReport struct {
 	out      string
 	took     time.Duration
 	bad      []synth.DeadLetter // the bad lines mixed into generated data
+	omop     omop.Reconciliation
 }
 
 func printDemoSummary(w io.Writer, r demoReport) {
@@ -288,6 +316,14 @@ func printDemoSummary(w io.Writer, r demoReport) {
 	printCounts(w, r.counts.dead, "  (none)")
 	if len(r.bad) > 0 {
 		fmt.Fprintf(w, "  %s\n", checkDeadLetters(r.bad, r.counts.dead))
+	}
+
+	fmt.Fprintln(w, "\nOMOP reconciliation, per resource type (records on fhir.unique.<Type> read by omop):")
+	r.omop.Write(w, "  ")
+	if msg := checkOMOPReconciliation(r.omop, r.counts); msg != "" {
+		fmt.Fprintf(w, "  FAILED against the topics: %s\n", msg)
+	} else {
+		fmt.Fprintln(w, "  = the records on the unique topics and omop's dead letters on the dead-letter topic, counted there")
 	}
 
 	omopSum := r.pipeline.OMOPSummary()
@@ -315,6 +351,43 @@ func printDemoSummary(w io.Writer, r demoReport) {
 	fmt.Fprintf(w, "\nParquet files written: %d OMOP, %d bronze, under %s\n", sinkStats.FilesWritten, bronze.FilesWritten, r.out)
 	fmt.Fprintf(w, "\ntry it:\n  duckdb -c \"SELECT gender_source_value, count(*) FROM read_parquet('%s/omop/person/*/*.parquet', hive_partitioning=true) GROUP BY 1\"\n",
 		r.out)
+}
+
+// checkOMOPReconciliation checks the mapping stage's reconciliation against counts taken
+// from the topics themselves: it balances for every type, its records read are the
+// records on the unique topics, and its dead letters are those on the dead-letter topic.
+// It returns "" when all hold, else what differs.
+func checkOMOPReconciliation(rec omop.Reconciliation, c demoCounts) string {
+	var diffs []string
+	if !rec.Balanced() {
+		diffs = append(diffs, "records read without an outcome")
+	}
+	types := map[string]bool{}
+	for t := range c.unique {
+		types[t] = true
+	}
+	for _, tc := range rec {
+		types[tc.ResourceType] = true
+	}
+	var dead, onTopic int64
+	for _, t := range slices.Sorted(maps.Keys(types)) {
+		tc := rec.Type(t)
+		if tc.Read != c.unique[t] {
+			diffs = append(diffs, fmt.Sprintf("%s: omop read %d, the unique topic holds %d", t, tc.Read, c.unique[t]))
+		}
+		for _, n := range tc.DeadLetters {
+			dead += n
+		}
+	}
+	for k, n := range c.dead {
+		if strings.HasPrefix(k, omop.StageName+": ") {
+			onTopic += n
+		}
+	}
+	if dead != onTopic {
+		diffs = append(diffs, fmt.Sprintf("omop counted %d dead letters, the dead-letter topic holds %d", dead, onTopic))
+	}
+	return strings.Join(diffs, "; ")
 }
 
 // checkDeadLetters compares the dead letters by stage and class with the bad lines mixed

@@ -40,7 +40,10 @@ func addCommand(c *cobra.Command) { rootCmd.AddCommand(c) }
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := rootCmd.ExecuteContext(ctx); err != nil {
+	if cmd, err := rootCmd.ExecuteContextC(ctx); err != nil {
+		if kc := kafkaConfigs[cmd]; kc != nil {
+			err = explainKafka(cmd, kc, err)
+		}
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			fmt.Fprintln(os.Stderr, "fhirstream: interrupted")
 			os.Exit(130)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -234,6 +235,10 @@ func (s *Sink) session(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := kafkaclient.CheckInputsVisible(ctx, kadm.NewClient(cl), s.layer.pattern()); err != nil {
+		cl.Close()
+		return fmt.Errorf("sink %s: %w", s.cfg.Layer, err)
+	}
 	defer func() {
 		// Leaving the group runs the revoke callback, which waits for polls to be allowed.
 		cl.AllowRebalance()
@@ -282,6 +287,9 @@ func (s *Sink) session(ctx context.Context) (err error) {
 			if errors.Is(fe.Err, context.Canceled) || errors.Is(fe.Err, context.DeadlineExceeded) {
 				continue
 			}
+			if kafkaclient.IsDenied(fe.Err) {
+				return fmt.Errorf("sink %s: %w", s.cfg.Layer, kafkaclient.ConsumeDenied(fe.Err, fe.Topic, s.cfg.Group))
+			}
 			s.log.Warn("sink: fetch error", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
 		}
 		if e := s.assignErr.Load(); e != nil {
@@ -315,7 +323,7 @@ func (s *Sink) session(ctx context.Context) (err error) {
 			// Dead letters go out before the offsets that pass over their records are
 			// committed, so none is lost; a crash before the commit may send one twice.
 			if err := cl.ProduceSync(ctx, dead...).FirstErr(); err != nil {
-				return fmt.Errorf("sink: produce %d dead letters: %w", len(dead), err)
+				return fmt.Errorf("sink: produce %d dead letters: %w", len(dead), kafkaclient.Denied(err, "Write", "topic", s.topics.DLQ()))
 			}
 			s.addStats(func(st *Stats) { st.DeadLetters += int64(len(dead)) })
 			metricDeadLetters.WithLabelValues(s.cfg.Layer).Add(float64(len(dead)))

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/fhirstream/fhirstream/consumers/dedupe"
 	"github.com/fhirstream/fhirstream/consumers/omop"
@@ -199,7 +201,7 @@ func (p *Pipeline) WaitDrained(ctx context.Context) error {
 		if err := p.Err(); err != nil {
 			return err
 		}
-		lag, err := p.totalLag(ctx, adm)
+		lag, err := p.totalLag(ctx, cl, adm)
 		switch {
 		case err != nil:
 			quiet = 0
@@ -222,8 +224,12 @@ func (p *Pipeline) WaitDrained(ctx context.Context) error {
 // totalLag sums the lag of the stages' groups; a group that has not committed yet, or a
 // member still joining, counts as not drained. Only when the committed partitions show no
 // lag does it list the cluster's topics (a large request on a shared cluster) to add the
-// partitions of input topics a group has never committed on.
-func (p *Pipeline) totalLag(ctx context.Context, adm *kadm.Client) (int64, error) {
+// partitions of input topics a group has never committed on. It asks the brokers for
+// the topics directly: kadm's ListTopics answers from the client's metadata cache, up to
+// MetadataMinAge (5 s) old, and would miss a topic a stage created moments ago (dedupe
+// creates fhir.unique.<Type> when a type first appears), which the next stage has not
+// read yet.
+func (p *Pipeline) totalLag(ctx context.Context, cl *kgo.Client, adm *kadm.Client) (int64, error) {
 	lags, err := adm.Lag(ctx, p.groups...)
 	if err != nil {
 		return 0, err
@@ -237,17 +243,31 @@ func (p *Pipeline) totalLag(ctx context.Context, adm *kadm.Client) (int64, error
 		if len(l.Lag) == 0 {
 			return 0, fmt.Errorf("group %s: nothing committed yet", g)
 		}
+		// A partition whose lag kadm could not compute (its end offset not listed yet,
+		// as for a topic created moments ago) has lag -1, which Total leaves out: it is
+		// not drained.
+		for _, ps := range l.Lag {
+			for _, pl := range ps {
+				if pl.Err != nil {
+					return 0, fmt.Errorf("group %s: lag of %s/%d: %w", g, pl.Topic, pl.Partition, pl.Err)
+				}
+			}
+		}
 		total += l.Lag.Total()
 	}
 	if total > 0 {
 		return total, nil
 	}
-	all, err := adm.ListTopics(ctx)
+	meta, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl) // nil Topics: all of them
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("list topics: %w", err)
 	}
 	var names []string // only this pipeline's inputs
-	for name := range all {
+	for _, t := range meta.Topics {
+		if t.Topic == nil {
+			continue
+		}
+		name := *t.Topic
 		for _, re := range p.inputs {
 			if re.MatchString(name) {
 				names = append(names, name)
