@@ -22,6 +22,7 @@ import (
 
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
+	"github.com/fhirstream/fhirstream/internal/lakeops"
 	"github.com/fhirstream/fhirstream/internal/stagekill"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -344,7 +345,7 @@ func testSinkKill(t *testing.T, kc killCatalog) {
 		if d := lineDiff(want[kt.name], got); d != "" {
 			t.Errorf("%s: current state differs from the reference (%d rows, want %d):\n%s", kt.name, len(got), len(want[kt.name]), d)
 		}
-		checkFiles(t, ctx, tbl, kt)
+		checkFiles(t, ctx, cat, l, tbl, kt, group)
 	}
 	// Every bad record was dead-lettered, at least once (dead letters are at least once).
 	dead := map[string]int{}
@@ -364,7 +365,7 @@ func testSinkKill(t *testing.T, kc killCatalog) {
 // commits, the current snapshot references every file once and every file it references
 // exists; the other files in the table's data directory are leftovers of refused or
 // crashed attempts, and removing them (as `lake expire` does) leaves the state unchanged.
-func checkFiles(t *testing.T, ctx context.Context, tbl *table.Table, kt killTable) {
+func checkFiles(t *testing.T, ctx context.Context, lake *lakehouse.Lake, l *lakehouse.Layout, tbl *table.Table, kt killTable, group string) {
 	t.Helper()
 	fsys, err := tbl.FS(ctx)
 	if err != nil {
@@ -406,19 +407,32 @@ func checkFiles(t *testing.T, ctx context.Context, tbl *table.Table, kt killTabl
 		}
 	}
 	before := scanState(t, tbl, kt)
-	res, err := tbl.DeleteOrphanFiles(ctx, table.WithFilesOlderThan(0))
+	offsets, _, err := lakehouse.TableOffsets(tbl.Metadata(), group)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range res.DeletedFiles {
+	// What `fhirstream lake expire --older-than 0` does: old snapshots and orphans go.
+	res, err := lakeops.Expire(ctx, lake.Catalog, lake.Ident(l), lakeops.ExpireOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Orphans {
 		if referenced[p] {
-			t.Errorf("%s: orphan cleanup removed %s, a referenced file", kt.name, p)
+			t.Errorf("%s: expire removed %s as an orphan, a file a snapshot referenced", kt.name, p)
 		}
 	}
-	t.Logf("%s: %d snapshots, %d files referenced, %d left by refused or crashed attempts (removed)",
-		kt.name, len(tbl.Metadata().Snapshots()), len(referenced), len(res.DeletedFiles))
+	t.Logf("%s: %d snapshots, %d files referenced, %d left by refused or crashed attempts (removed by expire)",
+		kt.name, len(tbl.Metadata().Snapshots()), len(referenced), len(res.Orphans))
+	tbl, err = lake.LoadTable(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if after := scanState(t, tbl, kt); strings.Join(after, "\n") != strings.Join(before, "\n") {
-		t.Errorf("%s: removing the leftovers changed the table", kt.name)
+		t.Errorf("%s: expire changed the table", kt.name)
+	}
+	// The sink resumes from the same offsets after the expiry.
+	if got, _, err := lakehouse.TableOffsets(tbl.Metadata(), group); err != nil || got.Encode() != offsets.Encode() {
+		t.Errorf("%s: offsets after expire %v (%v), before %v", kt.name, got.Offsets, err, offsets.Offsets)
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package status
 
 // The open-transaction check of 'fhirstream status': every partition of the pipeline that
 // holds an open transaction, and which of those are hanging (see "Graceful shutdown and
@@ -20,9 +20,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
-// openTxn is a partition's open transaction, as the partition's leader and the
+// OpenTxn is a partition's open transaction, as the partition's leader and the
 // transaction coordinator see it.
-type openTxn struct {
+type OpenTxn struct {
 	Topic         string `json:"topic"`
 	Partition     int32  `json:"partition"`
 	ProducerID    int64  `json:"producer_id"`
@@ -120,7 +120,7 @@ func groupOffsetsPartition(group string, partitions int32) int32 {
 // partitions, and judges every open transaction. A transaction judged hanging is
 // described a second time and kept only if it is still open from the same offset: one
 // that was merely finishing between the two looks is not reported.
-func collectOpenTxns(ctx context.Context, adm *kadm.Client, topics kadm.TopicDetails, groups []string) ([]openTxn, error) {
+func collectOpenTxns(ctx context.Context, adm *kadm.Client, topics kadm.TopicDetails, groups []string) ([]OpenTxn, error) {
 	set := kadm.TopicsSet{}
 	for _, t := range topics {
 		for p := range t.Partitions {
@@ -167,10 +167,10 @@ func collectOpenTxns(ctx context.Context, adm *kadm.Client, topics kadm.TopicDet
 		}
 	}
 	now := time.Now()
-	var out []openTxn
+	var out []OpenTxn
 	recheck := kadm.TopicsSet{}
 	for _, p := range open {
-		o := openTxn{Topic: p.Topic, Partition: p.Partition, ProducerID: p.ProducerID, ProducerEpoch: p.ProducerEpoch,
+		o := OpenTxn{Topic: p.Topic, Partition: p.Partition, ProducerID: p.ProducerID, ProducerEpoch: p.ProducerEpoch,
 			StartOffset: p.CurrentTxnStartOffset, LastWrite: time.UnixMilli(p.LastTimestamp), coordinatorEpoch: p.CoordinatorEpoch}
 		var txn *kadm.DescribedTransaction
 		if id, ok := byProducer[p.ProducerID]; ok {
@@ -201,7 +201,7 @@ func collectOpenTxns(ctx context.Context, adm *kadm.Client, topics kadm.TopicDet
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b openTxn) int {
+	slices.SortFunc(out, func(a, b OpenTxn) int {
 		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.ProducerID, b.ProducerID))
 	})
 	return out, nil
@@ -238,7 +238,7 @@ func describeOpen(ctx context.Context, adm *kadm.Client, set kadm.TopicsSet) ([]
 // ClusterAction on the cluster). A commit marker makes the records and pending group
 // offsets of the transaction visible, as the coordinator had decided; an abort marker
 // hides them, and a stage whose pending offsets are dropped processes that batch again.
-func resolveHanging(ctx context.Context, adm *kadm.Client, txns []openTxn) (int, error) {
+func resolveHanging(ctx context.Context, adm *kadm.Client, txns []OpenTxn) (int, error) {
 	n := 0
 	for _, o := range txns {
 		if !o.Hanging {
@@ -266,7 +266,7 @@ func resolveHanging(ctx context.Context, adm *kadm.Client, txns []openTxn) (int,
 }
 
 // writeOpenTxns prints the open transactions and, for hanging ones, what to do.
-func writeOpenTxns(w io.Writer, txns []openTxn, checkErr string, resolved int) {
+func writeOpenTxns(w io.Writer, txns []OpenTxn, checkErr string, resolved int) {
 	if checkErr != "" {
 		fmt.Fprintf(w, "\nopen transactions: not checked: %s\n", checkErr)
 		return

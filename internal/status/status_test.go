@@ -1,4 +1,4 @@
-package main
+package status
 
 import (
 	"context"
@@ -20,12 +20,12 @@ import (
 )
 
 func TestParseGroupOverrides(t *testing.T) {
-	got, err := parseGroupOverrides([]string{"validate=a-validate", "sink-omop=a-sink"})
+	got, err := ParseGroupOverrides([]string{"validate=a-validate", "sink-omop=a-sink"})
 	if err != nil || len(got) != 2 || got["validate"] != "a-validate" || got["sink-omop"] != "a-sink" {
 		t.Errorf("got %v, %v", got, err)
 	}
 	for _, bad := range []string{"validate", "=g", "validate="} {
-		if _, err := parseGroupOverrides([]string{bad}); err == nil || !strings.Contains(err.Error(), "STAGE=GROUP") {
+		if _, err := ParseGroupOverrides([]string{bad}); err == nil || !strings.Contains(err.Error(), "STAGE=GROUP") {
 			t.Errorf("%q: error %v", bad, err)
 		}
 	}
@@ -80,7 +80,7 @@ func TestIntegrationStatus(t *testing.T) {
 	kc := c.Config()
 
 	// Before any stage runs: no groups, and validate's backlog is every raw record.
-	rep, err := collectStatus(ctx, kc, statusOptions{Groups: groups, DeadLetters: true})
+	rep, err := Collect(ctx, kc, Options{Groups: groups, DeadLetters: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestIntegrationStatus(t *testing.T) {
 		}
 	}
 	val := rep.Stages[0]
-	wantBacklog := []topicLag{
+	wantBacklog := []TopicLag{
 		{Topic: topics.Raw("Observation"), Partitions: 2, Lag: 3, MaxLag: 2, MaxPartition: 0, Uncommitted: 2},
 		{Topic: topics.Raw("Patient"), Partitions: 3, Lag: 5, MaxLag: 3, MaxPartition: 0, Uncommitted: 3},
 	}
@@ -126,19 +126,20 @@ func TestIntegrationStatus(t *testing.T) {
 	// Its outputs and offsets commit in one transaction, so the group has committed
 	// everything now; the member list settles once the join completes.
 	waitFor(t, "a stable validate group", func() bool {
-		r, err := collectStatus(ctx, kc, statusOptions{Groups: groups})
+		r, err := Collect(ctx, kc, Options{Groups: groups})
 		return err == nil && r.Stages[0].State == "Stable" && len(r.Stages[0].Members) == 1
 	})
 
-	args := []string{"status", "--brokers", strings.Join(kc.Brokers, ","), "--topic-prefix", c.Prefix, "--client-id", "status-test", "--output", "json"}
-	for stage, group := range groups {
-		args = append(args, "--stage-group", stage+"="+group)
-	}
-	out, err := runCLI(t, args...)
+	// What 'fhirstream status -o json' prints, read back.
+	collected, err := Collect(ctx, kc, Options{Groups: groups, DeadLetters: true, Transactions: true})
 	if err != nil {
-		t.Fatalf("fhirstream %v: %v\n%s", args, err, out)
+		t.Fatal(err)
 	}
-	rep = &statusReport{}
+	out, err := json.Marshal(collected)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep = &Report{}
 	if err := json.Unmarshal([]byte(out), rep); err != nil {
 		t.Fatalf("status output is not JSON: %v\n%s", err, out)
 	}
@@ -178,10 +179,9 @@ func TestIntegrationStatus(t *testing.T) {
 	}
 
 	// The table shows the same, for a person.
-	table, err := runCLI(t, append(args[:len(args):len(args)], "--output", "table")...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var b strings.Builder
+	collected.WriteTable(&b)
+	table := b.String()
 	t.Logf("fhirstream status:\n%s", table)
 	wantRow := fmt.Sprint([]string{"validate", groups["validate"], "Stable", "1", "0", "2"})
 	rowFound := false

@@ -1,0 +1,393 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
+	_ "github.com/apache/iceberg-go/catalog/rest" // registers the "rest" catalog type
+	sqlcat "github.com/apache/iceberg-go/catalog/sql"
+	"github.com/apache/iceberg-go/table"
+	"github.com/spf13/cobra"
+	_ "modernc.org/sqlite" // the embedded catalog's pure-Go SQLite driver ("sqlite")
+
+	"github.com/fhirstream/fhirstream/internal/lakeops"
+)
+
+// minOrphanAge is the least --older-than that expire accepts without
+// --allow-recent: a running sink writes its data files before it commits them,
+// and a file removed in between breaks that commit.
+const minOrphanAge = time.Hour
+
+func init() {
+	lake := &cobra.Command{
+		Use:   "lake",
+		Short: "Maintain the Iceberg lake: compact, expire, history",
+		Long: `Maintenance of the lake's Apache Iceberg tables, in the embedded catalog under --out
+(the default) or in a REST catalog (--catalog rest --catalog-uri URL).
+
+  compact   rewrite small data files into target-sized ones and fold delete files in,
+            so that every reader (pyiceberg, DuckDB included) reads the tables right
+  expire    remove snapshots and orphan files older than --older-than, keeping the
+            snapshot each sink resumes from
+  history   a table's snapshots with their Kafka offsets and row and file counts
+
+docs/lakehouse.md says which readers need 'lake compact' after updates and deletes.`,
+	}
+	lake.AddCommand(newLakeCompactCmd(), newLakeExpireCmd(), newLakeHistoryCmd())
+	addCommand(lake)
+}
+
+// lakeCatalogConfig says which catalog the lake commands open; the same
+// choices as the sinks'.
+type lakeCatalogConfig struct {
+	kind, out, uri, warehouse string
+	credentialFile, tokenFile string
+}
+
+func lakeCatalogFlags(cmd *cobra.Command) *lakeCatalogConfig {
+	c := &lakeCatalogConfig{}
+	f := cmd.Flags()
+	f.StringVar(&c.kind, "catalog", "embedded", "Iceberg catalog: embedded (SQLite catalog under --out) or rest")
+	f.StringVar(&c.out, "out", "lake", "lake directory of the embedded catalog (<out>/catalog.db, <out>/warehouse)")
+	f.StringVar(&c.uri, "catalog-uri", "", "REST catalog URI (with --catalog rest)")
+	f.StringVar(&c.warehouse, "warehouse", "", "warehouse location (default <out>/warehouse for the embedded catalog)")
+	f.StringVar(&c.credentialFile, "catalog-credential-file", "",
+		"file holding the REST catalog's OAuth2 client credential id:secret (default: env FHIRSTREAM_CATALOG_CREDENTIAL)")
+	f.StringVar(&c.tokenFile, "catalog-token-file", "",
+		"file holding a bearer token for the REST catalog (default: env FHIRSTREAM_CATALOG_TOKEN)")
+	return c
+}
+
+// openLakeCatalog opens the catalog as the sinks do: iceberg-go's SQL catalog
+// named "fhirstream" on <out>/catalog.db, or a REST catalog. Secrets come
+// from files or the environment, never from flag values.
+func openLakeCatalog(ctx context.Context, c *lakeCatalogConfig) (catalog.Catalog, func(), error) {
+	noop := func() {}
+	switch c.kind {
+	case "", "embedded":
+		if c.out == "" || strings.Contains(c.out, "://") {
+			return nil, noop, fmt.Errorf("the embedded catalog lives in a local directory (--out), not %q", c.out)
+		}
+		dir, err := filepath.Abs(c.out)
+		if err != nil {
+			return nil, noop, err
+		}
+		db := filepath.Join(dir, "catalog.db")
+		if _, err := os.Stat(db); err != nil {
+			return nil, noop, fmt.Errorf("no lake catalog at %s (--out names the lake directory): %w", db, err)
+		}
+		warehouse := c.warehouse
+		if warehouse == "" {
+			warehouse = filepath.Join(dir, "warehouse")
+		}
+		if !strings.Contains(warehouse, "://") {
+			abs, err := filepath.Abs(warehouse)
+			if err != nil {
+				return nil, noop, err
+			}
+			warehouse = (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
+		}
+		dsn := (&url.URL{Scheme: "file", Path: db,
+			RawQuery: "_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)"}).String()
+		cat, err := catalog.Load(ctx, "fhirstream", iceberg.Properties{
+			"type": "sql", "uri": dsn, "warehouse": warehouse,
+			sqlcat.DriverKey: "sqlite", sqlcat.DialectKey: string(sqlcat.SQLite),
+		})
+		if err != nil {
+			return nil, noop, fmt.Errorf("open embedded catalog %s: %w", db, err)
+		}
+		return cat, func() {
+			if cl, ok := cat.(io.Closer); ok {
+				_ = cl.Close()
+			}
+		}, nil
+	case "rest":
+		u, err := url.Parse(c.uri)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, noop, fmt.Errorf("--catalog-uri %q is not an http(s) URL", c.uri)
+		}
+		props := iceberg.Properties{"type": "rest", "uri": c.uri}
+		if c.warehouse != "" {
+			props["warehouse"] = c.warehouse
+		}
+		for key, src := range map[string][2]string{
+			"credential": {c.credentialFile, "FHIRSTREAM_CATALOG_CREDENTIAL"},
+			"token":      {c.tokenFile, "FHIRSTREAM_CATALOG_TOKEN"},
+		} {
+			v := os.Getenv(src[1])
+			if src[0] != "" {
+				b, err := os.ReadFile(src[0])
+				if err != nil {
+					return nil, noop, fmt.Errorf("read catalog %s file: %w", key, err)
+				}
+				v = string(b)
+			}
+			if v = strings.TrimSpace(v); v != "" {
+				props[key] = v
+			}
+		}
+		cat, err := catalog.Load(ctx, "rest", props)
+		if err != nil {
+			return nil, noop, fmt.Errorf("open REST catalog %s: %w", u.Redacted(), err)
+		}
+		return cat, noop, nil
+	}
+	return nil, noop, fmt.Errorf("unknown --catalog %q (want embedded or rest)", c.kind)
+}
+
+// lakeTables returns the tables named in args, or every table of the catalog.
+func lakeTables(ctx context.Context, cat catalog.Catalog, args []string) ([]table.Identifier, error) {
+	if len(args) == 0 {
+		ids, err := lakeops.Tables(ctx, cat)
+		if err == nil && len(ids) == 0 {
+			err = errors.New("the catalog has no tables")
+		}
+		return ids, err
+	}
+	ids := make([]table.Identifier, 0, len(args))
+	for _, a := range args {
+		id, err := lakeops.ParseIdentifier(a)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+func newLakeCompactCmd() *cobra.Command {
+	var target int64
+	var cfg *lakeCatalogConfig
+	cmd := &cobra.Command{
+		Use:   "compact [namespace.table...]",
+		Short: "Rewrite small data files into target-sized ones and fold delete files in",
+		Long: `Compacts each named table (default: every table): data files smaller than 3/4 of
+--target-file-size are bin-packed into files of that size, and every data file that
+delete files apply to is rewritten without its deleted rows; delete files no data file
+needs any more are dropped in the same commit. Readers see the same rows before and
+after; a compacted table has no equality deletes, which pyiceberg cannot read and
+DuckDB 1.4.4 reads wrongly past about 20 of them. Old files stay until 'lake expire'.
+
+Safe beside running sinks: when a sink commits deletes to a file being rewritten, the
+compaction's commit is refused and changes nothing, and compact plans and rewrites again
+from the new state (up to 5 tries).`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runLakeCompact(cmd, cfg, args, target)
+		},
+	}
+	cfg = lakeCatalogFlags(cmd)
+	cmd.Flags().Int64Var(&target, "target-file-size", lakeops.DefaultTargetFileSize, "size in bytes of the data files written")
+	return cmd
+}
+
+func runLakeCompact(cmd *cobra.Command, cfg *lakeCatalogConfig, args []string, target int64) error {
+	ctx := cmd.Context()
+	cat, closeCat, err := openLakeCatalog(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeCat()
+	ids, err := lakeTables(ctx, cat, args)
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	var failed int
+	var before, after, delBefore, delAfter int
+	for _, id := range ids {
+		res, err := lakeops.Compact(ctx, cat, id, lakeops.CompactOptions{TargetFileSize: target})
+		if err != nil {
+			failed++
+			fmt.Fprintf(w, "%s: FAILED: %v\n", lakeops.Name(id), err)
+			continue
+		}
+		before, after = before+res.DataFilesBefore, after+res.DataFilesAfter
+		delBefore, delAfter = delBefore+res.DeleteFilesBefore, delAfter+res.DeleteFilesAfter
+		what := "nothing to do"
+		if res.SnapshotID != 0 {
+			what = fmt.Sprintf("snapshot %d", res.SnapshotID)
+		}
+		fmt.Fprintf(w, "%s: data files %d -> %d, delete files %d -> %d, %s -> %s (%s)\n",
+			lakeops.Name(id), res.DataFilesBefore, res.DataFilesAfter, res.DeleteFilesBefore, res.DeleteFilesAfter,
+			humanBytes(res.BytesBefore), humanBytes(res.BytesAfter), what)
+	}
+	if failed > 0 {
+		fmt.Fprintf(w, "compact FAILED on %d of %d tables\n", failed, len(ids))
+		return fmt.Errorf("lake compact: %d of %d tables failed", failed, len(ids))
+	}
+	fmt.Fprintf(w, "compact OK: %d tables, data files %d -> %d, delete files %d -> %d\n",
+		len(ids), before, after, delBefore, delAfter)
+	return nil
+}
+
+func newLakeExpireCmd() *cobra.Command {
+	var o lakeops.ExpireOptions
+	var allowRecent bool
+	var cfg *lakeCatalogConfig
+	cmd := &cobra.Command{
+		Use:   "expire --older-than D [namespace.table...]",
+		Short: "Remove snapshots and orphan files older than --older-than",
+		Long: `Expires, in each named table (default: every table), the snapshots older than
+--older-than together with the data and delete files only they referenced, then removes
+the orphan files under the table's location older than --older-than: files no
+snapshot references, such as those of sink attempts that crashed before committing.
+
+The newest snapshot carrying each sink group's Kafka offsets is kept, with every
+snapshot after it, whatever their age: a sink resumes from it. Time travel reaches the
+snapshots that remain.
+
+--older-than must exceed the longest time a running sink takes from writing a file to
+committing it; less than an hour is refused unless --allow-recent (for a lake no sink
+writes to).`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("older-than") {
+				return errors.New("lake expire: --older-than is required (e.g. 168h)")
+			}
+			if o.OlderThan < minOrphanAge && !allowRecent {
+				return fmt.Errorf("lake expire: --older-than %s would remove files a running sink has written but not yet committed; use at least %s, or --allow-recent when no sink writes to the lake", o.OlderThan, minOrphanAge)
+			}
+			return runLakeExpire(cmd, cfg, args, o)
+		},
+	}
+	cfg = lakeCatalogFlags(cmd)
+	cmd.Flags().DurationVar(&o.OlderThan, "older-than", 7*24*time.Hour, "remove snapshots and orphan files older than this")
+	cmd.Flags().IntVar(&o.RetainLast, "retain-last", 1, "keep at least this many of the newest snapshots")
+	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "report what would be removed, remove nothing")
+	cmd.Flags().BoolVar(&allowRecent, "allow-recent", false, "accept --older-than below an hour (no sink may be writing)")
+	return cmd
+}
+
+func runLakeExpire(cmd *cobra.Command, cfg *lakeCatalogConfig, args []string, o lakeops.ExpireOptions) error {
+	ctx := cmd.Context()
+	cat, closeCat, err := openLakeCatalog(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeCat()
+	ids, err := lakeTables(ctx, cat, args)
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	verb := "removed"
+	if o.DryRun {
+		verb = "would remove"
+	}
+	var failed, snaps, orphans int
+	for _, id := range ids {
+		res, err := lakeops.Expire(ctx, cat, id, o)
+		if err != nil {
+			failed++
+			fmt.Fprintf(w, "%s: FAILED: %v\n", lakeops.Name(id), err)
+			continue
+		}
+		snaps += len(res.Expired)
+		orphans += len(res.Orphans)
+		fmt.Fprintf(w, "%s: snapshots %d -> %d, %s %d orphan files (%s)",
+			lakeops.Name(id), res.SnapshotsBefore, res.SnapshotsAfter, verb, len(res.Orphans), humanBytes(res.OrphanBytes))
+		for _, g := range slices.Sorted(maps.Keys(res.Kept)) {
+			fmt.Fprintf(w, "; kept %d (offsets of %s)", res.Kept[g], g)
+		}
+		fmt.Fprintln(w)
+	}
+	if failed > 0 {
+		fmt.Fprintf(w, "expire FAILED on %d of %d tables\n", failed, len(ids))
+		return fmt.Errorf("lake expire: %d of %d tables failed", failed, len(ids))
+	}
+	fmt.Fprintf(w, "expire OK: %d tables, %s %d snapshots and %d orphan files\n", len(ids), verb, snaps, orphans)
+	return nil
+}
+
+func newLakeHistoryCmd() *cobra.Command {
+	var output string
+	var cfg *lakeCatalogConfig
+	cmd := &cobra.Command{
+		Use:   "history namespace.table",
+		Short: "A table's snapshots: time, operation, Kafka offsets, rows and files",
+		Long: `Lists a table's snapshots, oldest first: id, commit time (UTC), operation, the rows and
+data/delete files it added and removed, the table's totals after it, and the Kafka
+offsets a sink commit recorded (per consumer group). '*' marks the current snapshot;
+'-' a snapshot outside the current ancestry (rolled back). Rows are the rows in data
+files: delete files (the deletes column) still remove some of them until 'lake compact'.
+
+Any snapshot id listed can be read back with time travel (docs/lakehouse.md).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runLakeHistory(cmd, cfg, args[0], output)
+		},
+	}
+	cfg = lakeCatalogFlags(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+func runLakeHistory(cmd *cobra.Command, cfg *lakeCatalogConfig, name, output string) error {
+	if output != "text" && output != "json" {
+		return fmt.Errorf("lake history: --output %q: want text or json", output)
+	}
+	id, err := lakeops.ParseIdentifier(name)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	cat, closeCat, err := openLakeCatalog(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeCat()
+	h, err := lakeops.History(ctx, cat, id)
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	if output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(h)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\tsnapshot\ttime (UTC)\toperation\t+rows\t-rows\t+files\t-files\t+deletes\t-deletes\trows\tfiles\tdeletes\toffsets")
+	for _, s := range h {
+		mark := ""
+		switch {
+		case s.Current:
+			mark = "*"
+		case !s.InAncestry:
+			mark = "-"
+		}
+		var offs []string
+		for _, g := range s.Groups() {
+			offs = append(offs, g+"="+s.Offsets[g])
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", mark, s.ID,
+			s.Time.Format("2006-01-02 15:04:05.000"), s.Operation, s.AddedRows, s.DeletedRows,
+			s.AddedDataFiles, s.DeletedDataFiles, s.AddedDeleteFiles, s.RemovedDeleteFiles,
+			s.TotalRows, s.TotalDataFiles, s.TotalDeleteFiles, strings.Join(offs, " "))
+	}
+	return tw.Flush()
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
