@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,14 +13,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/catalog"
 	_ "github.com/apache/iceberg-go/catalog/rest" // registers the "rest" catalog type
-	sqlcat "github.com/apache/iceberg-go/catalog/sql"
 	"github.com/apache/iceberg-go/table"
 	"github.com/spf13/cobra"
 	_ "modernc.org/sqlite" // the embedded catalog's pure-Go SQLite driver ("sqlite")
 
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/lakeops"
 )
 
@@ -50,102 +47,30 @@ docs/lakehouse.md says which readers need 'lake compact' after updates and delet
 	addCommand(lake)
 }
 
-// lakeCatalogConfig says which catalog the lake commands open; the same
-// choices as the sinks'.
-type lakeCatalogConfig struct {
-	kind, out, uri, warehouse string
-	credentialFile, tokenFile string
-}
+// lakeCatalogConfig says which catalog the lake commands open: the sinks' flags
+// (lakeFlags), opened by the same code (internal/lakehouse).
+type lakeCatalogConfig = lakehouse.Config
 
-func lakeCatalogFlags(cmd *cobra.Command) *lakeCatalogConfig {
-	c := &lakeCatalogConfig{}
-	f := cmd.Flags()
-	f.StringVar(&c.kind, "catalog", "embedded", "Iceberg catalog: embedded (SQLite catalog under --out) or rest")
-	f.StringVar(&c.out, "out", "lake", "lake directory of the embedded catalog (<out>/catalog.db, <out>/warehouse)")
-	f.StringVar(&c.uri, "catalog-uri", "", "REST catalog URI (with --catalog rest)")
-	f.StringVar(&c.warehouse, "warehouse", "", "warehouse location (default <out>/warehouse for the embedded catalog)")
-	f.StringVar(&c.credentialFile, "catalog-credential-file", "",
-		"file holding the REST catalog's OAuth2 client credential id:secret (default: env FHIRSTREAM_CATALOG_CREDENTIAL)")
-	f.StringVar(&c.tokenFile, "catalog-token-file", "",
-		"file holding a bearer token for the REST catalog (default: env FHIRSTREAM_CATALOG_TOKEN)")
-	return c
-}
+func lakeCatalogFlags(cmd *cobra.Command) *lakeCatalogConfig { return lakeFlags(cmd) }
 
-// openLakeCatalog opens the catalog as the sinks do: iceberg-go's SQL catalog
-// named "fhirstream" on <out>/catalog.db, or a REST catalog. Secrets come
-// from files or the environment, never from flag values.
+// openLakeCatalog opens the catalog as the sinks do (lakehouse.OpenCatalog). An embedded
+// catalog must exist already: a maintenance command never creates an empty lake.
 func openLakeCatalog(ctx context.Context, c *lakeCatalogConfig) (catalog.Catalog, func(), error) {
 	noop := func() {}
-	switch c.kind {
-	case "", "embedded":
-		if c.out == "" || strings.Contains(c.out, "://") {
-			return nil, noop, fmt.Errorf("the embedded catalog lives in a local directory (--out), not %q", c.out)
+	if c.Kind == "" || c.Kind == lakehouse.CatalogEmbedded {
+		if c.Out == "" || strings.Contains(c.Out, "://") {
+			return nil, noop, fmt.Errorf("the embedded catalog lives in a local directory (--out), not %q", c.Out)
 		}
-		dir, err := filepath.Abs(c.out)
-		if err != nil {
-			return nil, noop, err
-		}
-		db := filepath.Join(dir, "catalog.db")
+		db := filepath.Join(c.Out, lakehouse.CatalogFile)
 		if _, err := os.Stat(db); err != nil {
 			return nil, noop, fmt.Errorf("no lake catalog at %s (--out names the lake directory): %w", db, err)
 		}
-		warehouse := c.warehouse
-		if warehouse == "" {
-			warehouse = filepath.Join(dir, "warehouse")
-		}
-		if !strings.Contains(warehouse, "://") {
-			abs, err := filepath.Abs(warehouse)
-			if err != nil {
-				return nil, noop, err
-			}
-			warehouse = (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
-		}
-		dsn := (&url.URL{Scheme: "file", Path: db,
-			RawQuery: "_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)"}).String()
-		cat, err := catalog.Load(ctx, "fhirstream", iceberg.Properties{
-			"type": "sql", "uri": dsn, "warehouse": warehouse,
-			sqlcat.DriverKey: "sqlite", sqlcat.DialectKey: string(sqlcat.SQLite),
-		})
-		if err != nil {
-			return nil, noop, fmt.Errorf("open embedded catalog %s: %w", db, err)
-		}
-		return cat, func() {
-			if cl, ok := cat.(io.Closer); ok {
-				_ = cl.Close()
-			}
-		}, nil
-	case "rest":
-		u, err := url.Parse(c.uri)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, noop, fmt.Errorf("--catalog-uri %q is not an http(s) URL", c.uri)
-		}
-		props := iceberg.Properties{"type": "rest", "uri": c.uri}
-		if c.warehouse != "" {
-			props["warehouse"] = c.warehouse
-		}
-		for key, src := range map[string][2]string{
-			"credential": {c.credentialFile, "FHIRSTREAM_CATALOG_CREDENTIAL"},
-			"token":      {c.tokenFile, "FHIRSTREAM_CATALOG_TOKEN"},
-		} {
-			v := os.Getenv(src[1])
-			if src[0] != "" {
-				b, err := os.ReadFile(src[0])
-				if err != nil {
-					return nil, noop, fmt.Errorf("read catalog %s file: %w", key, err)
-				}
-				v = string(b)
-			}
-			if v = strings.TrimSpace(v); v != "" {
-				props[key] = v
-			}
-		}
-		cat, err := catalog.Load(ctx, "rest", props)
-		if err != nil {
-			return nil, noop, fmt.Errorf("open REST catalog %s: %w", u.Redacted(), err)
-		}
-		return cat, noop, nil
 	}
-	return nil, noop, fmt.Errorf("unknown --catalog %q (want embedded or rest)", c.kind)
+	cat, err := lakehouse.OpenCatalog(ctx, *c)
+	if err != nil {
+		return nil, noop, err
+	}
+	return cat, func() { _ = lakehouse.Close(cat) }, nil
 }
 
 // lakeTables returns the tables named in args, or every table of the catalog.
