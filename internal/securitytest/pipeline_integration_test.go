@@ -24,6 +24,7 @@ import (
 	"github.com/fhirstream/fhirstream/internal/acl"
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/securitytest"
 	"github.com/fhirstream/fhirstream/internal/synth"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
@@ -40,7 +41,7 @@ func TestMain(m *testing.M) {
 
 // The commands of the pipeline run here, each under its own principal.
 var pipelineCommands = []string{acl.CommandTopicsCreate, schemas.NodeFetch, schemas.NodeValidate,
-	schemas.NodeDedupe, schemas.NodeOMOP, schemas.NodeSinkBronze, schemas.NodeSinkOMOP, schemas.NodeDLQReplay}
+	schemas.NodeDedupe, schemas.NodeOMOP, schemas.NodeSinkBronze, schemas.NodeSinkSilver, schemas.NodeSinkOMOP, schemas.NodeDLQReplay}
 
 // TestIntegrationSecuredPipeline runs the whole pipeline on a broker that requires
 // SASL_SSL (SCRAM-SHA-512) or mutual TLS and enforces ACLs: topics create, the fetcher
@@ -118,14 +119,14 @@ func securedPipeline(t *testing.T, b *securitytest.Broker, mode securitytest.Mod
 
 	lake := filepath.Join(dir, "lake")
 	p := r.start(ctx, lake, "")
-	for _, name := range []string{schemas.NodeValidate, schemas.NodeDedupe, schemas.NodeOMOP, schemas.NodeSinkBronze, schemas.NodeSinkOMOP} {
+	for _, name := range []string{schemas.NodeValidate, schemas.NodeDedupe, schemas.NodeOMOP, schemas.NodeSinkBronze, schemas.NodeSinkSilver, schemas.NodeSinkOMOP} {
 		r.waitCaughtUp(p, name)
 	}
-	stats := p.stop()
+	p.stop()
 	if err := p.err(); err != nil {
 		t.Fatalf("a stage failed under its least-privilege principal: %v", r.explain("", err))
 	}
-	lakeMatchesInput(t, r, counts, stats)
+	lakeMatchesInput(t, r, lake, counts)
 
 	// dlq replay sends every dead letter back (and makes its parked topic).
 	replay := func(ctx context.Context) error {
@@ -155,6 +156,7 @@ func securedPipeline(t *testing.T, b *securitytest.Broker, mode securitytest.Mod
 		{schemas.NodeDedupe, r.grant(schemas.NodeDedupe, acl.Topic, r.topics.Valid(""), acl.Read), "Read on topic " + r.topics.Valid("")},
 		{schemas.NodeOMOP, stageGroup(schemas.NodeOMOP), "Read on group " + r.topo.MustNode(schemas.NodeOMOP).Group},
 		{schemas.NodeSinkBronze, stageGroup(schemas.NodeSinkBronze), "Read on group " + r.topo.MustNode(schemas.NodeSinkBronze).Group},
+		{schemas.NodeSinkSilver, r.grant(schemas.NodeSinkSilver, acl.Topic, r.topics.Unique(""), acl.Read), "Read on topic " + r.topics.Unique("")},
 		{schemas.NodeSinkOMOP, r.grant(schemas.NodeSinkOMOP, acl.Topic, r.topics.OMOP(""), acl.Read), "Read on topic " + r.topics.OMOP("")},
 		{schemas.NodeFetch, r.grant(schemas.NodeFetch, acl.TransactionalID, r.topo.MustNode(schemas.NodeFetch).TransactionalIDPrefix, acl.Write),
 			"Write on transactional-id prefix " + r.topo.MustNode(schemas.NodeFetch).TransactionalIDPrefix},
@@ -300,7 +302,6 @@ type stages struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	errs   chan error
-	sinks  map[string]*sink.Sink
 	n      int
 	failed []error
 }
@@ -309,7 +310,7 @@ type stages struct {
 func (r *run) start(ctx context.Context, lake, only string) *stages {
 	r.t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
-	s := &stages{ctx: ctx, cancel: cancel, errs: make(chan error, 8), sinks: map[string]*sink.Sink{}}
+	s := &stages{ctx: ctx, cancel: cancel, errs: make(chan error, 8)}
 	logger := slog.New(slog.DiscardHandler)
 	goRun := func(name string, fn func(context.Context) error) {
 		s.n++
@@ -347,34 +348,28 @@ func (r *run) start(ctx context.Context, lake, only string) *stages {
 			goRun(d.name, d.run)
 		}
 	}
-	for _, name := range []string{schemas.NodeSinkBronze, schemas.NodeSinkOMOP} {
+	for _, name := range []string{schemas.NodeSinkBronze, schemas.NodeSinkSilver, schemas.NodeSinkOMOP} {
 		if only != "" && only != name {
 			continue
 		}
 		layer := strings.TrimPrefix(name, "sink-")
-		sk, err := sink.New(ctx, r.cfg[name], sink.Config{Layer: layer, Out: lake, Logger: logger, FlushInterval: 100 * time.Millisecond})
+		sk, err := sink.New(ctx, r.cfg[name], sink.Config{Layer: layer, Catalog: lakehouse.Config{Out: lake}, Logger: logger, FlushInterval: 100 * time.Millisecond})
 		if err != nil {
 			r.t.Fatalf("%s: %v", name, r.explain(name, err))
 		}
-		s.sinks[name] = sk
 		goRun(name, sk.Run)
 	}
 	return s
 }
 
-// stop ends every stage (sinks flush what they hold) and returns the sinks' statistics.
-func (s *stages) stop() map[string]sink.Stats {
+// stop ends every stage (sinks commit what they hold) and waits for them.
+func (s *stages) stop() {
 	s.cancel()
 	for ; s.n > 0; s.n-- {
 		if err := <-s.errs; err != nil {
 			s.failed = append(s.failed, err)
 		}
 	}
-	out := map[string]sink.Stats{}
-	for name, sk := range s.sinks {
-		out[name] = sk.Stats()
-	}
-	return out
 }
 
 func (s *stages) err() error { return errors.Join(s.failed...) }
