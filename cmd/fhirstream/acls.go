@@ -14,8 +14,6 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-func init() { addCommand(newACLsCmd()) }
-
 // commandGrants are the grants of one command for one principal.
 type commandGrants struct {
 	Command   string      `json:"command"`

@@ -65,7 +65,7 @@ const (
 // reading /proc), so sampling much more often would show up in the figures.
 const benchSampleEvery = 100 * time.Millisecond
 
-func init() {
+func newBenchCmd() *cobra.Command {
 	o := &benchOptions{}
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -113,7 +113,7 @@ stage; the report adds CPU seconds and top functions per stage.`,
 	f.IntVar(&o.brokerPID, "broker-pid", 0, "process id of the Kafka broker on this machine, to report its CPU time during the run")
 	f.DurationVar(&o.sinkFlush, "sink-flush-interval", 0, "lake sinks' flush interval, the time between a table's snapshots (0: the sink default, 5s)")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
-	addCommand(cmd)
+	return cmd
 }
 
 // benchReport is what bench prints; its JSON form is the --output json document.

@@ -20,12 +20,6 @@ var (
 	logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 )
 
-func init() {
-	pf := rootCmd.PersistentFlags()
-	pf.StringVar(&logConfig.Format, "log-format", logConfig.Format, "log format: auto (text on a terminal, JSON otherwise), text or json (env FHIRSTREAM_LOG_FORMAT)")
-	pf.StringVar(&logConfig.Level, "log-level", logConfig.Level, "log level: debug, info, warn or error (env FHIRSTREAM_LOG_LEVEL)")
-}
-
 func setupLogging(*cobra.Command) error {
 	l, err := obs.NewLogger(os.Stderr, logConfig)
 	if err != nil {

@@ -12,8 +12,6 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-func init() { consumeCmd.AddCommand(newConsumeDeidCmd()) }
-
 // deidFlags are the de-identification settings of the commands that run the deid stage.
 type deidFlags struct {
 	config string // a preset name or a configuration file

@@ -13,7 +13,7 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-func init() {
+func newConsumeOMOPCmd() *cobra.Command {
 	var vocabDir string
 	cmd := &cobra.Command{
 		Use:   "omop",
@@ -66,7 +66,7 @@ balance.`,
 		}
 		return err
 	}
-	consumeCmd.AddCommand(cmd)
+	return cmd
 }
 
 func printOMOPSummary(cmd *cobra.Command, s omop.Summary) {

@@ -10,13 +10,13 @@ import (
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
 )
 
-// The sink commands: consume sink-omop, sink-silver and sink-bronze.
-func init() {
-	consumeCmd.AddCommand(
+// newSinkCmds are the sink commands: consume sink-omop, sink-silver and sink-bronze.
+func newSinkCmds() []*cobra.Command {
+	return []*cobra.Command{
 		newSinkCmd(sink.LayerOMOP, "omop.<table> (Avro rows)", "omop.<table>: the current state of each OMOP CDM table (upserts and retractions applied)"),
 		newSinkCmd(sink.LayerSilver, "<prefix>.unique.<Type> (FHIR JSON)", "fhir.<type>: the current version of each resource (upserts and deletions applied)"),
 		newSinkCmd(sink.LayerBronze, "<prefix>.unique.<Type> (FHIR JSON)", "bronze.<type>: every record fetched, appended"),
-	)
+	}
 }
 
 // lakeFlags binds the flags that name the lake's Iceberg catalog.

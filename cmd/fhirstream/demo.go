@@ -46,7 +46,7 @@ type demoOptions struct {
 	obs      *observability
 }
 
-func init() {
+func newDemoCmd() *cobra.Command {
 	o := &demoOptions{}
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -81,7 +81,7 @@ A lake from an earlier demo in --out is replaced (its catalog and warehouse only
 	cmd.Flags().StringVar(&o.vocab, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
 	o.obs = metricsFlag(cmd, defaultMetricsAddr("run"))
-	addCommand(cmd)
+	return cmd
 }
 
 func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {

@@ -13,7 +13,7 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-func init() {
+func newDLQCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "dlq",
 		Short: "Inspect and replay the dead-letter topic",
@@ -25,7 +25,7 @@ is PHI), and 'dlq replay' sends them back to the topic each came from once the c
 is fixed.`,
 	}
 	c.AddCommand(newDLQStatsCmd(), newDLQListCmd(), newDLQShowCmd(), newDLQReplayCmd())
-	addCommand(c)
+	return c
 }
 
 // dlqFilterFlags binds the record filter shared by the dlq subcommands.

@@ -22,7 +22,7 @@ type fetchArgs struct {
 	quirks                  []string
 }
 
-func init() {
+func newFetchCmd() *cobra.Command {
 	var (
 		cfg producer.Config
 		a   fetchArgs
@@ -67,7 +67,7 @@ See docs/security.md.`,
 		}
 		return runFetch(cmd, cfg, mf)
 	}
-	addCommand(cmd)
+	return cmd
 }
 
 func addFetchFlags(f *pflag.FlagSet, cfg *producer.Config, a *fetchArgs) {

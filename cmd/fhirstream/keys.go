@@ -10,7 +10,7 @@ import (
 	"github.com/fhirstream/fhirstream/producer/smart"
 )
 
-func init() {
+func newKeysCmd() *cobra.Command {
 	keys := &cobra.Command{Use: "keys", Short: "Manage SMART Backend Services client keys"}
 	var alg, kid, out, jwksOut string
 	gen := &cobra.Command{
@@ -66,5 +66,5 @@ printed on stdout is what you register with the EHR (or serve at your jku URL). 
 	gen.Flags().StringVar(&out, "out", "", "file to write the private JWK to (created with mode 0600)")
 	gen.Flags().StringVar(&jwksOut, "jwks-out", "", "also write the public JWKS to this file (it is printed on stdout either way)")
 	keys.AddCommand(gen)
-	addCommand(keys)
+	return keys
 }

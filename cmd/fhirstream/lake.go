@@ -28,7 +28,7 @@ import (
 // and a file removed in between breaks that commit.
 const minOrphanAge = time.Hour
 
-func init() {
+func newLakeCmd() *cobra.Command {
 	lake := &cobra.Command{
 		Use:   "lake",
 		Short: "Maintain the Iceberg lake: compact, expire, history",
@@ -44,7 +44,7 @@ func init() {
 docs/lakehouse.md says which readers need 'lake compact' after updates and deletes.`,
 	}
 	lake.AddCommand(newLakeCompactCmd(), newLakeExpireCmd(), newLakeHistoryCmd())
-	addCommand(lake)
+	return lake
 }
 
 // lakeCatalogConfig says which catalog the lake commands open: the sinks' flags

@@ -9,7 +9,7 @@ import (
 	"github.com/fhirstream/fhirstream/internal/vocab"
 )
 
-func init() {
+func newRunCmd() *cobra.Command {
 	var vocabDir string
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -46,5 +46,5 @@ after the sinks have flushed.`,
 		<-p.Done() // Ctrl-C, SIGTERM or a stage failing
 		return p.Stop()
 	}
-	addCommand(cmd)
+	return cmd
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
 )
 
-func init() {
+func newServeEHRCmd() *cobra.Command {
 	var (
 		cfg           ehrsim.Config
 		clients       []string
@@ -102,7 +102,7 @@ the way the reference Bulk Data server deviates from the IG.`,
 	f.BoolVar(&cfg.Faults.ContinuesOffByOne, "quirk-continues-off-by-one", false, "name the file after the right one in continuesInFile")
 	f.BoolVar(&cfg.Faults.WrongCount, "quirk-wrong-count", false, "state each output file's count one too high")
 	f.BoolVar(&cfg.Faults.OverlappingDeleted, "quirk-overlapping-deleted", false, "serve --fault-deleted as two files listing one deletion twice")
-	addCommand(cmd)
+	return cmd
 }
 
 func cut(s, sep string) (string, string, bool) {

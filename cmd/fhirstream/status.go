@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newStatusCmd() *cobra.Command {
 	var (
 		output       string
 		groups       []string
@@ -71,5 +71,5 @@ the transaction committed, otherwise an abort marker.`,
 		rep.WriteTable(w)
 		return nil
 	}
-	addCommand(cmd)
+	return cmd
 }

@@ -146,9 +146,13 @@ func openEmbedded(ctx context.Context, cfg Config) (catalog.Catalog, error) {
 		warehouse = (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
 	}
 	// WAL lets readers run beside a writer; the busy timeout makes concurrent writers
-	// (several sink processes) wait for each other instead of failing.
+	// (several sink processes, the three sinks of one process) wait for each other
+	// instead of failing, and BEGIN IMMEDIATE (_txlock) is what lets the timeout apply: a
+	// transaction that reads first and then writes would otherwise have to upgrade its
+	// lock, which SQLite refuses at once with SQLITE_BUSY when another writer holds it
+	// (waiting could deadlock), and the catalog's table creation does exactly that.
 	dsn := (&url.URL{Scheme: "file", Path: filepath.Join(dir, CatalogFile),
-		RawQuery: "_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)"}).String()
+		RawQuery: "_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_txlock=immediate"}).String()
 	props := iceberg.Properties{
 		"type":                "sql",
 		"uri":                 dsn,

@@ -1,10 +1,10 @@
-package main
-
-// One configuration model for every command: each flag can also be set by its
-// FHIRSTREAM_<FLAG> environment variable and by a key of the same name in an optional
-// YAML file (--config or FHIRSTREAM_CONFIG). The root command resolves them for whichever
-// command runs, before it runs, with the precedence flag > env > file > default; 'config
-// print' shows the outcome for any command.
+// Package cliconfig is one configuration model for every command of a cobra command
+// tree: each flag can also be set by its <PREFIX><FLAG> environment variable and by a key
+// of the same name in an optional YAML file (--config or <PREFIX>CONFIG). Install
+// resolves them for whichever command runs, before it runs, with the precedence flag >
+// env > file > default; the 'config print' command (NewCommand) shows the outcome for
+// any command, resolving it on a fresh command tree so the running one is not touched.
+package cliconfig
 
 import (
 	"encoding/json"
@@ -21,48 +21,61 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
-
-	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 )
 
-// configFlag is the persistent flag naming the config file; configEnv backs it.
-const (
-	configFlag = "config"
-	configEnv  = envPrefix + "CONFIG"
-)
+// ConfigFlag is the persistent flag naming the config file; the variable
+// <EnvPrefix>CONFIG backs it.
+const ConfigFlag = "config"
 
-// maskedValue stands for a secret in 'config print' output. Reading a file, a secret
+// Options say how a command tree is configured.
+type Options struct {
+	// EnvPrefix prefixes the environment variables backing flags: with "FHIRSTREAM_",
+	// --max-poll-records reads FHIRSTREAM_MAX_POLL_RECORDS.
+	EnvPrefix string
+	// SecretAnnotation marks, in a flag's annotations, a flag that holds a credential
+	// beyond those named like one (password, secret, token, ...): masked in 'config print'.
+	SecretAnnotation string
+	// SharedFlags binds to fs the flags most commands share beyond the root's persistent
+	// ones (a connection's), which 'config print' without a command shows.
+	SharedFlags func(fs *pflag.FlagSet)
+	// Example is a sample configuration file for the 'config' command's help.
+	Example string
+}
+
+func (o Options) configEnv() string { return o.EnvPrefix + "CONFIG" }
+
+// MaskedValue stands for a secret in 'config print' output. Reading a file, a secret
 // flag whose value is exactly this is treated as absent, so that printed output can be
 // fed back as a config file while the secret itself keeps coming from the environment.
-const maskedValue = "*****"
+const MaskedValue = "*****"
 
-var configPath string
-
-func init() {
-	rootCmd.PersistentFlags().StringVar(&configPath, configFlag, "",
-		"YAML file of flag values, keyed by flag name, optionally in per-command sections (env "+configEnv+"); precedence: flag > env > file > default")
-	rootCmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+// Install adds the --config flag to root and resolves the flags of whichever command of
+// the tree runs, before it runs; then it calls then (set up logging, say).
+func Install(root *cobra.Command, o Options, then func(*cobra.Command) error) {
+	var path string
+	root.PersistentFlags().StringVar(&path, ConfigFlag, "",
+		"YAML file of flag values, keyed by flag name, optionally in per-command sections (env "+o.configEnv()+"); precedence: flag > env > file > default")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if cmd.Name() == "help" || cmd.HasParent() && cmd.Parent().Name() == "completion" {
 			return nil // cobra's own commands read no settings: help works with a broken file
 		}
-		file, err := loadConfigFile(configFileName(cmd))
+		file, err := loadConfigFile(root, o.configFileName(cmd))
 		if err != nil {
 			return err
 		}
-		if _, err := resolveFlags(cmd.Flags(), file, file.valuesFor(cmd)); err != nil {
+		if _, err := o.resolveFlags(cmd.Flags(), file, file.valuesFor(cmd)); err != nil {
 			return err
 		}
-		return setupLogging(cmd)
+		return then(cmd)
 	}
-	addCommand(newConfigCmd())
 }
 
-// configFileName is --config if given, else FHIRSTREAM_CONFIG ("" for no file).
-func configFileName(cmd *cobra.Command) string {
-	if f := cmd.Flags().Lookup(configFlag); f != nil && f.Changed {
+// configFileName is --config if given, else <EnvPrefix>CONFIG ("" for no file).
+func (o Options) configFileName(cmd *cobra.Command) string {
+	if f := cmd.Flags().Lookup(ConfigFlag); f != nil && f.Changed {
 		return f.Value.String()
 	}
-	return os.Getenv(configEnv)
+	return os.Getenv(o.configEnv())
 }
 
 // configFile is a parsed config file: a YAML mapping whose keys are flag names, with
@@ -79,12 +92,13 @@ func configFileName(cmd *cobra.Command) string {
 // max-poll-records from consume and brokers from the top level.
 type configFile struct {
 	path string
-	top  *yaml.Node // the top-level mapping; nil without a file
+	root *cobra.Command // the command tree the file configures
+	top  *yaml.Node     // the top-level mapping; nil without a file
 }
 
 // loadConfigFile reads and checks the file at path; "" is no file.
-func loadConfigFile(path string) (*configFile, error) {
-	cf := &configFile{path: path}
+func loadConfigFile(root *cobra.Command, path string) (*configFile, error) {
+	cf := &configFile{path: path, root: root}
 	if path == "" {
 		return cf, nil
 	}
@@ -116,7 +130,7 @@ func loadConfigFile(path string) (*configFile, error) {
 		return nil, fmt.Errorf("config file %s:%d: want a mapping of flag names to values at the top level", path, top.Line)
 	}
 	cf.top = top
-	if err := cf.check(rootCmd, top, ""); err != nil {
+	if err := cf.check(root, top, ""); err != nil {
 		return nil, err
 	}
 	return cf, nil
@@ -142,13 +156,13 @@ func (cf *configFile) check(c *cobra.Command, m *yaml.Node, keyPrefix string) er
 			continue
 		}
 		switch {
-		case k.Value == configFlag:
-			return fmt.Errorf("%s: key %q: a config file cannot name another; use --config or %s", at, key, configEnv)
+		case k.Value == ConfigFlag:
+			return fmt.Errorf("%s: key %q: a config file cannot name another; use --config or its environment variable", at, key)
 		case k.Value == "help":
 			return fmt.Errorf("%s: key %q cannot be set in a config file", at, key)
 		case !treeHasFlag(c, k.Value):
-			if c == rootCmd {
-				return fmt.Errorf("%s: unknown key %q: no fhirstream command has a flag --%s", at, key, k.Value)
+			if c == cf.root {
+				return fmt.Errorf("%s: unknown key %q: no %s command has a flag --%s", at, key, c.Name(), k.Value)
 			}
 			return fmt.Errorf("%s: unknown key %q: neither '%s' nor a command below it has a flag --%s", at, key, c.CommandPath(), k.Value)
 		case v.Kind == yaml.MappingNode:
@@ -228,7 +242,7 @@ func (cf *configFile) valuesFor(cmd *cobra.Command) map[string]*yaml.Node {
 		return vals
 	}
 	var path []*cobra.Command
-	for c := cmd; c != nil && c != rootCmd; c = c.Parent() {
+	for c := cmd; c != nil && c != cf.root; c = c.Parent() {
 		path = append([]*cobra.Command{c}, path...)
 	}
 	m := cf.top
@@ -251,45 +265,46 @@ func (cf *configFile) valuesFor(cmd *cobra.Command) map[string]*yaml.Node {
 	}
 }
 
-// valueSource says where a flag's effective value came from.
-type valueSource string
+// Source says where a flag's effective value came from.
+type Source string
 
+// Sources.
 const (
-	fromFlag    valueSource = "flag"
-	fromEnv     valueSource = "env"
-	fromFile    valueSource = "file"
-	fromDefault valueSource = "default"
+	FromFlag    Source = "flag"
+	FromEnv     Source = "env"
+	FromFile    Source = "file"
+	FromDefault Source = "default"
 )
 
 // unconfigurable flags are left alone: --config names the file itself and --help is
 // an action, not a setting.
-func unconfigurable(name string) bool { return name == configFlag || name == "help" }
+func unconfigurable(name string) bool { return name == ConfigFlag || name == "help" }
 
 // resolveFlags sets every flag of fs not given on the command line from its environment
 // variable, else from the file's value for it, else back to its default, and returns
 // where each value came from.
-func resolveFlags(fs *pflag.FlagSet, cf *configFile, fileVals map[string]*yaml.Node) (map[string]valueSource, error) {
-	sources := map[string]valueSource{}
+func (o Options) resolveFlags(fs *pflag.FlagSet, cf *configFile, fileVals map[string]*yaml.Node) (map[string]Source, error) {
+	sources := map[string]Source{}
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if err != nil || unconfigurable(f.Name) {
 			return
 		}
 		node, inFile := fileVals[f.Name]
-		if inFile && isSecret(f) && node.Kind == yaml.ScalarNode && node.Value == maskedValue {
+		if inFile && o.isSecret(f) && node.Kind == yaml.ScalarNode && node.Value == MaskedValue {
 			inFile = false
 		}
-		if v, inEnv := lookupEnv(f); !f.Changed && inEnv {
-			sources[f.Name], err = fromEnv, setFromEnv(f, v)
+		if v, inEnv := os.LookupEnv(o.EnvName(f.Name)); !f.Changed && inEnv {
+			sources[f.Name], err = FromEnv, o.setFromEnv(f, v)
 			return
 		}
 		switch {
 		case f.Changed:
-			sources[f.Name] = fromFlag
+			sources[f.Name] = FromFlag
 		case inFile:
-			sources[f.Name], err = fromFile, cf.set(f, node)
+			sources[f.Name], err = FromFile, cf.set(f, node)
 		default:
-			sources[f.Name], err = fromDefault, resetToDefault(f)
+			sources[f.Name], err = FromDefault, resetToDefault(f)
 		}
 	})
 	return sources, err
@@ -352,23 +367,23 @@ func resetToDefault(f *pflag.Flag) error {
 var secretName = regexp.MustCompile(`password|passwd|secret|(^|-)(token|api-key|private-key|credentials)$`)
 
 // isSecret reports whether f holds a credential: marked so where it is defined
-// (kafkaclient.SecretFlagAnnotation) or named like one.
-func isSecret(f *pflag.Flag) bool {
-	_, marked := f.Annotations[kafkaclient.SecretFlagAnnotation]
-	return marked || secretName.MatchString(f.Name)
+// (Options.SecretAnnotation) or named like one.
+func (o Options) isSecret(f *pflag.Flag) bool {
+	_, marked := f.Annotations[o.SecretAnnotation]
+	return marked && o.SecretAnnotation != "" || secretName.MatchString(f.Name)
 }
 
-// printedFlag is one flag in 'config print' output.
-type printedFlag struct {
-	Value  any         `json:"value"`
-	Source valueSource `json:"source"`
-	Env    string      `json:"env"`
-	Masked bool        `json:"masked,omitempty"`
+// PrintedFlag is one flag in 'config print' output.
+type PrintedFlag struct {
+	Value  any    `json:"value"`
+	Source Source `json:"source"`
+	Env    string `json:"env"`
+	Masked bool   `json:"masked,omitempty"`
 }
 
 // printableValue is f's value typed for YAML and JSON (booleans, numbers and lists stay
 // such), with secrets masked: a secret flag's whole value, and the password of a URL.
-func printableValue(f *pflag.Flag) (v any, masked bool) {
+func (o Options) printableValue(f *pflag.Flag) (v any, masked bool) {
 	if sv, ok := f.Value.(pflag.SliceValue); ok {
 		items := append([]string{}, sv.GetSlice()...)
 		for i, s := range items {
@@ -379,11 +394,11 @@ func printableValue(f *pflag.Flag) (v any, masked bool) {
 		return items, masked
 	}
 	s := f.Value.String()
-	if isSecret(f) && s != "" {
-		return maskedValue, true
+	if o.isSecret(f) && s != "" {
+		return MaskedValue, true
 	}
 	if strings.Contains(s, "-----BEGIN") { // an inline PEM key given where a file was meant
-		return maskedValue, true
+		return MaskedValue, true
 	}
 	if r, ok := redactURL(s); ok {
 		return r, true
@@ -422,26 +437,30 @@ func redactURL(s string) (string, bool) {
 		return "", false
 	}
 	// Redacted writes the password as xxxxx; say ***** like every other masked value.
-	return strings.Replace(u.Redacted(), ":xxxxx@", ":"+maskedValue+"@", 1), true
+	return strings.Replace(u.Redacted(), ":xxxxx@", ":"+MaskedValue+"@", 1), true
 }
 
-// effectiveConfig is what 'config print' reports.
-type effectiveConfig struct {
+// Effective is what 'config print' reports: the value of every flag of a command and where
+// it came from.
+type Effective struct {
 	// Command is the command path, "fhirstream" for the shared flags.
 	Command    string                 `json:"command"`
 	ConfigFile string                 `json:"config_file,omitempty"`
-	Flags      map[string]printedFlag `json:"flags"`
+	Flags      map[string]PrintedFlag `json:"flags"`
 	// section is where the values go in a config file: the command path below the root.
 	section []string
 }
 
-func newConfigCmd() *cobra.Command {
+// NewCommand returns the 'config' command, with 'print'. newRoot builds a fresh command
+// tree like the one the command runs in: 'config print' resolves the flags of a command of
+// that fresh tree, so the running tree's flags stay untouched.
+func NewCommand(newRoot func() *cobra.Command, o Options) *cobra.Command {
 	cfg := &cobra.Command{
 		Use:   "config",
 		Short: "Show the configuration commands run with",
-		Long: `Every flag of every command can also be set by an environment variable, FHIRSTREAM_ and
-the flag name in capitals with '_' for '-' (--max-poll-records: FHIRSTREAM_MAX_POLL_RECORDS;
-lists comma separated), and by a YAML config file given with --config or FHIRSTREAM_CONFIG.
+		Long: `Every flag of every command can also be set by an environment variable, ` + o.EnvPrefix + ` and
+the flag name in capitals with '_' for '-' (--max-poll-records: ` + o.EnvName("max-poll-records") + `;
+lists comma separated), and by a YAML config file given with --config or ` + o.configEnv() + `.
 Precedence: flag > environment > file > default.
 
 The file's keys are flag names. Top-level keys apply to every command that has the flag
@@ -450,16 +469,10 @@ is one whose flag means different things to different commands (group, out, from
 outside the section of one command. A key naming a command holds a section for that
 command alone, nested like the commands:
 
-  brokers: [kafka-0:9092, kafka-1:9092]
-  sasl-mechanism: SCRAM-SHA-512
-  consume:
-    max-poll-records: 2000
-    validate:
-      relax: [bad-coding]
-
-A section overrides the levels above it. Keep secrets (--sasl-password) in the
-environment: 'config print' masks them as *****, and a secret set to ***** in a file
-counts as unset, so printed output can be fed back as a file.`,
+` + o.Example + `
+A section overrides the levels above it. Keep secrets (passwords) in the environment:
+'config print' masks them as ` + MaskedValue + `, and a secret set to ` + MaskedValue + ` in a file counts as
+unset, so printed output can be fed back as a file.`,
 	}
 	var output string
 	printCmd := &cobra.Command{
@@ -467,15 +480,10 @@ counts as unset, so printed output can be fed back as a file.`,
 		Short: "Print the effective value of every flag of a command, and where it came from",
 		Long: `Print the value each flag of a command would take, resolved from the command line,
 the environment, the config file and the defaults, with its source, as YAML that can be
-used as a config file (secrets masked as *****), or as JSON with --output json.
+used as a config file (secrets masked as ` + MaskedValue + `), or as JSON with --output json.
 
-Without a command it prints the flags all commands share: logging and the Kafka
-connection. Give flags of the command after --:
-
-  fhirstream config print consume validate -- --group my-validate`,
-		Example: `  fhirstream config print
-  FHIRSTREAM_BROKERS=kafka:9092 fhirstream config print run --output json
-  fhirstream --config site.yaml config print consume sink-omop > sink-omop.yaml`,
+Without a command it prints the flags all commands share. Give flags of the command
+after --.`,
 	}
 	printCmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
 	printCmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -486,11 +494,7 @@ connection. Give flags of the command after --:
 		if dash := cmd.ArgsLenAtDash(); dash >= 0 {
 			words, flagArgs = args[:dash], args[dash:]
 		}
-		file, err := loadConfigFile(configFileName(cmd))
-		if err != nil {
-			return err
-		}
-		ec, err := effectiveConfigOf(words, flagArgs, file)
+		ec, err := o.Print(newRoot(), o.configFileName(cmd), words, flagArgs)
 		if err != nil {
 			return err
 		}
@@ -500,54 +504,51 @@ connection. Give flags of the command after --:
 			enc.SetIndent("", "  ")
 			return enc.Encode(ec)
 		}
-		return ec.writeYAML(w)
+		return ec.WriteYAML(w)
 	}
 	cfg.AddCommand(printCmd)
 	return cfg
 }
 
-// effectiveConfigOf resolves the flags of the command named by words (the shared flags
-// when there are none) with flagArgs as its command line.
-func effectiveConfigOf(words, flagArgs []string, file *configFile) (*effectiveConfig, error) {
-	ec := &effectiveConfig{ConfigFile: file.path, Flags: map[string]printedFlag{}}
+// Print resolves, on root (a command tree not otherwise in use: resolving sets its flags),
+// the flags of the command named by words (the shared flags when there are none) with
+// flagArgs as its command line and the config file path ("" for none).
+func (o Options) Print(root *cobra.Command, path string, words, flagArgs []string) (*Effective, error) {
+	file, err := loadConfigFile(root, path)
+	if err != nil {
+		return nil, err
+	}
+	ec := &Effective{ConfigFile: file.path, Flags: map[string]PrintedFlag{}}
 	var fs *pflag.FlagSet
-	var sources map[string]valueSource
+	var sources map[string]Source
 	if len(words) == 0 {
-		// A fresh set of the shared flags: the root's persistent flags and the Kafka
-		// connection every Kafka command binds.
-		fs = pflag.NewFlagSet("fhirstream", pflag.ContinueOnError)
-		fs.AddFlagSet(rootCmd.PersistentFlags())
-		kc := kafkaclient.Defaults()
-		kc.BindFlags(fs)
-		saved := saveFlags(rootCmd.PersistentFlags())
-		defer restoreFlags(saved)
+		// The root's persistent flags and the flags most commands share.
+		fs = pflag.NewFlagSet(root.Name(), pflag.ContinueOnError)
+		fs.AddFlagSet(root.PersistentFlags())
+		if o.SharedFlags != nil {
+			o.SharedFlags(fs)
+		}
 		if err := fs.Parse(flagArgs); err != nil {
 			return nil, fmt.Errorf("flags: %w", err)
 		}
-		ec.Command = rootCmd.Name()
-		var err error
-		if sources, err = resolveFlags(fs, file, file.valuesFor(rootCmd)); err != nil {
+		ec.Command = root.Name()
+		if sources, err = o.resolveFlags(fs, file, file.valuesFor(root)); err != nil {
 			return nil, err
 		}
 	} else {
-		target, rest, err := rootCmd.Find(words)
-		if err != nil || len(rest) > 0 || target == rootCmd {
-			return nil, fmt.Errorf("no command %q: see 'fhirstream --help'", strings.Join(words, " "))
+		target, rest, err := root.Find(words)
+		if err != nil || len(rest) > 0 || target == root {
+			return nil, fmt.Errorf("no command %q: see '%s --help'", strings.Join(words, " "), root.Name())
 		}
-		// Resolving sets the target's flags; put them back afterwards so that this
-		// process, and any command run in it later (tests), sees them untouched.
-		saved := saveFlags(target.Flags())
-		saved = append(saved, saveFlags(target.InheritedFlags())...)
-		defer restoreFlags(saved)
 		if err := target.ParseFlags(flagArgs); err != nil {
 			return nil, fmt.Errorf("flags of '%s': %w", target.CommandPath(), err)
 		}
 		fs = target.Flags()
 		ec.Command = target.CommandPath()
-		for c := target; c != rootCmd; c = c.Parent() {
+		for c := target; c != root; c = c.Parent() {
 			ec.section = append([]string{c.Name()}, ec.section...)
 		}
-		if sources, err = resolveFlags(fs, file, file.valuesFor(target)); err != nil {
+		if sources, err = o.resolveFlags(fs, file, file.valuesFor(target)); err != nil {
 			return nil, err
 		}
 	}
@@ -555,15 +556,15 @@ func effectiveConfigOf(words, flagArgs []string, file *configFile) (*effectiveCo
 		if unconfigurable(f.Name) {
 			return
 		}
-		v, masked := printableValue(f)
-		ec.Flags[f.Name] = printedFlag{Value: v, Source: sources[f.Name], Env: envName(f.Name), Masked: masked}
+		v, masked := o.printableValue(f)
+		ec.Flags[f.Name] = PrintedFlag{Value: v, Source: sources[f.Name], Env: o.EnvName(f.Name), Masked: masked}
 	})
 	return ec, nil
 }
 
-// writeYAML writes ec as a config file: the values in the section of the command, each
+// WriteYAML writes ec as a config file: the values in the section of the command, each
 // with its source as a comment.
-func (ec *effectiveConfig) writeYAML(w io.Writer) error {
+func (ec *Effective) WriteYAML(w io.Writer) error {
 	body := &yaml.Node{Kind: yaml.MappingNode}
 	names := make([]string, 0, len(ec.Flags))
 	for name := range ec.Flags {
@@ -580,7 +581,7 @@ func (ec *effectiveConfig) writeYAML(w io.Writer) error {
 			v.Style = yaml.FlowStyle
 		}
 		v.LineComment = string(pf.Source)
-		if pf.Source == fromEnv {
+		if pf.Source == FromEnv {
 			v.LineComment += " " + pf.Env
 		}
 		if pf.Masked {
@@ -602,35 +603,4 @@ func (ec *effectiveConfig) writeYAML(w io.Writer) error {
 		return err
 	}
 	return enc.Close()
-}
-
-// savedFlag is a flag's value and Changed mark, to put back with restoreFlags.
-type savedFlag struct {
-	flag    *pflag.Flag
-	value   string
-	list    []string
-	changed bool
-}
-
-func saveFlags(fs *pflag.FlagSet) []savedFlag {
-	var saved []savedFlag
-	fs.VisitAll(func(f *pflag.Flag) {
-		s := savedFlag{flag: f, value: f.Value.String(), changed: f.Changed}
-		if sv, ok := f.Value.(pflag.SliceValue); ok {
-			s.list = append([]string{}, sv.GetSlice()...)
-		}
-		saved = append(saved, s)
-	})
-	return saved
-}
-
-func restoreFlags(saved []savedFlag) {
-	for _, s := range saved {
-		if sv, ok := s.flag.Value.(pflag.SliceValue); ok {
-			_ = sv.Replace(s.list)
-		} else {
-			_ = s.flag.Value.Set(s.value)
-		}
-		s.flag.Changed = s.changed
-	}
 }

@@ -1,33 +1,23 @@
-package main
+package cliconfig
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
 )
 
-// envPrefix prefixes the environment variables that back flags: --brokers reads
-// FHIRSTREAM_BROKERS when the flag is not given on the command line.
-const envPrefix = "FHIRSTREAM_"
-
-// envName is the environment variable backing a flag: --max-poll-records is
-// FHIRSTREAM_MAX_POLL_RECORDS.
-func envName(flag string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
-}
-
-// lookupEnv returns the value of the environment variable backing f, if set.
-func lookupEnv(f *pflag.Flag) (string, bool) {
-	return os.LookupEnv(envName(f.Name))
+// EnvName is the environment variable backing a flag: with the prefix FHIRSTREAM_,
+// --max-poll-records is FHIRSTREAM_MAX_POLL_RECORDS.
+func (o Options) EnvName(flag string) string {
+	return o.EnvPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
 // setFromEnv sets f from its environment variable's value v. A list flag takes a comma
 // separated list, as on the command line, except a string-array flag (such as
 // --type-filter), whose single values may themselves contain commas: there v is one
 // entry.
-func setFromEnv(f *pflag.Flag, v string) error {
+func (o Options) setFromEnv(f *pflag.Flag, v string) error {
 	var err error
 	if sv, isSlice := f.Value.(pflag.SliceValue); isSlice {
 		if f.Value.Type() == "stringArray" {
@@ -36,10 +26,10 @@ func setFromEnv(f *pflag.Flag, v string) error {
 			err = sv.Replace(splitList(v))
 		}
 	} else if err = f.Value.Set(v); err != nil {
-		return fmt.Errorf("environment %s: %q is not a valid %s: %w", envName(f.Name), v, f.Value.Type(), err)
+		return fmt.Errorf("environment %s: %q is not a valid %s: %w", o.EnvName(f.Name), v, f.Value.Type(), err)
 	}
 	if err != nil {
-		return fmt.Errorf("environment %s: %w", envName(f.Name), err)
+		return fmt.Errorf("environment %s: %w", o.EnvName(f.Name), err)
 	}
 	return nil
 }
