@@ -5,17 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/apache/iceberg-go/catalog"
 	_ "github.com/apache/iceberg-go/catalog/rest" // registers the "rest" catalog type
-	"github.com/apache/iceberg-go/table"
 	"github.com/spf13/cobra"
 	_ "modernc.org/sqlite" // the embedded catalog's pure-Go SQLite driver ("sqlite")
 
@@ -73,26 +69,6 @@ func openLakeCatalog(ctx context.Context, c *lakeCatalogConfig) (catalog.Catalog
 	return cat, func() { _ = lakehouse.Close(cat) }, nil
 }
 
-// lakeTables returns the tables named in args, or every table of the catalog.
-func lakeTables(ctx context.Context, cat catalog.Catalog, args []string) ([]table.Identifier, error) {
-	if len(args) == 0 {
-		ids, err := lakeops.Tables(ctx, cat)
-		if err == nil && len(ids) == 0 {
-			err = errors.New("the catalog has no tables")
-		}
-		return ids, err
-	}
-	ids := make([]table.Identifier, 0, len(args))
-	for _, a := range args {
-		id, err := lakeops.ParseIdentifier(a)
-		if err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, nil
-}
-
 func newLakeCompactCmd() *cobra.Command {
 	var target int64
 	var cfg *lakeCatalogConfig
@@ -125,37 +101,11 @@ func runLakeCompact(cmd *cobra.Command, cfg *lakeCatalogConfig, args []string, t
 		return err
 	}
 	defer closeCat()
-	ids, err := lakeTables(ctx, cat, args)
+	ids, err := lakeops.Resolve(ctx, cat, args)
 	if err != nil {
 		return err
 	}
-	w := cmd.OutOrStdout()
-	var failed int
-	var before, after, delBefore, delAfter int
-	for _, id := range ids {
-		res, err := lakeops.Compact(ctx, cat, id, lakeops.CompactOptions{TargetFileSize: target})
-		if err != nil {
-			failed++
-			fmt.Fprintf(w, "%s: FAILED: %v\n", lakeops.Name(id), err)
-			continue
-		}
-		before, after = before+res.DataFilesBefore, after+res.DataFilesAfter
-		delBefore, delAfter = delBefore+res.DeleteFilesBefore, delAfter+res.DeleteFilesAfter
-		what := "nothing to do"
-		if res.SnapshotID != 0 {
-			what = fmt.Sprintf("snapshot %d", res.SnapshotID)
-		}
-		fmt.Fprintf(w, "%s: data files %d -> %d, delete files %d -> %d, %s -> %s (%s)\n",
-			lakeops.Name(id), res.DataFilesBefore, res.DataFilesAfter, res.DeleteFilesBefore, res.DeleteFilesAfter,
-			humanBytes(res.BytesBefore), humanBytes(res.BytesAfter), what)
-	}
-	if failed > 0 {
-		fmt.Fprintf(w, "compact FAILED on %d of %d tables\n", failed, len(ids))
-		return fmt.Errorf("lake compact: %d of %d tables failed", failed, len(ids))
-	}
-	fmt.Fprintf(w, "compact OK: %d tables, data files %d -> %d, delete files %d -> %d\n",
-		len(ids), before, after, delBefore, delAfter)
-	return nil
+	return lakeops.CompactAll(ctx, cat, ids, lakeops.CompactOptions{TargetFileSize: target}, cmd.OutOrStdout())
 }
 
 func newLakeExpireCmd() *cobra.Command {
@@ -202,38 +152,11 @@ func runLakeExpire(cmd *cobra.Command, cfg *lakeCatalogConfig, args []string, o 
 		return err
 	}
 	defer closeCat()
-	ids, err := lakeTables(ctx, cat, args)
+	ids, err := lakeops.Resolve(ctx, cat, args)
 	if err != nil {
 		return err
 	}
-	w := cmd.OutOrStdout()
-	verb := "removed"
-	if o.DryRun {
-		verb = "would remove"
-	}
-	var failed, snaps, orphans int
-	for _, id := range ids {
-		res, err := lakeops.Expire(ctx, cat, id, o)
-		if err != nil {
-			failed++
-			fmt.Fprintf(w, "%s: FAILED: %v\n", lakeops.Name(id), err)
-			continue
-		}
-		snaps += len(res.Expired)
-		orphans += len(res.Orphans)
-		fmt.Fprintf(w, "%s: snapshots %d -> %d, %s %d orphan files (%s)",
-			lakeops.Name(id), res.SnapshotsBefore, res.SnapshotsAfter, verb, len(res.Orphans), humanBytes(res.OrphanBytes))
-		for _, g := range slices.Sorted(maps.Keys(res.Kept)) {
-			fmt.Fprintf(w, "; kept %d (offsets of %s)", res.Kept[g], g)
-		}
-		fmt.Fprintln(w)
-	}
-	if failed > 0 {
-		fmt.Fprintf(w, "expire FAILED on %d of %d tables\n", failed, len(ids))
-		return fmt.Errorf("lake expire: %d of %d tables failed", failed, len(ids))
-	}
-	fmt.Fprintf(w, "expire OK: %d tables, %s %d snapshots and %d orphan files\n", len(ids), verb, snaps, orphans)
-	return nil
+	return lakeops.ExpireAll(ctx, cat, ids, o, cmd.OutOrStdout())
 }
 
 func newLakeHistoryCmd() *cobra.Command {
@@ -283,36 +206,5 @@ func runLakeHistory(cmd *cobra.Command, cfg *lakeCatalogConfig, name, output str
 		enc.SetIndent("", "  ")
 		return enc.Encode(h)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\tsnapshot\ttime (UTC)\toperation\t+rows\t-rows\t+files\t-files\t+deletes\t-deletes\trows\tfiles\tdeletes\toffsets")
-	for _, s := range h {
-		mark := ""
-		switch {
-		case s.Current:
-			mark = "*"
-		case !s.InAncestry:
-			mark = "-"
-		}
-		var offs []string
-		for _, g := range s.Groups() {
-			offs = append(offs, g+"="+s.Offsets[g])
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", mark, s.ID,
-			s.Time.Format("2006-01-02 15:04:05.000"), s.Operation, s.AddedRows, s.DeletedRows,
-			s.AddedDataFiles, s.DeletedDataFiles, s.AddedDeleteFiles, s.RemovedDeleteFiles,
-			s.TotalRows, s.TotalDataFiles, s.TotalDeleteFiles, strings.Join(offs, " "))
-	}
-	return tw.Flush()
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
+	return lakeops.WriteHistory(w, h)
 }
