@@ -6,7 +6,7 @@ GO           ?= go
 FUZZTIME     ?= 15s
 PKGS         := ./...
 
-.PHONY: test quick check unit integration-real fuzz build demo bench clean
+.PHONY: test quick check unit integration-real fuzz build demo bench clean readers
 
 ## test: everything CI runs: static checks, bounded fuzzing, unit + integration tests
 ## (kfake) with the race detector, then the integration tests again on the real broker when
@@ -50,6 +50,13 @@ fuzz:
 	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$target || exit 1; \
 	  done; \
 	done
+
+## readers: the independent Iceberg readers (pyiceberg, DuckDB, Spark) against iceberg-go and
+## Spark-written tables, and lake maintenance checked by them. Needs the packages of
+## internal/testlake/py/requirements.txt and `deploy/iceberg/iceberg-rest-local.sh spark-jars`;
+## the REST catalog cases run when FHIRSTREAM_TEST_ICEBERG_REST is set.
+readers:
+	$(GO) test -count=1 ./internal/testlake/ ./internal/lakeops/ -run 'TestReaders|TestREST|TestCompact|TestExpire|TestHistory'
 
 build:
 	$(GO) build -o bin/fhirstream ./cmd/fhirstream

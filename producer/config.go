@@ -39,12 +39,29 @@ type Config struct {
 	// Auth: a SMART Backend Services client. TokenURL "" discovers it from
 	// <base>/.well-known/smart-configuration; "none" means an open server.
 	ClientID string
-	KeyFile  string
-	KeyID    string // for PEM keys, or to pick a key from a JWKS
-	KeyAlg   string // RS384 or ES384; default from the key
-	JKU      string
-	TokenURL string
-	Scope    string // default system/*.rs
+	// AuthMethod is how the client authenticates at the token endpoint
+	// (smart.AuthMethod); default private_key_jwt, or the one the credentials imply.
+	AuthMethod string
+	KeyFile    string
+	KeyID      string // for PEM keys, or to pick a key from a JWKS
+	KeyAlg     string // RS384 or ES384; default from the key
+	JKU        string
+	// ClientSecret (from the environment, ClientSecretEnv) or ClientSecretFile is the
+	// secret of client_secret_basic and client_secret_post. Never a flag: flag values
+	// show in process listings.
+	ClientSecret     string
+	ClientSecretFile string
+	// BearerTokenFile holds an access token obtained elsewhere, used instead of a token
+	// endpoint; it is read again when the server rejects the token.
+	BearerTokenFile string
+	TokenURL        string
+	Scope           string // default system/*.rs
+
+	// TrustOrigins are origins besides the FHIR base's that may receive the access token
+	// (file or status URLs on another host); see producer/ehrhttp.
+	TrustOrigins []string
+	// CAFile adds PEM certificates to trust besides the system's (a private CA).
+	CAFile string
 
 	// Workers is the number of files downloaded and published in parallel; default 5.
 	Workers int
@@ -61,6 +78,17 @@ type Config struct {
 	// Poll tuning of the Bulk Data client (tests shorten these); zero = bulk defaults.
 	MinPoll time.Duration
 	Backoff bulk.Backoff
+	// MaxWait bounds the wait for an export, from kickoff (or resume) to its whole
+	// manifest; default 12 hours (bulk.Client.MaxWait).
+	MaxWait time.Duration
+	// IdleTimeout fails a request or download that receives nothing for this long (a
+	// download then resumes where it stopped); default 2 minutes.
+	IdleTimeout time.Duration
+	// MaxFileBytes fails a file larger than this; 0 sets no cap.
+	MaxFileBytes int64
+	// Accept lists the server quirks (bulk.Quirk) the operator accepts: they become
+	// warnings instead of failing the run.
+	Accept bulk.Quirks
 
 	Log *slog.Logger
 	// Progress receives the live progress line (a terminal) or periodic log lines; nil: none.
@@ -100,5 +128,12 @@ func (c *Config) defaults() error {
 	if c.KeyFile != "" && c.ClientID == "" {
 		return fmt.Errorf("fetch: --key needs --smart-client-id")
 	}
+	if c.BearerTokenFile != "" && (c.KeyFile != "" || c.ClientSecret != "" || c.ClientSecretFile != "") {
+		return errors.New("fetch: --bearer-token-file and client credentials (--key, a client secret) are exclusive")
+	}
 	return nil
 }
+
+// ClientSecretEnv is the environment variable the fetch command reads a client secret
+// from (or --smart-client-secret-file).
+const ClientSecretEnv = "FHIRSTREAM_SMART_CLIENT_SECRET"

@@ -25,7 +25,29 @@
 // The state topic also holds, per export identity, the status URL of the export in
 // progress (so a restart resumes polling and downloading the same export rather than
 // kicking off a new one) and, once complete, its transactionTime, used as the next
-// _since with --since auto.
+// _since with --since auto. A file's checkpoint is keyed by its export's status URL,
+// transactionTime and request together: a server that hands out a status URL again
+// serves a new export there, whose files start afresh. Which export a run works on
+// (resume, kick off, cancel, release, give up) is decided by decideSession alone, from
+// the state and what the server answered; the I/O around it carries the decision out.
+//
+// # Reconciliation
+//
+// A run reconciles when every file was read to its end and its lines read equal those
+// published, dead-lettered and (organized output) block headers, and the manifest's
+// counts, continuations and deleted lists agree. A run that does not is FAILED: the
+// export stays unfinished in the state topic and on the server, so the next run of the
+// same command reconciles it again without publishing anything twice. Known server
+// quirks (bulk.Quirk) fail the run the same way unless the operator accepts them
+// (Config.Accept), when they become warnings.
+//
+// # The EHR
+//
+// Every request follows producer/ehrhttp's rules: the access token goes only to the
+// FHIR base's origin and the trusted ones, never over http under https, never across a
+// redirect that leaves the origin; failures are classified permanent or transient once;
+// what servers send is bounded and URLs lose their query before they are logged, shown,
+// or stored (record headers, checkpoints, audit manifests). See docs/security.md.
 //
 // When file URLs expire and a fresh manifest does not bring them back (the server
 // dropped the export), the fetcher gives the export up in the state topic and kicks off

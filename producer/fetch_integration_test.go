@@ -1,6 +1,8 @@
 package producer_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -383,5 +385,32 @@ func TestIntegrationFetchNewExport(t *testing.T) {
 		if got := byExport[sum.ExportID][typ]; got != n {
 			t.Errorf("new export: %s %d records, source has %d", typ, got, n)
 		}
+	}
+}
+
+// TestIntegrationFetchTruncatedGzip publishes a local .gz cut short: the run must fail
+// and say FAILED beside its shortfall, never OK, and not count the files as done.
+func TestIntegrationFetchTruncatedGzip(t *testing.T) {
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	for i := range 2000 {
+		fmt.Fprintf(zw, `{"resourceType":"Patient","id":"p%d","text":"%s"}`+"\n", i, strings.Repeat("z", i%50))
+	}
+	zw.Close()
+	os.WriteFile(filepath.Join(dir, "Patient.ndjson.gz"), buf.Bytes()[:buf.Len()/2], 0o600)
+	c := testkafka.New(t)
+	sum, err := producer.Fetch(context.Background(), producer.Config{Kafka: c.Config(), Partitions: 1, From: []string{dir}})
+	if err == nil || !strings.Contains(err.Error(), "unexpected EOF") {
+		t.Fatalf("a truncated gzip file: %v", err)
+	}
+	var table strings.Builder
+	sum.WriteTable(&table)
+	if sum.OK() || !strings.Contains(table.String(), "reconciliation: FAILED") || !strings.Contains(table.String(), "1 of 1 files were not read to the end") {
+		t.Errorf("table of a failed run:\n%s", table.String())
+	}
+	// The rerun fails the same way: the file stays unfinished, the run incomplete.
+	if _, err := producer.Fetch(context.Background(), producer.Config{Kafka: c.Config(), Partitions: 1, From: []string{dir}}); err == nil {
+		t.Error("the rerun of a truncated file succeeded")
 	}
 }

@@ -7,14 +7,15 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fastjson"
 
-	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/jsontree"
+	"github.com/fhirstream/fhirstream/producer/ehrhttp"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
@@ -48,6 +49,16 @@ type fileRun struct {
 	finished   atomic.Bool // for the progress display
 }
 
+// label names f in messages: kind, position in the manifest and type (never its URL,
+// which the errors of its requests name without their query).
+func (f *fileRun) label() string {
+	typ := f.typ
+	if f.organizedBy != "" {
+		typ = "organized by " + f.organizedBy
+	}
+	return fmt.Sprintf("%s file %d (%s)", f.kind, f.index, typ)
+}
+
 // opener opens a file's stream at an identity-byte offset.
 type opener func(ctx context.Context, f *fileRun, offset int64) (io.ReadCloser, error)
 
@@ -62,6 +73,11 @@ type runner struct {
 	ensure    func(ctx context.Context, resourceType string) error
 	resources atomic.Int64
 	bytes     atomic.Int64
+
+	// deleted holds the resources this run tombstoned, so that a deletion listed twice
+	// (overlapping deleted files) is published once.
+	deletedMu sync.Mutex
+	deleted   map[string]struct{}
 }
 
 const recordOverhead = 1024 // key, headers and batch framing, generously
@@ -85,7 +101,9 @@ func (rn *runner) publishFile(ctx context.Context, f *fileRun, open opener) erro
 	defer body.Close()
 	lr := newLineReader(&countingReader{r: body, n: &f.bytesRead, total: &rn.bytes}, rn.cfg.MaxLineBytes, f.cp.Offset, f.cp.Line)
 	var parser fastjson.Parser
-	urlB := []byte(f.url)
+	// The source URL header names the file without its query: a signed URL's signature
+	// is a credential, and records are read by every subscriber and kept in the lake.
+	urlB := []byte(ehrhttp.Redact(f.url))
 	var ft *fileTemplate // for lines of a plain output file, the only ones using it
 	if f.kind == kindOutput && f.organizedBy == "" {
 		ft = rn.fileTemplate(f.typ, urlB)
@@ -195,7 +213,7 @@ func (a *lineArena) alloc(n int) []byte {
 func (rn *runner) handleLine(ctx context.Context, f *fileRun, ft *fileTemplate, p *fastjson.Parser, line []byte, size, lineNo int64, urlB []byte) {
 	if line == nil { // longer than MaxLineBytes
 		f.cp.Read++
-		rn.deadByRef(ctx, f, lineNo, size, "line-too-long", fmt.Sprintf("line of %d bytes exceeds the %d-byte line limit", size, rn.cfg.MaxLineBytes))
+		rn.deadByRef(ctx, f, lineNo, size, schemas.ClassLineTooLong, fmt.Sprintf("line of %d bytes exceeds the %d-byte line limit", size, rn.cfg.MaxLineBytes))
 		return
 	}
 	if len(bytes.TrimSpace(line)) == 0 {
@@ -215,7 +233,7 @@ func (rn *runner) handleLine(ctx context.Context, f *fileRun, ft *fileTemplate, 
 		return
 	}
 	if int(size)+recordOverhead > rn.maxRec {
-		rn.deadByRef(ctx, f, lineNo, size, "too-large", fmt.Sprintf("resource of %d bytes exceeds the %d-byte record limit", size, rn.maxRec))
+		rn.deadByRef(ctx, f, lineNo, size, schemas.ClassTooLarge, fmt.Sprintf("resource of %d bytes exceeds the %d-byte record limit", size, rn.maxRec))
 		return
 	}
 	// The fast path: one scan checks the line and finds its type and id without building
@@ -245,13 +263,13 @@ func (rn *runner) handleLine(ctx context.Context, f *fileRun, ft *fileTemplate, 
 		rt, id := v.GetStringBytes("resourceType"), v.GetStringBytes("id")
 		switch {
 		case rt == nil:
-			class, msg = "missing-resource-type", "resource has no resourceType"
+			class, msg = schemas.ClassMissingResourceType, "resource has no resourceType"
 		case string(rt) != f.typ:
-			class, msg = "type-mismatch", fmt.Sprintf("resourceType %q in a %s file", truncate(string(rt), 64), f.typ)
+			class, msg = schemas.ClassTypeMismatch, fmt.Sprintf("resourceType %q in a %s file", truncate(string(rt), 64), f.typ)
 		case id == nil:
-			class, msg = "missing-id", "resource has no id"
+			class, msg = schemas.ClassMissingID, "resource has no id"
 		case !schemas.ValidResourceID(id):
-			class, msg = "bad-id", "id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
+			class, msg = schemas.ClassBadID, "id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
 		default:
 			key = schemas.Key(f.typ, string(id))
 		}
@@ -259,9 +277,7 @@ func (rn *runner) handleLine(ctx context.Context, f *fileRun, ft *fileTemplate, 
 	rec := &kgo.Record{Topic: rawTopic, Key: key, Value: value, Headers: headers}
 	if class != "" {
 		f.cp.Dead++
-		metricErrors.WithLabelValues(class).Inc()
-		rn.pub.produce(ctx, deadletter.Record(rn.topics.DLQ(), rec, deadletter.Context{
-			Stage: "fetch", SourceTopic: rawTopic, Partition: -1, Offset: -1, Class: class, Message: msg}))
+		rn.deadLetter(ctx, rec, rawTopic, class, msg)
 		return
 	}
 	f.cp.Published++
@@ -276,9 +292,9 @@ func parseObject(p *fastjson.Parser, line []byte) (v *fastjson.Value, class, msg
 	v, err := p.ParseBytes(line)
 	switch {
 	case err != nil:
-		return nil, "invalid-json", "line is " + jsontree.SyntaxErrorOf(line).Error() // by position: fastjson's message quotes the line
+		return nil, schemas.ClassInvalidJSON, "line is " + jsontree.SyntaxErrorOf(line).Error() // by position: fastjson's message quotes the line
 	case v.Type() != fastjson.TypeObject:
-		return nil, "not-object", "line is a JSON " + v.Type().String() + ", not an object"
+		return nil, schemas.ClassNotObject, "line is a JSON " + v.Type().String() + ", not an object"
 	}
 	return v, "", ""
 }
@@ -287,7 +303,7 @@ func parseObject(p *fastjson.Parser, line []byte) (v *fastjson.Value, class, msg
 // is noted and not published; any other line goes to the raw topic of its own type.
 func (rn *runner) organizedLine(ctx context.Context, f *fileRun, p *fastjson.Parser, line []byte, size, lineNo int64, urlB []byte) {
 	if int(size)+recordOverhead > rn.maxRec {
-		rn.deadByRef(ctx, f, lineNo, size, "too-large", fmt.Sprintf("resource of %d bytes exceeds the %d-byte record limit", size, rn.maxRec))
+		rn.deadByRef(ctx, f, lineNo, size, schemas.ClassTooLarge, fmt.Sprintf("resource of %d bytes exceeds the %d-byte record limit", size, rn.maxRec))
 		return
 	}
 	typ, key := "", []byte(nil)
@@ -305,23 +321,20 @@ func (rn *runner) organizedLine(ctx context.Context, f *fileRun, p *fastjson.Par
 		}
 		switch {
 		case rt == nil:
-			class, msg = "missing-resource-type", "resource has no resourceType"
+			class, msg = schemas.ClassMissingResourceType, "resource has no resourceType"
 		case !schemas.ValidResourceType(rt):
-			class, msg = "bad-resource-type", fmt.Sprintf("resourceType %q is not a FHIR resource type", truncate(string(rt), 64))
+			class, msg = schemas.ClassBadResourceType, fmt.Sprintf("resourceType %q is not a FHIR resource type", truncate(string(rt), 64))
 		case id == nil:
-			class, msg = "missing-id", "resource has no id"
+			class, msg = schemas.ClassMissingID, "resource has no id"
 		case !schemas.ValidResourceID(id):
-			class, msg = "bad-id", "id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
+			class, msg = schemas.ClassBadID, "id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
 		default:
 			typ, key = string(rt), schemas.Key(string(rt), string(id))
 		}
 	}
 	if class != "" {
 		f.cp.Dead++
-		metricErrors.WithLabelValues(class).Inc()
-		rec := &kgo.Record{Value: append([]byte(nil), line...), Headers: rn.headers("", urlB, lineNo)}
-		rn.pub.produce(ctx, deadletter.Record(rn.topics.DLQ(), rec, deadletter.Context{
-			Stage: "fetch", Partition: -1, Offset: -1, Class: class, Message: msg}))
+		rn.deadLetter(ctx, &kgo.Record{Value: append([]byte(nil), line...), Headers: rn.headers("", urlB, lineNo)}, "", class, msg)
 		return
 	}
 	// Types are known only line by line here; the topic is created on first sight.
@@ -355,19 +368,15 @@ func (rn *runner) headers(typ string, urlB []byte, lineNo int64) []kgo.RecordHea
 func (rn *runner) deadByRef(ctx context.Context, f *fileRun, lineNo, size int64, class, msg string) {
 	f.cp.Dead++
 	f.cp.Oversize++
-	metricErrors.WithLabelValues(class).Inc()
-	h := rn.headers(f.typ, []byte(f.url), lineNo)
+	h := rn.headers(f.typ, []byte(ehrhttp.Redact(f.url)), lineNo)
 	h = append(h, kgo.RecordHeader{Key: schemas.HeaderSourceSize, Value: strconv.AppendInt(nil, size, 10)})
-	rec := &kgo.Record{Topic: rn.topics.Raw(f.typ), Headers: h}
-	rn.pub.produce(ctx, deadletter.Record(rn.topics.DLQ(), rec, deadletter.Context{
-		Stage: "fetch", SourceTopic: rn.topics.Raw(f.typ), Partition: -1, Offset: -1, Class: class, Message: msg}))
+	rn.deadLetter(ctx, &kgo.Record{Topic: rn.topics.Raw(f.typ), Headers: h}, rn.topics.Raw(f.typ), class, msg)
 }
 
 // exportError publishes a line of a manifest error file (an OperationOutcome) as a dead
 // letter, its diagnostics as the message.
 func (rn *runner) exportError(ctx context.Context, f *fileRun, p *fastjson.Parser, line []byte, lineNo int64, urlB []byte) {
 	f.cp.Dead++
-	metricErrors.WithLabelValues("export-error").Inc()
 	msg := "export error reported by the server"
 	if v, err := p.ParseBytes(line); err == nil {
 		var texts []string
@@ -379,12 +388,11 @@ func (rn *runner) exportError(ctx context.Context, f *fileRun, p *fastjson.Parse
 			}
 		}
 		if len(texts) > 0 {
-			msg = strings.Join(texts, "; ")
+			msg = ehrhttp.Bound(strings.Join(texts, "; "), 1000)
 		}
 	}
 	rec := &kgo.Record{Value: append([]byte(nil), line...), Headers: rn.headers("OperationOutcome", urlB, lineNo)}
-	rn.pub.produce(ctx, deadletter.Record(rn.topics.DLQ(), rec, deadletter.Context{
-		Stage: "fetch", Partition: -1, Offset: -1, Class: "export-error", Message: msg}))
+	rn.deadLetter(ctx, rec, "", schemas.ClassExportError, msg)
 }
 
 // tombstones turns a deleted-file Bundle into one tombstone per DELETE entry, on the
@@ -393,10 +401,8 @@ func (rn *runner) tombstones(ctx context.Context, f *fileRun, p *fastjson.Parser
 	entries, err := deletedEntries(p, line)
 	if err != nil {
 		f.cp.Dead++
-		metricErrors.WithLabelValues("bad-deleted").Inc()
 		rec := &kgo.Record{Value: append([]byte(nil), line...), Headers: rn.headers("Bundle", urlB, lineNo)}
-		rn.pub.produce(ctx, deadletter.Record(rn.topics.DLQ(), rec, deadletter.Context{
-			Stage: "fetch", Partition: -1, Offset: -1, Class: "bad-deleted", Message: err.Error()}))
+		rn.deadLetter(ctx, rec, "", schemas.ClassBadDeleted, err.Error())
 		return
 	}
 	for _, e := range entries {
@@ -407,11 +413,31 @@ func (rn *runner) tombstones(ctx context.Context, f *fileRun, p *fastjson.Parser
 	}
 	f.cp.Published++
 	for _, e := range entries {
+		if !rn.firstDeletion(e) {
+			// Listed again, in this or another deleted file: one tombstone per resource.
+			f.cp.Duplicates++
+			continue
+		}
 		h := rn.headers(e[0], urlB, lineNo)
 		h = append(h, kgo.RecordHeader{Key: schemas.HeaderDeleted, Value: []byte("true")})
 		f.tombstones++
 		rn.pub.produce(ctx, &kgo.Record{Topic: rn.topics.Raw(e[0]), Key: schemas.Key(e[0], e[1]), Headers: h})
 	}
+}
+
+// firstDeletion reports whether this run has not seen the deletion of e before.
+func (rn *runner) firstDeletion(e [2]string) bool {
+	rn.deletedMu.Lock()
+	defer rn.deletedMu.Unlock()
+	key := e[0] + "/" + e[1]
+	if _, seen := rn.deleted[key]; seen {
+		return false
+	}
+	if rn.deleted == nil {
+		rn.deleted = map[string]struct{}{}
+	}
+	rn.deleted[key] = struct{}{}
+	return true
 }
 
 // deletedEntries returns the [type, id] of each DELETE entry of a Bundle line.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/fhirstream/fhirstream/producer/bulk"
 )
 
 type closeRecorder struct {
@@ -50,7 +52,7 @@ func TestReconcileContinuedFiles(t *testing.T) {
 	a.cp = checkpoint{Done: true, Read: 4, Published: 3, Headers: 1, FirstHeader: "Patient/1", LastHeader: "Patient/1"}
 	b.cp = checkpoint{Done: true, Read: 3, Published: 2, Headers: 1, FirstHeader: "Patient/1", LastHeader: "Patient/1"}
 	var s Summary
-	s.fill([]*fileRun{a, b}, 0, 0, 0, 0)
+	s.fill([]*fileRun{a, b}, 0, 0, 0, 0, nil)
 	if !s.OK() {
 		t.Fatalf("consistent continuation: %v", s.Mismatches)
 	}
@@ -61,9 +63,44 @@ func TestReconcileContinuedFiles(t *testing.T) {
 	b.cp.FirstHeader = "Patient/2" // b does not start with the block a ends with
 	n := int64(3)
 	a.expected = &n // the count without the header also reconciles
-	s.fill([]*fileRun{a, b}, 0, 0, 0, 0)
-	if len(s.Mismatches) != 1 || !strings.Contains(s.Mismatches[0], `instead of "Patient/1"`) {
+	s.fill([]*fileRun{a, b}, 0, 0, 0, 0, nil)
+	if len(s.Mismatches) != 1 || !strings.Contains(s.Mismatches[0], `instead of "Patient/1"`) ||
+		!strings.Contains(s.Mismatches[0], "--accept-quirk continues-in-file-off-by-one") {
 		t.Errorf("mismatches %v", s.Mismatches)
+	}
+	// Accepted, the quirk is a warning and the run reconciles.
+	s.fill([]*fileRun{a, b}, 0, 0, 0, 0, bulk.Quirks{bulk.QuirkContinuesOffByOne})
+	if !s.OK() || len(s.Accepted) != 1 {
+		t.Errorf("accepted quirk: OK %v, mismatches %v, accepted %v", s.OK(), s.Mismatches, s.Accepted)
+	}
+}
+
+// TestVerdict checks the run's verdict: FAILED whenever a file was not read to its end,
+// the run failed, or a mismatch was not accepted; never OK beside a shortfall.
+func TestVerdict(t *testing.T) {
+	count := int64(38483)
+	unread := &fileRun{kind: kindOutput, typ: "Observation", url: "https://ehr/files/1?sig=SECRET", expected: &count}
+	var s Summary
+	s.fill([]*fileRun{unread}, 0, 0, 0, 0, nil)
+	s.Failed = "file Observation https://ehr/files/1: URL expired"
+	var out strings.Builder
+	s.WriteTable(&out)
+	if s.OK() || !strings.Contains(out.String(), "reconciliation: FAILED") || !strings.Contains(out.String(), "1 of 1 files were not read to the end") {
+		t.Errorf("a run that read 0 of %d: OK %v\n%s", count, s.OK(), out.String())
+	}
+	if strings.Contains(out.String(), "SECRET") || strings.Contains(out.String(), "reconciliation: OK") {
+		t.Errorf("table shows the signed URL or OK:\n%s", out.String())
+	}
+
+	wrong := int64(5)
+	counted := &fileRun{kind: kindOutput, typ: "Patient", url: "https://ehr/files/2", expected: &wrong, cp: checkpoint{Done: true, Read: 4, Published: 4}}
+	s = Summary{}
+	s.fill([]*fileRun{counted}, 0, 0, 0, 0, bulk.Quirks{bulk.QuirkManifestCount})
+	out.Reset()
+	s.WriteTable(&out)
+	if !s.OK() || !strings.Contains(out.String(), "reconciliation: OK, with 1 mismatches of accepted server quirks") ||
+		!strings.Contains(out.String(), "warning: output https://ehr/files/2: manifest count 5, 4 lines read (accepted: manifest-count)") {
+		t.Errorf("accepted count quirk:\n%s", out.String())
 	}
 }
 

@@ -43,6 +43,9 @@ type checkpoint struct {
 	Dead      int64  `json:"dead"`
 	Oversize  int64  `json:"oversize"`
 	Done      bool   `json:"done"`
+	// Duplicates counts deletions of a deleted file already listed before (overlapping
+	// deleted files), not published again.
+	Duplicates int64 `json:"duplicates,omitempty"`
 	// Organized output (organizeOutputBy): header lines read and not published, and the
 	// references of the file's first and last headers, which tie a file to the one its
 	// last block continues in (continuesInFile) across restarts.

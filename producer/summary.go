@@ -6,6 +6,9 @@ import (
 	"sort"
 	"text/tabwriter"
 	"time"
+
+	"github.com/fhirstream/fhirstream/producer/bulk"
+	"github.com/fhirstream/fhirstream/producer/ehrhttp"
 )
 
 // Summary reports what a fetch did, per file and per type, and whether it reconciles.
@@ -23,6 +26,13 @@ type Summary struct {
 	RunResources int64
 	// Mismatches lists every reconciliation failure; empty when all adds up.
 	Mismatches []string
+	// Accepted lists the mismatches explained by a server quirk the operator accepted
+	// (Config.Accept): warnings, not failures.
+	Accepted []string
+	// Unfinished counts files the run did not read to their end.
+	Unfinished int
+	// Failed is why the run failed, "" when it did not.
+	Failed string
 }
 
 // FileSummary is one file's reconciliation.
@@ -39,6 +49,8 @@ type FileSummary struct {
 	Tombstones int64
 	// Headers counts the block headers of organized output, read and not published.
 	Headers int64
+	// Duplicates counts deletions listed again (overlapping deleted files), not published.
+	Duplicates int64
 }
 
 // TypeSummary adds up the files of one resource type.
@@ -48,8 +60,8 @@ type TypeSummary struct {
 	Expected, Read, Published, Dead, Tombstones int64
 }
 
-// OK reports whether every file reconciled.
-func (s Summary) OK() bool { return len(s.Mismatches) == 0 }
+// OK reports whether the run finished and every file reconciled, accepted quirks aside.
+func (s Summary) OK() bool { return len(s.Mismatches) == 0 && s.Unfinished == 0 && s.Failed == "" }
 
 // Resources is the number of resources published.
 func (s Summary) Resources() int64 {
@@ -62,12 +74,24 @@ func (s Summary) Resources() int64 {
 	return n
 }
 
-func (s *Summary) fill(files []*fileRun, d time.Duration, bytes, commits, runResources int64) {
+func (s *Summary) fill(files []*fileRun, d time.Duration, bytes, commits, runResources int64, accept bulk.Quirks) {
 	s.Duration, s.Bytes, s.Commits, s.RunResources = d, bytes, commits, runResources
-	s.Files, s.Mismatches = nil, nil
+	s.Files, s.Mismatches, s.Accepted, s.Unfinished = nil, nil, nil, 0
+	mismatch := func(q bulk.Quirk, format string, args ...any) {
+		m := fmt.Sprintf(format, args...)
+		switch {
+		case q == "":
+			s.Mismatches = append(s.Mismatches, m)
+		case accept.Has(q):
+			s.Accepted = append(s.Accepted, m+" (accepted: "+string(q)+")")
+		default:
+			s.Mismatches = append(s.Mismatches, m+"; "+q.Hint())
+		}
+	}
 	for _, f := range files {
-		fs := FileSummary{Kind: f.kind, Type: f.typ, URL: redact(f.url), Expected: -1, Read: f.cp.Read,
-			Published: f.cp.Published, Dead: f.cp.Dead, Oversize: f.cp.Oversize, Tombstones: f.tombstones, Headers: f.cp.Headers}
+		fs := FileSummary{Kind: f.kind, Type: f.typ, URL: ehrhttp.Redact(f.url), Expected: -1, Read: f.cp.Read,
+			Published: f.cp.Published, Dead: f.cp.Dead, Oversize: f.cp.Oversize, Tombstones: f.tombstones, Headers: f.cp.Headers,
+			Duplicates: f.cp.Duplicates}
 		if f.organizedBy != "" {
 			fs.Type = "organized-by-" + f.organizedBy
 		}
@@ -76,24 +100,29 @@ func (s *Summary) fill(files []*fileRun, d time.Duration, bytes, commits, runRes
 		}
 		s.Files = append(s.Files, fs)
 		if !f.cp.Done {
+			s.Unfinished++
 			continue // not reconciled: the run stopped before the file's end
 		}
 		if fs.Read != fs.Published+fs.Dead+fs.Headers {
-			s.Mismatches = append(s.Mismatches, fmt.Sprintf("%s %s: %d lines read, %d published + %d dead-lettered + %d block headers", f.kind, fs.URL, fs.Read, fs.Published, fs.Dead, fs.Headers))
+			mismatch("", "%s %s: %d lines read, %d published + %d dead-lettered + %d block headers", f.kind, fs.URL, fs.Read, fs.Published, fs.Dead, fs.Headers)
 		}
 		// The IG's count is "the number of resources in the file"; whether a server
 		// counts block headers (Parameters resources) is not settled, so either reading
 		// reconciles.
 		if fs.Expected >= 0 && fs.Expected != fs.Read && fs.Expected != fs.Read-fs.Headers {
-			s.Mismatches = append(s.Mismatches, fmt.Sprintf("%s %s: manifest count %d, %d lines read", f.kind, fs.URL, fs.Expected, fs.Read))
+			mismatch(bulk.QuirkManifestCount, "%s %s: manifest count %d, %d lines read", f.kind, fs.URL, fs.Expected, fs.Read)
+		}
+		if fs.Duplicates > 0 {
+			mismatch(bulk.QuirkOverlappingDeleted, "deleted %s: %d deletions listed again, published once", fs.URL, fs.Duplicates)
 		}
 		if n := f.next; n != nil {
 			// The file a block continues in must start with that block's header again.
 			switch {
 			case n.index < 0:
-				s.Mismatches = append(s.Mismatches, fmt.Sprintf("%s: continuesInFile %s is not a later output file of the manifest", fs.URL, redact(n.url)))
+				mismatch(bulk.QuirkContinuesOffByOne, "%s: continuesInFile %s is not a later output file of the manifest", fs.URL, ehrhttp.Redact(n.url))
 			case n.cp.Done && n.cp.FirstHeader != f.cp.LastHeader:
-				s.Mismatches = append(s.Mismatches, fmt.Sprintf("%s continues in %s, which starts with block header %q instead of %q", fs.URL, redact(n.url), n.cp.FirstHeader, f.cp.LastHeader))
+				mismatch(bulk.QuirkContinuesOffByOne, "%s continues in %s, which starts with block header %q instead of %q",
+					fs.URL, ehrhttp.Redact(n.url), ehrhttp.Bound(n.cp.FirstHeader, 100), ehrhttp.Bound(f.cp.LastHeader, 100))
 			}
 		}
 	}
@@ -150,12 +179,30 @@ func (s Summary) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "this run: %d resources, %.1f MB in %s (%.0f resources/s, %.1f MB/s), %d commits\n",
 			s.RunResources, float64(s.Bytes)/1e6, s.Duration.Round(time.Millisecond), float64(s.RunResources)/secs, float64(s.Bytes)/1e6/secs, s.Commits)
 	}
-	if s.OK() {
+	s.writeVerdict(w)
+}
+
+// writeVerdict prints whether the run reconciled: OK only when it finished and nothing
+// but accepted quirks disagrees.
+func (s Summary) writeVerdict(w io.Writer) {
+	switch {
+	case s.OK() && len(s.Accepted) == 0:
 		fmt.Fprintln(w, "reconciliation: OK")
-	} else {
-		fmt.Fprintf(w, "reconciliation: FAILED (%d mismatches)\n", len(s.Mismatches))
-		for _, m := range s.Mismatches {
-			fmt.Fprintln(w, "  "+m)
+	case s.OK():
+		fmt.Fprintf(w, "reconciliation: OK, with %d mismatches of accepted server quirks\n", len(s.Accepted))
+	default:
+		fmt.Fprintln(w, "reconciliation: FAILED")
+		if s.Failed != "" {
+			fmt.Fprintln(w, "  the run failed: "+s.Failed)
 		}
+		if s.Unfinished > 0 {
+			fmt.Fprintf(w, "  %d of %d files were not read to the end\n", s.Unfinished, len(s.Files))
+		}
+	}
+	for _, m := range s.Mismatches {
+		fmt.Fprintln(w, "  "+m)
+	}
+	for _, m := range s.Accepted {
+		fmt.Fprintln(w, "  warning: "+m)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/producer/ehrhttp"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
@@ -42,7 +43,7 @@ func (tm *topicMaker) ensureSpecs(ctx context.Context, specs []kafkaclient.Topic
 	if len(todo) == 0 {
 		return nil
 	}
-	res, err := kafkaclient.EnsureTopics(ctx, tm.adm, todo)
+	res, err := kafkaclient.EnsureTopicsExist(ctx, tm.adm, todo)
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
@@ -58,7 +59,7 @@ func (tm *topicMaker) ensureRawTypes(ctx context.Context, types []string) error 
 	var specs []kafkaclient.TopicSpec
 	for _, typ := range types {
 		if !schemas.ValidResourceType(typ) {
-			return fmt.Errorf("manifest type %q is not a FHIR resource type", typ)
+			return fmt.Errorf("manifest type %q is not a FHIR resource type", ehrhttp.Bound(typ, 64))
 		}
 		for _, s := range kafkaclient.ContractTopics(tm.topics, []string{typ}, nil, tm.opts) {
 			if s.Name == tm.topics.Raw(typ) {

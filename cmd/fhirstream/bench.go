@@ -25,8 +25,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/fhirstream/fhirstream/consumers/sink"
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/internal/pipeline"
 	"github.com/fhirstream/fhirstream/internal/synth"
@@ -63,7 +65,7 @@ const (
 // reading /proc), so sampling much more often would show up in the figures.
 const benchSampleEvery = 100 * time.Millisecond
 
-func init() {
+func newBenchCmd() *cobra.Command {
 	o := &benchOptions{}
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -82,7 +84,7 @@ A stage is active from the moment its input first became readable (its upstream'
 committed output; the kickoff for fetch) until its last input was committed. Records per
 second are its committed input records over that time; MB/s its input key and value
 bytes over it. With --cpuprofile-dir, a CPU profile of the run is written whose samples
-carry the label stage=<name> (fetch, ehr, validate, dedupe, omop, sink-bronze, sink-omop,
+carry the label stage=<name> (fetch, ehr, validate, dedupe, omop, sink-bronze, sink-silver, sink-omop,
 broker for kfake, bench): 'go tool pprof -tagfocus stage=omop DIR/cpu.pprof' shows one
 stage; the report adds CPU seconds and top functions per stage.`,
 		Args: cobra.NoArgs,
@@ -109,9 +111,9 @@ stage; the report adds CPU seconds and top functions per stage.`,
 	f.BoolVar(&o.keep, "keep", false, "keep the run's topics, consumer groups and lake")
 	f.BoolVar(&o.auth, "auth", true, "SMART Backend Services auth between fetcher and EHR simulator")
 	f.IntVar(&o.brokerPID, "broker-pid", 0, "process id of the Kafka broker on this machine, to report its CPU time during the run")
-	f.DurationVar(&o.sinkFlush, "sink-flush-interval", 0, "Parquet sinks' flush interval (0: the sink default, 5s)")
+	f.DurationVar(&o.sinkFlush, "sink-flush-interval", 0, "lake sinks' flush interval, the time between a table's snapshots (0: the sink default, 5s)")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
-	addCommand(cmd)
+	return cmd
 }
 
 // benchReport is what bench prints; its JSON form is the --output json document.
@@ -131,9 +133,11 @@ type benchReport struct {
 	MBPerSecond        float64 `json:"mb_per_second"`
 
 	Stages []benchStage `json:"stages"`
-	Memory benchMemory  `json:"memory"`
-	CPU    benchCPU     `json:"cpu"`
-	Host   benchHost    `json:"machine"`
+	// Commits are the lake sinks' table commits: per table, how many and what they cost.
+	Commits []benchCommit `json:"table_commits"`
+	Memory  benchMemory   `json:"memory"`
+	CPU     benchCPU      `json:"cpu"`
+	Host    benchHost     `json:"machine"`
 
 	Profile    string   `json:"cpu_profile,omitempty"`
 	Consistent bool     `json:"consistent"`
@@ -156,6 +160,27 @@ type benchStage struct {
 	CPUSeconds       float64 `json:"cpu_seconds,omitempty"`
 	RecordsPerCPUSec float64 `json:"records_per_cpu_second,omitempty"`
 	TopFunctions     []fnCPU `json:"top_functions,omitempty"`
+}
+
+type benchCommit struct {
+	Stage       string  `json:"stage"`
+	Table       string  `json:"table"`
+	Commits     int64   `json:"commits"`
+	MeanSeconds float64 `json:"mean_seconds"` // files written, catalog commit and retries
+	Seconds     float64 `json:"seconds"`
+}
+
+// benchCommits lists the sinks' table commits, busiest first.
+func benchCommits(p *pipeline.Pipeline) []benchCommit {
+	var out []benchCommit
+	for _, layer := range sink.Layers {
+		for table, ts := range p.SinkStats(layer).Tables {
+			out = append(out, benchCommit{Stage: sink.StageName(layer), Table: table, Commits: ts.Commits,
+				MeanSeconds: ts.Seconds / float64(max(ts.Commits, 1)), Seconds: ts.Seconds})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seconds > out[j].Seconds })
+	return out
 }
 
 type fnCPU struct {
@@ -298,7 +323,7 @@ func runBench(ctx context.Context, o *benchOptions) (*benchReport, error) {
 
 	// Every stage, started and joined before the clock starts: the figure is the
 	// throughput of a running pipeline, not its start-up.
-	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Out: filepath.Join(workDir, "lake"),
+	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Lake: lakehouse.Config{Out: filepath.Join(workDir, "lake")},
 		SinkFlushInterval: o.sinkFlush, MeasureBytes: true, Logger: logger})
 	if err != nil {
 		return nil, err
@@ -374,6 +399,7 @@ func runBench(ctx context.Context, o *benchOptions) (*benchReport, error) {
 	rep.Resources = sum.Resources()
 	rep.NDJSONBytes = sum.Bytes
 	rep.Stages = benchStages(sum, fetchEnd, samples)
+	rep.Commits = benchCommits(p)
 	end := fetchEnd
 	for _, s := range rep.Stages {
 		end = max(end, time.Duration(s.EndSeconds*float64(time.Second)))
@@ -422,7 +448,7 @@ func benchStages(sum producer.Summary, fetchEnd time.Duration, samples []benchSa
 	}
 	upstreamOut := func(name string) func(benchSample) int64 {
 		up := map[string]string{pipeline.StageDedupe: pipeline.StageValidate, pipeline.StageOMOP: pipeline.StageDedupe,
-			pipeline.StageSinkBronze: pipeline.StageDedupe, pipeline.StageSinkOMOP: pipeline.StageOMOP}[name]
+			pipeline.StageSinkBronze: pipeline.StageDedupe, pipeline.StageSinkSilver: pipeline.StageDedupe, pipeline.StageSinkOMOP: pipeline.StageOMOP}[name]
 		if up == "" {
 			return func(s benchSample) int64 { return s.fetched }
 		}
@@ -480,6 +506,7 @@ func benchMismatches(generated int64, sum producer.Summary, stages []pipeline.St
 	check("dedupe in vs validate out", by[pipeline.StageDedupe].In, by[pipeline.StageValidate].Out)
 	check("omop in vs dedupe out", by[pipeline.StageOMOP].In, by[pipeline.StageDedupe].Out)
 	check("sink-bronze in vs dedupe out", by[pipeline.StageSinkBronze].In, by[pipeline.StageDedupe].Out)
+	check("sink-silver in vs dedupe out", by[pipeline.StageSinkSilver].In, by[pipeline.StageDedupe].Out)
 	check("sink-omop in vs omop out", by[pipeline.StageSinkOMOP].In, by[pipeline.StageOMOP].Out)
 	return bad
 }
@@ -836,6 +863,22 @@ func printBench(w io.Writer, format string, r *benchReport) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(r.Commits) > 0 {
+		var n int64
+		var secs float64
+		for _, c := range r.Commits {
+			n, secs = n+c.Commits, secs+c.Seconds
+		}
+		fmt.Fprintf(w, "\nlake commits: %d table commits, %.1f s in all (files, catalog, retries; tables commit in parallel); busiest tables:\n", n, secs)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "  SINK\tTABLE\tCOMMITS\tMEAN ms\tTOTAL s\t")
+		for _, c := range r.Commits[:min(8, len(r.Commits))] {
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%.0f\t%.2f\t\n", c.Stage, c.Table, c.Commits, 1000*c.MeanSeconds, c.Seconds)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	c := r.CPU
 	fmt.Fprintf(w, "\nCPU during the run (%.1f s × %d cores = %.1f core-s): fhirstream %.1f s (GC %.1f s)", c.WallSeconds, c.Cores,

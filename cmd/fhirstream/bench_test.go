@@ -31,10 +31,10 @@ func TestIntegrationBench(t *testing.T) {
 		args = append(args, "--brokers", brokers)
 	}
 	var out bytes.Buffer
-	rootCmd.SetOut(&out)
-	rootCmd.SetArgs(args)
-	t.Cleanup(func() { rootCmd.SetOut(nil); rootCmd.SetArgs(nil) })
-	if err := rootCmd.ExecuteContext(t.Context()); err != nil {
+	root := newRootCmd()
+	root.SetOut(&out)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(t.Context()); err != nil {
 		t.Fatalf("bench: %v\n%s", err, out.String())
 	}
 	var rep benchReport

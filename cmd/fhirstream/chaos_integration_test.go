@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/fhirstream/fhirstream/consumers/sink"
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/synth"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -460,10 +461,19 @@ func TestIntegrationChaos(t *testing.T) {
 		t.Errorf("dead letters differ from the bad lines mixed in:\n  %s", strings.Join(d, "\n  "))
 	}
 
+	lk, err := lakehouse.Open(ctx, lakehouse.Config{Out: lake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Close()
 	// 3. The bronze lake holds every resource that passed validation once: its ids, and
 	// its source lines.
 	for _, typ := range chaosSortedKeys(want.unique) {
-		ids, rows := chaosLakeStrings(t, filepath.Join(lake, "fhir", typ), sink.ColID)
+		bl, err := lakehouse.BronzeLayout(typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, rows := chaosLakeStrings(t, lk, bl, lakehouse.ColID)
 		wantIDs := map[string]int{}
 		for id := range want.unique[typ] {
 			wantIDs[id] = 1
@@ -477,8 +487,11 @@ func TestIntegrationChaos(t *testing.T) {
 	// for the input, each once (distinct row ids).
 	omopRows := map[string]int{}
 	for _, table := range schemas.OMOPTables() {
-		dir := filepath.Join(lake, "omop", table)
-		keys, rows := chaosLakeStrings(t, dir, schemas.ColFHIRKey)
+		ol, err := lakehouse.OMOPLayout(table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, rows := chaosLakeStrings(t, lk, ol, schemas.ColFHIRKey)
 		omopRows[table] = rows
 		wantKeys := want.omopKeys[table]
 		if wantKeys == nil {
@@ -491,7 +504,7 @@ func TestIntegrationChaos(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ids := chaosLakeDistinctInt64(t, dir, tm.Columns[0].Name); ids != rows {
+		if ids := chaosLakeDistinctInt64(t, lk, ol, tm.Columns[0].Name); ids != rows {
 			t.Errorf("omop %s: %d rows but %d distinct %s", table, rows, ids, tm.Columns[0].Name)
 		}
 	}
@@ -499,19 +512,23 @@ func TestIntegrationChaos(t *testing.T) {
 		t.Errorf("person: %d rows, want one per good Patient of the input, %d", omopRows["person"], want.patients)
 	}
 
-	// 5. DuckDB reads the same lake: rows and distinct ids per dataset.
-	if duck := chaosDuckCounts(t, lake); duck == nil {
-		t.Log("python3 with duckdb not installed: lake checked with parquet-go only")
+	// 5. pyiceberg reads the same lake: rows and distinct ids per table.
+	if py := chaosPyicebergCounts(t, lake); py == nil {
+		t.Log("python3 with pyiceberg not installed: lake checked with iceberg-go only")
 	} else {
-		for ds, c := range duck {
+		bronzeRows := map[string]int64{}
+		for typ, ids := range want.unique {
+			bronzeRows[lakehouse.TableName(typ)] = int64(len(ids))
+		}
+		for name, c := range py {
 			var rows int64
-			if table, ok := strings.CutPrefix(ds, "omop/"); ok {
+			if table, ok := strings.CutPrefix(name, "omop."); ok {
 				rows = int64(omopRows[table])
 			} else {
-				rows = int64(len(want.unique[strings.TrimPrefix(ds, "fhir/")]))
+				rows = bronzeRows[strings.TrimPrefix(name, "bronze.")]
 			}
 			if c[0] != rows || c[1] != rows {
-				t.Errorf("DuckDB reads %s as %d rows, %d distinct ids; want %d of each", ds, c[0], c[1], rows)
+				t.Errorf("pyiceberg reads %s as %d rows, %d distinct ids; want %d of each", name, c[0], c[1], rows)
 			}
 		}
 	}

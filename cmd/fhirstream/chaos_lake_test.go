@@ -1,7 +1,7 @@
 package main
 
 // Helpers of TestIntegrationChaos: what the lake must hold, computed from the generated
-// input alone, and what it does hold, read from its Parquet files.
+// input alone, and what it does hold, read from its Iceberg tables.
 
 import (
 	"bufio"
@@ -17,10 +17,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 
-	"github.com/parquet-go/parquet-go"
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fastjson"
 
@@ -28,6 +30,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/synth"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -218,99 +221,60 @@ func chaosDiff[K comparable](want, got map[K]int, limit int) []string {
 	return diffs
 }
 
-// chaosLakeFiles lists the data files of one dataset (all its date partitions). Pending files
-// of unfinished batches and schema files are not data.
-func chaosLakeFiles(t *testing.T, dir string) []string {
+// chaosTableColumn calls each for every value of a column of a lake table's current
+// state, read through iceberg-go's scan (the sink writes with parquet-go; the scan reads
+// with arrow-go and applies any deletes). A table that does not exist has no values.
+func chaosTableColumn(t *testing.T, lake *lakehouse.Lake, l *lakehouse.Layout, column string, each func(arrow.Array, int)) {
 	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".parquet") && !strings.HasPrefix(d.Name(), "_") {
-			out = append(out, p)
-		}
-		return err
-	})
+	tbl, err := lake.LoadTable(context.Background(), l)
+	if errors.Is(err, catalog.ErrNoSuchTable) {
+		return
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
-}
-
-// chaosParquetColumn calls each for every value of the named column of a Parquet file, page
-// by page, without reading the other columns (the bronze resource column is large).
-func chaosParquetColumn(t *testing.T, path, name string, each func(parquet.Value)) {
-	t.Helper()
-	f, err := os.Open(path)
+	_, itr, err := tbl.Scan(table.WithSelectedFields(column)).ToArrowRecords(context.Background())
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("scan %s: %v", l, err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf, err := parquet.OpenFile(f, st.Size())
-	if err != nil {
-		t.Fatalf("open %s: %v", path, err)
-	}
-	leaf, ok := pf.Schema().Lookup(name)
-	if !ok {
-		t.Fatalf("%s has no column %s", path, name)
-	}
-	for _, rg := range pf.RowGroups() {
-		pages := rg.ColumnChunks()[leaf.ColumnIndex].Pages()
-		for {
-			pg, err := pages.ReadPage()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("read %s column %s: %v", path, name, err)
-			}
-			vals := make([]parquet.Value, pg.NumValues())
-			n, err := pg.Values().ReadValues(vals)
-			if err != nil && err != io.EOF {
-				t.Fatalf("read %s column %s: %v", path, name, err)
-			}
-			for _, v := range vals[:n] {
-				each(v)
-			}
+	for rec, err := range itr {
+		if err != nil {
+			t.Fatalf("scan %s: %v", l, err)
 		}
-		pages.Close()
+		for i := range int(rec.NumRows()) {
+			each(rec.Column(0), i)
+		}
+		rec.Release()
 	}
 }
 
-// chaosLakeStrings returns the values of a string column over a dataset, with how often each occurs.
-func chaosLakeStrings(t *testing.T, dir, column string) (map[string]int, int) {
+// chaosLakeStrings returns the values of a string column of a table, with how often each occurs.
+func chaosLakeStrings(t *testing.T, lake *lakehouse.Lake, l *lakehouse.Layout, column string) (map[string]int, int) {
 	t.Helper()
 	got, rows := map[string]int{}, 0
-	for _, f := range chaosLakeFiles(t, dir) {
-		chaosParquetColumn(t, f, column, func(v parquet.Value) {
-			got[string(v.ByteArray())]++
-			rows++
-		})
-	}
+	chaosTableColumn(t, lake, l, column, func(a arrow.Array, i int) {
+		got[a.(*array.String).Value(i)]++
+		rows++
+	})
 	return got, rows
 }
 
-// chaosLakeDistinctInt64 counts the distinct values of an integer column over a dataset.
-func chaosLakeDistinctInt64(t *testing.T, dir, column string) int {
+// chaosLakeDistinctInt64 counts the distinct values of an integer column of a table.
+func chaosLakeDistinctInt64(t *testing.T, lake *lakehouse.Lake, l *lakehouse.Layout, column string) int {
 	t.Helper()
 	seen := map[int64]bool{}
-	for _, f := range chaosLakeFiles(t, dir) {
-		chaosParquetColumn(t, f, column, func(v parquet.Value) { seen[v.Int64()] = true })
-	}
+	chaosTableColumn(t, lake, l, column, func(a arrow.Array, i int) { seen[a.(*array.Int64).Value(i)] = true })
 	return len(seen)
 }
 
-// chaosDuckCounts reads every dataset of the lake with DuckDB: rows and distinct ids per
-// OMOP table ("omop/<table>") and bronze type ("fhir/<Type>"). It returns nil when
-// python3 with the duckdb module is not installed (CI installs it).
-func chaosDuckCounts(t *testing.T, lake string) map[string][2]int64 {
+// chaosPyicebergCounts reads the OMOP and bronze tables with pyiceberg (another reader
+// again, through the embedded catalog's SQLite database): rows and distinct ids per
+// table ("omop.<table>", "bronze.<type>"). An initial load writes no delete files, so
+// pyiceberg, which refuses equality deletes, reads it as it is. It returns nil when
+// python3 with pyiceberg is not installed (CI installs it).
+func chaosPyicebergCounts(t *testing.T, lakeDir string) map[string][2]int64 {
 	t.Helper()
-	if exec.Command("python3", "-c", "import duckdb").Run() != nil {
+	if exec.Command("python3", "-c", "import pyiceberg.catalog.sql").Run() != nil {
 		return nil
 	}
 	var queries []string
@@ -319,34 +283,38 @@ func chaosDuckCounts(t *testing.T, lake string) map[string][2]int64 {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(chaosLakeFiles(t, filepath.Join(lake, "omop", table))) > 0 {
-			queries = append(queries, fmt.Sprintf("omop/%s\t%s", table, tm.Columns[0].Name))
-		}
+		queries = append(queries, fmt.Sprintf("omop.%s\t%s", table, tm.Columns[0].Name))
 	}
 	for _, typ := range synth.ResourceTypes {
-		if len(chaosLakeFiles(t, filepath.Join(lake, "fhir", typ))) > 0 {
-			queries = append(queries, fmt.Sprintf("fhir/%s\tid", typ))
-		}
+		queries = append(queries, fmt.Sprintf("bronze.%s\tid", lakehouse.TableName(typ)))
 	}
 	const script = `
-import duckdb, json, sys
-lake, out = sys.argv[1], {}
-for q in sys.argv[2:]:
-    ds, col = q.split("\t")
-    out[ds] = duckdb.sql(f"SELECT count(*), count(DISTINCT {col}) FROM read_parquet('{lake}/{ds}/*/*.parquet', hive_partitioning=true)").fetchall()[0]
+import json, sys
+import pyarrow.compute as pc
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import NoSuchTableError
+cat, out = SqlCatalog(sys.argv[1], uri="sqlite:///" + sys.argv[2]), {}
+for q in sys.argv[3:]:
+    name, col = q.split("\t")
+    try:
+        a = cat.load_table(name).scan(selected_fields=(col,)).to_arrow()
+    except NoSuchTableError:
+        continue
+    out[name] = [a.num_rows, pc.count_distinct(a[col]).as_py()]
 print(json.dumps(out))
 `
-	out, err := exec.Command("python3", append([]string{"-c", script, lake}, queries...)...).Output()
+	args := append([]string{"-c", script, lakehouse.EmbeddedCatalogName, filepath.Join(lakeDir, lakehouse.CatalogFile)}, queries...)
+	out, err := exec.Command("python3", args...).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			t.Fatalf("duckdb: %v\n%s", err, ee.Stderr)
+			t.Fatalf("pyiceberg: %v\n%s", err, ee.Stderr)
 		}
-		t.Fatalf("duckdb: %v", err)
+		t.Fatalf("pyiceberg: %v", err)
 	}
 	var got map[string][2]int64
 	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatalf("duckdb output %q: %v", out, err)
+		t.Fatalf("pyiceberg output %q: %v", out, err)
 	}
 	return got
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fhirstream/fhirstream/internal/acl"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -19,12 +20,6 @@ var (
 	logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 )
 
-func init() {
-	pf := rootCmd.PersistentFlags()
-	pf.StringVar(&logConfig.Format, "log-format", logConfig.Format, "log format: auto (text on a terminal, JSON otherwise), text or json (env FHIRSTREAM_LOG_FORMAT)")
-	pf.StringVar(&logConfig.Level, "log-level", logConfig.Level, "log level: debug, info, warn or error (env FHIRSTREAM_LOG_LEVEL)")
-}
-
 func setupLogging(*cobra.Command) error {
 	l, err := obs.NewLogger(os.Stderr, logConfig)
 	if err != nil {
@@ -35,10 +30,26 @@ func setupLogging(*cobra.Command) error {
 	return nil
 }
 
+// kafkaConfigs are the Kafka configurations of the commands, so that main explains a
+// failed command's connection and permission errors in the terms of its own flags.
+var kafkaConfigs = map[*cobra.Command]*kafkaclient.Config{}
+
+// explainKafka says what a failed command's Kafka error means (a wrong password, an
+// untrusted CA, a missing ACL and the grant of this command that would allow it).
+func explainKafka(cmd *cobra.Command, kc *kafkaclient.Config, err error) error {
+	t, terr := schemas.NewTopics(kc.TopicPrefix)
+	if terr != nil {
+		return kc.Explain(err)
+	}
+	resolve, _ := cmd.Flags().GetBool("resolve-hanging")
+	return acl.Explain(err, *kc, t.Topology(schemas.TopologyOptions{}), acl.CommandOf(cmd.CommandPath(), resolve))
+}
+
 // kafkaFlags binds the shared Kafka connection flags to cmd and returns the config they fill.
 func kafkaFlags(cmd *cobra.Command) *kafkaclient.Config {
 	c := kafkaclient.Defaults()
 	c.BindFlags(cmd.Flags())
+	kafkaConfigs[cmd] = &c
 	return &c
 }
 

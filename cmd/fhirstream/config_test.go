@@ -10,45 +10,22 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirstream/fhirstream/internal/cliconfig"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
-// runCLI runs fhirstream with args in this process, as a fresh process would, and
-// returns its output.
+// runCLI runs fhirstream with args in this process, on a command tree of its own as a
+// fresh process would, and returns its output.
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	defer freshFlags(t)()
+	root := newRootCmd()
 	var out bytes.Buffer
-	rootCmd.SetOut(&out)
-	rootCmd.SetErr(&out)
-	rootCmd.SetArgs(args)
-	defer func() { rootCmd.SetOut(nil); rootCmd.SetErr(nil); rootCmd.SetArgs(nil) }()
-	// ExecuteContext, because cobra keeps the context of an earlier ExecuteContext.
-	err := rootCmd.ExecuteContext(context.Background())
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
 	return out.String(), err
-}
-
-// freshFlags puts every flag of the command tree at its default and not set, as in a
-// new process, and returns a function putting them back as they were, so that tests
-// running commands in this process do not see each other.
-func freshFlags(t *testing.T) (restore func()) {
-	t.Helper()
-	var saved []savedFlag
-	visitCommands(rootCmd, func(c *cobra.Command) {
-		for _, fs := range []*pflag.FlagSet{c.Flags(), c.PersistentFlags()} {
-			saved = append(saved, saveFlags(fs)...)
-			fs.VisitAll(func(f *pflag.Flag) {
-				if err := resetToDefault(f); err != nil {
-					t.Fatalf("reset --%s: %v", f.Name, err)
-				}
-				f.Changed = false
-			})
-		}
-		// pflag keeps where the last parse saw "--"; Init forgets it.
-		c.Flags().Init(c.Name(), pflag.ContinueOnError)
-	})
-	return func() { restoreFlags(saved) }
 }
 
 func visitCommands(c *cobra.Command, fn func(*cobra.Command)) {
@@ -61,15 +38,18 @@ func visitCommands(c *cobra.Command, fn func(*cobra.Command)) {
 // clearFlagEnv unsets, for the test, every environment variable that backs a flag.
 func clearFlagEnv(t *testing.T) {
 	t.Helper()
+	configEnv := envPrefix + "CONFIG"
 	t.Setenv(configEnv, "")
 	os.Unsetenv(configEnv)
-	visitCommands(rootCmd, func(c *cobra.Command) {
-		c.Flags().VisitAll(func(f *pflag.Flag) {
-			if _, ok := os.LookupEnv(envName(f.Name)); ok {
-				t.Setenv(envName(f.Name), "")
-				os.Unsetenv(envName(f.Name))
-			}
-		})
+	visitCommands(newRootCmd(), func(c *cobra.Command) {
+		for _, fs := range []*pflag.FlagSet{c.Flags(), c.PersistentFlags()} {
+			fs.VisitAll(func(f *pflag.Flag) {
+				if _, ok := os.LookupEnv(configOptions.EnvName(f.Name)); ok {
+					t.Setenv(configOptions.EnvName(f.Name), "")
+					os.Unsetenv(configOptions.EnvName(f.Name))
+				}
+			})
+		}
 	})
 }
 
@@ -83,13 +63,13 @@ func writeConfig(t *testing.T, text string) string {
 }
 
 // printConfig runs 'config print' with args and decodes its JSON output.
-func printConfig(t *testing.T, args ...string) effectiveConfig {
+func printConfig(t *testing.T, args ...string) cliconfig.Effective {
 	t.Helper()
 	out, err := runCLI(t, append([]string{"config", "print", "--output", "json"}, args...)...)
 	if err != nil {
 		t.Fatalf("config print %v: %v\n%s", args, err, out)
 	}
-	var ec effectiveConfig
+	var ec cliconfig.Effective
 	if err := json.Unmarshal([]byte(out), &ec); err != nil {
 		t.Fatalf("config print %v: output is not JSON: %v\n%s", args, err, out)
 	}
@@ -116,16 +96,16 @@ consume:
 	t.Setenv("FHIRSTREAM_INSTANCE_ID", "from-env")
 	ec := printConfig(t, "--config", file, "consume", "validate", "--", "--instance-id", "from-flag")
 
-	want := map[string]printedFlag{
-		"instance-id":      {Value: "from-flag", Source: fromFlag},                         // flag beats env
-		"client-id":        {Value: "from-env", Source: fromEnv},                           // env beats file
-		"brokers":          {Value: []any{"file-0:9092", "file-1:9092"}, Source: fromFile}, // a YAML list
-		"max-poll-records": {Value: float64(200), Source: fromFile},                        // consume section beats top level
-		"group":            {Value: "validate-group", Source: fromFile},                    // its own section
-		"log-level":        {Value: "debug", Source: fromFile},                             // consume.validate beats top level
-		"relax":            {Value: []any{"bad-coding", "bad-reference"}, Source: fromFile},
-		"topic-prefix":     {Value: "fhir", Source: fromDefault},
-		"metrics-addr":     {Value: "127.0.0.1:9191", Source: fromDefault},
+	want := map[string]cliconfig.PrintedFlag{
+		"instance-id":      {Value: "from-flag", Source: cliconfig.FromFlag},                         // flag beats env
+		"client-id":        {Value: "from-env", Source: cliconfig.FromEnv},                           // env beats file
+		"brokers":          {Value: []any{"file-0:9092", "file-1:9092"}, Source: cliconfig.FromFile}, // a YAML list
+		"max-poll-records": {Value: float64(200), Source: cliconfig.FromFile},                        // consume section beats top level
+		"group":            {Value: "validate-group", Source: cliconfig.FromFile},                    // its own section
+		"log-level":        {Value: "debug", Source: cliconfig.FromFile},                             // consume.validate beats top level
+		"relax":            {Value: []any{"bad-coding", "bad-reference"}, Source: cliconfig.FromFile},
+		"topic-prefix":     {Value: "fhir", Source: cliconfig.FromDefault},
+		"metrics-addr":     {Value: "127.0.0.1:9191", Source: cliconfig.FromDefault},
 	}
 	for name, w := range want {
 		got := ec.Flags[name]
@@ -139,7 +119,7 @@ consume:
 
 	// The section of another command does not apply.
 	ded := printConfig(t, "--config", file, "consume", "dedupe")
-	if g := ded.Flags["group"]; g.Value != "dedupe-group" || g.Source != fromFile {
+	if g := ded.Flags["group"]; g.Value != "dedupe-group" || g.Source != cliconfig.FromFile {
 		t.Errorf("consume dedupe group = %v from %s, want dedupe-group from file", g.Value, g.Source)
 	}
 	if l := ded.Flags["log-level"]; l.Value != "warn" {
@@ -155,17 +135,17 @@ consume:
 func TestConfigAppliedBeforeCommandRuns(t *testing.T) {
 	clearFlagEnv(t)
 	file := writeConfig(t, "max-poll-records: 321\nconsume:\n  validate:\n    relax: bad-coding,bad-reference\n")
-	t.Setenv(configEnv, file)
+	t.Setenv(envPrefix+"CONFIG", file)
 	t.Setenv("FHIRSTREAM_LOG_LEVEL", "warn")
-	validateCmd, _, err := rootCmd.Find([]string{"consume", "validate"})
+	root := newRootCmd()
+	validateCmd, _, err := root.Find([]string{"consume", "validate"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer freshFlags(t)()
 	if err := validateCmd.ParseFlags(nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := rootCmd.PersistentPreRunE(validateCmd, nil); err != nil {
+	if err := root.PersistentPreRunE(validateCmd, nil); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{"max-poll-records": "321", "relax": "[bad-coding,bad-reference]", "log-level": "warn"} {
@@ -191,12 +171,12 @@ func TestConfigPrintMasksSecrets(t *testing.T) {
 		if strings.Contains(out, password) {
 			t.Errorf("%v prints the secret:\n%s", args, out)
 		}
-		if !strings.Contains(out, maskedValue) {
+		if !strings.Contains(out, cliconfig.MaskedValue) {
 			t.Errorf("%v shows no masked value:\n%s", args, out)
 		}
 	}
 	ec := printConfig(t)
-	if p := ec.Flags["sasl-password"]; p.Value != maskedValue || !p.Masked || p.Source != fromEnv {
+	if p := ec.Flags["sasl-password"]; p.Value != cliconfig.MaskedValue || !p.Masked || p.Source != cliconfig.FromEnv {
 		t.Errorf("sasl-password printed as %+v", p)
 	}
 	// A path to a key file is not a secret, and an unset secret shows as unset.
@@ -287,16 +267,16 @@ func TestConfigPrintRoundTrip(t *testing.T) {
 				if !reflect.DeepEqual(a.Value, b.Value) {
 					t.Errorf("%s: %#v after the round trip, %#v before", name, a.Value, b.Value)
 				}
-				wantSource := fromFile
+				wantSource := cliconfig.FromFile
 				if name == "sasl-password" {
-					wantSource = fromEnv // the masked placeholder in the file counts as unset
+					wantSource = cliconfig.FromEnv // the masked placeholder in the file counts as unset
 				}
 				if a.Source != wantSource {
 					t.Errorf("%s: from %s after the round trip, want %s", name, a.Source, wantSource)
 				}
 			}
-			if before.Flags["brokers"].Source != fromEnv || before.Flags["topic-prefix"].Source != fromFlag ||
-				before.Flags["client-id"].Source != fromFile {
+			if before.Flags["brokers"].Source != cliconfig.FromEnv || before.Flags["topic-prefix"].Source != cliconfig.FromFlag ||
+				before.Flags["client-id"].Source != cliconfig.FromFile {
 				t.Errorf("sources before the round trip: %+v", before.Flags)
 			}
 		})
@@ -325,7 +305,7 @@ func TestExampleConfigFile(t *testing.T) {
 		"brokers": []any{"kafka-0.kafka:9092", "kafka-1.kafka:9092", "kafka-2.kafka:9092"},
 		"tls":     true,
 	} {
-		if got := ec.Flags[name]; !reflect.DeepEqual(got.Value, want) || got.Source != fromFile {
+		if got := ec.Flags[name]; !reflect.DeepEqual(got.Value, want) || got.Source != cliconfig.FromFile {
 			t.Errorf("%s = %#v from %s, want %#v from the file", name, got.Value, got.Source, want)
 		}
 	}

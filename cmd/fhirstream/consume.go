@@ -12,23 +12,23 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-// consumeCmd is the parent of every stage command. Stages in other files add themselves
-// with consumeCmd.AddCommand from their init functions (Go runs package-level variable
-// initialisers before any init, so it always exists by then).
-var consumeCmd = &cobra.Command{
-	Use:   "consume <stage>",
-	Short: "Run one processing stage as a Kafka consumer group",
-	Long: `Run one stage of the pipeline as a member of its consumer group. Start more processes
+// newConsumeCmd is the parent of every stage and sink command, one per node of the
+// topology that runs as a consumer group.
+func newConsumeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "consume <stage>",
+		Short: "Run one processing stage as a Kafka consumer group",
+		Long: `Run one stage of the pipeline as a member of its consumer group. Start more processes
 with the same group to scale out (up to the number of input partitions); partitions
 rebalance cooperatively. Each stage reads and writes Kafka exactly once (transactions,
 read_committed), dead-letters bad records to <prefix>.dlq and serves /metrics,
 /healthz and /readyz on --metrics-addr. SIGTERM finishes or aborts the current batch
 and leaves the group.`,
-}
-
-func init() {
-	consumeCmd.AddCommand(newConsumeValidateCmd(), newConsumeDedupeCmd(), newConsumePassthroughCmd())
-	addCommand(consumeCmd)
+	}
+	cmd.AddCommand(newConsumeValidateCmd(), newConsumeDedupeCmd(), newConsumeDeidCmd(), newConsumeOMOPCmd(),
+		newConsumePassthroughCmd())
+	cmd.AddCommand(newSinkCmds()...)
+	return cmd
 }
 
 // stageFlags are the flags every stage command shares.

@@ -1,17 +1,19 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fhirstream/fhirstream/consumers/omop"
+	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/internal/vocab"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-func init() {
+func newConsumeOMOPCmd() *cobra.Command {
 	var vocabDir string
 	cmd := &cobra.Command{
 		Use:   "omop",
@@ -22,7 +24,10 @@ dead-letter topic with the reason. With --vocab it loads an OHDSI Athena release
 (CONCEPT.csv, CONCEPT_RELATIONSHIP.csv, SOURCE_TO_CONCEPT_MAP.csv) and routes rows by the
 standard concept's domain; without, it uses the built-in fixed concepts and writes
 concept_id 0 for other codes, counting them (fhirstream_omop_unmapped_codes_total).
-The mapping is documented in docs/omop-mapping.md. On exit it prints a summary.`,
+The mapping is documented in docs/omop-mapping.md. On exit it prints a summary and the
+reconciliation of the records it read in committed batches, per resource type (read =
+mapped + deleted + dropped by a rule + dead-lettered), and fails when a type does not
+balance.`,
 		Args: cobra.NoArgs,
 	}
 	f := bindStageFlags(cmd, defaultMetricsAddr(schemas.NodeOMOP))
@@ -50,9 +55,18 @@ The mapping is documented in docs/omop-mapping.md. On exit it prints a summary.`
 		}
 		err = f.run(cmd, omop.Definition(p, topics.Topology(schemas.TopologyOptions{})))
 		printOMOPSummary(cmd, p.Summary())
+		rec, rerr := omop.Reconcile(obs.Registry, topics)
+		if rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), "omop: reconciliation of the records read in committed batches, per resource type:")
+		rec.Write(cmd.OutOrStdout(), "omop: ")
+		if !rec.Balanced() {
+			err = errors.Join(err, errors.New("omop: reconciliation FAILED: records read without an outcome"))
+		}
 		return err
 	}
-	consumeCmd.AddCommand(cmd)
+	return cmd
 }
 
 func printOMOPSummary(cmd *cobra.Command, s omop.Summary) {

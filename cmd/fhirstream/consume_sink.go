@@ -2,64 +2,106 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fhirstream/fhirstream/consumers/sink"
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 )
 
-// The sink commands: consume sink-omop and consume sink-bronze.
-func init() {
-	consumeCmd.AddCommand(newSinkCmd(sink.LayerOMOP, "sink-omop"), newSinkCmd(sink.LayerBronze, "sink-bronze"))
+// newSinkCmds are the sink commands: consume sink-omop, sink-silver and sink-bronze.
+func newSinkCmds() []*cobra.Command {
+	return []*cobra.Command{
+		newSinkCmd(sink.LayerOMOP, "omop.<table> (Avro rows)", "omop.<table>: the current state of each OMOP CDM table (upserts and retractions applied)"),
+		newSinkCmd(sink.LayerSilver, "<prefix>.unique.<Type> (FHIR JSON)", "fhir.<type>: the current version of each resource (upserts and deletions applied)"),
+		newSinkCmd(sink.LayerBronze, "<prefix>.unique.<Type> (FHIR JSON)", "bronze.<type>: every record fetched, appended"),
+	}
 }
 
-func newSinkCmd(layer, use string) *cobra.Command {
-	cfg := sink.Config{Layer: layer}
-	var input, output string
-	switch layer {
-	case sink.LayerOMOP:
-		input, output = "omop.<table> (Avro rows)", "<out>/omop/<table>/date=YYYY-MM-DD/"
-	default:
-		input, output = "<prefix>.unique.<Type> (FHIR JSON)", "<out>/fhir/<Type>/date=YYYY-MM-DD/"
+// lakeFlags binds the flags that name the lake's Iceberg catalog.
+func lakeFlags(cmd *cobra.Command) *lakehouse.Config {
+	c := &lakehouse.Config{}
+	f := cmd.Flags()
+	f.StringVar(&c.Out, "out", "lake", "lake directory of the embedded catalog: <out>/catalog.db and <out>/warehouse (env FHIRSTREAM_OUT)")
+	f.StringVar(&c.Kind, "catalog", lakehouse.CatalogEmbedded, "Iceberg catalog: embedded (SQLite under --out, no server) or rest (env FHIRSTREAM_CATALOG)")
+	f.StringVar(&c.URI, "catalog-uri", "", "REST catalog base URL, e.g. https://catalog.example.org/api/catalog (env FHIRSTREAM_CATALOG_URI)")
+	f.StringVar(&c.Warehouse, "warehouse", "", "where new tables go: embedded, a directory or s3://bucket/prefix (default <out>/warehouse); rest, the warehouse the server expects (env FHIRSTREAM_WAREHOUSE)")
+	f.StringVar(&c.CredentialFile, "catalog-credential-file", "", "file holding the REST catalog's OAuth2 client credential client_id:secret (default: env "+lakehouse.EnvCredential+")")
+	f.StringVar(&c.TokenFile, "catalog-token-file", "", "file holding a bearer token for the REST catalog (default: env "+lakehouse.EnvToken+")")
+	f.StringVar(&c.Namespace, "catalog-namespace", "", "namespace the lake's namespaces (omop, fhir, bronze) live under, e.g. site1: several lakes in one catalog (env FHIRSTREAM_CATALOG_NAMESPACE)")
+	f.Var(&propertyList{m: &c.Properties}, "catalog-property", "extra catalog property key=value, repeatable, e.g. s3.endpoint=http://minio:9000 (env FHIRSTREAM_CATALOG_PROPERTY, comma separated)")
+	return c
+}
+
+// propertyList is a repeatable key=value flag filling a map.
+type propertyList struct {
+	m    *map[string]string
+	list []string
+}
+
+func (p *propertyList) String() string { return strings.Join(p.list, ",") }
+func (p *propertyList) Type() string   { return "key=value" }
+
+func (p *propertyList) Set(v string) error {
+	for _, kv := range strings.Split(v, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("%q is not key=value", kv)
+		}
+		if *p.m == nil {
+			*p.m = map[string]string{}
+		}
+		(*p.m)[k] = val
+		p.list = append(p.list, kv)
 	}
+	return nil
+}
+
+func newSinkCmd(layer, input, output string) *cobra.Command {
+	cfg := sink.Config{Layer: layer}
 	cmd := &cobra.Command{
-		Use:   use,
-		Short: fmt.Sprintf("Consume %s into Parquet under %s", input, output),
-		Long: fmt.Sprintf(`Consume %s as a consumer group and write Parquet files under
-%s, one per (dataset, day, Kafka partition, first offset), named
-<topic>+<partition>+<startOffset>.parquet.
+		Use:   sink.StageName(layer),
+		Short: fmt.Sprintf("Consume %s into the Iceberg tables %s", input, output),
+		Long: fmt.Sprintf(`Consume %s as a consumer group and commit it to the lake's Iceberg tables
+%s.
 
-Exactly once: files are written under a pending name and made durable (fsync, or a
-completed object upload), the offsets are committed with the batch id, then the files are
-published under their final names (a rename, or a server-side copy on object stores); on
-partition assignment, leftovers of uncommitted batches are removed and pending files of
-the committed batch published. Kill it at any point and restart: every input row is in
-the lake once. Run more copies with the same --group to scale out by partitions.
+Exactly once: each batch becomes one snapshot per table, whose summary records the Kafka
+offsets the table has absorbed; a sink (re)starting a partition reads that offset from the
+table, not from the group. A commit is refused unless the table's offset of every
+partition in the batch is still the one this member started from, so two members can never
+both commit the same records. The group's offsets are committed after each batch for lag
+monitoring. Kill it at any point and restart: every input record is in the lake once.
+Run more copies with the same --group to scale out by partitions.
 
---out is a directory, or an object store URL (credentials from the cloud's usual
-environment, never the URL; key prefix as ?prefix=):
-  s3://bucket?region=eu-west-1&prefix=lake/
-  s3://bucket?endpoint=http://minio:9000&use_path_style=true&region=us-east-1
-  azblob://container?prefix=lake/
-  gs://bucket?prefix=lake/          (binaries built with -tags gcs)
-  file:///var/lake                  (a directory through the object-store code path)`, input, output),
+The embedded catalog (default) keeps its SQLite database and warehouse under --out and
+needs no server; several sink processes may share it. --catalog rest --catalog-uri URL
+uses an Iceberg REST catalog; its OAuth2 client credential or token come from a file or
+the environment (%s, %s), never from a flag value.`, input, output, lakehouse.EnvCredential, lakehouse.EnvToken),
 		Args: cobra.NoArgs,
 	}
 	kc := kafkaFlags(cmd)
-	o := metricsFlag(cmd, ":9108")
+	o := metricsFlag(cmd, defaultMetricsAddr(sink.StageName(layer)))
+	lake := lakeFlags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&cfg.Out, "out", "lake", "lake root: a directory, or an object store URL such as s3://bucket?prefix=lake/ (env FHIRSTREAM_OUT)")
-	f.StringVar(&cfg.Group, "group", "", `consumer group (default "fhirstream-sink-`+layer+`", under a --topic-prefix other than fhir "<prefix>-fhirstream-sink-`+layer+`"); one group per lake and layer`)
+	f.StringVar(&cfg.Group, "group", "", `consumer group (default "fhirstream-sink-`+layer+`", under a --topic-prefix other than fhir "<prefix>-fhirstream-sink-`+layer+`"); the tables record their offsets under it`)
 	f.StringVar(&cfg.InstanceID, "instance-id", "", "static group membership id of this copy: a restart takes its partitions back at once")
-	f.StringVar(&cfg.Compression, "compression", sink.DefaultCompression, "Parquet compression: zstd, snappy, gzip, lz4 or none")
 	f.IntVar(&cfg.FlushRows, "flush-rows", sink.DefaultFlushRows, "end a batch after this many rows")
-	f.Int64Var(&cfg.FlushBytes, "flush-bytes", sink.DefaultFlushBytes, "end a batch after this many bytes of record values")
-	f.DurationVar(&cfg.FlushInterval, "flush-interval", sink.DefaultFlushInterval, "end a batch this long after its first record (at most 30s)")
-	f.IntVar(&cfg.MaxOpenFiles, "max-open-files", sink.DefaultMaxOpenFiles, "end a batch once it has this many files open")
-	f.Int64Var(&cfg.RowGroupRows, "row-group-rows", sink.DefaultRowGroupRows, "rows per Parquet row group at most")
+	f.Int64Var(&cfg.FlushBytes, "flush-bytes", sink.DefaultFlushBytes, "end a batch after this many bytes of record values (rows wait in memory until the commit)")
+	f.DurationVar(&cfg.FlushInterval, "flush-interval", sink.DefaultFlushInterval, "end a batch this long after its first record: one snapshot per table and interval at most (at most 30s)")
+	f.IntVar(&cfg.CommitParallelism, "commit-parallelism", sink.DefaultCommitParallelism, "tables committed at once")
+	f.DurationVar(&cfg.SessionTimeout, "session-timeout", 0, "how long the group waits for a silent member before handing its partitions to others (0: 45s)")
+	if layer != sink.LayerBronze {
+		f.StringVar(&cfg.UpsertDeletes, "upsert-deletes", sink.DeletesKnown, "when a replacing record deletes its key's earlier rows: known (the record says dedupe saw the key before; initial loads write no delete files) or always (a lake whose dedupe state was reset)")
+	}
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
 		cfg.Logger = logger
+		cfg.Catalog = *lake
 		s, err := sink.New(ctx, *kc, cfg)
 		if err != nil {
 			return err
@@ -69,8 +111,8 @@ environment, never the URL; key prefix as ?prefix=):
 		}
 		err = s.Run(ctx)
 		st := s.Stats()
-		logger.Info("sink stopped", "layer", layer, "batches", st.Batches, "files", st.FilesWritten,
-			"rows", st.TotalRows(), "dead_letters", st.DeadLetters, "removed_leftovers", st.Removed)
+		logger.Info("sink stopped", "layer", layer, "batches", st.Batches, "commits", st.Commits, "files", st.FilesWritten,
+			"rows", st.TotalRows(), "dead_letters", st.DeadLetters, "restarts", st.Restarts)
 		return err
 	}
 	return cmd

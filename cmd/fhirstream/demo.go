@@ -19,13 +19,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fhirstream/fhirstream/consumers/omop"
 	"github.com/fhirstream/fhirstream/consumers/sink"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/internal/pipeline"
 	"github.com/fhirstream/fhirstream/internal/synth"
+	"github.com/fhirstream/fhirstream/internal/vocab"
 	"github.com/fhirstream/fhirstream/producer"
 	"github.com/fhirstream/fhirstream/producer/bulk"
 	"github.com/fhirstream/fhirstream/producer/smart"
@@ -37,12 +40,13 @@ type demoOptions struct {
 	seed     uint64
 	bad      int
 	from     string
+	vocab    string
 	out      string
 	timeout  time.Duration
 	obs      *observability
 }
 
-func init() {
+func newDemoCmd() *cobra.Command {
 	o := &demoOptions{}
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -53,15 +57,19 @@ func init() {
   - the EHR simulator serving generated patients (or the NDJSON in --from) over the
     real Bulk Data protocol, with SMART Backend Services auth on,
   - the fetcher, authenticating with a freshly generated ES384 key,
-  - every stage: validate, dedupe, omop, and the Parquet sinks for the OMOP and bronze layers.
+  - every stage: validate, dedupe, omop, and the lake sinks, which commit Apache Iceberg
+    tables (omop.<table>, fhir.<type>, bronze.<type>) to an embedded catalog under --out.
 
 Generated data has --bad deliberately bad lines mixed in (malformed JSON, a resource in
 the wrong file, an impossible date, a malformed reference, a Coding without system, a
 patient OMOP cannot map, ...), so the dead-letter topic has something to show.
 
 It runs one export end to end, waits until every stage has caught up, and prints a
-summary: resources per type, dead letters by reason, OMOP rows per table, unmapped codes,
-files written, and a DuckDB query to try on the lake.`,
+summary: resources per type, dead letters by reason, the mapping stage's reconciliation
+per type (records read = mapped + deleted + dropped by rule + dead letters), OMOP rows per
+table, unmapped codes, the Iceberg tables and snapshots written, and how to query the lake
+with pyiceberg or DuckDB. With --vocab it maps codes through an Athena vocabulary release.
+A lake from an earlier demo in --out is replaced (its catalog and warehouse only).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), cmd.OutOrStdout(), o) },
 	}
@@ -69,10 +77,11 @@ files written, and a DuckDB query to try on the lake.`,
 	cmd.Flags().Uint64Var(&o.seed, "seed", 1, "seed of the generated data")
 	cmd.Flags().IntVar(&o.bad, "bad", 6, "deliberately bad lines to mix into the generated data (0: none; ignored with --from)")
 	cmd.Flags().StringVar(&o.from, "from", "", "serve the NDJSON files in this directory instead of generated data")
-	cmd.Flags().StringVar(&o.out, "out", "lake", "lake directory to write")
+	cmd.Flags().StringVar(&o.out, "out", "lake", "lake directory to write: <out>/catalog.db (the Iceberg catalog) and <out>/warehouse")
+	cmd.Flags().StringVar(&o.vocab, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
 	o.obs = metricsFlag(cmd, defaultMetricsAddr("run"))
-	addCommand(cmd)
+	return cmd
 }
 
 func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
@@ -137,7 +146,26 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 	if err != nil {
 		return err
 	}
-	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Out: out, SinkFlushInterval: time.Second, Logger: logger, Ready: o.obs.ready})
+	if replaced, err := replaceDemoLake(out); err != nil {
+		return err
+	} else if replaced {
+		say("replaced the lake of an earlier demo in %s (its %s and %s/)", out, lakehouse.CatalogFile, lakehouse.WarehouseDir)
+	}
+	lake := lakehouse.Config{Out: out}
+	var voc *vocab.Vocabulary
+	if o.vocab != "" {
+		var st vocab.LoadStats
+		if voc, st, err = vocab.Load(o.vocab); err != nil {
+			return fmt.Errorf("--vocab: %w", err)
+		}
+		say("vocabulary %s loaded: %d concepts, %d 'Maps to' in %s", o.vocab, st.Concepts, st.MapsTo, st.Duration.Round(time.Millisecond))
+	}
+	// The mapping stage's counters are process-wide: its reconciliation is what this run adds.
+	omopBefore, err := omop.Reconcile(obs.Registry, topics)
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Lake: lake, Vocab: voc, SinkFlushInterval: time.Second, Logger: logger, Ready: o.obs.ready})
 	if err != nil {
 		return err
 	}
@@ -171,9 +199,21 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 	if err != nil {
 		return err
 	}
-	printDemoSummary(w, demoReport{fetch: sum, counts: counts, pipeline: p, out: out, took: time.Since(start), bad: badLines})
+	rec, err := omop.Reconcile(obs.Registry, topics)
+	if err != nil {
+		return err
+	}
+	rec = rec.Minus(omopBefore)
+	tables, err := demoTables(ctx, lake)
+	if err != nil {
+		return err
+	}
+	printDemoSummary(w, demoReport{fetch: sum, counts: counts, pipeline: p, out: out, took: time.Since(start), bad: badLines, omop: rec, tables: tables})
 	if !sum.OK() {
 		return fmt.Errorf("fetch reconciliation failed: %s", strings.Join(sum.Mismatches, "; "))
+	}
+	if msg := checkOMOPReconciliation(rec, counts); msg != "" {
+		return fmt.Errorf("OMOP reconciliation FAILED: %s", msg)
 	}
 	return nil
 }
@@ -269,18 +309,22 @@ type demoReport struct {
 	out      string
 	took     time.Duration
 	bad      []synth.DeadLetter // the bad lines mixed into generated data
+	omop     omop.Reconciliation
+	tables   []demoTable
 }
 
 func printDemoSummary(w io.Writer, r demoReport) {
 	fmt.Fprintf(w, "\n== fhirstream demo: done in %s ==\n\n", r.took.Round(100*time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RESOURCE TYPE\tFETCHED\tVALID\tUNIQUE\tDEAD LETTERS (fetch)\t")
-	var tf, tv, tu, td int64
+	fmt.Fprintln(tw, "RESOURCE TYPE\tFETCHED\tVALID\tUNIQUE\tIN fhir.<type>\tDEAD LETTERS (fetch)\t")
+	silver := r.pipeline.SinkStats(sink.LayerSilver)
+	var tf, tv, tu, ts, td int64
 	for _, t := range r.fetch.ByType() {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", t.Type, t.Published, r.counts.valid[t.Type], r.counts.unique[t.Type], t.Dead)
-		tf, tv, tu, td = tf+t.Published, tv+r.counts.valid[t.Type], tu+r.counts.unique[t.Type], td+t.Dead
+		inLake := silver.Rows[lakehouse.NamespaceFHIR+"."+lakehouse.TableName(t.Type)]
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", t.Type, t.Published, r.counts.valid[t.Type], r.counts.unique[t.Type], inLake, t.Dead)
+		tf, tv, tu, ts, td = tf+t.Published, tv+r.counts.valid[t.Type], tu+r.counts.unique[t.Type], ts+inLake, td+t.Dead
 	}
-	fmt.Fprintf(tw, "total\t%d\t%d\t%d\t%d\t\n", tf, tv, tu, td)
+	fmt.Fprintf(tw, "total\t%d\t%d\t%d\t%d\t%d\t\n", tf, tv, tu, ts, td)
 	_ = tw.Flush()
 	fmt.Fprintf(w, "duplicates and stale versions dropped by dedupe: %d\n\n", tv-tu)
 
@@ -290,9 +334,17 @@ func printDemoSummary(w io.Writer, r demoReport) {
 		fmt.Fprintf(w, "  %s\n", checkDeadLetters(r.bad, r.counts.dead))
 	}
 
+	fmt.Fprintln(w, "\nOMOP reconciliation, per resource type (records on fhir.unique.<Type> read by omop):")
+	r.omop.Write(w, "  ")
+	if msg := checkOMOPReconciliation(r.omop, r.counts); msg != "" {
+		fmt.Fprintf(w, "  FAILED against the topics: %s\n", msg)
+	} else {
+		fmt.Fprintln(w, "  = the records on the unique topics and omop's dead letters on the dead-letter topic, counted there")
+	}
+
 	omopSum := r.pipeline.OMOPSummary()
 	sinkStats := r.pipeline.SinkStats(sink.LayerOMOP)
-	fmt.Fprintln(w, "\nOMOP rows per table (on omop.<table> / in the lake):")
+	fmt.Fprintln(w, "\nOMOP rows per table (on the topic omop.<table> / in the Iceberg table omop.<table>):")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	tables := make([]string, 0, len(r.counts.omop))
 	for t := range r.counts.omop {
@@ -300,7 +352,7 @@ func printDemoSummary(w io.Writer, r demoReport) {
 	}
 	sort.Strings(tables)
 	for _, t := range tables {
-		fmt.Fprintf(tw, "  %s\t%d\t%d\t\n", t, r.counts.omop[t], sinkStats.Rows[t])
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t\n", t, r.counts.omop[t], sinkStats.Rows[lakehouse.NamespaceOMOP+"."+t])
 	}
 	_ = tw.Flush()
 
@@ -311,10 +363,44 @@ func printDemoSummary(w io.Writer, r demoReport) {
 	for _, u := range omopSum.Unmapped {
 		fmt.Fprintf(w, "  %-12s → %-22s %d\n", u.Vocabulary, u.Table, u.Count)
 	}
-	bronze := r.pipeline.SinkStats(sink.LayerBronze)
-	fmt.Fprintf(w, "\nParquet files written: %d OMOP, %d bronze, under %s\n", sinkStats.FilesWritten, bronze.FilesWritten, r.out)
-	fmt.Fprintf(w, "\ntry it:\n  duckdb -c \"SELECT gender_source_value, count(*) FROM read_parquet('%s/omop/person/*/*.parquet', hive_partitioning=true) GROUP BY 1\"\n",
-		r.out)
+	printDemoLake(w, r)
+}
+
+// checkOMOPReconciliation checks the mapping stage's reconciliation against counts taken
+// from the topics themselves: it balances for every type, its records read are the
+// records on the unique topics, and its dead letters are those on the dead-letter topic.
+// It returns "" when all hold, else what differs.
+func checkOMOPReconciliation(rec omop.Reconciliation, c demoCounts) string {
+	var diffs []string
+	if !rec.Balanced() {
+		diffs = append(diffs, "records read without an outcome")
+	}
+	types := map[string]bool{}
+	for t := range c.unique {
+		types[t] = true
+	}
+	for _, tc := range rec {
+		types[tc.ResourceType] = true
+	}
+	var dead, onTopic int64
+	for _, t := range slices.Sorted(maps.Keys(types)) {
+		tc := rec.Type(t)
+		if tc.Read != c.unique[t] {
+			diffs = append(diffs, fmt.Sprintf("%s: omop read %d, the unique topic holds %d", t, tc.Read, c.unique[t]))
+		}
+		for _, n := range tc.DeadLetters {
+			dead += n
+		}
+	}
+	for k, n := range c.dead {
+		if strings.HasPrefix(k, omop.StageName+": ") {
+			onTopic += n
+		}
+	}
+	if dead != onTopic {
+		diffs = append(diffs, fmt.Sprintf("omop counted %d dead letters, the dead-letter topic holds %d", dead, onTopic))
+	}
+	return strings.Join(diffs, "; ")
 }
 
 // checkDeadLetters compares the dead letters by stage and class with the bad lines mixed

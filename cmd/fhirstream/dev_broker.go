@@ -7,7 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-func init() {
+func newDevBrokerCmd() *cobra.Command {
 	var (
 		port    int
 		dataDir string
@@ -40,5 +40,5 @@ For a real single-node Apache Kafka without Docker use deploy/kafka/kafka-local.
 	}
 	cmd.Flags().IntVar(&port, "port", 9092, "loopback port to listen on")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep the fake broker's data in this directory across restarts (default: memory only)")
-	addCommand(cmd)
+	return cmd
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"sort"
 	"text/tabwriter"
 	"time"
 
@@ -15,7 +13,7 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-func init() {
+func newDLQCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "dlq",
 		Short: "Inspect and replay the dead-letter topic",
@@ -27,7 +25,7 @@ is PHI), and 'dlq replay' sends them back to the topic each came from once the c
 is fixed.`,
 	}
 	c.AddCommand(newDLQStatsCmd(), newDLQListCmd(), newDLQShowCmd(), newDLQReplayCmd())
-	addCommand(c)
+	return c
 }
 
 // dlqFilterFlags binds the record filter shared by the dlq subcommands.
@@ -89,45 +87,10 @@ func newDLQStatsCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		printDLQCounts(cmd.OutOrStdout(), t.DLQ(), c)
+		c.WriteTable(cmd.OutOrStdout(), t.DLQ())
 		return nil
 	}
 	return cmd
-}
-
-func printDLQCounts(w io.Writer, topic string, c *dlq.Counts) {
-	fmt.Fprintf(w, "%s: %d dead letters\n", topic, c.Total)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	section := func(title string, m map[string]int) {
-		if len(m) == 0 {
-			return
-		}
-		fmt.Fprintf(tw, "\n%s\tCOUNT\n", title)
-		for _, k := range sortedByCount(m) {
-			fmt.Fprintf(tw, "%s\t%d\n", k, m[k])
-		}
-	}
-	section("STAGE", c.ByStage)
-	section("STAGE/CLASS", c.ByClass)
-	section("SOURCE TOPIC", c.BySource)
-	if c.NoContext > 0 {
-		fmt.Fprintf(tw, "\nwithout dead-letter context\t%d\n", c.NoContext)
-	}
-	_ = tw.Flush()
-}
-
-func sortedByCount(m map[string]int) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if m[keys[i]] != m[keys[j]] {
-			return m[keys[i]] > m[keys[j]]
-		}
-		return keys[i] < keys[j]
-	})
-	return keys
 }
 
 func newDLQListCmd() *cobra.Command {
@@ -159,7 +122,7 @@ func newDLQListCmd() *cobra.Command {
 			return err
 		}
 		fmt.Fprintln(w)
-		printDLQCounts(w, t.DLQ(), c)
+		c.WriteTable(w, t.DLQ())
 		return nil
 	}
 	return cmd
@@ -260,7 +223,7 @@ first). Use --dry-run first: it prints what would be replayed and parked.`,
 		}
 		fmt.Fprintf(w, "%s %d, parked %d (group %s)\n", verb, res.Replayed, res.Parked, res.Group)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		for _, k := range sortedByCount(res.Histogram) {
+		for _, k := range dlq.SortedByCount(res.Histogram) {
 			fmt.Fprintf(tw, "  %s\t%d\n", k, res.Histogram[k])
 		}
 		_ = tw.Flush()

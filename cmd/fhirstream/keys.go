@@ -10,7 +10,7 @@ import (
 	"github.com/fhirstream/fhirstream/producer/smart"
 )
 
-func init() {
+func newKeysCmd() *cobra.Command {
 	keys := &cobra.Command{Use: "keys", Short: "Manage SMART Backend Services client keys"}
 	var alg, kid, out, jwksOut string
 	gen := &cobra.Command{
@@ -18,7 +18,8 @@ func init() {
 		Short: "Generate a client key: the private JWK goes to --out (mode 0600), the public JWKS to stdout (and --jwks-out)",
 		Long: `Generate an RS384 (RSA 2048) or ES384 (P-384) key for SMART Backend Services.
 The private key is written as a JWK to --out with file mode 0600; the public key set
-printed on stdout is what you register with the EHR (or serve at your jku URL).`,
+printed on stdout is what you register with the EHR (or serve at your jku URL). Without
+--kid the key id is the key's RFC 7638 thumbprint.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
@@ -61,10 +62,9 @@ printed on stdout is what you register with the EHR (or serve at your jku URL).`
 		},
 	}
 	gen.Flags().StringVar(&alg, "alg", smart.AlgES384, "signing algorithm: RS384 or ES384")
-	gen.Flags().StringVar(&kid, "kid", "", "key id, sent in the assertion header (required)")
+	gen.Flags().StringVar(&kid, "kid", "", "key id, sent in the assertion header (default: the key's RFC 7638 thumbprint)")
 	gen.Flags().StringVar(&out, "out", "", "file to write the private JWK to (created with mode 0600)")
 	gen.Flags().StringVar(&jwksOut, "jwks-out", "", "also write the public JWKS to this file (it is printed on stdout either way)")
-	_ = gen.MarkFlagRequired("kid")
 	keys.AddCommand(gen)
-	addCommand(keys)
+	return keys
 }

@@ -9,16 +9,14 @@ import (
 	"github.com/fhirstream/fhirstream/internal/vocab"
 )
 
-func init() {
-	var (
-		out      string
-		vocabDir string
-	)
+func newRunCmd() *cobra.Command {
+	var vocabDir string
 	cmd := &cobra.Command{
 		Use:   "run",
-		Short: "Run every stage (validate, dedupe, omop, both sinks) in one process against a Kafka cluster",
+		Short: "Run every stage (validate, dedupe, omop, the lake sinks) in one process against a Kafka cluster",
 		Long: `run starts every processing stage in one process, for small sites: validate, dedupe,
-omop, sink-omop and sink-bronze, each still its own consumer group, so you can later move
+omop, sink-bronze, sink-silver and sink-omop (writing the lake's Iceberg tables), each still
+its own consumer group, so you can later move
 any of them to its own process ('fhirstream consume <stage>') without losing their place.
 Fetch exports into the same cluster with 'fhirstream fetch'. Stops on SIGTERM or Ctrl-C
 after the sinks have flushed.`,
@@ -26,7 +24,7 @@ after the sinks have flushed.`,
 	}
 	kc := kafkaFlags(cmd)
 	o := metricsFlag(cmd, defaultMetricsAddr("run"))
-	cmd.Flags().StringVar(&out, "out", "lake", "lake root: a directory or an object store URL (s3://, azblob://, file://) (env FHIRSTREAM_OUT)")
+	lake := lakeFlags(cmd)
 	cmd.Flags().StringVar(&vocabDir, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
@@ -40,13 +38,13 @@ after the sinks have flushed.`,
 		if _, err := o.start(ctx); err != nil {
 			return err
 		}
-		p, err := pipeline.Start(ctx, pipeline.Config{Kafka: *kc, Out: out, Vocab: v, Logger: logger, Ready: o.ready})
+		p, err := pipeline.Start(ctx, pipeline.Config{Kafka: *kc, Lake: *lake, Vocab: v, Logger: logger, Ready: o.ready})
 		if err != nil {
 			return err
 		}
-		logger.Info("all stages running", "groups", p.Groups(), "out", out)
+		logger.Info("all stages running", "groups", p.Groups(), "catalog", lake.Kind, "out", lake.Out)
 		<-p.Done() // Ctrl-C, SIGTERM or a stage failing
 		return p.Stop()
 	}
-	addCommand(cmd)
+	return cmd
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -10,10 +11,11 @@ import (
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
 )
 
-func init() {
+func newServeEHRCmd() *cobra.Command {
 	var (
-		cfg     ehrsim.Config
-		clients []string
+		cfg           ehrsim.Config
+		clients       []string
+		secretClients []string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve-ehr",
@@ -22,7 +24,10 @@ func init() {
 --synth N generated patients over the FHIR Bulk Data protocol: system, Patient and
 Group/<id> $export (GET or POST), async status, paginated manifests, gzip, Range.
 With --auth, clients registered with --client ID=JWKS_FILE authenticate with SMART
-Backend Services (RS384 or ES384 assertions). Fault flags make it misbehave on purpose.`,
+Backend Services (RS384 or ES384 assertions), and those registered with
+--secret-client ID=SECRET_FILE with a client secret (client_secret_basic or
+client_secret_post). Fault flags make it misbehave on purpose, and the quirk flags
+the way the reference Bulk Data server deviates from the IG.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Log = logger
@@ -44,6 +49,19 @@ Backend Services (RS384 or ES384 assertions). Fault flags make it misbehave on p
 					return err
 				}
 			}
+			for _, c := range secretClients {
+				id, file, ok := cut(c, "=")
+				if !ok {
+					return fmt.Errorf("--secret-client %q: want ID=SECRET_FILE", c)
+				}
+				secret, err := os.ReadFile(file)
+				if err != nil {
+					return fmt.Errorf("--secret-client %s: %w", id, err)
+				}
+				if err := srv.RegisterSecretClient(id, strings.TrimSpace(string(secret))); err != nil {
+					return err
+				}
+			}
 			// The URL goes to stdout so scripts can capture it; everything else is logged.
 			fmt.Fprintln(cmd.OutOrStdout(), srv.URL)
 			logger.Info("serve-ehr: listening", "addr", srv.Addr(), "url", srv.URL, "auth", cfg.Auth, "types", len(srv.Types()))
@@ -59,6 +77,7 @@ Backend Services (RS384 or ES384 assertions). Fault flags make it misbehave on p
 	f.StringVar(&cfg.PublicURL, "public-url", "", "base URL clients reach the server at, behind a proxy or in compose (status, file and token URLs are built from it; default http://<addr>)")
 	f.BoolVar(&cfg.Auth, "auth", false, "require SMART Backend Services bearer tokens")
 	f.StringArrayVar(&clients, "client", nil, "register a client: ID=JWKS_FILE (repeatable)")
+	f.StringArrayVar(&secretClients, "secret-client", nil, "register a client authenticating with a secret: ID=SECRET_FILE (repeatable)")
 	f.DurationVar(&cfg.TokenTTL, "token-ttl", 5*time.Minute, "lifetime of issued tokens")
 	f.IntVar(&cfg.ResourcesPerFile, "resources-per-file", 0, "split output files at this many resources (0: one file per source file)")
 	f.IntVar(&cfg.ManifestPageSize, "manifest-page-size", 0, "output entries per manifest page (0: one page)")
@@ -76,7 +95,14 @@ Backend Services (RS384 or ES384 assertions). Fault flags make it misbehave on p
 	f.IntVar(&cfg.Faults.DropExportAfterFiles, "fault-drop-export-after", 0, "forget the export (status and files answer 404) at the Nth file request, once")
 	f.IntVar(&cfg.Faults.ErrorLines, "fault-error-lines", 0, "add an error file with N OperationOutcomes")
 	f.IntVar(&cfg.Faults.DeletedLines, "fault-deleted", 0, "add a deleted file listing N deleted Patients")
-	addCommand(cmd)
+	f.IntVar(&cfg.Faults.PollRateLimit, "fault-poll-rate-limit", 0, "answer 429 to status polls beyond N per --fault-poll-rate-window, then block for --fault-poll-rate-block")
+	f.DurationVar(&cfg.Faults.PollRateWindow, "fault-poll-rate-window", time.Minute, "window of --fault-poll-rate-limit")
+	f.DurationVar(&cfg.Faults.PollRateBlock, "fault-poll-rate-block", 5*time.Minute, "how long a client over the poll rate limit is blocked")
+	f.BoolVar(&cfg.Faults.RetryAfterEpochMillis, "quirk-retry-after-epoch-ms", false, "send Retry-After as epoch milliseconds")
+	f.BoolVar(&cfg.Faults.ContinuesOffByOne, "quirk-continues-off-by-one", false, "name the file after the right one in continuesInFile")
+	f.BoolVar(&cfg.Faults.WrongCount, "quirk-wrong-count", false, "state each output file's count one too high")
+	f.BoolVar(&cfg.Faults.OverlappingDeleted, "quirk-overlapping-deleted", false, "serve --fault-deleted as two files listing one deletion twice")
+	return cmd
 }
 
 func cut(s, sep string) (string, string, bool) {

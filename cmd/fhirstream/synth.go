@@ -13,7 +13,7 @@ import (
 	"github.com/fhirstream/fhirstream/internal/synth"
 )
 
-func init() {
+func newSynthCmd() *cobra.Command {
 	var (
 		cfg synth.Config
 		out string
@@ -67,7 +67,7 @@ It prints the resources per type and a one-line summary with the throughput.`,
 	f.BoolVar(&cfg.Gzip, "gzip", false, "write gzip-compressed Type.ndjson.gz files (env FHIRSTREAM_GZIP)")
 	f.IntVar(&cfg.Bad, "bad", 0, "mix this many deliberately bad lines into the files (env FHIRSTREAM_BAD)")
 	f.IntVar(&cfg.LongLineBytes, "long-line-bytes", 0, "with --bad, one class of bad line is a line this long, for a fetcher whose --max-line-bytes is lower (env FHIRSTREAM_LONG_LINE_BYTES)")
-	addCommand(cmd)
+	return cmd
 }
 
 // printBadLines lists the bad lines mixed in: where each is and which stage must

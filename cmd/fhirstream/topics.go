@@ -16,13 +16,13 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-func init() {
+func newTopicsCmd() *cobra.Command {
 	topics := &cobra.Command{
 		Use:   "topics",
 		Short: "Create or list the Kafka topics of the fhirstream contract",
 	}
 	topics.AddCommand(newTopicsCreateCmd(), newTopicsListCmd())
-	addCommand(topics)
+	return topics
 }
 
 func newTopicsCreateCmd() *cobra.Command {

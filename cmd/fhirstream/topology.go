@@ -11,8 +11,6 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-func init() { addCommand(newTopologyCmd()) }
-
 func newTopologyCmd() *cobra.Command {
 	var (
 		prefix string

@@ -10,8 +10,8 @@ import (
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
-func init() {
-	addCommand(&cobra.Command{
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version of fhirstream and of its Kafka client",
 		Args:  cobra.NoArgs,
@@ -31,5 +31,5 @@ func init() {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "fhirstream %s%s\n", version, rev)
 		},
-	})
+	}
 }

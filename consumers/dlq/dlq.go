@@ -9,9 +9,13 @@ package dlq
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"path"
 	"slices"
+	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/fhirstream/fhirstream/consumers/runtime"
@@ -149,4 +153,42 @@ func Stats(ctx context.Context, cfg kafkaclient.Config, topic string, f Filter) 
 	c := NewCounts()
 	err := Scan(ctx, cfg, topic, f, func(l Letter) error { c.Add(l); return nil })
 	return c, err
+}
+
+// WriteTable prints the counts of topic's dead letters as a table per grouping, largest
+// first.
+func (c *Counts) WriteTable(w io.Writer, topic string) {
+	fmt.Fprintf(w, "%s: %d dead letters\n", topic, c.Total)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	section := func(title string, m map[string]int) {
+		if len(m) == 0 {
+			return
+		}
+		fmt.Fprintf(tw, "\n%s\tCOUNT\n", title)
+		for _, k := range SortedByCount(m) {
+			fmt.Fprintf(tw, "%s\t%d\n", k, m[k])
+		}
+	}
+	section("STAGE", c.ByStage)
+	section("STAGE/CLASS", c.ByClass)
+	section("SOURCE TOPIC", c.BySource)
+	if c.NoContext > 0 {
+		fmt.Fprintf(tw, "\nwithout dead-letter context\t%d\n", c.NoContext)
+	}
+	_ = tw.Flush()
+}
+
+// SortedByCount returns m's keys, largest count first, then by name.
+func SortedByCount(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	return keys
 }

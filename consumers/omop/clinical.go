@@ -6,6 +6,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/jsontree"
 	"github.com/fhirstream/fhirstream/internal/vocab"
+	"github.com/fhirstream/fhirstream/schemas"
 )
 
 // notHappened is true of the status values that mean "this did not happen": such
@@ -52,8 +53,9 @@ var (
 		start:   [][]string{{"onsetDateTime"}, {"onsetPeriod", "start"}, {"recordedDate"}},
 		element: "AllergyIntolerance.onset[x]",
 		missing: "no onsetDateTime, onsetPeriod.start or recordedDate: observation_date is required"}
-	// Device has no date of use; Synthea and US Core implantable-device records set
-	// manufactureDate to the implant date, so it stands in for the start.
+	// A Device has no date of use of its own. The gold layer dates its exposure from a
+	// procedure (focalDevice) or DeviceUseStatement naming it; manufactureDate stands in
+	// only where neither exists (Synthea sets it three weeks before the implant).
 	deviceDates = eventDates{subject: "patient",
 		start:   [][]string{{"manufactureDate"}},
 		element: "Device.manufactureDate",
@@ -107,7 +109,7 @@ func (m *mapper) subjectAndDates(d *eventDates) (subjectDates, error) {
 		return r, err
 	}
 	if !r.start.valid() {
-		return r, stage.Reject("missing-required", d.element, "%s", d.missing)
+		return r, stage.Reject(schemas.ClassMissingRequired, d.element, "%s", d.missing)
 	}
 	r.end, err = m.firstTime(d.end...)
 	return r, err
@@ -141,10 +143,35 @@ func (m *mapper) procedure() error {
 	if err != nil {
 		return err
 	}
-	ev := m.eventAt(d, first(m.res, "performer").Get("actor"), vocab.TypeEHR)
+	performer := first(m.res, "performer").Get("actor")
+	ev := m.eventAt(d, performer, vocab.TypeEHR)
 	ev.code = m.codeable(m.res.Get("code"))
 	m.emit(m.route(ev.code, m.p.t.procedure), &ev)
+	// A device the procedure implanted, changed or removed (focalDevice.manipulated) is
+	// exposed from the procedure's date: a device_exposure row naming the Device, which
+	// the gold layer merges with the Device's own row (gold: device dating).
+	for i, fd := range m.res.Elems("focalDevice") {
+		key, ok := m.deviceKey(fd.Get("manipulated"))
+		if !ok {
+			continue
+		}
+		dev := m.eventAt(d, performer, vocab.TypeEHR)
+		dev.component = i + 1
+		dev.code = coded{present: true, vocabulary: "Device-reference"}
+		dev.sourceValue = key
+		m.emit(m.p.t.device, &dev)
+	}
 	return nil
+}
+
+// deviceKey is "Device/<id>" of a Device reference, the device_source_value of the rows
+// that date a Device's exposure (a procedure's focalDevice, a DeviceUseStatement).
+func (m *mapper) deviceKey(v *jsontree.Value) (string, bool) {
+	if v == nil {
+		return "", false
+	}
+	key, typ, ok := refKey(str(v, "reference"), "Device", m.p.idSystems)
+	return key, ok && typ == "Device"
 }
 
 // observationCategoryTable is the default table of an Observation by its category, used
@@ -223,7 +250,7 @@ func (m *mapper) value(ev *event, v *jsontree.Value, component int) error {
 			if component >= 0 {
 				path = "Observation.component[" + itoa(component) + "]"
 			}
-			return stage.Reject("type-mismatch", path+".valueQuantity.value", "not a number")
+			return stage.Reject(schemas.ClassTypeMismatch, path+".valueQuantity.value", "not a number")
 		}
 		ev.operator = vocab.ComparatorConcepts[str(q, "comparator")]
 		m.unit(ev, q)
@@ -307,7 +334,7 @@ func (m *mapper) medication() error {
 				bs, err1 := timeAt(b, "start")
 				be, err2 := timeAt(b, "end")
 				if err1 != nil || err2 != nil {
-					return stage.Reject("bad-format", "MedicationRequest.dosageInstruction[0].timing.repeat.boundsPeriod", "not a FHIR dateTime")
+					return stage.Reject(schemas.ClassBadFormat, "MedicationRequest.dosageInstruction[0].timing.repeat.boundsPeriod", "not a FHIR dateTime")
 				}
 				if bs.valid() {
 					start = bs
@@ -363,7 +390,7 @@ func (m *mapper) medication() error {
 		}
 	}
 	if !start.valid() {
-		return stage.Reject("missing-required", m.rtype+".authoredOn|effective[x]", "no start date: drug_exposure_start_date is required")
+		return stage.Reject(schemas.ClassMissingRequired, m.rtype+".authoredOn|effective[x]", "no start date: drug_exposure_start_date is required")
 	}
 	ev.start, ev.end = start, end
 	if m.res.Exists("medicationCodeableConcept") {
@@ -500,9 +527,10 @@ func (m *mapper) deviceUse() error {
 		return err
 	}
 	ev := m.eventAt(d, nil, vocab.TypeEHR) // nor does a DeviceUseStatement
-	// The device's code lives in the Device resource; keep the reference as the source.
+	// The device's code lives in the Device resource; keep its key as the source value,
+	// by which the gold layer merges this row with the Device's own.
 	ev.code = coded{present: true, vocabulary: "Device-reference"}
-	ev.sourceValue = str(m.res, "device", "reference")
+	ev.sourceValue, _ = m.deviceKey(m.res.Get("device"))
 	m.emit(m.p.t.device, &ev)
 	return nil
 }

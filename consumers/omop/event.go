@@ -3,10 +3,12 @@ package omop
 import (
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/jsontree"
 	"github.com/fhirstream/fhirstream/internal/vocab"
+	"github.com/fhirstream/fhirstream/schemas"
 )
 
 func itoa(n int) string { return strconv.Itoa(n) }
@@ -202,7 +204,8 @@ func (m *mapper) emit(table *tableInfo, ev *event) {
 	setOptID(row, e.ProviderID, ev.provider)
 	setOptID(row, e.VisitOccurrenceID, ev.visit)
 	setOptString(row, e.SourceValue, src)
-	setSourceConcept(row, e.SourceConceptID, ev.code)
+	// 0 when the code is unknown or absent, as OHDSI's conventions ask: never null.
+	row.SetInt(e.SourceConceptID, ev.code.sourceConcept)
 	switch table {
 	case t.condition:
 		c := &cols.condition
@@ -276,9 +279,11 @@ func (m *mapper) noteUnmappedUnit(u coded, table string) {
 
 // reference resolution -----------------------------------------------------------------
 
-// ref resolves the reference at v.reference to the OMOP id of a resource of type want.
-// An absent reference gives 0; a reference to another type gives 0 too (a Group subject,
-// a PractitionerRole performer), since no OMOP row of the wanted kind exists for it.
+// ref resolves the reference at v.reference to the OMOP id of a resource of type want,
+// counting how (refOutcome). An absent reference gives 0; so does one that names no
+// resource (a contained "#x", a display only) and one to another type (a Group subject,
+// a PractitionerRole or Organization performer), since no row of the wanted kind exists
+// for it: the column is then null, never a dangling id.
 func (m *mapper) ref(v *jsontree.Value, want string) int64 {
 	if v == nil {
 		return 0
@@ -287,19 +292,49 @@ func (m *mapper) ref(v *jsontree.Value, want string) int64 {
 	if !ok {
 		if ident := v.Get("identifier"); ident != nil {
 			// A logical reference by identifier only: resolve it as a conditional one.
-			if sys, val := str(ident, "system"), str(ident, "value"); sys != "" && val != "" && want != "" {
+			if sys, val := str(ident, "system"), str(ident, "value"); sys != "" && val != "" {
 				if m.p.idSystems[sys] {
-					return ID(want + "/" + val)
+					m.noteRef(want, refLiteral)
+					m.scratch = append(append(append(m.scratch[:0], want...), '/'), val...)
+					return ID(unsafe.String(&m.scratch[0], len(m.scratch)))
 				}
+				m.noteRef(want, refIdentifier)
 				return ID(identifierKey(want, sys, val))
 			}
 		}
+		m.noteRef(want, refUnresolvable)
 		return 0
 	}
 	if typ != want {
+		m.noteRef(want, refOtherType)
 		return 0
 	}
+	if strings.Contains(key, "?identifier=") {
+		m.noteRef(want, refIdentifier)
+	} else {
+		m.noteRef(want, refLiteral)
+	}
 	return ID(key)
+}
+
+// How a reference resolved: the label values of fhirstream_omop_references_total and the
+// keys of Summary.References.
+const (
+	// refLiteral: "Type/id" (also absolute, versioned, urn:uuid, or by an identifier
+	// whose values are the ids): its id is the target row's id.
+	refLiteral = "literal"
+	// refIdentifier: by a business identifier (NPI): its id is the hash of the
+	// identifier key, which the gold layer's link resolution maps to the row carrying
+	// that identifier (provider.npi) or, failing that, sets to null and counts.
+	refIdentifier = "identifier"
+	// refUnresolvable: names no resource (a contained or display-only reference): null.
+	refUnresolvable = "unresolvable"
+	// refOtherType: names a resource of a type with no row of the wanted kind: null.
+	refOtherType = "other-type"
+)
+
+func (m *mapper) noteRef(target, outcome string) {
+	m.counts.refs = append(m.counts.refs, [2]string{target, outcome})
 }
 
 // person resolves the subject (or patient) reference every clinical row needs; without
@@ -307,15 +342,20 @@ func (m *mapper) ref(v *jsontree.Value, want string) int64 {
 func (m *mapper) person(element string) (int64, error) {
 	v := m.res.Get(element)
 	if v == nil {
-		return 0, stage.Reject("missing-required", m.rtype+"."+element, "no %s reference: OMOP rows need a person", element)
+		return 0, stage.Reject(schemas.ClassMissingRequired, m.rtype+"."+element, "no %s reference: OMOP rows need a person", element)
 	}
 	key, typ, ok := refKey(str(v, "reference"), "Patient", m.p.idSystems)
 	if !ok {
-		return 0, stage.Reject("unmapped-reference", m.rtype+"."+element+".reference", "the %s reference is not a resolvable Patient reference", element)
+		return 0, stage.Reject(schemas.ClassUnmappedReference, m.rtype+"."+element+".reference", "the %s reference is not a resolvable Patient reference", element)
 	}
 	if typ != "Patient" {
-		return 0, stage.Reject("unmapped-reference", m.rtype+"."+element+".reference", "%s refers to a %s, not a Patient", element, typ)
+		return 0, stage.Reject(schemas.ClassUnmappedReference, m.rtype+"."+element+".reference", "%s refers to a %s, not a Patient", element, typ)
 	}
+	if strings.Contains(key, "?identifier=") {
+		// A person row carries no identifier to resolve this by later: it would dangle.
+		return 0, stage.Reject(schemas.ClassUnmappedReference, m.rtype+"."+element+".reference", "%s names the Patient by an identifier whose values are not Patient ids (Config.IDSystems)", element)
+	}
+	m.noteRef("Patient", refLiteral)
 	return ID(key), nil
 }
 
@@ -327,7 +367,7 @@ func (m *mapper) providerRef(v *jsontree.Value) int64 { return m.ref(v, "Practit
 func (m *mapper) time(path string, keys ...string) (fhirTime, error) {
 	t, err := timeAt(m.res, keys...)
 	if err != nil {
-		return t, stage.Reject("bad-format", m.rtype+"."+path, "%v", err)
+		return t, stage.Reject(schemas.ClassBadFormat, m.rtype+"."+path, "%v", err)
 	}
 	return t, nil
 }
@@ -339,7 +379,7 @@ func (m *mapper) firstTime(paths ...[]string) (fhirTime, error) {
 	for _, keys := range paths {
 		t, err := timeAt(m.res, keys...)
 		if err != nil {
-			return t, stage.Reject("bad-format", m.rtype+"."+strings.Join(keys, "."), "%v", err)
+			return t, stage.Reject(schemas.ClassBadFormat, m.rtype+"."+strings.Join(keys, "."), "%v", err)
 		}
 		if t.valid() {
 			return t, nil

@@ -2,6 +2,7 @@ package omop
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
@@ -43,7 +44,7 @@ func run(t testing.TB, p *Processor, key, value string, headers ...stage.Header)
 	if err := p.Process(context.Background(), in, nil, &out); err != nil {
 		return nil, err
 	}
-	codec, err := schemas.NewCodecs()
+	codec, err := testCodecs()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +61,9 @@ func run(t testing.TB, p *Processor, key, value string, headers ...stage.Header)
 	}
 	return rows, nil
 }
+
+// testCodecs are the decoders of run, built once.
+var testCodecs = sync.OnceValues(schemas.NewCodecs)
 
 // loadTestVocab loads testdata/vocab.
 func loadTestVocab(t testing.TB) *vocab.Vocabulary {

@@ -43,6 +43,14 @@ func identifierKey(resourceType, system, value string) string {
 	return resourceType + "?identifier=" + system + "|" + value
 }
 
+// IdentifierID is the id a reference to a resource by a business identifier is written
+// with (ID of its identifier key), which the gold layer's link resolution maps to the
+// row carrying that identifier, e.g. IdentifierID("Practitioner", NPISystem, npi) to the
+// provider whose npi it is.
+func IdentifierID(resourceType, system, value string) int64 {
+	return ID(identifierKey(resourceType, system, value))
+}
+
 // refKey resolves a FHIR reference to the key whose ID is the target's OMOP id:
 //
 //   - "Type/id", "http://base/Type/id", "Type/id/_history/n"  → "Type/id"

@@ -1,27 +1,40 @@
 package omop
 
 import (
+	"context"
 	"sort"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/obs"
 )
 
 // Process-wide metrics, registered once with obs.Registry; every Processor adds to them.
+// Those counted with stage.CountCommitted count records of committed batches only, so
+// an aborted and reprocessed batch is counted once (outside the runtime, e.g. in unit
+// tests, they count at once).
 var (
+	metricRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fhirstream_omop_records_total",
+		Help: "Input records in committed batches by what became of them: outcome mapped (rows written), deleted (a tombstone's retraction rows) or dropped (no row on purpose, reason says why). With the runtime's dead letters they add up to the records read (omop.Reconcile).",
+	}, []string{"resource_type", "outcome", "reason"})
+	metricReferences = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fhirstream_omop_references_total",
+		Help: "References to persons, visits, providers and care sites in committed batches, by target type and how they resolved (literal, identifier, unresolvable, other-type).",
+	}, []string{"target", "outcome"})
 	metricRows = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fhirstream_omop_rows_total",
 		Help: "OMOP rows emitted, by table (retraction rows included).",
 	}, []string{"table"})
 	metricUnmapped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fhirstream_omop_unmapped_codes_total",
-		Help: "Codes written with concept_id 0 (code kept in *_source_value), by source vocabulary and table.",
+		Help: "Codes written with concept_id 0 (code kept in *_source_value) in committed batches, by source vocabulary and table.",
 	}, []string{"vocabulary", "table"})
 	metricSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fhirstream_omop_skipped_total",
-		Help: "Resources that deliberately give no row (entered-in-error, cancelled, unmapped type, ...), by resource type and reason.",
+		Help: "Resources in committed batches that deliberately give no row or no further row (entered-in-error, cancelled, unmapped type, a death without date, ...), by resource type and reason.",
 	}, []string{"resource_type", "reason"})
 	metricTruncated = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fhirstream_omop_truncated_total",
@@ -34,11 +47,18 @@ var (
 )
 
 func init() {
-	obs.Registry.MustRegister(metricRows, metricUnmapped, metricSkipped, metricTruncated, metricCollisions)
+	obs.Registry.MustRegister(metricRecords, metricReferences, metricRows, metricUnmapped, metricSkipped, metricTruncated, metricCollisions)
 }
 
-// Summary is what a Processor did, for the demo and tests to print or check.
+// Summary is what a Processor did, counted at every Process call (also of a batch that
+// later aborts): for tests and single runs. Reports of a running stage come from the
+// committed-batch metrics instead (Reconcile).
 type Summary struct {
+	// Records counts the records mapped, deleted or dropped, by "<ResourceType>: mapped",
+	// "<ResourceType>: deleted" and "<ResourceType>: dropped: <reason>"; rejections are
+	// in Rejected.
+	Records    map[string]int64
+	References map[string]int64 // "<target type>: <outcome>" → references (refOutcome)
 	Rows       map[string]int64 // table → rows emitted (retractions included)
 	Unmapped   []UnmappedCount  // sorted by vocabulary, then table
 	Skipped    map[string]int64 // "<ResourceType>: <reason>" → resources
@@ -58,30 +78,25 @@ type UnmappedCount struct {
 // the whole process.
 type tally struct {
 	mu         sync.Mutex
+	records    map[[3]string]int64 // resource type, outcome, reason
+	references map[[2]string]int64
 	rows       map[*tableInfo]int64
-	unmapped   map[[2]string]*unmappedCount
+	unmapped   map[[2]string]int64
 	skipped    map[string]int64
 	truncated  map[string]int64
 	rejected   map[string]int64
 	collisions int64
 }
 
-// unmappedCount is one (vocabulary, table) count with its metric child, looked up once:
-// without a vocabulary most rows carry an unmapped code, and WithLabelValues hashes both
-// labels on every call.
-type unmappedCount struct {
-	n      int64
-	metric prometheus.Counter
-}
-
 func newTally() *tally {
-	return &tally{rows: map[*tableInfo]int64{}, unmapped: map[[2]string]*unmappedCount{}, skipped: map[string]int64{},
+	return &tally{records: map[[3]string]int64{}, references: map[[2]string]int64{}, rows: map[*tableInfo]int64{}, unmapped: map[[2]string]int64{}, skipped: map[string]int64{},
 		truncated: map[string]int64{}, rejected: map[string]int64{}}
 }
 
 // counts is the per-record scratch merged into the tally once per record, so a record
 // takes the lock once however many rows it yields.
 type counts struct {
+	refs       [][2]string // target type, refOutcome
 	rows       []*tableInfo
 	unmapped   [][2]string
 	truncated  [][2]string
@@ -89,32 +104,59 @@ type counts struct {
 	collisions int
 }
 
-func (t *tally) merge(resourceType string, c *counts) {
+// Outcomes of a record, the outcome label of fhirstream_omop_records_total.
+const (
+	outcomeMapped  = "mapped"
+	outcomeDeleted = "deleted"
+	outcomeDropped = "dropped"
+)
+
+// outcome says what became of a record that was not rejected: deleted (a tombstone),
+// mapped (it wrote a row that is not a retraction; a partial skip such as a death
+// without date does not change that), or dropped with the skip's reason.
+func (c *counts) outcome(tombstone bool, dataRows int) (outcome, reason string) {
+	switch {
+	case tombstone:
+		return outcomeDeleted, ""
+	case dataRows > 0:
+		return outcomeMapped, ""
+	case c.skipped != "":
+		return outcomeDropped, c.skipped
+	}
+	return outcomeDropped, "no-rows" // a mapper that wrote nothing and said nothing: counted, never lost
+}
+
+func (t *tally) merge(ctx context.Context, resourceType string, c *counts, outcome, reason string) {
 	for _, tb := range c.rows {
 		tb.rowsMetric.Inc() // resolved once: WithLabelValues hashes the label per call
 	}
 	for _, tr := range c.truncated {
 		metricTruncated.WithLabelValues(tr[0], tr[1]).Inc()
 	}
+	stage.CountCommitted(ctx, metricRecords, resourceType, outcome, reason)
 	if c.skipped != "" {
-		metricSkipped.WithLabelValues(resourceType, c.skipped).Inc()
+		stage.CountCommitted(ctx, metricSkipped, resourceType, c.skipped)
+	}
+	for _, r := range c.refs {
+		stage.CountCommitted(ctx, metricReferences, r[0], r[1])
+	}
+	for _, u := range c.unmapped {
+		stage.CountCommitted(ctx, metricUnmapped, u[0], u[1])
 	}
 	if c.collisions > 0 {
 		metricCollisions.Add(float64(c.collisions))
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.records[[3]string{resourceType, outcome, reason}]++
+	for _, r := range c.refs {
+		t.references[r]++
+	}
 	for _, tb := range c.rows {
 		t.rows[tb]++
 	}
 	for _, u := range c.unmapped {
-		uc := t.unmapped[u]
-		if uc == nil {
-			uc = &unmappedCount{metric: metricUnmapped.WithLabelValues(u[0], u[1])}
-			t.unmapped[u] = uc
-		}
-		uc.n++
-		uc.metric.Inc()
+		t.unmapped[u]++
 	}
 	for _, tr := range c.truncated {
 		t.truncated[tr[0]+"."+tr[1]]++
@@ -134,8 +176,18 @@ func (t *tally) reject(resourceType, class string) {
 func (t *tally) summary() Summary {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := Summary{Rows: map[string]int64{}, Skipped: map[string]int64{}, Truncated: map[string]int64{},
-		Rejected: map[string]int64{}, Collisions: t.collisions}
+	s := Summary{Records: map[string]int64{}, References: map[string]int64{}, Rows: map[string]int64{},
+		Skipped: map[string]int64{}, Truncated: map[string]int64{}, Rejected: map[string]int64{}, Collisions: t.collisions}
+	for k, v := range t.records {
+		key := k[0] + ": " + k[1]
+		if k[2] != "" {
+			key += ": " + k[2]
+		}
+		s.Records[key] = v
+	}
+	for k, v := range t.references {
+		s.References[k[0]+": "+k[1]] = v
+	}
 	for k, v := range t.rows {
 		s.Rows[k.name] = v
 	}
@@ -149,7 +201,7 @@ func (t *tally) summary() Summary {
 		s.Rejected[k] = v
 	}
 	for k, v := range t.unmapped {
-		s.Unmapped = append(s.Unmapped, UnmappedCount{Vocabulary: k[0], Table: k[1], Count: v.n})
+		s.Unmapped = append(s.Unmapped, UnmappedCount{Vocabulary: k[0], Table: k[1], Count: v})
 	}
 	sort.Slice(s.Unmapped, func(i, j int) bool {
 		a, b := s.Unmapped[i], s.Unmapped[j]

@@ -142,8 +142,9 @@ type mapper struct {
 }
 
 type outRow struct {
-	table *tableInfo
-	row   *schemas.Row
+	table      *tableInfo
+	row        *schemas.Row
+	retraction bool
 }
 
 // newRow returns an empty row of t; release keeps it for reuse once it is encoded.
@@ -169,6 +170,7 @@ func (p *Processor) release(m *mapper) {
 	*m = mapper{p: p, tree: m.tree, rows: m.rows[:0], spare: m.spare, scratch: m.scratch, counts: counts{
 		rows:      m.counts.rows[:0],
 		unmapped:  m.counts.unmapped[:0],
+		refs:      m.counts.refs[:0],
 		truncated: m.counts.truncated[:0],
 	}}
 	p.mappers.Put(m)
@@ -209,15 +211,16 @@ func (p *Processor) Process(ctx context.Context, in *stage.Record, _ stage.Store
 			if errors.Is(err, schemas.ErrInvalidRow) || errors.Is(err, schemas.ErrUnknownTable) {
 				// A row the schema refuses is a mapping defect for this input, not an outage:
 				// dead-letter the input with the reason rather than retry it forever.
-				p.tally.reject(m.rtype, "invalid-row")
-				return stage.Reject("invalid-row", m.rtype, "OMOP %s row does not fit its schema: %v", r.table.name, err)
+				p.tally.reject(m.rtype, schemas.ClassInvalidRow)
+				return stage.Reject(schemas.ClassInvalidRow, m.rtype, "OMOP %s row does not fit its schema: %v", r.table.name, err)
 			}
 			return fmt.Errorf("encode %s row: %w", r.table.name, err)
 		}
 		out.Emit(stage.Record{Topic: r.table.topic, Key: in.Key, Value: val, Headers: headers, Timestamp: in.Timestamp})
 		m.counts.rows = append(m.counts.rows, r.table)
 	}
-	p.tally.merge(m.rtype, &m.counts)
+	outcome, reason := m.counts.outcome(in.IsTombstone(), m.dataRows())
+	p.tally.merge(ctx, m.rtype, &m.counts, outcome, reason)
 	return nil
 }
 
@@ -246,20 +249,20 @@ func (m *mapper) mapRecord(in *stage.Record) error {
 	// The tree stays with the mapper until release: the strings the mapper reads are
 	// views of the record's value or of the tree (see str).
 	if err := m.tree.Parse(in.Value); err != nil {
-		return stage.Reject("invalid-json", "", "record value is not JSON: %v", err)
+		return stage.Reject(schemas.ClassInvalidJSON, "", "record value is not JSON: %v", err)
 	}
 	res := m.tree.Root()
 	m.res = res
 	m.rtype = internType(res.String("resourceType"))
 	id := str(res, "id")
 	if m.rtype == "" || id == "" {
-		return stage.Reject("missing-required", "resourceType", "resource has no resourceType or id")
+		return stage.Reject(schemas.ClassMissingRequired, "resourceType", "resource has no resourceType or id")
 	}
 	switch {
 	case in.Key == nil:
 		m.key = m.rtype + "/" + id
 	case !schemas.IsKey(in.Key, m.rtype, id):
-		return stage.Reject("key-mismatch", m.rtype+".id", "record key does not match the resource's type and id")
+		return stage.Reject(schemas.ClassKeyMismatch, m.rtype+".id", "record key does not match the resource's type and id")
 	default:
 		// The key is <Type>/<id>: a view of it, like str's, saves a string per record.
 		m.key = unsafe.String(unsafe.SliceData(in.Key), len(in.Key))
@@ -268,7 +271,7 @@ func (m *mapper) mapRecord(in *stage.Record) error {
 	if lu := str(res, "meta", "lastUpdated"); lu != "" {
 		t, err := parseFHIRTime(lu)
 		if err != nil || !t.hasTime {
-			return stage.Reject("bad-format", m.rtype+".meta.lastUpdated", "not a FHIR instant")
+			return stage.Reject(schemas.ClassBadFormat, m.rtype+".meta.lastUpdated", "not a FHIR instant")
 		}
 		m.updated = t.t
 		if m.version == "" {
@@ -334,6 +337,17 @@ func (m *mapper) add(t *tableInfo, component int, row *schemas.Row) {
 	row.SetBool(e.Deleted, false)
 	row.SetBool(e.Replaces, false)
 	m.rows = append(m.rows, outRow{table: t, row: row})
+}
+
+// dataRows is the number of rows that are not retractions.
+func (m *mapper) dataRows() int {
+	n := 0
+	for _, r := range m.rows {
+		if !r.retraction {
+			n++
+		}
+	}
+	return n
 }
 
 // markReplaces sets _fhir_replaces on the first row of each table: the record's rows in
@@ -424,7 +438,7 @@ var epoch = time.Unix(0, 0).UTC()
 func (m *mapper) retract(key []byte) error {
 	rtype, _, err := schemas.ParseKey(key)
 	if err != nil {
-		return stage.Reject("bad-key", "", "tombstone key: %v", err)
+		return stage.Reject(schemas.ClassBadKey, "", "tombstone key: %v", err)
 	}
 	m.rtype, m.key = rtype, string(key)
 	tables := retractTables(rtype)
@@ -469,4 +483,5 @@ func (m *mapper) addRetraction(t *tableInfo) {
 	}
 	m.add(t, 0, row)
 	row.SetBool(t.env.Deleted, true)
+	m.rows[len(m.rows)-1].retraction = true
 }

@@ -22,7 +22,7 @@ func (m *mapper) patient() error {
 	}
 	if !birth.valid() {
 		// The CDM requires year_of_birth and tells ETLs to drop persons without one.
-		return stage.Reject("missing-required", "Patient.birthDate", "no birthDate: person.year_of_birth is required")
+		return stage.Reject(schemas.ClassMissingRequired, "Patient.birthDate", "no birthDate: person.year_of_birth is required")
 	}
 	personID := m.rowID(0)
 	gender := str(m.res, "gender")
@@ -185,27 +185,27 @@ func (m *mapper) encounter() error {
 	return nil
 }
 
-// practitionerKey is the key a Practitioner's or Organization's OMOP id is hashed from:
-// its NPI when it has one (the identifier other systems reference it by, and stable
-// across exports), else "<Type>/<id>". See docs/omop-mapping.md, "Ids".
-func (m *mapper) npiKey() (key, npi string) {
+// npi returns the resource's NPI, "" when it has none.
+func (m *mapper) npi() string {
 	for _, ident := range m.res.Elems("identifier") {
 		if str(ident, "system") == NPISystem {
 			if v := str(ident, "value"); v != "" {
-				return identifierKey(m.rtype, NPISystem, v), v
+				return v
 			}
 		}
 	}
-	return m.key, ""
+	return ""
 }
 
 func (m *mapper) practitioner() error {
-	key, npi := m.npiKey()
 	c := &m.p.cols.provider
 	row := m.newRow(m.p.t.provider)
-	row.SetLong(c.ProviderID, m.checkedID(key))
+	// Like every row, the provider's id is its resource key's: literal references (the
+	// usual form) resolve to it as they are; references by NPI are resolved to it through
+	// the npi column by the gold layer (docs/omop-mapping.md, "Ids").
+	row.SetLong(c.ProviderID, m.rowID(0))
 	setOptString(row, c.ProviderName, humanName(first(m.res, "name")))
-	setOptString(row, c.NPI, npi)
+	setOptString(row, c.NPI, m.npi())
 	row.SetString(c.ProviderSourceValue, str(m.res, "id"))
 	if g := str(m.res, "gender"); g != "" {
 		row.SetInt(c.GenderConceptID, vocab.GenderConcepts[g])
@@ -240,10 +240,9 @@ func humanName(n *jsontree.Value) string {
 }
 
 func (m *mapper) organization() error {
-	key, _ := m.npiKey()
 	c := &m.p.cols.careSite
 	row := m.newRow(m.p.t.careSite)
-	row.SetLong(c.CareSiteID, m.checkedID(key))
+	row.SetLong(c.CareSiteID, m.rowID(0))
 	setOptString(row, c.CareSiteName, str(m.res, "name"))
 	row.SetString(c.CareSiteSourceValue, str(m.res, "id"))
 	if t := m.codeable(first(m.res, "type")); t.present {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
+	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
@@ -38,6 +39,9 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 	r.mu.Unlock()
 
 	if err := r.sess.Begin(); err != nil {
+		if kafkaclient.IsDenied(err) {
+			return "", fmt.Errorf("stage %s: begin transaction: %w", r.def.Name(), r.transactionDenied(err))
+		}
 		return "", fmt.Errorf("%w: begin transaction: %w", errSession, err)
 	}
 	promise := kgo.AbortingFirstErrPromise(r.sess.Client())
@@ -47,7 +51,9 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 	// polled offsets; the broker's transaction timer starts at the first produce.
 	if r.changelog != "" {
 		if err := r.restoreMissing(work, fetches); err != nil {
-			r.opts.Logger.Warn("state restore failed; batch aborted", "stage", r.def.Name(), "err", err)
+			if !r.noteDenied(kafkaclient.Denied(err, "Read", "topic", r.changelog)) {
+				r.opts.Logger.Warn("state restore failed; batch aborted", "stage", r.def.Name(), "err", err)
+			}
 			abort = "restore"
 		}
 	}
@@ -97,6 +103,9 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 	r.afterEnd(committed, batches)
 	if err != nil {
 		mAborts.WithLabelValues(r.def.Name(), "end-error").Inc()
+		if kafkaclient.IsDenied(err) {
+			return "end-error", fmt.Errorf("stage %s: end transaction: %w", r.def.Name(), r.transactionDenied(err))
+		}
 		return "end-error", fmt.Errorf("%w: end transaction: %w", errSession, err)
 	}
 	mBatchSeconds.WithLabelValues(r.def.Name()).Observe(time.Since(start).Seconds())
@@ -242,7 +251,7 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 				Offset: rec.Offset, Class: res.rejection.Class, Path: res.rejection.Path,
 				Message: res.rejection.Message, Attempts: res.attempts, Time: time.Now()}
 			r.newTopics.Note(r.def.Topics.DLQ())
-			r.sess.Produce(work, deadletter.Record(r.def.Topics.DLQ(), rec, dctx), promise.Promise())
+			r.sess.Produce(work, deadletter.Record(r.def.Topics.DLQ(), rec, dctx), r.promised(promise))
 			if p.dl == nil {
 				p.dl = map[string]int{}
 			}
@@ -253,6 +262,10 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 		for _, out := range res.outputs {
 			if out.Topic != lastOutput {
 				if err := r.ensureOutput(work, out.Topic, rec.Topic); err != nil {
+					if r.noteDenied(err) {
+						fail("denied")
+						return
+					}
 					r.opts.Logger.Warn("output topic unavailable; batch aborted", "stage", r.def.Name(), "topic", out.Topic, "err", err)
 					fail("transient")
 					return
@@ -260,7 +273,7 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 				lastOutput = out.Topic
 				r.newTopics.Note(out.Topic)
 			}
-			r.sess.Produce(work, out, promise.Promise())
+			r.sess.Produce(work, out, r.promised(promise))
 			if p.out == nil {
 				p.out = map[string]int{}
 			}
@@ -272,7 +285,7 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 		}
 		for _, op := range res.ops {
 			p.bs.apply(op)
-			r.sess.Produce(work, p.bs.changelogRecord(r.changelog, rec.Partition, op, now), promise.Promise())
+			r.sess.Produce(work, p.bs.changelogRecord(r.changelog, rec.Partition, op, now), r.promised(promise))
 		}
 	}
 }

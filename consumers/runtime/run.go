@@ -53,6 +53,9 @@ type runner struct {
 	revoked  map[tp]bool // revoked or lost since the current batch began
 	joined   atomic.Bool
 
+	deniedMu sync.Mutex
+	denied   error // the first request refused for lack of an ACL (denied.go)
+
 	topicMu    sync.Mutex       // guards topicParts and known: partitions are processed concurrently
 	topicParts map[string]int32 // partition counts of input topics, for created outputs
 	known      map[string]bool  // output topics known to exist
@@ -93,6 +96,11 @@ func Run(ctx context.Context, cfg kafkaclient.Config, def stage.Definition, opts
 	r.adm = kadm.NewClient(admCl)
 	if err := r.ensureFixedTopics(ctx); err != nil {
 		return fmt.Errorf("stage %s: %w", def.Name(), err)
+	}
+	for _, in := range def.Node.Inputs {
+		if err := kafkaclient.CheckInputsVisible(ctx, r.adm, in.Pattern); err != nil {
+			return fmt.Errorf("stage %s: %w", def.Name(), err)
+		}
 	}
 	if err := r.startSession(); err != nil {
 		return fmt.Errorf("stage %s: %w", def.Name(), err)
@@ -347,8 +355,13 @@ func (r *runner) loop(ctx context.Context, committed *bool) error {
 			if errors.Is(err, context.DeadlineExceeded) {
 				return // a draining poll's turn ended
 			}
-			r.opts.Logger.Warn("fetch error", "stage", r.def.Name(), "topic", topic, "partition", p, "err", err)
+			if !r.noteDenied(kafkaclient.ConsumeDenied(err, topic, r.def.Node.Group)) {
+				r.opts.Logger.Warn("fetch error", "stage", r.def.Name(), "topic", topic, "partition", p, "err", err)
+			}
 		})
+		if err := r.deniedErr(); err != nil {
+			return err
+		}
 		if fetches.NumRecords() == 0 {
 			continue
 		}
@@ -357,6 +370,9 @@ func (r *runner) loop(ctx context.Context, committed *bool) error {
 		r.joined.Store(true)
 		reason, err := r.batch(ctx, work, fetches)
 		if err != nil {
+			return err
+		}
+		if err := r.deniedErr(); err != nil {
 			return err
 		}
 		if reason == "" {

@@ -23,7 +23,7 @@ func (r *runner) ensureFixedTopics(ctx context.Context) error {
 	if r.changelog = r.def.Changelog(); r.changelog != "" {
 		specs = append(specs, kafkaclient.StateTopicNamed(r.changelog, o))
 	}
-	if _, err := kafkaclient.EnsureTopics(ctx, r.adm, specs); err != nil {
+	if _, err := kafkaclient.EnsureTopicsExist(ctx, r.adm, specs); err != nil {
 		return err
 	}
 	for _, s := range specs {
@@ -58,7 +58,7 @@ func (r *runner) ensureOutput(ctx context.Context, topic, from string) error {
 	}
 	spec := kafkaclient.TopicSpec{Name: topic, Partitions: parts, ReplicationFactor: r.opts.ReplicationFactor,
 		Configs: map[string]string{"cleanup.policy": "delete", "max.message.bytes": fmt.Sprint(r.cfg.MaxRecordBytes)}}
-	res, err := kafkaclient.EnsureTopics(ctx, r.adm, []kafkaclient.TopicSpec{spec})
+	res, err := kafkaclient.EnsureTopicsExist(ctx, r.adm, []kafkaclient.TopicSpec{spec})
 	if err != nil {
 		return err
 	}

@@ -4,57 +4,75 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/compress"
-
+	"github.com/fhirstream/fhirstream/consumers/sink/rows"
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-// Layers.
+// Layers, re-exported for callers that configure a sink.
 const (
-	LayerOMOP   = "omop"   // omop.<table> Avro rows → <out>/omop/<table>/date=.../
-	LayerBronze = "bronze" // <prefix>.unique.<Type> FHIR JSON → <out>/fhir/<Type>/date=.../
+	LayerOMOP   = rows.LayerOMOP   // omop.<table> Avro rows → omop.<table>
+	LayerSilver = rows.LayerSilver // <prefix>.unique.<Type> → fhir.<type>, current versions
+	LayerBronze = rows.LayerBronze // <prefix>.unique.<Type> → bronze.<type>, appended
+)
+
+// Layers lists the layers in the order the pipeline starts their sinks.
+var Layers = []string{LayerBronze, LayerSilver, LayerOMOP}
+
+// Upsert delete modes (Config.UpsertDeletes).
+const (
+	// DeletesKnown deletes a key's earlier rows only when the record says the key was
+	// seen before (dedupe's fhir.previous-version header): an initial load writes no
+	// delete files at all.
+	DeletesKnown = "known"
+	// DeletesAlways deletes on every replacing record, for a lake whose dedupe state was
+	// reset while the lake was kept (the lake and dedupe's state go together).
+	DeletesAlways = "always"
 )
 
 // Config configures a sink. Zero fields take the defaults stated on each.
 type Config struct {
-	// Layer is LayerOMOP or LayerBronze. Required.
+	// Layer is LayerOMOP, LayerSilver or LayerBronze. Required.
 	Layer string
-	// Out is the lake root: a directory, or an object store URL (s3://bucket?prefix=lake/,
-	// mem://). Required unless Storage is set.
-	Out string
-	// Storage overrides Out with an already opened storage (tests, embedding).
-	Storage Storage
-	// Group is the consumer group. Default "fhirstream-sink-<layer>". One group per lake
-	// and layer: two groups writing the same root would each see the other's files as
-	// leftovers.
+	// Catalog is the lake's Iceberg catalog. Required (at least Catalog.Out for the
+	// embedded catalog).
+	Catalog lakehouse.Config
+	// Group is the consumer group. Default: the topology's, "fhirstream-sink-<layer>"
+	// (under the topic prefix when it is not the default). The tables record their
+	// offsets under the group's name: a new group starts the tables from the topics' start.
 	Group string
+	// Deidentify reads what the topology's deid option says the layer reads: the silver
+	// sink then takes <prefix>.deid.<Type> instead of <prefix>.unique.<Type>.
+	Deidentify bool
 	// InstanceID, when set, makes this member static (group.instance.id): a restarted
 	// process with the same id takes its partitions back at once instead of waiting for
 	// the group to expel the dead member. Give each copy its own id.
 	InstanceID string
 
-	// Compression is the Parquet codec: zstd (default), snappy, gzip, lz4 or none.
-	Compression string
 	// FlushRows ends a batch once it holds this many rows. Default 200,000.
 	FlushRows int
 	// FlushBytes ends a batch once the record values it holds add up to this many bytes;
-	// with MaxOpenFiles it bounds the memory a batch takes. Default 64 MiB.
+	// it bounds the memory a batch takes (rows are buffered until the commit). Default
+	// 16 MiB.
 	FlushBytes int64
-	// FlushInterval ends a batch this long after its first record. It must stay well
-	// below the group's rebalance timeout (60 s), since a rebalance waits for the batch.
-	// Default 5 s.
+	// FlushInterval ends a batch this long after its first record: the freshness of the
+	// lake, and the number of snapshots a table gets (one per batch that touches it). It
+	// must stay well below the group's rebalance timeout (60 s), since a rebalance waits
+	// for the batch. Default 5 s.
 	FlushInterval time.Duration
-	// MaxOpenFiles ends a batch once it has this many files open (each holds up to a row
-	// group in memory). Default 64.
-	MaxOpenFiles int
-	// RowGroupRows bounds the rows of one Parquet row group. Default 64 Ki.
-	RowGroupRows int64
-	// PageBufferSize is parquet-go's per-column page buffer. Default 64 KiB.
-	PageBufferSize int
+	// UpsertDeletes is DeletesKnown (default) or DeletesAlways.
+	UpsertDeletes string
+	// CommitParallelism is how many tables a batch commits at once. Default 4.
+	CommitParallelism int
+	// MaxPollRecords bounds the records of one poll. Default 10,000.
+	MaxPollRecords int
+	// SessionTimeout is how long the group waits for a silent member before it hands the
+	// member's partitions to others. Default franz-go's, 45 s.
+	SessionTimeout time.Duration
+	// Files tunes the Parquet files.
+	Files lakehouse.FileOptions
 
 	// Decoder reads omop.* values. Default: schemas.NewCodecs() (single-object encoding
 	// only); pass a registry codec for Confluent-framed values.
@@ -65,13 +83,11 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultFlushRows      = 200_000
-	DefaultFlushBytes     = 64 << 20
-	DefaultFlushInterval  = 5 * time.Second
-	DefaultMaxOpenFiles   = 64
-	DefaultRowGroupRows   = 64 << 10
-	DefaultPageBufferSize = 64 << 10
-	DefaultCompression    = "zstd"
+	DefaultFlushRows         = 200_000
+	DefaultFlushBytes        = 16 << 20
+	DefaultFlushInterval     = 5 * time.Second
+	DefaultCommitParallelism = 4
+	DefaultMaxPollRecords    = 10_000
 )
 
 // maxFlushInterval keeps a batch, during which rebalances wait, well inside the default
@@ -81,20 +97,18 @@ const maxFlushInterval = 30 * time.Second
 func (c *Config) withDefaults() (Config, error) {
 	out := *c
 	switch out.Layer {
-	case LayerOMOP, LayerBronze:
+	case LayerOMOP, LayerSilver, LayerBronze:
 	case "":
-		return out, errors.New("sink: no layer (want omop or bronze)")
+		return out, errors.New("sink: no layer (want omop, silver or bronze)")
 	default:
-		return out, fmt.Errorf("sink: unknown layer %q (want omop or bronze)", out.Layer)
+		return out, fmt.Errorf("sink: unknown layer %q (want omop, silver or bronze)", out.Layer)
 	}
-	if out.Out == "" && out.Storage == nil {
-		return out, errors.New("sink: no output (--out DIR or URL)")
-	}
-	if out.Compression == "" {
-		out.Compression = DefaultCompression
-	}
-	if _, err := codec(out.Compression); err != nil {
-		return out, err
+	switch out.UpsertDeletes {
+	case "":
+		out.UpsertDeletes = DeletesKnown
+	case DeletesKnown, DeletesAlways:
+	default:
+		return out, fmt.Errorf("sink: unknown upsert delete mode %q (want %s or %s)", out.UpsertDeletes, DeletesKnown, DeletesAlways)
 	}
 	if out.FlushRows <= 0 {
 		out.FlushRows = DefaultFlushRows
@@ -108,14 +122,11 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.FlushInterval > maxFlushInterval {
 		return out, fmt.Errorf("sink: flush interval %s is above %s: a rebalance waits for the open batch and the group would expel this member", out.FlushInterval, maxFlushInterval)
 	}
-	if out.MaxOpenFiles <= 0 {
-		out.MaxOpenFiles = DefaultMaxOpenFiles
+	if out.CommitParallelism <= 0 {
+		out.CommitParallelism = DefaultCommitParallelism
 	}
-	if out.RowGroupRows <= 0 {
-		out.RowGroupRows = DefaultRowGroupRows
-	}
-	if out.PageBufferSize <= 0 {
-		out.PageBufferSize = DefaultPageBufferSize
+	if out.MaxPollRecords <= 0 {
+		out.MaxPollRecords = DefaultMaxPollRecords
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
@@ -123,32 +134,6 @@ func (c *Config) withDefaults() (Config, error) {
 	return out, nil
 }
 
-// codec returns the Parquet compression codec called name.
-func codec(name string) (compress.Codec, error) {
-	switch strings.ToLower(name) {
-	case "zstd":
-		return &parquet.Zstd, nil
-	case "snappy":
-		return &parquet.Snappy, nil
-	case "gzip":
-		return &parquet.Gzip, nil
-	case "lz4", "lz4_raw":
-		return &parquet.Lz4Raw, nil
-	case "none", "uncompressed":
-		return &parquet.Uncompressed, nil
-	}
-	return nil, fmt.Errorf("sink: unknown compression %q (want zstd, snappy, gzip, lz4 or none)", name)
-}
-
-// DefaultGroup is the consumer group of a layer's sink when Config.Group is empty:
-// fhirstream-sink-<layer>, under the topic prefix when it is not the default
-// (schemas.Topics.Group).
-func DefaultGroup(t schemas.Topics, layer string) string { return t.Group("fhirstream-sink-" + layer) }
-
-// InputPattern is the regular expression of the topics a layer's sink consumes.
-func InputPattern(t schemas.Topics, layer string) string {
-	if layer == LayerBronze {
-		return t.LayerPattern(schemas.LayerUnique)
-	}
-	return t.OMOPPattern()
-}
+// StageName is the stage name of a layer's sink in logs, metrics and dead letters, and
+// its node in the topology (schemas.NodeSinkOMOP, NodeSinkSilver, NodeSinkBronze).
+func StageName(layer string) string { return "sink-" + layer }

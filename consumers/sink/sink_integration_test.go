@@ -5,269 +5,259 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/iceberg-go/table"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fhirstream/fhirstream/consumers/sink/rows"
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// personRecord encodes one omop.person row of key with the given person_id and year of
+// birth; deleted makes it a retraction row.
+func personRecord(t testing.TB, codec *schemas.Codec, topics schemas.Topics, key string, id int64, year int32, deleted, known bool) *kgo.Record {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if t.Failed() {
-			t.FailNow()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		<-tick.C
+	row := map[string]any{
+		"person_id": id, "gender_concept_id": int32(8507), "year_of_birth": year, "race_concept_id": int32(0),
+		"ethnicity_concept_id": int32(0), "birth_datetime": time.Date(int(year), 2, 3, 4, 5, 6, 0, time.UTC),
+		schemas.ColFHIRKey: key, schemas.ColFHIRVersion: fmt.Sprint(year), schemas.ColFHIRComponent: int32(0),
+		schemas.ColFHIRDeleted: deleted, schemas.ColFHIRReplaces: true,
 	}
+	v, err := codec.Encode(context.Background(), "person", row)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &kgo.Record{Topic: topics.OMOP("person"), Key: []byte(key), Value: v}
+	if known {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: rows.HeaderPreviousVersion, Value: []byte("1")})
+	}
+	return r
 }
 
-// startSink runs a sink until the returned stop function is called; stop returns Run's error.
-func startSink(t *testing.T, c *testkafka.Cluster, cfg Config) (*Sink, func() error) {
+// startSink runs a sink until the test ends (or stop is called) and returns it.
+func startSink(t *testing.T, c *testkafka.Cluster, cfg Config) (s *Sink, stop func()) {
 	t.Helper()
-	if cfg.Logger == nil && testing.Verbose() {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
+	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s, err := New(context.Background(), c.Config(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		err := s.Run(ctx)
-		if ctx.Err() == nil {
-			// Run must not end by itself: say why at once rather than time out later.
-			t.Errorf("sink stopped before it was asked to: %v", err)
-		}
-		done <- err
-	}()
+	go func() { done <- s.Run(ctx) }()
 	var stopped bool
-	var runErr error
-	stop := func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(60 * time.Second):
-				t.Fatal("sink did not stop within 60s")
-			}
+	stop = func() {
+		if stopped {
+			return
 		}
-		return runErr
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("sink: %v", err)
+		}
 	}
-	t.Cleanup(func() { _ = stop() })
+	t.Cleanup(stop)
 	return s, stop
 }
 
-func produce(t *testing.T, cl *kgo.Client, recs []*kgo.Record) {
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// waitAbsorbed waits until the table of l has absorbed the topic up to its end offsets.
+func waitAbsorbed(t *testing.T, cat *lakehouse.Lake, l *lakehouse.Layout, group string, ends map[int32]int64) *table.Table {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("produce: %v", err)
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		tbl, err := cat.LoadTable(context.Background(), l)
+		if err == nil {
+			o, _, err := lakehouse.TableOffsets(tbl.Metadata(), group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := true
+			for p, end := range ends {
+				if o.Offsets[p] < end {
+					done = false
+				}
+			}
+			if done {
+				return tbl
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("table %s did not absorb offsets %v within 120s", l, ends)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-func omopTopics(topics schemas.Topics) []string {
-	var out []string
-	for _, t := range schemas.OMOPTables() {
-		out = append(out, topics.OMOP(t))
+// endOffsets lists the end offset of each partition of topic.
+func endOffsets(t *testing.T, c *testkafka.Cluster, topic string) map[int32]int64 {
+	t.Helper()
+	ends, err := c.Admin(t).ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
 	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
 	return out
 }
 
-func TestIntegrationSinkOMOP(t *testing.T) {
-	for _, lake := range testLakes(t, false) {
-		t.Run(lake.name, func(t *testing.T) { testSinkOMOP(t, lake) })
+// scanPersons reads person_id, _fhir_key and year_of_birth of a snapshot through
+// iceberg-go's scan (which applies equality deletes) as "key=id/year", sorted.
+func scanPersons(t *testing.T, tbl *table.Table, opts ...table.ScanOption) []string {
+	t.Helper()
+	opts = append(opts, table.WithSelectedFields("person_id", schemas.ColFHIRKey, "year_of_birth"))
+	sc, itr, err := tbl.Scan(opts...).ToArrowRecords(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := func(name string) int {
+		is := sc.FieldIndices(name)
+		if len(is) != 1 {
+			t.Fatalf("scan has no column %s: %s", name, sc)
+		}
+		return is[0]
+	}
+	pi, ki, yi := idx("person_id"), idx(schemas.ColFHIRKey), idx("year_of_birth")
+	var out []string
+	for rec, err := range itr {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, keys, years := rec.Column(pi).(*array.Int64), rec.Column(ki).(*array.String), rec.Column(yi).(*array.Int32)
+		for i := range int(rec.NumRows()) {
+			out = append(out, fmt.Sprintf("%s=%d/%d", keys.Value(i), ids.Value(i), years.Value(i)))
+		}
+		rec.Release()
+	}
+	sort.Strings(out)
+	return out
+}
+
+// testCatalogs are the catalogs the integration tests write: the embedded one always,
+// and the REST catalog server named by FHIRSTREAM_TEST_ICEBERG_REST when it is set.
+func testCatalogs(t *testing.T) map[string]func() lakehouse.Config {
+	cats := map[string]func() lakehouse.Config{"embedded": func() lakehouse.Config { return lakehouse.Config{Out: t.TempDir()} }}
+	if uri := os.Getenv("FHIRSTREAM_TEST_ICEBERG_REST"); uri != "" {
+		// A catalog other tests and runs share: each test's tables live under a namespace of
+		// its own.
+		cats["rest"] = func() lakehouse.Config {
+			return lakehouse.Config{Kind: lakehouse.CatalogREST, URI: uri, Namespace: "t" + strings.ReplaceAll(t.Name(), "/", "_") + fmt.Sprint(time.Now().UnixNano())}
+		}
+	}
+	return cats
+}
+
+// TestIntegrationSinkUpsertsAndTimeTravel loads persons, then a second export that
+// changes some and deletes others: the current state is the second export's, the
+// previous snapshot still shows the first, and the initial load wrote no delete file.
+func TestIntegrationSinkUpsertsAndTimeTravel(t *testing.T) {
+	for name, cat := range testCatalogs(t) {
+		t.Run(name, func(t *testing.T) { testUpsertsAndTimeTravel(t, cat()) })
 	}
 }
 
-func testSinkOMOP(t *testing.T, lake testLake) {
+func testUpsertsAndTimeTravel(t *testing.T, lake lakehouse.Config) {
 	c := testkafka.New(t)
 	topics := schemas.MustTopics(c.Prefix)
-	c.CreateTopics(t, 3, append(omopTopics(topics), topics.DLQ())...)
+	topic := topics.OMOP("person")
+	c.CreateTopics(t, 3, topic, topics.DLQ())
 	codec, err := schemas.NewCodecs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	const perTable = 120
-	day := time.Date(2024, 5, 17, 10, 0, 0, 0, time.UTC)
-	var recs []*kgo.Record
-	for _, table := range schemas.OMOPTables() {
-		recs = append(recs, omopRecords(t, codec, topics, table, perTable, 40, day)...)
+	const n = 300
+	var first []*kgo.Record
+	want := map[string]string{}
+	for i := range n {
+		key := fmt.Sprintf("Patient/p%d", i)
+		first = append(first, personRecord(t, codec, topics, key, int64(i+1), 1950, false, false))
+		want[key] = fmt.Sprintf("%s=%d/%d", key, i+1, 1950)
 	}
-	// One malformed value: it must reach the dead-letter topic, and the rest go on.
-	recs = append(recs, &kgo.Record{Topic: topics.OMOP("person"), Key: []byte("Patient/bad"), Value: []byte("not avro"), Timestamp: day})
 	cl := c.Client(t)
-	produce(t, cl, recs)
-
-	s, stop := startSink(t, c, lake.config(Config{Layer: LayerOMOP, Group: c.Group("sink"), FlushRows: 500, FlushInterval: 300 * time.Millisecond}))
-	want := int64(perTable * len(schemas.OMOPTables()))
-	waitFor(t, 90*time.Second, "all rows committed", func() bool {
-		st := s.Stats()
-		return st.TotalRows() == want && st.DeadLetters == 1
-	})
-	if err := stop(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	out := lake.localDir(t)
-	st := s.Stats()
-	if st.FilesWritten < int64(len(schemas.OMOPTables())) {
-		t.Fatalf("stats %+v: fewer files than tables", st)
-	}
-
-	for _, table := range schemas.OMOPTables() {
-		dir := filepath.Join(out, "omop", table, "date=2024-05-17")
-		files := lakeFiles(t, dir)
-		if len(files) == 0 {
-			t.Fatalf("%s: no files in %s", table, dir)
-		}
-		ids := map[int64]int{}
-		for _, f := range files {
-			base := filepath.Base(f)
-			if !strings.HasPrefix(base, topics.OMOP(table)+"+") {
-				t.Errorf("%s: file %s not named <topic>+<partition>+<offset>.parquet", table, base)
-			}
-			schema, rows := readParquet(t, f)
-			checkOMOPSchema(t, table, schema)
-			tm, _ := schemas.OMOPTable(table)
-			first := tm.Columns[0].Name
-			for _, r := range rows {
-				ids[r[first].Int64()]++
-				checkOMOPRow(t, tm, r)
-			}
-		}
-		if len(ids) != perTable {
-			t.Errorf("%s: %d distinct ids, want %d", table, len(ids), perTable)
-		}
-		for id, n := range ids {
-			if n != 1 || id < 1 || id > perTable {
-				t.Errorf("%s: id %d seen %d times", table, id, n)
-			}
-		}
-	}
-
-	dead := c.ReadAll(t, topics.DLQ())
-	if len(dead) != 1 || string(dead[0].Key) != "Patient/bad" {
-		t.Fatalf("dead letters: %d, want the one malformed record", len(dead))
-	}
-	if got := header(dead[0], schemas.DLQErrorClass); got != "avro-decode" {
-		t.Fatalf("dead letter class %q", got)
-	}
-
-	// A restart resumes from the committed offsets: more rows, no duplicates.
-	produce(t, cl, omopRecords(t, codec, topics, "person", 2*perTable, 40, day)[perTable:])
-	s2, stop2 := startSink(t, c, lake.config(Config{Layer: LayerOMOP, Group: c.Group("sink"), FlushInterval: 300 * time.Millisecond}))
-	waitFor(t, 60*time.Second, "second run rows", func() bool { return s2.Stats().TotalRows() == perTable })
-	if err := stop2(); err != nil {
+	if err := cl.ProduceSync(context.Background(), first...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	out = lake.localDir(t)
-	ids := map[int64]int{}
-	for _, f := range lakeFiles(t, filepath.Join(out, "omop", "person")) {
-		_, rows := readParquet(t, f)
-		for _, r := range rows {
-			ids[r["person_id"].Int64()]++
+	cfg := Config{Layer: LayerOMOP, Catalog: lake, Group: c.Group("sink"), FlushInterval: 200 * time.Millisecond}
+	s, stop := startSink(t, c, cfg)
+	cat, err := lakehouse.Open(context.Background(), lake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	l, _ := lakehouse.OMOPLayout("person")
+	tbl := waitAbsorbed(t, cat, l, cfg.Group, endOffsets(t, c, topic))
+	initial := sorted(want)
+	if got := scanPersons(t, tbl); strings.Join(got, " ") != strings.Join(initial, " ") {
+		t.Fatalf("after the initial load: %d rows, want %d\n got %v\nwant %v", len(got), len(initial), head(got), head(initial))
+	}
+	if st := s.Stats(); st.Deletes["omop.person"] != 0 {
+		t.Errorf("the initial load put %d keys in equality deletes, want none", st.Deletes["omop.person"])
+	}
+	assertNoDeleteFiles(t, tbl)
+	before := tbl.CurrentSnapshot().SnapshotID
+
+	// Second export: every third person changes (new id and year), every fifth is
+	// deleted (a retraction row), all carrying dedupe's previous-version header.
+	var second []*kgo.Record
+	for i := range n {
+		key := fmt.Sprintf("Patient/p%d", i)
+		switch {
+		case i%5 == 0:
+			second = append(second, personRecord(t, codec, topics, key, int64(i+1), 0, true, true))
+			delete(want, key)
+		case i%3 == 0:
+			second = append(second, personRecord(t, codec, topics, key, int64(10_000+i), 1990, false, true))
+			want[key] = fmt.Sprintf("%s=%d/%d", key, 10_000+i, 1990)
 		}
 	}
-	total := 0
-	for _, n := range ids {
-		total += n
+	// One key changes twice within the stream: the later version wins.
+	second = append(second, personRecord(t, codec, topics, "Patient/p3", 20_003, 2000, false, true))
+	want["Patient/p3"] = "Patient/p3=20003/2000"
+	if err := cl.ProduceSync(context.Background(), second...).FirstErr(); err != nil {
+		t.Fatal(err)
 	}
-	if total != 2*perTable {
-		t.Fatalf("person rows after restart: %d, want %d", total, 2*perTable)
+	tbl = waitAbsorbed(t, cat, l, cfg.Group, endOffsets(t, c, topic))
+	stop()
+	current := sorted(want)
+	if got := scanPersons(t, tbl); strings.Join(got, " ") != strings.Join(current, " ") {
+		t.Errorf("after the second export: %d rows, want %d\n got %v\nwant %v", len(got), len(current), head(got), head(current))
+	}
+	if got := scanPersons(t, tbl, table.WithSnapshotID(before)); strings.Join(got, " ") != strings.Join(initial, " ") {
+		t.Errorf("time travel to snapshot %d: %d rows, want the initial %d", before, len(got), len(initial))
 	}
 }
 
-// checkOMOPSchema checks the Parquet types against the CDM: ids INT64, integers INT32,
-// dates DATE, datetimes TIMESTAMP(micros, wall clock), strings STRING, in the CDM column order.
-func checkOMOPSchema(t *testing.T, table string, schema *parquet.Schema) {
-	t.Helper()
-	tm, _ := schemas.OMOPTable(table)
-	fields := schema.Fields()
-	if len(fields) != len(tm.Columns)+2 {
-		t.Fatalf("%s: %d columns, want %d", table, len(fields), len(tm.Columns)+2)
+func sorted(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
 	}
-	for i, c := range tm.Columns {
-		f := fields[i]
-		if f.Name() != c.Name {
-			t.Fatalf("%s: column %d is %s, want %s", table, i, f.Name(), c.Name)
-		}
-		if f.Optional() == c.Required {
-			t.Errorf("%s.%s: optional=%v but required=%v", table, c.Name, f.Optional(), c.Required)
-		}
-		typ := f.Type()
-		var ok bool
-		switch c.Type {
-		case schemas.TypeInt:
-			ok = typ.Kind() == parquet.Int32 && strings.HasPrefix(typ.String(), "INT")
-		case schemas.TypeLong:
-			ok = typ.Kind() == parquet.Int64 && strings.HasPrefix(typ.String(), "INT")
-		case schemas.TypeDouble:
-			ok = typ.Kind() == parquet.Double
-		case schemas.TypeString:
-			ok = typ.String() == "STRING"
-		case schemas.TypeBoolean:
-			ok = typ.Kind() == parquet.Boolean
-		case schemas.TypeDate:
-			ok = typ.String() == "DATE"
-		case schemas.TypeTimestamp:
-			ok = typ.String() == "TIMESTAMP(isAdjustedToUTC=true,unit=MICROS)"
-		case schemas.TypeLocalTimestamp:
-			ok = typ.String() == "TIMESTAMP(isAdjustedToUTC=false,unit=MICROS)"
-		}
-		if !ok {
-			t.Errorf("%s.%s: parquet type %v does not fit %s", table, c.Name, typ, c.Type)
-		}
-	}
+	sort.Strings(out)
+	return out
 }
 
-// checkOMOPRow compares a row read back with the synthetic row it was made from.
-func checkOMOPRow(t *testing.T, tm *schemas.Table, r map[string]parquet.Value) {
+func head(s []string) []string { return s[:min(len(s), 8)] }
+
+// assertNoDeleteFiles fails when the table's current snapshot has delete files.
+func assertNoDeleteFiles(t *testing.T, tbl *table.Table) {
 	t.Helper()
-	i := int(r[tm.Columns[0].Name].Int64()) - 1
-	want := syntheticRow(tm, i, 40)
-	for _, c := range tm.Columns {
-		v := r[c.Name]
-		w, present := want[c.Name]
-		if !present || w == nil {
-			if !v.IsNull() {
-				t.Errorf("%s row %d: %s = %v, want null", tm.Name, i, c.Name, v)
-			}
-			continue
-		}
-		var got any
-		switch c.Type {
-		case schemas.TypeInt:
-			got = v.Int32()
-		case schemas.TypeLong:
-			got = v.Int64()
-		case schemas.TypeDouble:
-			got = v.Double()
-		case schemas.TypeString:
-			got = string(v.ByteArray())
-		case schemas.TypeBoolean:
-			got = v.Boolean()
-		case schemas.TypeDate:
-			got = time.Unix(int64(v.Int32())*86400, 0).UTC()
-		case schemas.TypeTimestamp, schemas.TypeLocalTimestamp:
-			got = time.UnixMicro(v.Int64()).UTC()
-		}
-		if fmt.Sprint(got) != fmt.Sprint(w) {
-			t.Errorf("%s row %d: %s = %v, want %v", tm.Name, i, c.Name, got, w)
+	if s := tbl.CurrentSnapshot(); s != nil && s.Summary != nil {
+		if n := s.Summary.Properties["total-delete-files"]; n != "" && n != "0" {
+			t.Errorf("snapshot %d has %s delete files, want none", s.SnapshotID, n)
 		}
 	}
 }

@@ -1,21 +1,40 @@
 package ehrsim
 
 import (
+	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/fhirstream/fhirstream/producer/smart"
+	"github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
 )
 
-// client is a registered backend client.
+// The simulator checks clients by the SMART Backend Services and OAuth specifications
+// with its own code and go-jose, never with the fetcher's client code: a client bug
+// must fail here, not pass on both sides.
+
+// Token endpoint authentication methods (OAuth token_endpoint_auth_method).
+const (
+	methodPrivateKeyJWT     = "private_key_jwt"
+	methodClientSecretBasic = "client_secret_basic"
+	methodClientSecretPost  = "client_secret_post"
+	assertionType           = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+)
+
+// signingAlgs are the assertion algorithms SMART Backend Services requires servers to
+// accept.
+var signingAlgs = []jose.SignatureAlgorithm{jose.RS384, jose.ES384}
+
+// client is a registered backend client: public keys (private_key_jwt) or a secret.
 type client struct {
-	id   string
-	keys map[string]smart.JWK // by kid
+	id     string
+	keys   map[string]jose.JSONWebKey // by kid
+	secret string
 }
 
 type token struct {
@@ -25,21 +44,21 @@ type token struct {
 }
 
 // RegisterClient registers a backend client with the public keys (a JWKS, as JSON) its
-// assertions are signed with. Registering an id again replaces its keys.
+// assertions are signed with. Registering an id again replaces it.
 func (s *Server) RegisterClient(clientID string, jwks []byte) error {
-	var set smart.JWKS
+	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(jwks, &set); err != nil {
 		return fmt.Errorf("register client %s: JWKS: %w", clientID, err)
 	}
-	c := &client{id: clientID, keys: map[string]smart.JWK{}}
+	c := &client{id: clientID, keys: map[string]jose.JSONWebKey{}}
 	for _, k := range set.Keys {
-		if k.D != "" {
-			return fmt.Errorf("register client %s: the JWKS holds a private key; register the public one", clientID)
+		if !k.IsPublic() {
+			return fmt.Errorf("register client %s: the JWKS holds a private or symmetric key; register the public one", clientID)
 		}
-		if _, err := k.PublicKey(); err != nil {
-			return fmt.Errorf("register client %s: %w", clientID, err)
+		if k.KeyID == "" {
+			return fmt.Errorf("register client %s: a key without kid cannot be chosen by an assertion", clientID)
 		}
-		c.keys[k.Kid] = k
+		c.keys[k.KeyID] = k
 	}
 	if len(c.keys) == 0 {
 		return fmt.Errorf("register client %s: the JWKS has no keys", clientID)
@@ -50,17 +69,30 @@ func (s *Server) RegisterClient(clientID string, jwks []byte) error {
 	return nil
 }
 
-func (s *Server) tokenURL() string { return s.URL + "/auth/token" }
+// RegisterSecretClient registers a client that authenticates with a client secret
+// (client_secret_basic or client_secret_post), as OAuth deployments without SMART keys do.
+func (s *Server) RegisterSecretClient(clientID, secret string) error {
+	if clientID == "" || secret == "" {
+		return errors.New("register client: a client id and a secret are required")
+	}
+	s.mu.Lock()
+	s.clients[clientID] = &client{id: clientID, secret: secret}
+	s.mu.Unlock()
+	return nil
+}
+
+// TokenURL is the token endpoint's URL.
+func (s *Server) TokenURL() string { return s.URL + "/auth/token" }
 
 func (s *Server) handleSmartConfig(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
-		"token_endpoint":                                   s.tokenURL(),
-		"token_endpoint_auth_methods_supported":            []string{"private_key_jwt"},
-		"token_endpoint_auth_signing_alg_values_supported": []string{smart.AlgRS384, smart.AlgES384},
+		"token_endpoint":                                   s.TokenURL(),
+		"token_endpoint_auth_methods_supported":            []string{methodPrivateKeyJWT, methodClientSecretBasic, methodClientSecretPost},
+		"token_endpoint_auth_signing_alg_values_supported": []string{string(jose.RS384), string(jose.ES384)},
 		"grant_types_supported":                            []string{"client_credentials"},
 		"scopes_supported":                                 []string{"system/*.rs", "system/*.read"},
-		"capabilities":                                     []string{"client-confidential-asymmetric"},
+		"capabilities":                                     []string{"client-confidential-asymmetric", "client-confidential-symmetric"},
 	})
 }
 
@@ -73,12 +105,21 @@ func (s *Server) handleMetadata(w http.ResponseWriter, _ *http.Request) {
 func tokenError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
+	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
 }
 
-// handleToken implements the client_credentials grant with a private_key_jwt assertion.
+// handleToken implements the client_credentials grant (RFC 6749 §4.4) with the client
+// authenticated by a private_key_jwt assertion (RFC 7523, SMART Backend Services) or a
+// client secret (RFC 6749 §2.3.1).
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+		tokenError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+		return
+	}
 	if err := r.ParseForm(); err != nil {
 		tokenError(w, http.StatusBadRequest, "invalid_request", "bad form body")
 		return
@@ -87,19 +128,15 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		tokenError(w, http.StatusBadRequest, "unsupported_grant_type", fmt.Sprintf("grant_type %q", g))
 		return
 	}
-	if t := r.PostForm.Get("client_assertion_type"); t != smart.AssertionType {
-		tokenError(w, http.StatusBadRequest, "invalid_request", "client_assertion_type must be "+smart.AssertionType)
-		return
-	}
 	scope := r.PostForm.Get("scope")
 	if !strings.Contains(scope, "system/") {
 		tokenError(w, http.StatusBadRequest, "invalid_scope", "system scopes are required")
 		return
 	}
-	clientID, err := s.verifyAssertion(r.PostForm.Get("client_assertion"))
+	clientID, err := s.authenticateClient(r)
 	if err != nil {
 		s.stats.AuthFailures.Add(1)
-		s.log.Info("ehrsim: client assertion rejected", "err", err)
+		s.log.Info("ehrsim: client authentication failed", "err", err)
 		tokenError(w, http.StatusUnauthorized, "invalid_client", err.Error())
 		return
 	}
@@ -114,61 +151,135 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		"expires_in": int(s.cfg.TokenTTL.Seconds()), "scope": scope})
 }
 
-// verifyAssertion checks signature, algorithm, kid, iss=sub, aud, exp (at most 5
-// minutes ahead) and that the jti was not seen before; it returns the client id.
+// authenticateClient finds which of the three methods the request uses (exactly one is
+// allowed, RFC 6749 §2.3) and checks it.
+func (s *Server) authenticateClient(r *http.Request) (string, error) {
+	basicID, basicSecret, hasBasic := r.BasicAuth()
+	form := r.PostForm
+	hasAssertion := form.Get("client_assertion") != "" || form.Get("client_assertion_type") != ""
+	hasPost := form.Get("client_secret") != ""
+	n := 0
+	for _, b := range []bool{hasBasic, hasAssertion, hasPost} {
+		if b {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return "", errors.New("no client authentication (assertion, Basic or client_secret)")
+	case n > 1:
+		return "", errors.New("more than one client authentication method in one request")
+	case hasAssertion:
+		if t := form.Get("client_assertion_type"); t != assertionType {
+			return "", fmt.Errorf("client_assertion_type must be %s", assertionType)
+		}
+		return s.verifyAssertion(form.Get("client_assertion"))
+	case hasBasic:
+		// RFC 6749 §2.3.1: id and secret are form-encoded before the Basic encoding.
+		id, err1 := url.QueryUnescape(basicID)
+		secret, err2 := url.QueryUnescape(basicSecret)
+		if err1 != nil || err2 != nil {
+			return "", errors.New("the Basic credentials are not form-encoded")
+		}
+		return s.checkSecret(id, secret)
+	default:
+		return s.checkSecret(form.Get("client_id"), form.Get("client_secret"))
+	}
+}
+
+func (s *Server) checkSecret(id, secret string) (string, error) {
+	s.mu.Lock()
+	c := s.clients[id]
+	s.mu.Unlock()
+	if c == nil || c.secret == "" || subtle.ConstantTimeCompare([]byte(c.secret), []byte(secret)) != 1 {
+		return "", fmt.Errorf("unknown client or wrong secret for %q", id)
+	}
+	return c.id, nil
+}
+
+// assertionClaims are the claims checked beyond go-jose's: aud must be one JSON string,
+// the token endpoint URL, as SMART Backend Services defines it (the reference server
+// fails on an array).
+type assertionClaims struct {
+	Aud json.RawMessage `json:"aud"`
+}
+
+// verifyAssertion checks a client assertion as SMART Backend Services requires: RS384
+// or ES384, a kid naming a key registered for the client, typ JWT when given, iss = sub =
+// the client id, aud the token URL (a string), exp present and at most five minutes
+// ahead, and a jti not seen before. It returns the client id.
 func (s *Server) verifyAssertion(assertion string) (string, error) {
 	if assertion == "" {
-		return "", fmt.Errorf("no client_assertion")
+		return "", errors.New("no client_assertion")
 	}
-	var claims jwt.RegisteredClaims
-	var c *client
-	_, err := jwt.ParseWithClaims(assertion, &claims, func(t *jwt.Token) (any, error) {
-		if typ, _ := t.Header["typ"].(string); typ != "" && typ != "JWT" {
-			return nil, fmt.Errorf("typ %q, want JWT", typ)
-		}
-		s.mu.Lock()
-		c = s.clients[claims.Issuer]
-		s.mu.Unlock()
-		if c == nil {
-			return nil, fmt.Errorf("client %q is not registered", claims.Issuer)
-		}
-		kid, _ := t.Header["kid"].(string)
-		k, ok := c.keys[kid]
-		if !ok {
-			return nil, fmt.Errorf("client %q has no key %q", claims.Issuer, kid)
-		}
-		if k.Alg != "" && k.Alg != t.Method.Alg() {
-			return nil, fmt.Errorf("key %q is registered for %s, the assertion uses %s", kid, k.Alg, t.Method.Alg())
-		}
-		return k.PublicKey()
-	}, jwt.WithValidMethods([]string{smart.AlgRS384, smart.AlgES384}), jwt.WithAudience(s.tokenURL()),
-		jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second))
+	tok, err := josejwt.ParseSigned(assertion, signingAlgs)
 	if err != nil {
 		return "", fmt.Errorf("client assertion: %w", err)
 	}
-	if claims.Subject != claims.Issuer {
-		return "", fmt.Errorf("client assertion: sub %q differs from iss %q", claims.Subject, claims.Issuer)
+	if len(tok.Headers) != 1 {
+		return "", errors.New("client assertion: want one signature")
 	}
-	if claims.ExpiresAt.After(time.Now().Add(5*time.Minute + 5*time.Second)) {
-		return "", fmt.Errorf("client assertion: exp is more than 5 minutes ahead")
+	h := tok.Headers[0]
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != "" && typ != "JWT" {
+		return "", fmt.Errorf("client assertion: typ %q, want JWT", typ)
+	}
+	var unverified josejwt.Claims
+	if err := tok.UnsafeClaimsWithoutVerification(&unverified); err != nil {
+		return "", fmt.Errorf("client assertion: %w", err)
+	}
+	s.mu.Lock()
+	c := s.clients[unverified.Issuer]
+	s.mu.Unlock()
+	if c == nil || c.keys == nil {
+		return "", fmt.Errorf("client assertion: client %q is not registered with keys", unverified.Issuer)
+	}
+	k, ok := c.keys[h.KeyID]
+	if !ok {
+		return "", fmt.Errorf("client assertion: client %q has no key %q", c.id, h.KeyID)
+	}
+	if k.Algorithm != "" && k.Algorithm != h.Algorithm {
+		return "", fmt.Errorf("client assertion: key %q is registered for %s, the assertion uses %s", h.KeyID, k.Algorithm, h.Algorithm)
+	}
+	var claims josejwt.Claims
+	var extra assertionClaims
+	if err := tok.Claims(k.Key, &claims, &extra); err != nil {
+		return "", fmt.Errorf("client assertion: the signature does not verify with key %q of client %q: %w", h.KeyID, c.id, err)
+	}
+	now := time.Now()
+	if err := claims.ValidateWithLeeway(josejwt.Expected{Issuer: c.id, Subject: c.id, AnyAudience: []string{s.TokenURL()}, Time: now}, 5*time.Second); err != nil {
+		return "", fmt.Errorf("client assertion: %w", err)
+	}
+	if len(extra.Aud) == 0 || extra.Aud[0] != '"' {
+		return "", fmt.Errorf("client assertion: aud must be a JSON string, the token endpoint URL; got %.80s", extra.Aud)
+	}
+	if claims.Expiry == nil {
+		return "", errors.New("client assertion: no exp")
+	}
+	if claims.Expiry.Time().After(now.Add(5*time.Minute + 5*time.Second)) {
+		return "", errors.New("client assertion: exp is more than 5 minutes ahead")
 	}
 	if claims.ID == "" {
-		return "", fmt.Errorf("client assertion: no jti")
+		return "", errors.New("client assertion: no jti")
 	}
+	return c.id, s.useJTI(c.id, claims.ID, claims.Expiry.Time())
+}
+
+// useJTI records a jti until its assertion expires, refusing one seen before.
+func (s *Server) useJTI(clientID, jti string, exp time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	for j, exp := range s.jtis {
-		if now.After(exp) {
+	for j, until := range s.jtis {
+		if now.After(until) {
 			delete(s.jtis, j)
 		}
 	}
-	key := c.id + "\x00" + claims.ID
+	key := clientID + "\x00" + jti
 	if _, seen := s.jtis[key]; seen {
-		return "", fmt.Errorf("client assertion: jti replayed")
+		return errors.New("client assertion: jti replayed")
 	}
-	s.jtis[key] = claims.ExpiresAt.Add(10 * time.Second)
-	return c.id, nil
+	s.jtis[key] = exp.Add(10 * time.Second)
+	return nil
 }
 
 // authed wraps a Bulk Data handler with the bearer-token check when Auth is on.
@@ -199,30 +310,4 @@ func (s *Server) revokeTokens() {
 	s.mu.Lock()
 	clear(s.tokens)
 	s.mu.Unlock()
-}
-
-// faultState tracks the server-wide fault counters.
-type faultState struct {
-	statusFaults int
-}
-
-// statusFault answers a status poll with the next scheduled fault, if any.
-func (s *Server) statusFault(w http.ResponseWriter) bool {
-	f := s.cfg.Faults
-	s.mu.Lock()
-	n := s.faults.statusFaults
-	s.faults.statusFaults++
-	s.mu.Unlock()
-	switch {
-	case n < f.Status429:
-		w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
-		writeOutcome(w, http.StatusTooManyRequests, "error", "throttled", "simulated: too many requests")
-	case n < f.Status429+f.Status5xx:
-		writeOutcome(w, http.StatusServiceUnavailable, "error", "transient", "simulated: service unavailable")
-	case n < f.Status429+f.Status5xx+f.TransientOutcome:
-		writeOutcome(w, http.StatusInternalServerError, "error", "transient", "simulated: transient failure, retry")
-	default:
-		return false
-	}
-	return true
 }

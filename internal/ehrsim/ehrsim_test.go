@@ -3,18 +3,25 @@ package ehrsim
 import (
 	"bufio"
 	"compress/gzip"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/fhirstream/fhirstream/producer/smart"
+	"github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
 )
 
 const small = "testdata/small"
@@ -437,29 +444,101 @@ func TestPublicURL(t *testing.T) {
 	}
 }
 
+// testKey is a client key made with go-jose, so the simulator's checks are tested
+// without the fetcher's SMART client.
+type testKey struct {
+	priv jose.JSONWebKey
+	alg  jose.SignatureAlgorithm
+}
+
+func newTestKey(t *testing.T, alg jose.SignatureAlgorithm, kid string) testKey {
+	t.Helper()
+	var k any
+	var err error
+	if alg == jose.RS384 {
+		k, err = rsa.GenerateKey(rand.Reader, 2048)
+	} else {
+		k, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testKey{priv: jose.JSONWebKey{Key: k, KeyID: kid, Algorithm: string(alg)}, alg: alg}
+}
+
+func (k testKey) publicJWKS(t *testing.T) []byte {
+	t.Helper()
+	b, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{k.priv.Public()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// assertion signs claims (iss, sub, aud, exp, jti set by default) with k.
+func (k testKey) assertion(t *testing.T, clientID, aud string, edit func(map[string]any)) string {
+	t.Helper()
+	claims := map[string]any{"iss": clientID, "sub": clientID, "aud": aud,
+		"exp": time.Now().Add(4 * time.Minute).Unix(), "jti": newID()}
+	if edit != nil {
+		edit(claims)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), k.priv.KeyID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := josejwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// tokenRequest posts form (plus grant_type and scope) to the token endpoint and returns
+// the status and the decoded answer.
+func tokenRequest(t *testing.T, srv *Server, form url.Values, basic []string) (int, map[string]any) {
+	t.Helper()
+	form.Set("grant_type", "client_credentials")
+	form.Set("scope", "system/*.rs")
+	req, _ := http.NewRequest(http.MethodPost, srv.TokenURL(), strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if basic != nil {
+		req.SetBasicAuth(url.QueryEscape(basic[0]), url.QueryEscape(basic[1]))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, out
+}
+
+func assertionForm(a string) url.Values {
+	return url.Values{"client_assertion_type": {assertionType}, "client_assertion": {a}}
+}
+
 func TestAuth(t *testing.T) {
-	for _, alg := range []string{smart.AlgRS384, smart.AlgES384} {
-		t.Run(alg, func(t *testing.T) {
+	for _, alg := range []jose.SignatureAlgorithm{jose.RS384, jose.ES384} {
+		t.Run(string(alg), func(t *testing.T) {
 			srv := start(t, Config{Auth: true, TokenTTL: time.Minute})
 			c := &testClient{t: t}
 			if resp := c.do(http.MethodGet, srv.URL+"/$export", nil, kickoffHeaders); resp.StatusCode != http.StatusUnauthorized {
 				t.Fatalf("kickoff without a token: HTTP %d", resp.StatusCode)
 			}
-			key, err := smart.GenerateKey(alg, "k1")
-			if err != nil {
+			key := newTestKey(t, alg, "k1")
+			if err := srv.RegisterClient("app", key.publicJWKS(t)); err != nil {
 				t.Fatal(err)
 			}
-			pub, _ := key.PublicJWKS()
-			pb, _ := json.Marshal(pub)
-			if err := srv.RegisterClient("app", pb); err != nil {
-				t.Fatal(err)
+			status, tok := tokenRequest(t, srv, assertionForm(key.assertion(t, "app", srv.TokenURL(), nil)), nil)
+			if status != http.StatusOK || tok["token_type"] != "bearer" {
+				t.Fatalf("token: HTTP %d %v", status, tok)
 			}
-			sc := &smart.Client{ClientID: "app", TokenURL: srv.URL + "/auth/token", Key: key, HTTP: http.DefaultClient}
-			tok, err := sc.Token(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.token = tok
+			c.token = tok["access_token"].(string)
 			m, lines := c.export(srv, "/$export?_type=Patient")
 			if !m.RequiresAccessToken || len(lines["Patient"]) != 5 {
 				t.Errorf("requiresAccessToken %v, %d Patients", m.RequiresAccessToken, len(lines["Patient"]))
@@ -467,11 +546,6 @@ func TestAuth(t *testing.T) {
 			c.token = ""
 			if resp := c.do(http.MethodGet, m.Output[0].URL, nil, nil); resp.StatusCode != http.StatusUnauthorized {
 				t.Errorf("file without a token: HTTP %d", resp.StatusCode)
-			}
-			other, _ := smart.GenerateKey(alg, "k1")
-			stranger := &smart.Client{ClientID: "app", TokenURL: srv.URL + "/auth/token", Key: other, HTTP: http.DefaultClient}
-			if _, err := stranger.Token(t.Context()); err == nil {
-				t.Error("an assertion signed with an unregistered key got a token")
 			}
 		})
 	}
@@ -484,6 +558,76 @@ func TestAuth(t *testing.T) {
 	resp := (&testClient{t: t}).do(http.MethodGet, open.URL+"/.well-known/smart-configuration", nil, nil)
 	if err := json.NewDecoder(resp.Body).Decode(&conf); err != nil || conf["token_endpoint"] != open.URL+"/auth/token" {
 		t.Errorf("smart-configuration %v (%v)", conf, err)
+	}
+}
+
+// TestAssertionChecks sends assertions that break one rule of SMART Backend Services
+// each; every one must be refused with invalid_client and a reason.
+func TestAssertionChecks(t *testing.T) {
+	srv := start(t, Config{Auth: true})
+	key := newTestKey(t, jose.ES384, "k1")
+	if err := srv.RegisterClient("app", key.publicJWKS(t)); err != nil {
+		t.Fatal(err)
+	}
+	stranger := newTestKey(t, jose.ES384, "k1") // same kid, another key
+	replayed := key.assertion(t, "app", srv.TokenURL(), nil)
+	if status, _ := tokenRequest(t, srv, assertionForm(replayed), nil); status != http.StatusOK {
+		t.Fatalf("good assertion: HTTP %d", status)
+	}
+	cases := map[string]struct {
+		assertion string
+		reason    string
+	}{
+		"aud array":        {key.assertion(t, "app", "", func(c map[string]any) { c["aud"] = []string{srv.TokenURL()} }), "aud must be a JSON string"},
+		"wrong aud":        {key.assertion(t, "app", srv.TokenURL()+"x", nil), "aud"},
+		"sub differs":      {key.assertion(t, "app", srv.TokenURL(), func(c map[string]any) { c["sub"] = "other" }), "sub"},
+		"no exp":           {key.assertion(t, "app", srv.TokenURL(), func(c map[string]any) { delete(c, "exp") }), "no exp"},
+		"expired":          {key.assertion(t, "app", srv.TokenURL(), func(c map[string]any) { c["exp"] = time.Now().Add(-time.Minute).Unix() }), "exp"},
+		"exp too far":      {key.assertion(t, "app", srv.TokenURL(), func(c map[string]any) { c["exp"] = time.Now().Add(10 * time.Minute).Unix() }), "5 minutes"},
+		"no jti":           {key.assertion(t, "app", srv.TokenURL(), func(c map[string]any) { delete(c, "jti") }), "no jti"},
+		"replayed jti":     {replayed, "replayed"},
+		"unregistered key": {stranger.assertion(t, "app", srv.TokenURL(), nil), "verify"},
+		"unknown client":   {key.assertion(t, "nobody", srv.TokenURL(), nil), "not registered"},
+	}
+	for name, c := range cases {
+		status, out := tokenRequest(t, srv, assertionForm(c.assertion), nil)
+		desc, _ := out["error_description"].(string)
+		if status != http.StatusUnauthorized || out["error"] != "invalid_client" || !strings.Contains(desc, c.reason) {
+			t.Errorf("%s: HTTP %d %v, want 401 invalid_client mentioning %q", name, status, out, c.reason)
+		}
+	}
+}
+
+func TestClientSecret(t *testing.T) {
+	srv := start(t, Config{Auth: true})
+	if err := srv.RegisterSecretClient("svc", "s3cr&t=x"); err != nil {
+		t.Fatal(err)
+	}
+	if status, out := tokenRequest(t, srv, url.Values{}, []string{"svc", "s3cr&t=x"}); status != http.StatusOK {
+		t.Errorf("client_secret_basic: HTTP %d %v", status, out)
+	}
+	if status, out := tokenRequest(t, srv, url.Values{"client_id": {"svc"}, "client_secret": {"s3cr&t=x"}}, nil); status != http.StatusOK {
+		t.Errorf("client_secret_post: HTTP %d %v", status, out)
+	}
+	if status, out := tokenRequest(t, srv, url.Values{}, []string{"svc", "wrong"}); status != http.StatusUnauthorized || out["error"] != "invalid_client" {
+		t.Errorf("wrong secret: HTTP %d %v", status, out)
+	}
+	if status, out := tokenRequest(t, srv, url.Values{"client_id": {"svc"}, "client_secret": {"s3cr&t=x"}}, []string{"svc", "s3cr&t=x"}); status != http.StatusUnauthorized {
+		t.Errorf("two methods at once: HTTP %d %v", status, out)
+	}
+}
+
+// TestNoFetcherImports keeps the simulator an independent oracle: it must not build on
+// the fetcher's code (producer/...), or a client bug would pass on both sides.
+func TestNoFetcherImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-test", ".").CombinedOutput()
+	if err != nil {
+		t.Skipf("go list: %v: %s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "github.com/fhirstream/fhirstream/producer") {
+			t.Errorf("internal/ehrsim depends on %s", dep)
+		}
 	}
 }
 
@@ -573,17 +717,12 @@ func TestDownloadFaults(t *testing.T) {
 	})
 	t.Run("token-expiry", func(t *testing.T) {
 		srv := start(t, Config{Auth: true, Faults: Faults{ExpireTokensAfterFiles: 1}})
-		key, _ := smart.GenerateKey(smart.AlgES384, "k")
-		pub, _ := key.PublicJWKS()
-		pb, _ := json.Marshal(pub)
-		if err := srv.RegisterClient("app", pb); err != nil {
+		key := newTestKey(t, jose.ES384, "k")
+		if err := srv.RegisterClient("app", key.publicJWKS(t)); err != nil {
 			t.Fatal(err)
 		}
-		sc := &smart.Client{ClientID: "app", TokenURL: srv.URL + "/auth/token", Key: key, HTTP: http.DefaultClient}
-		tok, err := sc.Token(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, out := tokenRequest(t, srv, assertionForm(key.assertion(t, "app", srv.TokenURL(), nil)), nil)
+		tok, _ := out["access_token"].(string)
 		c := &testClient{t: t, token: tok}
 		m := c.wait(c.kickoff(srv, "/$export"))
 		c.download(m.Output[0].URL) // the first file request revokes every token
@@ -677,5 +816,84 @@ func TestOrganizeOutputByPatient(t *testing.T) {
 	bad := c.do(http.MethodGet, srv.URL+"/$export?organizeOutputBy=Encounter", nil, kickoffHeaders)
 	if bad.StatusCode != http.StatusBadRequest {
 		t.Errorf("organizeOutputBy=Encounter: HTTP %d", bad.StatusCode)
+	}
+}
+
+// TestQuirkFaults checks each reference-server quirk switch does what it says on the wire.
+func TestQuirkFaults(t *testing.T) {
+	t.Run("retry-after-epoch-ms", func(t *testing.T) {
+		srv := start(t, Config{RetryAfter: 3 * time.Second, Faults: Faults{RetryAfterEpochMillis: true}})
+		c := &testClient{t: t}
+		resp := c.do(http.MethodGet, c.kickoff(srv, "/$export"), nil, nil)
+		ms, err := strconv.ParseInt(resp.Header.Get("Retry-After"), 10, 64)
+		if resp.StatusCode != http.StatusAccepted || err != nil {
+			t.Fatalf("HTTP %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+		if d := time.Until(time.UnixMilli(ms)); d < 2*time.Second || d > 4*time.Second {
+			t.Errorf("Retry-After %d is %s from now, want about 3s", ms, d)
+		}
+	})
+	t.Run("wrong-count", func(t *testing.T) {
+		srv := start(t, Config{Faults: Faults{WrongCount: true}})
+		c := &testClient{t: t}
+		m := c.wait(c.kickoff(srv, "/$export?_type=Patient"))
+		if got := len(c.download(m.Output[0].URL)); *m.Output[0].Count != int64(got)+1 {
+			t.Errorf("count %d for %d lines", *m.Output[0].Count, got)
+		}
+	})
+	t.Run("continues-off-by-one", func(t *testing.T) {
+		srv := start(t, Config{ResourcesPerFile: 4, Faults: Faults{ContinuesOffByOne: true}})
+		c := &testClient{t: t}
+		m := c.wait(c.kickoff(srv, "/$export?organizeOutputBy=Patient"))
+		checked := 0
+		for i, o := range m.Output {
+			if o.ContinuesInFile == "" {
+				continue
+			}
+			// Job files are numbered in manifest order, organized output first: the block
+			// of file i continues in file i+1, and the quirk names i+2 (which past the end
+			// names no file at all).
+			if !strings.HasSuffix(o.ContinuesInFile, fmt.Sprintf("/%d", i+2)) {
+				t.Errorf("file %d continues in %s, want the file after the next", i, o.ContinuesInFile)
+			}
+			checked++
+		}
+		if checked == 0 {
+			t.Fatal("no continued block: the test data needs a block spanning files")
+		}
+	})
+	t.Run("overlapping-deleted", func(t *testing.T) {
+		srv := start(t, Config{Faults: Faults{DeletedLines: 3, OverlappingDeleted: true}})
+		c := &testClient{t: t}
+		m := c.wait(c.kickoff(srv, "/$export?_type=Patient"))
+		if len(m.Deleted) != 2 {
+			t.Fatalf("%d deleted files, want 2", len(m.Deleted))
+		}
+		a, b := strings.Join(c.download(m.Deleted[0].URL), ""), strings.Join(c.download(m.Deleted[1].URL), "")
+		if !strings.Contains(a, `deleted-2"`) || !strings.Contains(b, `deleted-2"`) || strings.Contains(a, `deleted-3"`) {
+			t.Errorf("deleted files %s and %s, want deleted-2 in both", a, b)
+		}
+	})
+}
+
+// TestPollRateLimit checks the rate-limit fault: the poll over the limit and the polls
+// during the block answer 429 with the block's remaining time as Retry-After.
+func TestPollRateLimit(t *testing.T) {
+	srv := start(t, Config{PollsBeforeReady: 10, Faults: Faults{PollRateLimit: 2, PollRateWindow: time.Hour, PollRateBlock: time.Hour}})
+	c := &testClient{t: t}
+	status := c.kickoff(srv, "/$export")
+	var got []int
+	for range 4 {
+		resp := c.do(http.MethodGet, status, nil, nil)
+		got = append(got, resp.StatusCode)
+		if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") != "3600" {
+			t.Errorf("Retry-After %q, want 3600", resp.Header.Get("Retry-After"))
+		}
+	}
+	if !slices.Equal(got, []int{202, 202, 429, 429}) || srv.Stats().RateLimited.Load() != 2 {
+		t.Errorf("polls answered %v (rate limited %d), want 202 202 429 429", got, srv.Stats().RateLimited.Load())
+	}
+	if n := len(srv.PollTimes()); n != 4 {
+		t.Errorf("%d poll times recorded, want 4", n)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -118,7 +117,15 @@ func (s *Server) handleKickoff(w http.ResponseWriter, r *http.Request, lvl level
 	s.stats.Kickoffs.Add(1)
 	j := &job{id: newID(), request: s.URL + r.URL.RequestURI(), txTime: time.Now().UTC().Truncate(time.Millisecond),
 		fileState: map[int]*fileFaults{}, organizedBy: req.organizeBy}
+	if s.cfg.Faults.ReuseStatusURL {
+		j.id = "reused"
+	}
 	s.mu.Lock()
+	if old := s.jobs[j.id]; old != nil {
+		old.mu.Lock()
+		old.remove()
+		old.mu.Unlock()
+	}
 	s.jobs[j.id] = j
 	s.mu.Unlock()
 	go s.build(j, req)
@@ -319,22 +326,41 @@ func (s *Server) buildFiles(j *job, req request) ([]jobFile, string, error) {
 		files = append(files, jf)
 	}
 	if f.DeletedLines > 0 {
-		var b strings.Builder
-		b.WriteString(`{"resourceType":"Bundle","type":"transaction","entry":[`)
-		for i := range f.DeletedLines {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, `{"request":{"method":"DELETE","url":"Patient/deleted-%d"}}`, i+1)
-		}
-		b.WriteString("]}\n")
-		jf, err := writeJobFile(dir, "deleted.ndjson", "deleted", "Bundle", b.String(), 1)
+		deleted, err := deletedFiles(dir, f.DeletedLines, f.OverlappingDeleted)
 		if err != nil {
 			return nil, dir, err
 		}
-		files = append(files, jf)
+		files = append(files, deleted...)
 	}
 	return files, dir, nil
+}
+
+// deletedFiles writes the deleted list: one Bundle line listing n deleted Patients, or
+// with overlap two files, split in the middle, that both list the middle deletion.
+func deletedFiles(dir string, n int, overlap bool) ([]jobFile, error) {
+	bundle := func(from, to int) string { // Patients deleted-from .. deleted-to
+		var b strings.Builder
+		b.WriteString(`{"resourceType":"Bundle","type":"transaction","entry":[`)
+		for i := from; i <= to; i++ {
+			if i > from {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"request":{"method":"DELETE","url":"Patient/deleted-%d"}}`, i)
+		}
+		b.WriteString("]}\n")
+		return b.String()
+	}
+	if !overlap {
+		jf, err := writeJobFile(dir, "deleted.ndjson", "deleted", "Bundle", bundle(1, n), 1)
+		return []jobFile{jf}, err
+	}
+	mid := (n + 1) / 2
+	a, err := writeJobFile(dir, "deleted.1.ndjson", "deleted", "Bundle", bundle(1, mid), 1)
+	if err != nil {
+		return nil, err
+	}
+	b, err := writeJobFile(dir, "deleted.2.ndjson", "deleted", "Bundle", bundle(mid, n), 1)
+	return []jobFile{a, b}, err
 }
 
 func writeJobFile(dir, name, kind, typ, content string, lines int64) (jobFile, error) {
@@ -546,6 +572,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.StatusPolls.Add(1)
+	s.mu.Lock()
+	s.pollTimes = append(s.pollTimes, time.Now())
+	s.mu.Unlock()
 	if s.statusFault(w) {
 		return
 	}
@@ -559,7 +588,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	if !j.ready || j.polls <= s.cfg.PollsBeforeReady {
 		pct := 100 * j.polls / (s.cfg.PollsBeforeReady + 1)
 		w.Header().Set("X-Progress", fmt.Sprintf("%d%% (poll %d)", pct, j.polls))
-		w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
+		w.Header().Set("Retry-After", s.retryAfter(s.cfg.RetryAfter))
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
@@ -577,10 +606,6 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		page = n
 	}
 	s.writeManifest(w, j, page)
-}
-
-func retryAfter(d time.Duration) string {
-	return strconv.Itoa(int(math.Ceil(d.Seconds())))
 }
 
 type manifestEntry struct {
@@ -637,9 +662,16 @@ func (s *Server) writeManifest(w http.ResponseWriter, j *job, page int) {
 	for _, i := range outputs[from:to] {
 		f := j.files[i]
 		n := f.lines
+		if s.cfg.Faults.WrongCount {
+			n++
+		}
 		entry := manifestEntry{Type: f.typ, URL: fmt.Sprintf("%s/files/%s/%d/%d", s.URL, j.id, j.gen, i), Count: &n}
 		if f.continues > 0 {
-			entry.ContinuesInFile = fmt.Sprintf("%s/files/%s/%d/%d", s.URL, j.id, j.gen, f.continues)
+			next := f.continues
+			if s.cfg.Faults.ContinuesOffByOne {
+				next++
+			}
+			entry.ContinuesInFile = fmt.Sprintf("%s/files/%s/%d/%d", s.URL, j.id, j.gen, next)
 		}
 		m.Output = append(m.Output, entry)
 	}

@@ -9,9 +9,14 @@
 //	// point a Bulk Data client at srv.URL
 //
 // Fault switches (Config.Faults) make the server misbehave in the ways real EHRs do —
-// throttling, 5xx and transient OperationOutcomes while polling, slow and dropped
-// downloads, expiring file URLs and tokens, error and deleted files — so the client's
-// recovery paths are tested against the wire protocol rather than a mock.
+// throttling and rate limits, 5xx and transient OperationOutcomes while polling, slow and
+// dropped downloads, expiring file URLs and tokens, error and deleted files, a reused
+// status URL, and the reference Bulk Data server's quirks — so the client's recovery
+// paths are tested against the wire protocol rather than a mock.
+//
+// Clients are checked by the specifications (SMART Backend Services, OAuth 2.0) with
+// this package's own code and go-jose, never with the fetcher's: the simulator imports
+// nothing from producer/, so a client that drifts from the spec fails against it.
 package ehrsim
 
 import (
@@ -74,29 +79,6 @@ type Config struct {
 	Log *slog.Logger
 }
 
-// Faults are switches that make the server fail the way real servers do. Counts apply to
-// the whole server (Status*) or to each file (Truncate, Expire).
-type Faults struct {
-	Status429        int  // the first N status polls answer 429 Too Many Requests with Retry-After
-	Status5xx        int  // the next N status polls answer 503 Service Unavailable
-	TransientOutcome int  // the next N status polls answer 500 with an OperationOutcome, issue code "transient"
-	FailExport       bool // the status answers 500 with a fatal OperationOutcome (code "exception")
-
-	SlowBytesPerSec   int // throttle file downloads to this rate (0: unthrottled)
-	TruncateDownloads int // the first N full downloads of each file drop the connection halfway
-	ExpireFileURLs    int // the first N requests of each file answer 410 Gone and rotate its URL
-	// ExpireTokensAfterFiles revokes every issued token once this many file requests have
-	// been served: a token expiring mid-export (0: off).
-	ExpireTokensAfterFiles int
-	// DropExportAfterFiles forgets the export whose file is the Nth file request served
-	// (0: off), as a server purging an export early would: its status and file URLs
-	// then answer 404, so only a new kickoff recovers. It happens once per server.
-	DropExportAfterFiles int
-
-	ErrorLines   int // add an error file with this many OperationOutcome lines
-	DeletedLines int // add a deleted file: one Bundle listing this many deleted Patients
-}
-
 // Server is a running simulator.
 type Server struct {
 	// URL is the FHIR base URL, e.g. http://127.0.0.1:34567 (no trailing slash); the
@@ -117,6 +99,8 @@ type Server struct {
 	clients map[string]*client
 	tokens  map[string]token
 	jtis    map[string]time.Time
+	// pollTimes records the arrival of each status poll (PollTimes).
+	pollTimes []time.Time
 
 	stats Stats
 }
@@ -131,6 +115,15 @@ type Stats struct {
 	TokensIssued  atomic.Int64
 	AuthFailures  atomic.Int64
 	Dropped       atomic.Int64 // exports forgotten by the DropExportAfterFiles fault
+	RateLimited   atomic.Int64 // status polls refused by the PollRateLimit fault
+}
+
+// PollTimes returns when each status poll arrived, in order, so tests can check a
+// client's pacing as the server saw it.
+func (s *Server) PollTimes() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.pollTimes...)
 }
 
 // New starts a simulator and returns once it accepts connections.

@@ -1,7 +1,9 @@
 // Package kafkaclient builds franz-go clients from one configuration shared by every
-// command: brokers, client id, SASL (PLAIN, SCRAM-SHA-256/512) and TLS with a custom CA
-// and client certificates. Every command that talks to Kafka binds the same flags and
-// FHIRSTREAM_* environment variables through BindFlags, so they are spelled once.
+// command: brokers, client id, SASL (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER with OIDC
+// client credentials, AWS_MSK_IAM) and TLS with a custom CA and client certificates.
+// Every command that talks to Kafka binds the same flags and FHIRSTREAM_* environment
+// variables through BindFlags, so they are spelled once. Connection and permission
+// failures are explained once, here (Config.Explain, Denied).
 package kafkaclient
 
 import (
@@ -29,11 +31,25 @@ type Config struct {
 	// TopicPrefix is the prefix of every topic of the contract. Default "fhir".
 	TopicPrefix string
 
-	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
+	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"
+	// or "AWS_MSK_IAM".
 	SASLMechanism string
 	SASLUser      string
 	// SASLPassword is never logged; Redacted masks it.
 	SASLPassword string
+
+	// OAuthTokenURL is the OIDC provider's token endpoint: OAUTHBEARER tokens come
+	// from it by the client-credentials grant (RFC 6749 4.4), cached until shortly
+	// before they expire. https, except on a loopback address.
+	OAuthTokenURL string
+	// OAuthClientID and OAuthClientSecret are the client's credentials at the provider.
+	// The secret is never logged; OAuthClientSecretFile reads it from a file instead
+	// (a mounted Kubernetes secret).
+	OAuthClientID         string
+	OAuthClientSecret     string
+	OAuthClientSecretFile string
+	// OAuthScopes are the scopes asked for, if the provider wants any.
+	OAuthScopes []string
 
 	// TLS turns on TLS; it is implied by any of the TLS file options.
 	TLS bool
@@ -59,6 +75,12 @@ type Config struct {
 // 'fhirstream config print' masks it and logs never show it.
 const SecretFlagAnnotation = "fhirstream/secret"
 
+// SASL mechanisms beyond PLAIN and SCRAM.
+const (
+	MechanismOAuthBearer = "OAUTHBEARER"
+	MechanismAWSMSKIAM   = "AWS_MSK_IAM"
+)
+
 // DefaultMaxRecordBytes is the default for Config.MaxRecordBytes.
 const DefaultMaxRecordBytes = 8 << 20
 
@@ -79,10 +101,16 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.Brokers, "brokers", c.Brokers, "Kafka seed brokers, host:port, comma separated (env FHIRSTREAM_BROKERS)")
 	fs.StringVar(&c.ClientID, "client-id", c.ClientID, "Kafka client id (env FHIRSTREAM_CLIENT_ID)")
 	fs.StringVar(&c.TopicPrefix, "topic-prefix", c.TopicPrefix, "prefix of every topic (env FHIRSTREAM_TOPIC_PREFIX)")
-	fs.StringVar(&c.SASLMechanism, "sasl-mechanism", c.SASLMechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (env FHIRSTREAM_SASL_MECHANISM)")
+	fs.StringVar(&c.SASLMechanism, "sasl-mechanism", c.SASLMechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS_MSK_IAM (env FHIRSTREAM_SASL_MECHANISM)")
 	fs.StringVar(&c.SASLUser, "sasl-user", c.SASLUser, "SASL user name (env FHIRSTREAM_SASL_USER)")
 	fs.StringVar(&c.SASLPassword, "sasl-password", c.SASLPassword, "SASL password; prefer the env FHIRSTREAM_SASL_PASSWORD so it stays out of process listings")
 	_ = fs.SetAnnotation("sasl-password", SecretFlagAnnotation, []string{"true"})
+	fs.StringVar(&c.OAuthTokenURL, "sasl-oauth-token-url", c.OAuthTokenURL, "OAUTHBEARER: the OIDC token endpoint, for the client-credentials grant (env FHIRSTREAM_SASL_OAUTH_TOKEN_URL)")
+	fs.StringVar(&c.OAuthClientID, "sasl-oauth-client-id", c.OAuthClientID, "OAUTHBEARER: the client id at the OIDC provider (env FHIRSTREAM_SASL_OAUTH_CLIENT_ID)")
+	fs.StringVar(&c.OAuthClientSecret, "sasl-oauth-client-secret", c.OAuthClientSecret, "OAUTHBEARER: the client secret; prefer the env FHIRSTREAM_SASL_OAUTH_CLIENT_SECRET or --sasl-oauth-client-secret-file")
+	_ = fs.SetAnnotation("sasl-oauth-client-secret", SecretFlagAnnotation, []string{"true"})
+	fs.StringVar(&c.OAuthClientSecretFile, "sasl-oauth-client-secret-file", c.OAuthClientSecretFile, "OAUTHBEARER: a file holding the client secret (env FHIRSTREAM_SASL_OAUTH_CLIENT_SECRET_FILE)")
+	fs.StringSliceVar(&c.OAuthScopes, "sasl-oauth-scopes", c.OAuthScopes, "OAUTHBEARER: scopes to ask the OIDC provider for, comma separated (env FHIRSTREAM_SASL_OAUTH_SCOPES)")
 	fs.BoolVar(&c.TLS, "tls", c.TLS, "connect with TLS, verifying the broker certificate (env FHIRSTREAM_TLS)")
 	fs.StringVar(&c.TLSCAFile, "tls-ca", c.TLSCAFile, "PEM file of CAs to trust for the brokers (env FHIRSTREAM_TLS_CA)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert", c.TLSCertFile, "PEM client certificate for mutual TLS (env FHIRSTREAM_TLS_CERT)")
@@ -113,13 +141,17 @@ func (c *Config) Validate() error {
 		return errors.New("no Kafka brokers: give --brokers or FHIRSTREAM_BROKERS")
 	}
 	switch strings.ToUpper(c.SASLMechanism) {
-	case "":
+	case "", MechanismAWSMSKIAM:
 	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
 		if c.SASLUser == "" {
 			return fmt.Errorf("SASL %s needs --sasl-user", c.SASLMechanism)
 		}
+	case MechanismOAuthBearer:
+		if err := c.validateOAuth(); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("unknown SASL mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASLMechanism)
+		return fmt.Errorf("unknown SASL mechanism %q: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS_MSK_IAM", c.SASLMechanism)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("--tls-cert and --tls-key go together")
@@ -133,10 +165,13 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Redacted returns a copy safe to print: the password is masked.
+// Redacted returns a copy safe to print: the password and the client secret are masked.
 func (c Config) Redacted() Config {
 	if c.SASLPassword != "" {
 		c.SASLPassword = "********"
+	}
+	if c.OAuthClientSecret != "" {
+		c.OAuthClientSecret = "********"
 	}
 	return c
 }
@@ -202,6 +237,10 @@ func (c *Config) saslMechanism() (sasl.Mechanism, error) {
 		return scram.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsSha256Mechanism(), nil
 	case "SCRAM-SHA-512":
 		return scram.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsSha512Mechanism(), nil
+	case MechanismOAuthBearer:
+		return c.oauthMechanism()
+	case MechanismAWSMSKIAM:
+		return awsMSKIAMMechanism(), nil
 	}
 	return nil, fmt.Errorf("unknown SASL mechanism %q", c.SASLMechanism)
 }

@@ -116,7 +116,23 @@ type EnsureResult struct {
 // in line. It is idempotent: a second run creates and alters nothing. A topic named more
 // than once is ensured once, as its first spec says (a fetcher lists a type's topic for
 // each of the type's files).
+//
+// Checking and altering configs needs DescribeConfigs and AlterConfigs on the topics,
+// which an operator's 'fhirstream topics create' has and a stage's principal has not:
+// stages and the fetcher call EnsureTopicsExist.
 func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (EnsureResult, error) {
+	return ensureTopics(ctx, adm, specs, true)
+}
+
+// EnsureTopicsExist creates the missing topics, as EnsureTopics does, and leaves the
+// configs of existing ones alone. It is what a stage, the fetcher and dlq replay need
+// before they write: their principals may describe and write their topics (and create
+// them, where an operator allows that), not manage their configs.
+func EnsureTopicsExist(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (EnsureResult, error) {
+	return ensureTopics(ctx, adm, specs, false)
+}
+
+func ensureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, align bool) (EnsureResult, error) {
 	var res EnsureResult
 	specs = firstByName(specs)
 	names := make([]string, len(specs))
@@ -125,7 +141,10 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (Ens
 	}
 	details, err := adm.ListTopics(uncached(ctx), names...)
 	if err != nil {
-		return res, fmt.Errorf("list topics: %w", err)
+		if IsDenied(err) {
+			names = deniedTopics(ctx, adm, names)
+		}
+		return res, fmt.Errorf("list topics: %w", Denied(err, "Describe", "topic", names...))
 	}
 	var existing, missing []TopicSpec
 	for _, s := range specs {
@@ -138,7 +157,7 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (Ens
 			continue
 		}
 		if ok && d.Err != nil && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-			return res, fmt.Errorf("describe topic %s: %w", s.Name, d.Err)
+			return res, fmt.Errorf("describe topic %s: %w", s.Name, Denied(d.Err, "Describe", "topic", s.Name))
 		}
 		missing = append(missing, s)
 	}
@@ -160,12 +179,36 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (Ens
 	if len(existing) == 0 {
 		return res, nil
 	}
+	if !align {
+		for _, s := range existing {
+			res.Existing = append(res.Existing, s.Name)
+		}
+		return res, nil
+	}
 	altered, unchanged, err := alignConfigs(ctx, adm, existing)
 	if err != nil {
 		return res, err
 	}
 	res.Altered, res.Existing = altered, unchanged
 	return res, nil
+}
+
+// deniedTopics are the topics of names this client may not describe, found by asking for
+// each alone: a metadata request refused for one of several topics does not say which.
+func deniedTopics(ctx context.Context, adm *kadm.Client, names []string) []string {
+	if len(names) < 2 {
+		return names
+	}
+	var denied []string
+	for _, n := range names {
+		if _, err := adm.ListTopics(uncached(ctx), n); IsDenied(err) {
+			denied = append(denied, n)
+		}
+	}
+	if len(denied) == 0 {
+		return names
+	}
+	return denied
 }
 
 // firstByName returns specs without the later specs of a name already listed: a create
@@ -228,7 +271,7 @@ func createTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (cre
 	responses := make(map[string]kadm.CreateTopicResponse, len(specs))
 	for _, g := range groups {
 		if g.err != nil {
-			return nil, nil, fmt.Errorf("create topics %s: %w", strings.Join(g.names, ", "), g.err)
+			return nil, nil, fmt.Errorf("create topics %s: %w", strings.Join(g.names, ", "), Denied(g.err, "Create", "topic", g.names...))
 		}
 		maps.Copy(responses, g.resp)
 	}
@@ -243,7 +286,7 @@ func createTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (cre
 			// Another process created it between our list and create.
 			raced = append(raced, s)
 		default:
-			return nil, nil, fmt.Errorf("create topic %s: %w (%s)", s.Name, r.Err, r.ErrMessage)
+			return nil, nil, fmt.Errorf("create topic %s: %w (%s)", s.Name, Denied(r.Err, "Create", "topic", s.Name), r.ErrMessage)
 		}
 	}
 	return created, raced, nil
@@ -269,12 +312,12 @@ func alignConfigs(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (alt
 	}
 	described, err := adm.DescribeTopicConfigs(ctx, names...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("describe topic configs: %w", err)
+		return nil, nil, fmt.Errorf("describe topic configs: %w", Denied(err, "DescribeConfigs", "topic", names...))
 	}
 	current := make(map[string]map[string]string, len(described))
 	for _, rc := range described {
 		if rc.Err != nil {
-			return nil, nil, fmt.Errorf("describe configs of %s: %w", rc.Name, rc.Err)
+			return nil, nil, fmt.Errorf("describe configs of %s: %w", rc.Name, Denied(rc.Err, "DescribeConfigs", "topic", rc.Name))
 		}
 		m := make(map[string]string, len(rc.Configs))
 		for _, c := range rc.Configs {
@@ -302,11 +345,11 @@ func alignConfigs(ctx context.Context, adm *kadm.Client, specs []TopicSpec) (alt
 		}
 		resp, err := adm.AlterTopicConfigs(ctx, alters, s.Name)
 		if err != nil {
-			return nil, nil, fmt.Errorf("alter configs of %s: %w", s.Name, err)
+			return nil, nil, fmt.Errorf("alter configs of %s: %w", s.Name, Denied(err, "AlterConfigs", "topic", s.Name))
 		}
 		for _, r := range resp {
 			if r.Err != nil {
-				return nil, nil, fmt.Errorf("alter configs of %s: %w (%s)", r.Name, r.Err, r.ErrMessage)
+				return nil, nil, fmt.Errorf("alter configs of %s: %w (%s)", r.Name, Denied(r.Err, "AlterConfigs", "topic", r.Name), r.ErrMessage)
 			}
 		}
 		altered = append(altered, s.Name)

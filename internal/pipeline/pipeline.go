@@ -1,5 +1,5 @@
 // Package pipeline runs every stage of fhirstream in one process against one Kafka
-// cluster: validate, dedupe, omop, and the two Parquet sinks. `fhirstream demo` runs it on
+// cluster: validate, dedupe, omop, and the three lake sinks. `fhirstream demo` runs it on
 // an embedded broker, `fhirstream run` against a real cluster for small sites, and the end
 // to end tests and `fhirstream bench` use it too. Each stage is still its own consumer
 // group, exactly as when run one per process.
@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/fhirstream/fhirstream/consumers/dedupe"
 	"github.com/fhirstream/fhirstream/consumers/omop"
@@ -29,6 +31,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/stage"
 	"github.com/fhirstream/fhirstream/consumers/validate"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/obs"
 	"github.com/fhirstream/fhirstream/internal/vocab"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -37,12 +40,13 @@ import (
 // Config is what the pipeline runs with.
 type Config struct {
 	Kafka kafkaclient.Config
-	// Out is the lake root (a directory or an object-store URL).
-	Out string
+	// Lake is the Iceberg catalog the sinks commit to (Lake.Out is the lake directory of
+	// the embedded catalog).
+	Lake lakehouse.Config
 	// Vocab is an optional Athena vocabulary for the OMOP stage.
 	Vocab *vocab.Vocabulary
-	// SinkFlushInterval bounds how long rows wait before a Parquet file is written.
-	// Zero keeps the sink's default.
+	// SinkFlushInterval bounds how long rows wait before a sink commits them. Zero keeps
+	// the sink's default.
 	SinkFlushInterval time.Duration
 	// MeasureBytes counts the bytes each stage reads and emits, for Progress. It wraps
 	// every stage's processor in a counter: one atomic add per record.
@@ -61,11 +65,12 @@ const (
 	StageDedupe     = dedupe.Name
 	StageOMOP       = omop.StageName
 	StageSinkBronze = schemas.NodeSinkBronze
+	StageSinkSilver = schemas.NodeSinkSilver
 	StageSinkOMOP   = schemas.NodeSinkOMOP
 )
 
 // Stages lists the stage names in data-flow order (the order of Progress).
-var Stages = []string{StageValidate, StageDedupe, StageOMOP, StageSinkBronze, StageSinkOMOP}
+var Stages = []string{StageValidate, StageDedupe, StageOMOP, StageSinkBronze, StageSinkSilver, StageSinkOMOP}
 
 // Pipeline is a running set of stages.
 type Pipeline struct {
@@ -123,11 +128,11 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 		p.inputs = append(p.inputs, regexp.MustCompile(def.Node.InputPattern()))
 		p.goRun(def.Name(), func(ctx context.Context) error { return runtime.Run(ctx, cfg.Kafka, def, opts) })
 	}
-	for _, layer := range []string{sink.LayerBronze, sink.LayerOMOP} {
-		name := "sink-" + layer
-		scfg := sink.Config{Layer: layer, Out: cfg.Out, Logger: cfg.Logger, FlushInterval: cfg.SinkFlushInterval}
+	for _, layer := range sink.Layers {
+		name := sink.StageName(layer)
+		scfg := sink.Config{Layer: layer, Catalog: cfg.Lake, Logger: cfg.Logger, FlushInterval: cfg.SinkFlushInterval}
 		var s *sink.Sink
-		// Labelled too: whatever New starts (storage clients) belongs to the sink.
+		// Labelled too: whatever New starts (catalog clients) belongs to the sink.
 		pprof.Do(ctx, pprof.Labels(ProfileLabel, name), func(ctx context.Context) {
 			s, err = sink.New(ctx, cfg.Kafka, scfg)
 		})
@@ -178,7 +183,7 @@ func (p *Pipeline) Groups() []string { return p.groups }
 // OMOPSummary is what the mapper has done so far.
 func (p *Pipeline) OMOPSummary() omop.Summary { return p.omop.Summary() }
 
-// SinkStats are the statistics of the sink of a layer (sink.LayerOMOP, sink.LayerBronze).
+// SinkStats are the statistics of the sink of a layer (sink.LayerOMOP, LayerSilver, LayerBronze).
 func (p *Pipeline) SinkStats(layer string) sink.Stats { return p.sinks[layer].Stats() }
 
 // WaitDrained returns once every stage has consumed and committed everything in its
@@ -199,7 +204,7 @@ func (p *Pipeline) WaitDrained(ctx context.Context) error {
 		if err := p.Err(); err != nil {
 			return err
 		}
-		lag, err := p.totalLag(ctx, adm)
+		lag, err := p.totalLag(ctx, cl, adm)
 		switch {
 		case err != nil:
 			quiet = 0
@@ -222,8 +227,12 @@ func (p *Pipeline) WaitDrained(ctx context.Context) error {
 // totalLag sums the lag of the stages' groups; a group that has not committed yet, or a
 // member still joining, counts as not drained. Only when the committed partitions show no
 // lag does it list the cluster's topics (a large request on a shared cluster) to add the
-// partitions of input topics a group has never committed on.
-func (p *Pipeline) totalLag(ctx context.Context, adm *kadm.Client) (int64, error) {
+// partitions of input topics a group has never committed on. It asks the brokers for
+// the topics directly: kadm's ListTopics answers from the client's metadata cache, up to
+// MetadataMinAge (5 s) old, and would miss a topic a stage created moments ago (dedupe
+// creates fhir.unique.<Type> when a type first appears), which the next stage has not
+// read yet.
+func (p *Pipeline) totalLag(ctx context.Context, cl *kgo.Client, adm *kadm.Client) (int64, error) {
 	lags, err := adm.Lag(ctx, p.groups...)
 	if err != nil {
 		return 0, err
@@ -237,17 +246,31 @@ func (p *Pipeline) totalLag(ctx context.Context, adm *kadm.Client) (int64, error
 		if len(l.Lag) == 0 {
 			return 0, fmt.Errorf("group %s: nothing committed yet", g)
 		}
+		// A partition whose lag kadm could not compute (its end offset not listed yet,
+		// as for a topic created moments ago) has lag -1, which Total leaves out: it is
+		// not drained.
+		for _, ps := range l.Lag {
+			for _, pl := range ps {
+				if pl.Err != nil {
+					return 0, fmt.Errorf("group %s: lag of %s/%d: %w", g, pl.Topic, pl.Partition, pl.Err)
+				}
+			}
+		}
 		total += l.Lag.Total()
 	}
 	if total > 0 {
 		return total, nil
 	}
-	all, err := adm.ListTopics(ctx)
+	meta, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl) // nil Topics: all of them
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("list topics: %w", err)
 	}
 	var names []string // only this pipeline's inputs
-	for name := range all {
+	for _, t := range meta.Topics {
+		if t.Topic == nil {
+			continue
+		}
+		name := *t.Topic
 		for _, re := range p.inputs {
 			if re.MatchString(name) {
 				names = append(names, name)

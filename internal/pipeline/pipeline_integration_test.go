@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/pipeline"
 	"github.com/fhirstream/fhirstream/internal/synth"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
@@ -40,7 +41,7 @@ func TestIntegrationPipelineProgressAndLabels(t *testing.T) {
 	if _, err := kafkaclient.EnsureTopics(ctx, c.Admin(t), specs); err != nil {
 		t.Fatal(err)
 	}
-	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Out: filepath.Join(dir, "lake"),
+	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Lake: lakehouse.Config{Out: filepath.Join(dir, "lake")},
 		SinkFlushInterval: 100 * time.Millisecond, MeasureBytes: true})
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +107,8 @@ func TestIntegrationPipelineProgressAndLabels(t *testing.T) {
 		{"omop in", by[pipeline.StageOMOP].In, by[pipeline.StageDedupe].Out},
 		{"sink-bronze in", by[pipeline.StageSinkBronze].In, by[pipeline.StageDedupe].Out},
 		{"sink-bronze bytes in", by[pipeline.StageSinkBronze].BytesIn, by[pipeline.StageDedupe].BytesOut},
+		{"sink-silver in", by[pipeline.StageSinkSilver].In, by[pipeline.StageDedupe].Out},
+		{"sink-silver bytes in", by[pipeline.StageSinkSilver].BytesIn, by[pipeline.StageDedupe].BytesOut},
 		{"sink-omop in", by[pipeline.StageSinkOMOP].In, by[pipeline.StageOMOP].Out},
 		{"sink-omop bytes in", by[pipeline.StageSinkOMOP].BytesIn, by[pipeline.StageOMOP].BytesOut},
 	}

@@ -49,16 +49,19 @@ func (p *Pipeline) Progress() ([]StageProgress, error) {
 	for i, name := range p.stages {
 		sp := StageProgress{Name: name, Group: p.groups[i], BytesIn: -1, BytesOut: -1}
 		switch name {
-		case StageSinkBronze, StageSinkOMOP:
+		case StageSinkBronze, StageSinkSilver, StageSinkOMOP:
 			layer, upstream := sink.LayerBronze, StageDedupe
-			if name == StageSinkOMOP {
+			switch name {
+			case StageSinkSilver:
+				layer = sink.LayerSilver
+			case StageSinkOMOP:
 				layer, upstream = sink.LayerOMOP, StageOMOP
 			}
 			st := p.sinks[layer].Stats()
 			sp.Out = st.TotalRows()
 			sp.DeadLetters = st.DeadLetters
 			sp.Batches = st.Batches
-			sp.In = sp.Out + st.DeadLetters + st.Skipped
+			sp.In = st.Records
 			if m := p.meters[upstream]; m != nil {
 				sp.BytesIn = m.Out.Load()
 			}

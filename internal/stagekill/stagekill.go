@@ -31,6 +31,12 @@ type Config struct {
 	Kills int
 	// ProducerOpts are added to the input producer's options (e.g. a partitioner).
 	ProducerOpts []kgo.Opt
+	// Args are the stage's own flags, after the common ones (brokers, prefix, group,
+	// instance, logs). Default: --max-poll-records 300, small transactions.
+	Args []string
+	// AfterKill, when set, is called after kill number n (from 1) was delivered and the
+	// process restarted (e.g. to restart a service the stage depends on).
+	AfterKill func(n int)
 }
 
 // Run is a kill run under way; Stop ends it.
@@ -83,8 +89,13 @@ func Start(t testing.TB, c *testkafka.Cluster, cfg Config) *Run {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, "consume", cfg.Stage, "--brokers", c.Brokers[0], "--topic-prefix", c.Prefix,
-			"--group", group, "--instance-id", instance, "--metrics-addr", "off", "--max-poll-records", "300", "--log-format", "json")
+		args := cfg.Args
+		if args == nil {
+			args = []string{"--max-poll-records", "300"}
+		}
+		cmd := exec.Command(bin, append([]string{"consume", cfg.Stage, "--brokers", c.Brokers[0], "--topic-prefix", c.Prefix,
+			"--group", group, "--instance-id", instance, "--metrics-addr", "off", "--log-format", "json"},
+			args...)...)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -93,12 +104,15 @@ func Start(t testing.TB, c *testkafka.Cluster, cfg Config) *Run {
 		return cmd
 	}
 	r := &Run{LogDir: logDir, procs: map[string]*exec.Cmd{"a": start("a"), "b": start("b")}}
-	for range cfg.Kills {
+	for n := range cfg.Kills {
 		time.Sleep(time.Duration(200+rng.IntN(1200)) * time.Millisecond)
 		victim := []string{"a", "b"}[rng.IntN(2)]
 		_ = r.procs[victim].Process.Kill() // SIGKILL: no cleanup, mid-batch
 		_ = r.procs[victim].Wait()
 		r.procs[victim] = start(victim)
+		if cfg.AfterKill != nil {
+			cfg.AfterKill(n + 1)
+		}
 	}
 	if err := <-produced; err != nil {
 		t.Fatalf("produce: %v", err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
 	"github.com/fhirstream/fhirstream/producer/bulk"
+	"github.com/fhirstream/fhirstream/producer/ehrhttp"
 )
 
 const small = "../../internal/ehrsim/testdata/small"
@@ -35,22 +37,27 @@ func fastClient() *bulk.Client {
 
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	epochMs := fmt.Sprint(now.Add(42 * time.Second).UnixMilli())
 	for _, c := range []struct {
-		in   string
-		want time.Duration
-		ok   bool
+		in          string
+		epochMillis bool
+		want        time.Duration
+		err         string // "" for none; else a word of the error
 	}{
-		{"3", 3 * time.Second, true},
-		{"0", 0, true},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second, true},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0, true},
-		{"", 0, false},
-		{"soon", 0, false},
-		{"-1", 0, false},
+		{"3", false, 3 * time.Second, ""},
+		{"0", false, 0, ""},
+		{"36000", false, 10 * time.Hour, ""},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), false, 90 * time.Second, ""},
+		{now.Add(-time.Minute).Format(http.TimeFormat), false, 0, ""},
+		{epochMs, true, 42 * time.Second, ""},
+		{epochMs, false, 0, "--accept-quirk retry-after-epoch-ms"},
+		{"", false, 0, "neither"},
+		{"soon", false, 0, "neither"},
+		{"-1", false, 0, "neither"},
 	} {
-		got, ok := bulk.ParseRetryAfter(c.in, now)
-		if got != c.want || ok != c.ok {
-			t.Errorf("ParseRetryAfter(%q) = %v %v, want %v %v", c.in, got, ok, c.want, c.ok)
+		got, err := bulk.ParseRetryAfter(c.in, now, c.epochMillis)
+		if got != c.want || (err == nil) != (c.err == "") || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("ParseRetryAfter(%q, %v) = %v, %v; want %v, error with %q", c.in, c.epochMillis, got, err, c.want, c.err)
 		}
 	}
 }
@@ -251,6 +258,7 @@ func TestNoAuthorizationAcrossHosts(t *testing.T) {
 	t.Cleanup(func() { redirect.Close() })
 	c := fastClient()
 	c.Auth = &fakeAuth{tok: "secret"}
+	c.Policy, _ = ehrhttp.NewPolicy("http://"+ln2.Addr().String(), nil)
 	r, err := c.Open(context.Background(), "http://"+ln2.Addr().String()+"/f", true, 0)
 	if err != nil {
 		t.Fatal(err)

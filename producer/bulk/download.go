@@ -9,8 +9,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/fhirstream/fhirstream/producer/ehrhttp"
 )
 
 // Reader streams one export file's identity bytes from an offset. When the connection
@@ -65,57 +68,54 @@ func (r *Reader) Read(p []byte) (int, error) {
 		if n > 0 {
 			r.failures = 0
 		}
+		if limit := r.c.MaxFileBytes; limit > 0 && r.pos > limit {
+			r.Close()
+			return n, ehrhttp.Permanent(fmt.Errorf("download %s: the file is larger than the %d-byte cap (--max-file-bytes)", ehrhttp.Redact(r.url), limit))
+		}
 		if err == nil || err == io.EOF {
 			return n, err
 		}
-		// A dropped connection or a truncated body: reconnect from r.pos on the next call.
+		// A dropped connection, a stalled or truncated body: reconnect from r.pos on the
+		// next call.
 		r.body.Close()
 		r.body = nil
 		if r.ctx.Err() != nil {
 			return n, r.ctx.Err()
 		}
 		r.failures++
-		if r.failures >= r.c.maxAttempts() {
-			return n, fmt.Errorf("download %s at byte %d: %w", redactURL(r.url), r.pos, err)
+		if r.failures >= r.c.MaxAttempts {
+			return n, ehrhttp.Permanent(fmt.Errorf("download %s at byte %d: %w (gave up after %d attempts)", ehrhttp.Redact(r.url), r.pos, err, r.failures))
 		}
 		r.Reconnects++
-		r.c.log().Warn("bulk: download interrupted, resuming", "url", redactURL(r.url), "offset", r.pos, "err", err)
+		r.c.Log.Warn("bulk: download interrupted, resuming", "url", ehrhttp.Redact(r.url), "offset", r.pos, "err", err)
 		if n > 0 {
 			return n, nil
 		}
-		if err := sleep(r.ctx, r.c.Backoff.Delay(r.failures-1)); err != nil {
+		if err := sleepCtx(r.ctx, r.c.Backoff.Delay(r.failures-1)); err != nil {
 			return 0, err
 		}
 	}
 }
 
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // connect opens the body at r.pos, retrying transient failures.
 func (r *Reader) connect() error {
-	for attempt := 0; ; attempt++ {
-		resp, err := r.c.do(r.ctx, func() (*http.Request, error) {
-			req, err := http.NewRequest(http.MethodGet, r.url, nil)
-			if err != nil {
-				return nil, err
-			}
-			req.Header.Set("Accept", "application/fhir+ndjson")
-			if r.pos > 0 {
-				req.Header.Set("Range", "bytes="+strconv.FormatInt(r.pos, 10)+"-")
-				req.Header.Set("Accept-Encoding", "identity")
-			} else {
-				// Set explicitly so the transport leaves the body compressed and this reader
-				// counts identity bytes itself, which Range resumption needs.
-				req.Header.Set("Accept-Encoding", "gzip")
-			}
-			return req, nil
-		}, r.withToken)
+	shown := ehrhttp.Redact(r.url)
+	op := r.c.operation("download", r.url)
+	for {
+		resp, err := r.c.do(r.ctx, r.newRequest, r.withToken)
 		if err != nil {
-			if r.ctx.Err() != nil {
-				return r.ctx.Err()
-			}
-			if attempt+1 >= r.c.maxAttempts() {
-				return fmt.Errorf("download %s: %w", redactURL(r.url), err)
-			}
-			if err := sleep(r.ctx, r.c.wait(nil, attempt)); err != nil {
+			if err := op.retry(r.ctx, nil, op.wrap(err)); err != nil {
 				return err
 			}
 			continue
@@ -125,14 +125,14 @@ func (r *Reader) connect() error {
 			body, err := decoded(resp)
 			if err != nil {
 				resp.Body.Close()
-				return fmt.Errorf("download %s: %w", redactURL(r.url), err)
+				return ehrhttp.Permanent(fmt.Errorf("download %s: %w", shown, err))
 			}
 			if r.pos > 0 {
 				// The server ignored Range: skip what was already delivered.
 				if _, err := io.CopyN(io.Discard, body, r.pos); err != nil {
 					body.Close()
-					if attempt+1 >= r.c.maxAttempts() {
-						return fmt.Errorf("download %s: skipping to byte %d: %w", redactURL(r.url), r.pos, err)
+					if err := op.retry(r.ctx, nil, fmt.Errorf("download %s: skipping to byte %d: %w", shown, r.pos, err)); err != nil {
+						return err
 					}
 					continue
 				}
@@ -143,12 +143,12 @@ func (r *Reader) connect() error {
 			start, ok := contentRangeStart(resp.Header.Get("Content-Range"))
 			if !ok || start != r.pos {
 				resp.Body.Close()
-				return fmt.Errorf("download %s: asked for byte %d, got Content-Range %q", redactURL(r.url), r.pos, resp.Header.Get("Content-Range"))
+				return ehrhttp.Permanent(fmt.Errorf("download %s: asked for byte %d, got Content-Range %q", shown, r.pos, ehrhttp.Bound(resp.Header.Get("Content-Range"), 60)))
 			}
 			body, err := decoded(resp)
 			if err != nil {
 				resp.Body.Close()
-				return fmt.Errorf("download %s: %w", redactURL(r.url), err)
+				return ehrhttp.Permanent(fmt.Errorf("download %s: %w", shown, err))
 			}
 			r.body = body
 			return nil
@@ -160,17 +160,31 @@ func (r *Reader) connect() error {
 		case http.StatusForbidden, http.StatusNotFound, http.StatusGone:
 			oe := outcomeError("download", r.url, resp)
 			resp.Body.Close()
-			return fmt.Errorf("%w: %w", ErrExpired, oe)
+			return ehrhttp.Permanent(fmt.Errorf("%w: %w", ErrExpired, oe))
 		}
 		oe := outcomeError("download", r.url, resp)
 		resp.Body.Close()
-		if !oe.Transient || attempt+1 >= r.c.maxAttempts() {
-			return oe
-		}
-		if err := sleep(r.ctx, r.c.wait(resp, attempt)); err != nil {
+		if err := op.retry(r.ctx, resp, oe); err != nil {
 			return err
 		}
 	}
+}
+
+func (r *Reader) newRequest() (*http.Request, error) {
+	req, err := http.NewRequest(http.MethodGet, r.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/fhir+ndjson")
+	if r.pos > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(r.pos, 10)+"-")
+		req.Header.Set("Accept-Encoding", "identity")
+	} else {
+		// Set explicitly so the transport leaves the body compressed and this reader
+		// counts identity bytes itself, which Range resumption needs.
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
+	return req, nil
 }
 
 func contentRangeStart(v string) (int64, bool) {
@@ -206,5 +220,5 @@ func decoded(resp *http.Response) (io.ReadCloser, error) {
 		}
 		return gzipBody{zr, resp.Body}, nil
 	}
-	return nil, fmt.Errorf("unsupported Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+	return nil, fmt.Errorf("unsupported Content-Encoding %q", ehrhttp.Bound(resp.Header.Get("Content-Encoding"), 40))
 }

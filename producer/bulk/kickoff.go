@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fhirstream/fhirstream/producer/ehrhttp"
 )
 
 // Level is where an export starts.
@@ -106,10 +108,10 @@ func (r Request) params() []param {
 func (c *Client) Kickoff(ctx context.Context, r Request) (string, error) {
 	endpoint, err := r.URL()
 	if err != nil {
-		return "", err
+		return "", ehrhttp.Permanent(err)
 	}
 	if len(r.Patients) > 0 && !r.Post {
-		return "", fmt.Errorf("kickoff: the patient parameter needs POST (--post)")
+		return "", ehrhttp.Permanent(fmt.Errorf("kickoff: the patient parameter needs POST (--post)"))
 	}
 	ps := r.params()
 	newReq := func() (*http.Request, error) {
@@ -142,40 +144,41 @@ func (c *Client) Kickoff(ctx context.Context, r Request) (string, error) {
 		req.Header.Set("Prefer", prefer)
 		return req, nil
 	}
-	for attempt := 0; ; attempt++ {
+	op := c.operation("kickoff", endpoint)
+	for {
 		resp, err := c.do(ctx, newReq, true)
 		if err != nil {
-			if ctx.Err() != nil || attempt+1 >= c.maxAttempts() {
-				return "", fmt.Errorf("kickoff %s: %w", endpoint, err)
-			}
-			c.log().Warn("bulk: kickoff failed, retrying", "url", endpoint, "err", err)
-			if err := sleep(ctx, c.wait(nil, attempt)); err != nil {
+			if err := op.retry(ctx, nil, op.wrap(err)); err != nil {
 				return "", err
 			}
 			continue
 		}
 		if resp.StatusCode == http.StatusAccepted {
 			drain(resp)
-			loc := resp.Header.Get("Content-Location")
-			if loc == "" {
-				return "", fmt.Errorf("kickoff %s: 202 without Content-Location", endpoint)
-			}
-			u, err := resp.Request.URL.Parse(loc)
-			if err != nil {
-				return "", fmt.Errorf("kickoff %s: bad Content-Location: %w", endpoint, err)
-			}
-			return u.String(), nil
+			return statusURL(endpoint, resp)
 		}
 		oe := outcomeError("kickoff", endpoint, resp)
 		resp.Body.Close()
-		if !oe.Transient || attempt+1 >= c.maxAttempts() {
-			return "", oe
-		}
-		c.log().Warn("bulk: kickoff refused, retrying", "status", oe.Status, "code", oe.Code)
-		if err := sleep(ctx, c.wait(resp, attempt)); err != nil {
+		if err := op.retry(ctx, resp, oe); err != nil {
 			return "", err
 		}
 	}
+}
+
+// statusURL is the Content-Location of a kickoff's 202, resolved against the request.
+func statusURL(endpoint string, resp *http.Response) (string, error) {
+	loc := resp.Header.Get("Content-Location")
+	if loc == "" {
+		return "", ehrhttp.Permanent(fmt.Errorf("kickoff %s: 202 without Content-Location", ehrhttp.Redact(endpoint)))
+	}
+	u, err := resp.Request.URL.Parse(loc)
+	if err == nil {
+		_, err = ehrhttp.ParseHTTPURL(u.String())
+	}
+	if err != nil {
+		return "", ehrhttp.Permanent(fmt.Errorf("kickoff %s: bad Content-Location %q", ehrhttp.Redact(endpoint), ehrhttp.Bound(loc, 200)))
+	}
+	return u.String(), nil
 }
 
 func parametersBody(ps []param) ([]byte, error) {
@@ -221,7 +224,7 @@ func (c *Client) Delete(ctx context.Context, statusURL string) error {
 		return req, err
 	}, true)
 	if err != nil {
-		return fmt.Errorf("delete %s: %w", redactURL(statusURL), err)
+		return fmt.Errorf("delete %s: %w", ehrhttp.Redact(statusURL), err)
 	}
 	defer drain(resp)
 	if resp.StatusCode/100 != 2 {

@@ -2,16 +2,24 @@ package smart_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
+	"github.com/fhirstream/fhirstream/producer/ehrhttp"
 	"github.com/fhirstream/fhirstream/producer/smart"
 )
 
@@ -30,7 +38,8 @@ func newServer(t *testing.T) *ehrsim.Server {
 func TestBothAlgorithmsAuthenticate(t *testing.T) {
 	srv := newServer(t)
 	ctx := context.Background()
-	conf, err := smart.Discover(ctx, http.DefaultClient, srv.URL)
+	policy, _ := ehrhttp.NewPolicy(srv.URL, nil)
+	conf, err := smart.Discover(ctx, http.DefaultClient, srv.URL, policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +125,35 @@ func TestAssertionClaims(t *testing.T) {
 	if claims.ID == "" || claims.ID == claims2.ID {
 		t.Fatalf("jti not unique: %q %q", claims.ID, claims2.ID)
 	}
+	// SMART defines aud as the token URL: a JSON string, not an array.
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(a1, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(payload, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if aud, ok := raw["aud"].(string); !ok || aud != "https://ehr.example/token" {
+		t.Fatalf("aud = %#v, want the string %q", raw["aud"], "https://ehr.example/token")
+	}
+}
+
+// TestThumbprintKid checks a key generated without a kid gets its RFC 7638 thumbprint,
+// computed here by the RFC's recipe rather than by go-jose.
+func TestThumbprintKid(t *testing.T) {
+	key, err := smart.GenerateKey(smart.AlgES384, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := key.Signer.Public().(*ecdsa.PublicKey)
+	raw, _ := pub.Bytes() // 0x04 || X || Y
+	b64 := base64.RawURLEncoding.EncodeToString
+	members := fmt.Sprintf(`{"crv":"P-384","kty":"EC","x":"%s","y":"%s"}`, b64(raw[1:49]), b64(raw[49:]))
+	sum := sha256.Sum256([]byte(members))
+	if want := b64(sum[:]); key.Kid != want {
+		t.Errorf("kid %q, want the thumbprint %q", key.Kid, want)
+	}
 }
 
 func TestServerRejectsBadAssertions(t *testing.T) {
@@ -159,34 +197,21 @@ func TestLoadKeyFormats(t *testing.T) {
 	key, _ := smart.GenerateKey(smart.AlgRS384, "k")
 	priv, _ := key.PrivateJWK()
 	jwk, _ := json.Marshal(priv)
-	jwks, _ := json.Marshal(smart.JWKS{Keys: []smart.JWK{priv}})
-	for name, content := range map[string][]byte{"k.jwk": jwk, "k.jwks": jwks} {
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{priv.Public(), priv}})
+	pkcs8, _ := x509.MarshalPKCS8PrivateKey(key.Signer)
+	for name, content := range map[string][]byte{"k.jwk": jwk, "k.jwks": jwks, "k.pem": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})} {
 		p := filepath.Join(dir, name)
 		os.WriteFile(p, content, 0o600)
-		k, err := smart.LoadKey(p, "", "")
+		kid := ""
+		if name == "k.pem" {
+			kid = "k" // PEM carries none
+		}
+		k, err := smart.LoadKey(p, kid, "")
 		if err != nil || k.Kid != "k" || k.Alg != smart.AlgRS384 {
 			t.Fatalf("%s: %v %v", name, k, err)
 		}
 	}
 	if _, err := smart.ParseKey([]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), "k", ""); err == nil {
 		t.Fatal("garbage PEM accepted")
-	}
-}
-
-func TestScopeAllows(t *testing.T) {
-	for _, c := range []struct {
-		scopes, typ string
-		want        bool
-	}{
-		{"system/*.rs", "Patient", true},
-		{"system/*.read", "Patient", true},
-		{"system/Patient.rs", "Observation", false},
-		{"system/Patient.cruds", "Patient", true},
-		{"system/*.write", "Patient", false},
-		{"patient/*.rs", "Patient", false},
-	} {
-		if got := smart.ScopeAllows(c.scopes, c.typ); got != c.want {
-			t.Errorf("ScopeAllows(%q, %q) = %v", c.scopes, c.typ, got)
-		}
 	}
 }

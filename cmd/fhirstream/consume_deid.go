@@ -1,0 +1,83 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/fhirstream/fhirstream/consumers/deid"
+	"github.com/fhirstream/fhirstream/schemas"
+)
+
+// deidFlags are the de-identification settings of the commands that run the deid stage.
+type deidFlags struct {
+	config string // a preset name or a configuration file
+	keys   string // a key file; the environment overrides it
+}
+
+func bindDeidFlags(fs *pflag.FlagSet, d *deidFlags) {
+	fs.StringVar(&d.config, "deid-config", "safe-harbor", "de-identification rules: a preset ("+strings.Join(deid.Presets(), ", ")+") or a configuration file in the format of Microsoft's FHIR anonymizer (docs/deid.md) (env FHIRSTREAM_DEID_CONFIG)")
+	fs.StringVar(&d.keys, "deid-keys", "", "JSON file with cryptoHashKey, dateShiftKey and encryptKey; "+deid.EnvCryptoHashKey+", "+deid.EnvDateShiftKey+" and "+deid.EnvEncryptKey+" override it; never a flag value (env FHIRSTREAM_DEID_KEYS)")
+}
+
+// load returns the configuration and keys.
+func (d *deidFlags) load() (*deid.Config, deid.Keys, error) {
+	var cfg *deid.Config
+	var err error
+	if _, statErr := os.Stat(d.config); statErr == nil {
+		cfg, err = deid.LoadConfig(d.config)
+	} else {
+		cfg, err = deid.Preset(d.config)
+	}
+	if err != nil {
+		return nil, deid.Keys{}, fmt.Errorf("--deid-config: %w", err)
+	}
+	keys, err := deid.LoadKeys(d.keys, os.Getenv)
+	if err != nil {
+		return nil, deid.Keys{}, fmt.Errorf("--deid-keys: %w", err)
+	}
+	return cfg, keys, nil
+}
+
+func newConsumeDeidCmd() *cobra.Command {
+	var d deidFlags
+	cmd := &cobra.Command{
+		Use:   "deid",
+		Short: "De-identify resources: <prefix>.unique.* → <prefix>.deid.* (HIPAA Safe Harbor or a limited data set)",
+		Long: `deid applies de-identification rules to every resource on <prefix>.unique.<Type> and
+writes the result to <prefix>.deid.<Type>, keyed by the pseudonymised id: ids and every
+reference to them are hashed with one keyed HMAC, so links survive; dates shift by a
+per-patient offset, so intervals survive; free text is removed unless a rule keeps it. A
+resource a rule cannot process is dead-lettered, never passed on with PHI.
+
+The rules are in the format of Microsoft's FHIR anonymizer (fhirPathRules and
+parameters); built-in presets cover HIPAA Safe Harbor and a limited data set, and
+docs/deid.md documents each, element by element. Run omop and the silver sink with
+--deidentify so they read the de-identified topics; every instance must use the same keys.`,
+		Example: `  export FHIRSTREAM_DEID_CRYPTO_HASH_KEY=... FHIRSTREAM_DEID_DATE_SHIFT_KEY=...
+  fhirstream consume deid --deid-config safe-harbor-dateshift
+  fhirstream consume omop --deidentify`,
+		Args: cobra.NoArgs,
+	}
+	f := bindStageFlags(cmd, defaultMetricsAddr(schemas.NodeDeid))
+	bindDeidFlags(cmd.Flags(), &d)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		t, err := schemas.NewTopics(f.kc.TopicPrefix)
+		if err != nil {
+			return err
+		}
+		cfg, keys, err := d.load()
+		if err != nil {
+			return err
+		}
+		// Fail here, with the rule that is wrong, rather than when the first record comes.
+		if _, err := deid.New(cfg, keys); err != nil {
+			return err
+		}
+		return f.run(cmd, deid.Definition(t.Topology(schemas.TopologyOptions{Deidentify: true}), cfg, keys))
+	}
+	return cmd
+}

@@ -1,4 +1,0 @@
-package sink
-
-// Group is the consumer group the sink commits its offsets in.
-func (s *Sink) Group() string { return s.cfg.Group }
