@@ -201,3 +201,25 @@ const (
 )
 
 func normalMethod(m string) string { return strings.ToLower(m) }
+
+// methodKind is a method as the engine switches on it for every value it edits (a
+// number, where the configuration's name is a string).
+type methodKind uint8
+
+const (
+	kindKeep methodKind = iota
+	kindRedact
+	kindDateShift
+	kindCryptoHash
+	kindEncrypt
+	kindSubstitute
+	kindPerturb
+	kindGeneralize
+)
+
+// methodKinds maps the methods' names to their kinds.
+var methodKinds = map[string]methodKind{
+	methodKeep: kindKeep, methodRedact: kindRedact, methodDateShift: kindDateShift,
+	methodCryptoHash: kindCryptoHash, methodEncrypt: kindEncrypt, methodSubstitute: kindSubstitute,
+	methodPerturb: kindPerturb, methodGeneralize: kindGeneralize,
+}

@@ -271,7 +271,7 @@ func (d *document) annotateValue(k int32, tr *transition, res int32, dec int32) 
 // noteWork lists value k in work when the apply pass has something to do with it: a
 // method to apply, or free text to remove if no rule reaches it.
 func (d *document) noteWork(k int32) {
-	if r := d.dec[k]; r != noRule && d.auto.e.rules[r].method != methodKeep || d.freeText(k) {
+	if r := d.dec[k]; r != noRule && d.auto.e.rules[r].kind != kindKeep || d.freeText(k) {
 		d.work = append(d.work, k)
 	}
 }

@@ -26,6 +26,7 @@ type rule struct {
 	index  int // 0-based position in fhirPathRules, for messages
 	path   string
 	method string
+	kind   methodKind // method's
 	expr   *expr
 	// resourceType limits the rule to one resource type ("" for every type: paths
 	// starting with nodesByType, nodesByName, Resource or DomainResource).
@@ -253,6 +254,7 @@ func (e *Engine) compile(i int, rc RuleConfig) (*rule, error) {
 	default:
 		return nil, fmt.Errorf("method %q is not one of keep, redact, dateShift, cryptoHash, encrypt, substitute, perturb, generalize", rc.Method)
 	}
+	r.kind = methodKinds[r.method]
 	for name, set := range settings {
 		if set && !containsString(allowed[r.method], name) {
 			return nil, fmt.Errorf("%s is not a setting of %s", name, rc.Method)
@@ -584,7 +586,7 @@ func (e *Engine) decideAndApply(w *worker, shift int) bool {
 	skip := int32(0) // free text: values below a removed or replaced one are left alone
 	for _, j := range d.work {
 		if r := d.dec[j]; r != noRule && nodes[j].Type != jsontree.TypeArray {
-			if rule := e.rules[r]; rule.method != methodKeep {
+			if rule := e.rules[r]; rule.kind != kindKeep {
 				if err := e.apply(w, rule, j, shift); err != nil {
 					return false
 				}

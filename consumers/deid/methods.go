@@ -18,22 +18,22 @@ import (
 // apply runs r's method on value i alone (process walks the values below it).
 func (e *Engine) apply(w *worker, r *rule, i int32, shift int) error {
 	d := &w.doc
-	switch r.method {
-	case methodKeep:
+	switch r.kind {
+	case kindKeep:
 		return nil
-	case methodPerturb:
+	case kindPerturb:
 		if d.primitive(i) && d.s.isNumeric(d.typ[i]) && d.tree.Nodes[i].Type == jsontree.TypeNumber {
 			d.replace(i, e.perturb(w, r, d, i))
 		}
 		return nil
-	case methodGeneralize:
+	case kindGeneralize:
 		if d.primitive(i) {
 			return e.generalize(w, r, i)
 		}
 		return nil
 	}
 	if !d.primitive(i) {
-		if r.method == methodSubstitute {
+		if r.kind == kindSubstitute {
 			if !r.replaceObj {
 				return e.reject(d, r, i, "replaceWith is %s; the element is %s", kindOf(false), kindOf(true))
 			}
@@ -103,13 +103,13 @@ const (
 // caller that learns the shift later; the shifted text has the length of v.text.
 func (e *Engine) edit(w *worker, r *rule, v *primValue, dst []byte, shift int, deferShift bool) (editKind, []byte, fhirDate, error) {
 	v.plain = w.doc.plain
-	switch r.method {
-	case methodKeep:
+	switch r.kind {
+	case kindKeep:
 		return editKeep, dst, fhirDate{}, nil
-	case methodRedact:
+	case kindRedact:
 		ed, dst := e.redact(w, v, dst)
 		return ed, dst, fhirDate{}, nil
-	case methodDateShift:
+	case kindDateShift:
 		if !e.s.isDate(v.typ) {
 			return editKeep, dst, fhirDate{}, nil
 		}
@@ -126,17 +126,17 @@ func (e *Engine) edit(w *worker, r *rule, v *primValue, dst []byte, shift int, d
 		}
 		w.doc.buf = date.appendShifted(w.doc.buf[:0], shift)
 		return editReplace, appendJSONString(dst, w.doc.buf), fhirDate{}, nil
-	case methodSubstitute:
+	case kindSubstitute:
 		if r.replaceObj {
 			return editKeep, dst, fhirDate{}, fmt.Errorf("replaceWith is %s; the element is %s", kindOf(true), kindOf(false))
 		}
 		return editReplace, append(dst, r.replaceWith...), fhirDate{}, nil
-	case methodCryptoHash, methodEncrypt:
+	case kindCryptoHash, kindEncrypt:
 		if v.json != jsontree.TypeString {
 			return editKeep, dst, fhirDate{}, fmt.Errorf("%s takes strings; this element is a %s", r.method, e.s.name(v.typ))
 		}
 		switch {
-		case r.method == methodEncrypt:
+		case r.kind == kindEncrypt:
 			dst = appendJSONString(dst, e.encrypt(v.text))
 		case v.name == e.s.referenceName && v.parent == e.s.reference:
 			if v.plain { // the parts of the reference kept need no escaping

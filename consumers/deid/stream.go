@@ -161,7 +161,7 @@ func (s *streamer) resource(i int, root bool) (int, bool) {
 // objectMethod reports whether rule r leaves an object it decides to the values below
 // (all methods but substitute, which replaces it: the tree path does that).
 func (s *streamer) objectMethod(r int32) bool {
-	return s.e.rules[r].method != methodSubstitute
+	return s.e.rules[r].kind != kindSubstitute
 }
 
 // object reads the object at src[i] of path state st, decided by rule dec; ref >= 0
@@ -452,7 +452,7 @@ func (s *streamer) value(i int, tr *transition, dec int32, parent typeID, inArra
 	case c == 'f' && strings.HasPrefix(s.str[i:], "false"):
 		return s.primitive(i, i+5, jsontree.TypeFalse, "", tr, dec, parent)
 	case c == 'n' && strings.HasPrefix(s.str[i:], "null"):
-		if dec != noRule && s.e.rules[dec].method == methodSubstitute {
+		if dec != noRule && s.e.rules[dec].kind == kindSubstitute {
 			s.fail() // substitute of a null: the tree path replaces it or rejects
 			return i, false, false
 		}
@@ -479,10 +479,10 @@ func (s *streamer) primitive(at, next int, json jsontree.Type, text string, tr *
 		return next, !tr.freeText, !tr.freeText
 	}
 	r := s.e.rules[dec]
-	switch r.method {
-	case methodKeep:
+	switch r.kind {
+	case kindKeep:
 		return next, true, true
-	case methodPerturb, methodGeneralize:
+	case kindPerturb, kindGeneralize:
 		s.fail()
 		return next, false, false
 	}
