@@ -3,10 +3,10 @@ package deid_test
 // BenchmarkApply measures the de-identification of one resource (the Safe Harbor
 // preset with per-patient date shifting) on generated Synthea-like resources of 300
 // patients (so that ids, as in a stream, rarely repeat), without Kafka, in wall and
-// CPU time per resource. BenchmarkDeidStage measures the stage on the stage runtime beside the
-// pass-through stage reading the same fhir.unique layer in the same run (the issue's
-// target: deid/passthrough >= 0.7). Run the stage benchmark on the real broker for
-// figures worth reporting (kfake runs in the test process and competes for the CPU):
+// CPU time per resource. BenchmarkDeidStage measures the stage on the stage runtime
+// beside the pass-through stage reading the same fhir.unique layer in the same run (the
+// issue's target: deid/passthrough >= 0.7). Run the stage benchmark on the real broker
+// for figures worth reporting (kfake runs in the test process and competes for the CPU):
 //
 //	FHIRSTREAM_TEST_BROKERS=127.0.0.1:19092 go test -run '^$' -bench BenchmarkDeidStage \
 //	    -benchtime 1x -v ./consumers/deid
