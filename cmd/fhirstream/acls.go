@@ -60,7 +60,7 @@ Alter on the cluster (a super user).`,
 	f.StringVar(&principalPrefix, "principal-prefix", "", "one principal per command: this prefix and the command's name, such as User:fhirstream-")
 	f.StringVarP(&output, "output", "o", "text", "output format: text (kafka-acls.sh lines) or json")
 	f.StringVar(&commandConfig, "command-config", "admin.properties", "the --command-config file the printed kafka-acls.sh lines name (an admin's client properties)")
-	f.BoolVar(&deidentify, "deidentify", false, "the topology with the deid stage before omop and the silver sink")
+	deidentifyFlag(f, &deidentify)
 	f.BoolVar(&opts.CreateTopics, "create-topics", false, "also grant Create on the topics each command writes, so the fetcher and stages may create topics of new resource types")
 	f.StringSliceVar(&opts.ResourceTypes, "types", nil, "resource types 'topics create' is run for (default: its own default list)")
 	f.BoolVar(&apply, "apply", false, "create the ACLs through the admin API instead of printing them")

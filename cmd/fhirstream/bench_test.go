@@ -16,6 +16,7 @@ import (
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/pipeline"
 	"github.com/fhirstream/fhirstream/internal/synth"
+	"github.com/fhirstream/fhirstream/schemas"
 )
 
 // TestIntegrationBench runs `fhirstream bench` on a handful of patients (on kfake, or on
@@ -61,7 +62,7 @@ func TestIntegrationBench(t *testing.T) {
 
 	// Each stage read exactly what its upstream committed, and the figures follow from
 	// the counts and times the report gives.
-	want := append([]string{benchLabelFetch}, pipeline.Stages...)
+	want := append([]string{benchLabelFetch}, pipeline.Stages(schemas.TopologyOptions{})...)
 	if len(rep.Stages) != len(want) {
 		t.Fatalf("stages %+v, want %v", rep.Stages, want)
 	}

@@ -18,9 +18,15 @@ type deidFlags struct {
 	keys   string // a key file; the environment overrides it
 }
 
-func bindDeidFlags(fs *pflag.FlagSet, d *deidFlags) {
-	fs.StringVar(&d.config, "deid-config", "safe-harbor", "de-identification rules: a preset ("+strings.Join(deid.Presets(), ", ")+") or a configuration file in the format of Microsoft's FHIR anonymizer (docs/deid.md) (env FHIRSTREAM_DEID_CONFIG)")
+func bindDeidFlags(fs *pflag.FlagSet, d *deidFlags, preset string) {
+	fs.StringVar(&d.config, "deid-config", preset, "de-identification rules: a preset ("+strings.Join(deid.Presets(), ", ")+") or a configuration file in the format of Microsoft's FHIR anonymizer (docs/deid.md) (env FHIRSTREAM_DEID_CONFIG)")
 	fs.StringVar(&d.keys, "deid-keys", "", "JSON file with cryptoHashKey, dateShiftKey and encryptKey; "+deid.EnvCryptoHashKey+", "+deid.EnvDateShiftKey+" and "+deid.EnvEncryptKey+" override it; never a flag value (env FHIRSTREAM_DEID_KEYS)")
+}
+
+// deidentifyFlag binds --deidentify, the topology variant every command that reads or
+// names the de-identified topics must agree on (one meaning in a shared config file).
+func deidentifyFlag(fs *pflag.FlagSet, p *bool) {
+	fs.BoolVar(p, "deidentify", false, "the pipeline de-identifies: the deid stage runs between dedupe and omop, and omop and the silver sink read <prefix>.deid.<Type> (env FHIRSTREAM_DEIDENTIFY)")
 }
 
 // load returns the configuration and keys.
@@ -63,7 +69,7 @@ docs/deid.md documents each, element by element. Run omop and the silver sink wi
 		Args: cobra.NoArgs,
 	}
 	f := bindStageFlags(cmd, defaultMetricsAddr(schemas.NodeDeid))
-	bindDeidFlags(cmd.Flags(), &d)
+	bindDeidFlags(cmd.Flags(), &d, "safe-harbor")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		t, err := schemas.NewTopics(f.kc.TopicPrefix)
 		if err != nil {

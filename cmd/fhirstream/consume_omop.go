@@ -33,6 +33,8 @@ balance.`,
 	f := bindStageFlags(cmd, defaultMetricsAddr(schemas.NodeOMOP))
 	kc := f.kc
 	cmd.Flags().StringVar(&vocabDir, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
+	var deidentify bool
+	deidentifyFlag(cmd.Flags(), &deidentify)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		topics, err := schemas.NewTopics(kc.TopicPrefix)
 		if err != nil {
@@ -53,7 +55,7 @@ balance.`,
 		if err != nil {
 			return err
 		}
-		err = f.run(cmd, omop.Definition(p, topics.Topology(schemas.TopologyOptions{})))
+		err = f.run(cmd, omop.Definition(p, topics.Topology(schemas.TopologyOptions{Deidentify: deidentify})))
 		printOMOPSummary(cmd, p.Summary())
 		rec, rerr := omop.Reconcile(obs.Registry, topics)
 		if rerr != nil {

@@ -95,6 +95,9 @@ the environment (%s, %s), never from a flag value.`, input, output, lakehouse.En
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", sink.DefaultFlushInterval, "end a batch this long after its first record: one snapshot per table and interval at most (at most 30s)")
 	f.IntVar(&cfg.CommitParallelism, "commit-parallelism", sink.DefaultCommitParallelism, "tables committed at once")
 	f.DurationVar(&cfg.SessionTimeout, "session-timeout", 0, "how long the group waits for a silent member before handing its partitions to others (0: 45s)")
+	if layer == sink.LayerSilver {
+		deidentifyFlag(f, &cfg.Deidentify)
+	}
 	if layer != sink.LayerBronze {
 		f.StringVar(&cfg.UpsertDeletes, "upsert-deletes", sink.DeletesKnown, "when a replacing record deletes its key's earlier rows: known (the record says dedupe saw the key before; initial loads write no delete files) or always (a lake whose dedupe state was reset)")
 	}

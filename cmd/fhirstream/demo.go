@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fhirstream/fhirstream/consumers/deid"
 	"github.com/fhirstream/fhirstream/consumers/omop"
 	"github.com/fhirstream/fhirstream/consumers/sink"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
@@ -44,6 +46,8 @@ type demoOptions struct {
 	out      string
 	timeout  time.Duration
 	obs      *observability
+	deid     bool
+	deidCfg  deidFlags
 }
 
 func newDemoCmd() *cobra.Command {
@@ -80,6 +84,8 @@ A lake from an earlier demo in --out is replaced (its catalog and warehouse only
 	cmd.Flags().StringVar(&o.out, "out", "lake", "lake directory to write: <out>/catalog.db (the Iceberg catalog) and <out>/warehouse")
 	cmd.Flags().StringVar(&o.vocab, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
+	cmd.Flags().BoolVar(&o.deid, "deid", false, "run the de-identification stage: omop and the silver lake read <prefix>.deid.<Type> (keys: --deid-keys or the environment, else fresh random ones for this run)")
+	bindDeidFlags(cmd.Flags(), &o.deidCfg, "safe-harbor-dateshift")
 	o.obs = metricsFlag(cmd, defaultMetricsAddr("run"))
 	return cmd
 }
@@ -165,7 +171,16 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 	if err != nil {
 		return err
 	}
-	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: kc, Lake: lake, Vocab: voc, SinkFlushInterval: time.Second, Logger: logger, Ready: o.obs.ready})
+	pcfg := pipeline.Config{Kafka: kc, Lake: lake, Vocab: voc, SinkFlushInterval: time.Second, Logger: logger, Ready: o.obs.ready}
+	clean := schemas.LayerUnique // the layer omop reads
+	if o.deid {
+		if pcfg.Deid, err = demoDeid(&o.deidCfg); err != nil {
+			return err
+		}
+		clean = schemas.LayerDeid
+		say("de-identification on (%s): omop and the silver lake read %s", o.deidCfg.config, topics.LayerTopics(clean).Name)
+	}
+	p, err := pipeline.Start(ctx, pcfg)
 	if err != nil {
 		return err
 	}
@@ -195,7 +210,7 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 	if err := p.Stop(); err != nil {
 		return err
 	}
-	counts, err := countDemoTopics(ctx, kc, topics)
+	counts, err := countDemoTopics(ctx, kc, topics, clean)
 	if err != nil {
 		return err
 	}
@@ -219,6 +234,28 @@ func runDemo(ctx context.Context, w io.Writer, o *demoOptions) error {
 }
 
 const demoClientID = "fhirstream-demo"
+
+// demoDeid is the deid stage's configuration: the rules of --deid-config, and the keys of
+// --deid-keys or the environment, or, given none, fresh random ones that last this run
+// (the demo's pseudonyms then mean nothing outside it).
+func demoDeid(d *deidFlags) (*pipeline.DeidConfig, error) {
+	rules, keys, err := d.load()
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range []*[]byte{&keys.CryptoHash, &keys.DateShift, &keys.Encrypt} {
+		if len(*k) == 0 {
+			*k = make([]byte, 32)
+			if _, err := rand.Read(*k); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if _, err := deid.New(rules, keys); err != nil {
+		return nil, err
+	}
+	return &pipeline.DeidConfig{Rules: rules, Keys: keys}, nil
+}
 
 // demoClientKey generates an ES384 key, registers its public JWKS with the EHR and
 // writes the private JWK where the fetcher reads it (mode 0600).
@@ -265,12 +302,15 @@ func createDemoTopics(ctx context.Context, kc kafkaclient.Config, topics schemas
 // demoCounts are counted from the topics themselves, independently of the stages.
 type demoCounts struct {
 	valid, unique map[string]int64 // by resource type
+	clean         map[string]int64 // the layer omop reads (unique, or deid): by resource type
+	cleanLayer    string
 	dead          map[string]int64 // "<stage>: <class>"
 	omop          map[string]int64 // by table
 }
 
-func countDemoTopics(ctx context.Context, kc kafkaclient.Config, topics schemas.Topics) (demoCounts, error) {
-	c := demoCounts{valid: map[string]int64{}, unique: map[string]int64{}, dead: map[string]int64{}, omop: map[string]int64{}}
+func countDemoTopics(ctx context.Context, kc kafkaclient.Config, topics schemas.Topics, cleanLayer string) (demoCounts, error) {
+	c := demoCounts{valid: map[string]int64{}, unique: map[string]int64{}, dead: map[string]int64{}, omop: map[string]int64{},
+		clean: map[string]int64{}, cleanLayer: cleanLayer}
 	byType := func(m map[string]int64) func(*kgo.Record) {
 		return func(r *kgo.Record) {
 			if _, rt, ok := topics.ParseLayerTopic(r.Topic); ok {
@@ -284,6 +324,7 @@ func countDemoTopics(ctx context.Context, kc kafkaclient.Config, topics schemas.
 	}{
 		{topics.LayerPattern(schemas.LayerValid), byType(c.valid)},
 		{topics.LayerPattern(schemas.LayerUnique), byType(c.unique)},
+		{topics.LayerPattern(cleanLayer), byType(c.clean)},
 		{"^" + strings.ReplaceAll(topics.DLQ(), ".", `\.`) + "$", func(r *kgo.Record) {
 			dc, _ := deadletter.Parse(r.Headers)
 			c.dead[dc.Stage+": "+dc.Class]++
@@ -376,7 +417,7 @@ func checkOMOPReconciliation(rec omop.Reconciliation, c demoCounts) string {
 		diffs = append(diffs, "records read without an outcome")
 	}
 	types := map[string]bool{}
-	for t := range c.unique {
+	for t := range c.clean {
 		types[t] = true
 	}
 	for _, tc := range rec {
@@ -385,8 +426,8 @@ func checkOMOPReconciliation(rec omop.Reconciliation, c demoCounts) string {
 	var dead, onTopic int64
 	for _, t := range slices.Sorted(maps.Keys(types)) {
 		tc := rec.Type(t)
-		if tc.Read != c.unique[t] {
-			diffs = append(diffs, fmt.Sprintf("%s: omop read %d, the unique topic holds %d", t, tc.Read, c.unique[t]))
+		if tc.Read != c.clean[t] {
+			diffs = append(diffs, fmt.Sprintf("%s: omop read %d, the %s topic holds %d", t, tc.Read, c.cleanLayer, c.clean[t]))
 		}
 		for _, n := range tc.DeadLetters {
 			dead += n

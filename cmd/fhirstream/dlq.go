@@ -209,6 +209,7 @@ first). Use --dry-run first: it prints what would be replayed and parked.`,
 	cmd.Flags().IntVar(&o.Max, "max", 0, "stop after this many records (0: all)")
 	cmd.Flags().IntVar(&o.MaxReplays, "max-replays", dlq.DefaultMaxReplays, "park records already replayed this many times")
 	cmd.Flags().StringVar(&o.Group, "group", "", "consumer group holding the replay's progress (default: derived from the filter and --to)")
+	deidentifyFlag(cmd.Flags(), &o.Deidentify)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		t, f, err := dlqSetup(kc, filter)
 		if err != nil {

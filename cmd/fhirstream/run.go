@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fhirstream/fhirstream/consumers/deid"
 	"github.com/fhirstream/fhirstream/internal/pipeline"
 	"github.com/fhirstream/fhirstream/internal/vocab"
 )
@@ -26,8 +27,23 @@ after the sinks have flushed.`,
 	o := metricsFlag(cmd, defaultMetricsAddr("run"))
 	lake := lakeFlags(cmd)
 	cmd.Flags().StringVar(&vocabDir, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
+	var deidentify bool
+	var d deidFlags
+	deidentifyFlag(cmd.Flags(), &deidentify)
+	bindDeidFlags(cmd.Flags(), &d, "safe-harbor")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
+		var dc *pipeline.DeidConfig
+		if deidentify {
+			rules, keys, err := d.load()
+			if err != nil {
+				return err
+			}
+			if _, err := deid.New(rules, keys); err != nil {
+				return err
+			}
+			dc = &pipeline.DeidConfig{Rules: rules, Keys: keys}
+		}
 		var v *vocab.Vocabulary
 		if vocabDir != "" {
 			var err error
@@ -38,7 +54,7 @@ after the sinks have flushed.`,
 		if _, err := o.start(ctx); err != nil {
 			return err
 		}
-		p, err := pipeline.Start(ctx, pipeline.Config{Kafka: *kc, Lake: *lake, Vocab: v, Logger: logger, Ready: o.ready})
+		p, err := pipeline.Start(ctx, pipeline.Config{Kafka: *kc, Lake: *lake, Vocab: v, Deid: dc, Logger: logger, Ready: o.ready})
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/fhirstream/fhirstream/internal/status"
+	"github.com/fhirstream/fhirstream/schemas"
 	"github.com/spf13/cobra"
 )
 
@@ -49,6 +50,8 @@ the transaction committed, otherwise an abort marker.`,
 	f.BoolVar(&deadLetters, "dead-letters", true, "count dead letters (reads the whole dead-letter topic)")
 	f.BoolVar(&transactions, "transactions", true, "list open transactions and say which are hanging")
 	f.BoolVar(&resolve, "resolve-hanging", false, "end hanging transactions as their coordinator decided, or by abort when unknown (needs ClusterAction)")
+	var topo schemas.TopologyOptions
+	deidentifyFlag(f, &topo.Deidentify)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if output != "table" && output != "json" {
 			return fmt.Errorf("--output %q: want table or json", output)
@@ -58,7 +61,7 @@ the transaction committed, otherwise an abort marker.`,
 			return err
 		}
 		rep, err := status.Collect(cmd.Context(), *kc, status.Options{Groups: overrides, DeadLetters: deadLetters,
-			Transactions: transactions || resolve, ResolveHanging: resolve})
+			Transactions: transactions || resolve, ResolveHanging: resolve, Topology: topo})
 		if err != nil {
 			return err
 		}

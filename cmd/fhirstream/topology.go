@@ -33,7 +33,7 @@ Output formats: text (default), json, and mermaid (a flowchart for documentation
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().StringVar(&prefix, "topic-prefix", schemas.DefaultPrefix, "prefix of every topic (env FHIRSTREAM_TOPIC_PREFIX)")
-	cmd.Flags().BoolVar(&opts.Deidentify, "deidentify", false, "show the variant with the deid stage before omop and the silver sink")
+	deidentifyFlag(cmd.Flags(), &opts.Deidentify)
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or mermaid")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		t, err := schemas.NewTopics(prefix)

@@ -117,13 +117,14 @@ func Reconcile(g prometheus.Gatherer, topics schemas.Topics) (Reconciliation, er
 		}
 		return c
 	}
-	// typeOf returns the resource type of an omop input topic of this prefix.
+	// typeOf returns the resource type of an omop input topic of this prefix: unique, or
+	// deid when the pipeline de-identifies (omop reads one of the two).
 	typeOf := func(labels map[string]string) (string, bool) {
 		if labels["stage"] != StageName {
 			return "", false
 		}
 		layer, rt, ok := topics.ParseLayerTopic(labels["topic"])
-		return rt, ok && layer == schemas.LayerUnique
+		return rt, ok && (layer == schemas.LayerUnique || layer == schemas.LayerDeid)
 	}
 	for _, f := range families {
 		for _, m := range f.GetMetric() {

@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/fhirstream/fhirstream/consumers/dedupe"
+	"github.com/fhirstream/fhirstream/consumers/deid"
 	"github.com/fhirstream/fhirstream/consumers/omop"
 	"github.com/fhirstream/fhirstream/consumers/runtime"
 	"github.com/fhirstream/fhirstream/consumers/sink"
@@ -45,6 +46,9 @@ type Config struct {
 	Lake lakehouse.Config
 	// Vocab is an optional Athena vocabulary for the OMOP stage.
 	Vocab *vocab.Vocabulary
+	// Deid, when set, runs the de-identification stage with these rules and keys, and
+	// omop and the silver sink read its topics (the topology's Deidentify variant).
+	Deid *DeidConfig
 	// SinkFlushInterval bounds how long rows wait before a sink commits them. Zero keeps
 	// the sink's default.
 	SinkFlushInterval time.Duration
@@ -55,6 +59,12 @@ type Config struct {
 	Ready        *obs.Readiness
 }
 
+// DeidConfig is the de-identification stage's configuration.
+type DeidConfig struct {
+	Rules *deid.Config
+	Keys  deid.Keys
+}
+
 // ProfileLabel is the pprof label key every stage goroutine runs under; its value is
 // the stage name (Stage* constants).
 const ProfileLabel = "stage"
@@ -63,14 +73,22 @@ const ProfileLabel = "stage"
 const (
 	StageValidate   = validate.Name
 	StageDedupe     = dedupe.Name
+	StageDeid       = schemas.NodeDeid
 	StageOMOP       = omop.StageName
 	StageSinkBronze = schemas.NodeSinkBronze
 	StageSinkSilver = schemas.NodeSinkSilver
 	StageSinkOMOP   = schemas.NodeSinkOMOP
 )
 
-// Stages lists the stage names in data-flow order (the order of Progress).
-var Stages = []string{StageValidate, StageDedupe, StageOMOP, StageSinkBronze, StageSinkSilver, StageSinkOMOP}
+// Stages lists the names of the stages a pipeline with these options runs, in data-flow
+// order (the order of Progress and Groups): the topology's consumer nodes.
+func Stages(o schemas.TopologyOptions) []string {
+	var names []string
+	for _, n := range schemas.MustTopics(schemas.DefaultPrefix).Topology(o).Consumers() {
+		names = append(names, n.Name)
+	}
+	return names
+}
 
 // Pipeline is a running set of stages.
 type Pipeline struct {
@@ -110,12 +128,15 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	p := &Pipeline{cfg: cfg, topics: topics, omop: mapper, sinks: map[string]*sink.Sink{},
 		meters: map[string]*stage.ByteMeter{}, ctx: ctx, cancel: cancel}
 
-	topo := topics.Topology(schemas.TopologyOptions{})
+	topo := topics.Topology(schemas.TopologyOptions{Deidentify: cfg.Deid != nil})
 	defs := []stage.Definition{
 		validate.Definition(topo, validate.Options{}),
 		dedupe.Definition(topo),
-		omop.Definition(mapper, topo),
 	}
+	if cfg.Deid != nil {
+		defs = append(defs, deid.Definition(topo, cfg.Deid.Rules, cfg.Deid.Keys))
+	}
+	defs = append(defs, omop.Definition(mapper, topo))
 	for _, def := range defs {
 		opts := runtime.Options{Logger: cfg.Logger, Ready: cfg.Ready}
 		if cfg.MeasureBytes {
@@ -130,7 +151,8 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	for _, layer := range sink.Layers {
 		name := sink.StageName(layer)
-		scfg := sink.Config{Layer: layer, Catalog: cfg.Lake, Logger: cfg.Logger, FlushInterval: cfg.SinkFlushInterval}
+		scfg := sink.Config{Layer: layer, Catalog: cfg.Lake, Logger: cfg.Logger, FlushInterval: cfg.SinkFlushInterval,
+			Deidentify: cfg.Deid != nil}
 		var s *sink.Sink
 		// Labelled too: whatever New starts (catalog clients) belongs to the sink.
 		pprof.Do(ctx, pprof.Labels(ProfileLabel, name), func(ctx context.Context) {

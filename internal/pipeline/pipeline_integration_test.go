@@ -49,8 +49,8 @@ func TestIntegrationPipelineProgressAndLabels(t *testing.T) {
 	defer p.Stop() //nolint:errcheck // checked below
 	// The test's topic prefix is not the default, so every group carries it: pipelines on
 	// different prefixes never share a group.
-	if len(p.Groups()) != len(pipeline.Stages) {
-		t.Errorf("groups %v, stages %v", p.Groups(), pipeline.Stages)
+	if len(p.Groups()) != len(pipeline.Stages(schemas.TopologyOptions{})) {
+		t.Errorf("groups %v, stages %v", p.Groups(), pipeline.Stages(schemas.TopologyOptions{}))
 	}
 	for _, g := range p.Groups() {
 		if !strings.HasPrefix(g, c.Prefix+"-fhirstream-") {
@@ -70,7 +70,7 @@ func TestIntegrationPipelineProgressAndLabels(t *testing.T) {
 	if err := pprof.Lookup("goroutine").WriteTo(&goroutines, 1); err != nil {
 		t.Fatal(err)
 	}
-	for _, stage := range pipeline.Stages {
+	for _, stage := range pipeline.Stages(schemas.TopologyOptions{}) {
 		label := `"` + pipeline.ProfileLabel + `":"` + stage + `"`
 		if !strings.Contains(goroutines.String(), label) {
 			t.Errorf("no goroutine labelled %s", label)
@@ -86,8 +86,8 @@ func TestIntegrationPipelineProgressAndLabels(t *testing.T) {
 	}
 	by := map[string]pipeline.StageProgress{}
 	for i, s := range got {
-		if s.Name != pipeline.Stages[i] || s.Group != p.Groups()[i] {
-			t.Fatalf("progress %d is %s (group %s), want %s (group %s)", i, s.Name, s.Group, pipeline.Stages[i], p.Groups()[i])
+		if s.Name != pipeline.Stages(schemas.TopologyOptions{})[i] || s.Group != p.Groups()[i] {
+			t.Fatalf("progress %d is %s (group %s), want %s (group %s)", i, s.Name, s.Group, pipeline.Stages(schemas.TopologyOptions{})[i], p.Groups()[i])
 		}
 		by[s.Name] = s
 		if s.BytesIn <= 0 || s.Batches <= 0 {

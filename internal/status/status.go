@@ -33,9 +33,9 @@ type stageGroup struct {
 
 // pipelineStages lists the stages and sinks in data-flow order with their groups and
 // inputs, read off the declared topology.
-func pipelineStages(t schemas.Topics) ([]stageGroup, error) {
+func pipelineStages(t schemas.Topics, o schemas.TopologyOptions) ([]stageGroup, error) {
 	var out []stageGroup
-	for _, n := range t.Topology(schemas.TopologyOptions{}).Consumers() {
+	for _, n := range t.Topology(o).Consumers() {
 		re, err := regexp.Compile(n.InputPattern())
 		if err != nil {
 			return nil, fmt.Errorf("stage %s: input pattern: %w", n.Name, err)
@@ -65,6 +65,8 @@ type Options struct {
 	DeadLetters bool
 	// Transactions lists open transactions; ResolveHanging ends the hanging ones.
 	Transactions, ResolveHanging bool
+	// Topology is the variant of the pipeline that runs (with the deid stage or not).
+	Topology schemas.TopologyOptions
 }
 
 // Report is what 'fhirstream status' prints.
@@ -138,7 +140,7 @@ func Collect(ctx context.Context, kc kafkaclient.Config, o Options) (*Report, er
 	if err != nil {
 		return nil, err
 	}
-	stages, err := pipelineStages(t)
+	stages, err := pipelineStages(t, o.Topology)
 	if err != nil {
 		return nil, err
 	}
