@@ -375,12 +375,12 @@ func printDemoSummary(w io.Writer, r demoReport) {
 		fmt.Fprintf(w, "  %s\n", checkDeadLetters(r.bad, r.counts.dead))
 	}
 
-	fmt.Fprintln(w, "\nOMOP reconciliation, per resource type (records on fhir.unique.<Type> read by omop):")
+	fmt.Fprintf(w, "\nOMOP reconciliation, per resource type (records on %s.%s.<Type> read by omop):\n", schemas.DefaultPrefix, r.counts.cleanLayer)
 	r.omop.Write(w, "  ")
 	if msg := checkOMOPReconciliation(r.omop, r.counts); msg != "" {
 		fmt.Fprintf(w, "  FAILED against the topics: %s\n", msg)
 	} else {
-		fmt.Fprintln(w, "  = the records on the unique topics and omop's dead letters on the dead-letter topic, counted there")
+		fmt.Fprintf(w, "  = the records on the %s topics and omop's dead letters on the dead-letter topic, counted there\n", r.counts.cleanLayer)
 	}
 
 	omopSum := r.pipeline.OMOPSummary()

@@ -61,7 +61,7 @@ func TestPresetExpectations(t *testing.T) {
 			`"gender":"male","birthDate":"` + sh("1961-07-19") + `","deceasedDateTime":"` + sh("2019-03-04") + `T00:00:00Z",` +
 			`"address":[{"state":"Massachusetts","postalCode":"02100","country":"US","period":{"start":"1999"}}],` + orgRef + `}`},
 		{"safe-harbor", "pat-zq-0001", `{"resourceType":"Patient","id":"` + h("pat-zq-0001") + `",` +
-			`"meta":{"lastUpdated":"2024","source":"#ehr-node-7"},` + birthsex + `,` +
+			`"meta":{"lastUpdated":"2024-01-01T00:00:00Z","source":"#ehr-node-7"},` + birthsex + `,` +
 			`"gender":"male","birthDate":"1961","deceasedDateTime":"2019",` +
 			`"address":[{"state":"Massachusetts","postalCode":"02100","country":"US","period":{"start":"1999"}}],` + orgRef + `}`},
 		{"limited-data-set", "pat-zq-0001", `{"resourceType":"Patient","id":"` + h("pat-zq-0001") + `",` +

@@ -178,26 +178,35 @@ func (e *Engine) redact(w *worker, v *primValue, dst []byte) (editKind, []byte) 
 
 // redactDate removes date v, or keeps its year when partial dates are enabled and the
 // date does not indicate an age over 89 (which aggregateAgesOver89 puts in the "90 or
-// older" category instead).
+// older" category instead). A year alone is a valid date and dateTime but not a valid
+// instant, which FHIR requires to the second: an instant keeps its year as that year's
+// first instant, YYYY-01-01T00:00:00Z, which says no more than the year.
 func (e *Engine) redactDate(w *worker, v *primValue, dst []byte) (editKind, []byte) {
 	p := e.params
 	today := w.doc.today
 	date, ok := datePrefix(v.text)
+	var year fhirDate
 	switch {
 	case !ok || !p.EnablePartialDatesForRedact && !date.overThreshold(today):
 		return editRemove, dst
 	case date.overThreshold(today):
-		if p.AggregateAgesOver89 {
-			return editReplace, appendJSONString(dst, over89Year(today))
+		if !p.AggregateAgesOver89 {
+			return editRemove, dst
 		}
-		return editRemove, dst
+		year = over89(today)
+	default:
+		year = fhirDate{year: date.year}
 	}
-	return editReplace, append(date.appendYear(append(dst, '"')), '"')
+	dst = year.appendYear(append(dst, '"'))
+	if v.typ == e.s.instant {
+		dst = append(dst, "-01-01T00:00:00Z"...)
+	}
+	return editReplace, append(dst, '"')
 }
 
-// over89Year is the date standing for "90 or older": the year 90 years before today.
-func over89Year(today fhirDate) string {
-	return fhirDate{year: today.year - ageThreshold - 1}.yearOnly()
+// over89 is the date standing for "90 or older": the year 90 years before today.
+func over89(today fhirDate) fhirDate {
+	return fhirDate{year: today.year - ageThreshold - 1}
 }
 
 // partialZip keeps the first three digits of a ZIP code and zeroes the other digits;
