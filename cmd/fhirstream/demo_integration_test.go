@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,9 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
-
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/obs"
+	"github.com/fhirstream/fhirstream/internal/testlake"
 )
 
 // demoFor runs the demo as `fhirstream demo` would, with the metrics endpoint off and
@@ -106,56 +107,38 @@ func TestIntegrationDemoReconcilesSharedData(t *testing.T) {
 	}
 }
 
-// lakeInts reads the named integer columns of every row of an OMOP table in the lake.
-func lakeInts(t *testing.T, lake, table string, columns ...string) [][]int64 {
+// lakeInts reads the named integer columns of every row of an OMOP table of the lake
+// (through iceberg-go's scan: the table's current state).
+func lakeInts(t *testing.T, lake, tableName string, columns ...string) [][]int64 {
 	t.Helper()
+	ctx := context.Background()
+	lk, err := lakehouse.Open(ctx, lakehouse.Config{Out: lake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Close()
+	l, err := lakehouse.OMOPLayout(tableName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := lk.LoadTable(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var rows [][]int64
-	err := filepath.WalkDir(filepath.Join(lake, "omop", table), func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".parquet") {
-			return err
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		pf, err := parquet.OpenFile(f, st.Size())
-		if err != nil {
-			return err
-		}
-		idx := make([]int, len(columns))
-		for i, c := range columns {
-			leaf, ok := pf.Schema().Lookup(c)
-			if !ok {
-				t.Fatalf("%s has no column %s", path, c)
-			}
-			idx[i] = leaf.ColumnIndex
-		}
-		r := parquet.NewReader(pf)
-		defer r.Close()
-		buf := make([]parquet.Row, 64)
-		for {
-			n, err := r.ReadRows(buf)
-			for _, row := range buf[:n] {
-				vals := make([]int64, len(columns))
-				for _, v := range row {
-					for i, ci := range idx {
-						if v.Column() == ci && !v.IsNull() {
-							vals[i] = v.Int64()
-						}
-					}
-				}
-				rows = append(rows, vals)
-			}
-			if err != nil {
-				break
+	err = testlake.ScanColumns(ctx, tbl, columns, func(cols []arrow.Array, row int) {
+		vals := make([]int64, len(cols))
+		for i, c := range cols {
+			switch a := c.(type) {
+			case *array.Int64:
+				vals[i] = a.Value(row)
+			case *array.Int32:
+				vals[i] = int64(a.Value(row))
+			default:
+				t.Fatalf("%s.%s is %s, not an integer column", tableName, columns[i], c.DataType())
 			}
 		}
-		return nil
+		rows = append(rows, vals)
 	})
 	if err != nil {
 		t.Fatal(err)
