@@ -164,10 +164,10 @@ func inlineCommandLines(t *testing.T, doc string) []docLine {
 }
 
 // hasPlaceholder reports whether a command line has an upper-case word standing for a
-// value ("--patients N", "--out DIR").
+// value ("--patients N", "--out DIR", "--client ID=JWKS"); "ES384" is a value.
 func hasPlaceholder(line string) bool {
-	for _, w := range strings.Fields(line) {
-		if strings.Trim(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789") == "" && strings.ContainsAny(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+	for _, w := range strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '=' }) {
+		if strings.Trim(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") == "" {
 			return true
 		}
 	}
