@@ -182,9 +182,7 @@ func civilFromDays(z int) (y, m, d int) {
 }
 
 // yearOnly returns the year of d as a FHIR date.
-func (d fhirDate) yearOnly() string { return string(d.appendYear(nil)) }
-
-// appendYear appends d.yearOnly() to b: the year in at least four digits.
+// appendYear appends d's year to b, in at least four digits.
 func (d fhirDate) appendYear(b []byte) []byte {
 	if d.year < 0 || d.year > 9999 {
 		return fmt.Appendf(b, "%04d", d.year)

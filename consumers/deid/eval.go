@@ -38,30 +38,13 @@ func (e *errEval) Error() string { return e.msg }
 func evalErr(format string, args ...any) error { return &errEval{fmt.Sprintf(format, args...)} }
 
 func (ev *evaluator) eval(e *expr, focus, this []item) ([]item, error) {
-	d := ev.d
 	switch e.op {
 	case "lit":
 		return []item{scalar(e.lit)}, nil
 	case "this":
 		return this, nil
 	case "ident":
-		if e.args[0] == nil {
-			if t := e.typ; t != noType && d.s.types[t].resource {
-				var out []item
-				for _, x := range focus {
-					if x.node >= 0 && d.flags[x.node]&flagResource != 0 && (t == d.s.resourceT || t == d.s.domainResource && d.typ[x.node] != d.s.bundle || d.typ[x.node] == t) {
-						out = append(out, x)
-					}
-				}
-				return out, nil
-			}
-			return ev.navigate(focus, e.nameID), nil
-		}
-		recv, err := ev.eval(e.args[0], focus, this)
-		if err != nil {
-			return nil, err
-		}
-		return ev.navigate(recv, e.nameID), nil
+		return ev.ident(e, focus, this)
 	case "as", "is":
 		recv, err := ev.eval(e.args[0], focus, this)
 		if err != nil {
@@ -73,25 +56,7 @@ func (ev *evaluator) eval(e *expr, focus, this []item) ([]item, error) {
 		}
 		return kept, nil
 	case "|":
-		l, err := ev.eval(e.args[0], focus, this)
-		if err != nil {
-			return nil, err
-		}
-		r, err := ev.eval(e.args[1], focus, this)
-		if err != nil {
-			return nil, err
-		}
-		out := append([]item(nil), l...)
-	union:
-		for _, x := range r {
-			for _, y := range out {
-				if x.node >= 0 && x.node == y.node || x.node < 0 && y.node < 0 && x == y {
-					continue union
-				}
-			}
-			out = append(out, x)
-		}
-		return out, nil
+		return ev.union(e, focus, this)
 	case "call":
 		return ev.call(e, focus, this)
 	case "and", "or", "xor":
@@ -105,7 +70,7 @@ func (ev *evaluator) eval(e *expr, focus, this []item) ([]item, error) {
 		}
 		return logic(e.op, l, r), nil
 	}
-	// The remaining operators are binary on singletons.
+	// The remaining operators are binary.
 	l, err := ev.eval(e.args[0], focus, this)
 	if err != nil {
 		return nil, err
@@ -114,16 +79,67 @@ func (ev *evaluator) eval(e *expr, focus, this []item) ([]item, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch e.op {
-	case "in", "contains":
-		if e.op == "contains" {
+	return ev.binary(e.op, l, r)
+}
+
+// ident evaluates a member name or, for a resource type name without a receiver, the
+// resources of that type in the focus.
+func (ev *evaluator) ident(e *expr, focus, this []item) ([]item, error) {
+	d := ev.d
+	if e.args[0] != nil {
+		recv, err := ev.eval(e.args[0], focus, this)
+		if err != nil {
+			return nil, err
+		}
+		return ev.navigate(recv, e.nameID), nil
+	}
+	if t := e.typ; t != noType && d.s.types[t].resource {
+		var out []item
+		for _, x := range focus {
+			if x.node >= 0 && d.flags[x.node]&flagResource != 0 && (t == d.s.resourceT || t == d.s.domainResource && d.typ[x.node] != d.s.bundle || d.typ[x.node] == t) {
+				out = append(out, x)
+			}
+		}
+		return out, nil
+	}
+	return ev.navigate(focus, e.nameID), nil
+}
+
+// union is FHIRPath's |: both collections, each element once.
+func (ev *evaluator) union(e *expr, focus, this []item) ([]item, error) {
+	l, err := ev.eval(e.args[0], focus, this)
+	if err != nil {
+		return nil, err
+	}
+	r, err := ev.eval(e.args[1], focus, this)
+	if err != nil {
+		return nil, err
+	}
+	out := append([]item(nil), l...)
+union:
+	for _, x := range r {
+		for _, y := range out {
+			if x.node >= 0 && x.node == y.node || x.node < 0 && y.node < 0 && x == y {
+				continue union
+			}
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+// binary applies a binary operator other than the logical ones: membership on a
+// collection, and comparison, concatenation and arithmetic on singletons.
+func (ev *evaluator) binary(op string, l, r []item) ([]item, error) {
+	if op == "in" || op == "contains" {
+		if op == "contains" {
 			l, r = r, l
 		}
 		if len(l) == 0 {
 			return nil, nil
 		}
 		if len(l) > 1 {
-			return nil, evalErr("%s needs one value on its left, got %d", e.op, len(l))
+			return nil, evalErr("%s needs one value on its left, got %d", op, len(l))
 		}
 		a := ev.value(l[0])
 		for _, x := range r {
@@ -137,31 +153,12 @@ func (ev *evaluator) eval(e *expr, focus, this []item) ([]item, error) {
 		return nil, nil
 	}
 	if len(l) > 1 || len(r) > 1 {
-		return nil, evalErr("operator %s needs single values, got %d and %d", e.op, len(l), len(r))
+		return nil, evalErr("operator %s needs single values, got %d and %d", op, len(l), len(r))
 	}
 	a, b := ev.value(l[0]), ev.value(r[0])
-	switch e.op {
+	switch op {
 	case "=", "!=", "<", "<=", ">", ">=":
-		c, ok := compare(a, b)
-		if !ok {
-			if e.op == "=" || e.op == "!=" {
-				return boolean(e.op == "!="), nil
-			}
-			return nil, nil
-		}
-		switch e.op {
-		case "=":
-			return boolean(c == 0), nil
-		case "!=":
-			return boolean(c != 0), nil
-		case "<":
-			return boolean(c < 0), nil
-		case "<=":
-			return boolean(c <= 0), nil
-		case ">":
-			return boolean(c > 0), nil
-		}
-		return boolean(c >= 0), nil
+		return comparison(op, a, b), nil
 	case "&":
 		return []item{{node: -1, kind: litString, s: a.s + b.s}}, nil
 	case "+":
@@ -172,34 +169,61 @@ func (ev *evaluator) eval(e *expr, focus, this []item) ([]item, error) {
 			return []item{{node: -1, kind: litString, s: a.s + b.s}}, nil
 		}
 	}
+	return arithmetic(op, a, b)
+}
+
+// comparison is =, !=, <, <=, > or >= of two values; values that do not compare are
+// unequal and have no order (an empty result).
+func comparison(op string, a, b item) []item {
+	c, ok := compare(a, b)
+	if !ok {
+		if op == "=" || op == "!=" {
+			return boolean(op == "!=")
+		}
+		return nil
+	}
+	switch op {
+	case "=":
+		return boolean(c == 0)
+	case "!=":
+		return boolean(c != 0)
+	case "<":
+		return boolean(c < 0)
+	case "<=":
+		return boolean(c <= 0)
+	case ">":
+		return boolean(c > 0)
+	}
+	return boolean(c >= 0)
+}
+
+// arithmetic is +, -, *, /, div or mod of two numbers; division by zero is empty.
+func arithmetic(op string, a, b item) ([]item, error) {
 	if a.kind != litNumber || b.kind != litNumber {
-		return nil, evalErr("operator %s needs numbers", e.op)
+		return nil, evalErr("operator %s needs numbers", op)
 	}
 	var f float64
-	switch e.op {
+	switch op {
 	case "+":
 		f = a.f + b.f
 	case "-":
 		f = a.f - b.f
 	case "*":
 		f = a.f * b.f
-	case "/":
+	case "/", "div", "mod":
 		if b.f == 0 {
 			return nil, nil
 		}
-		f = a.f / b.f
-	case "div":
-		if b.f == 0 {
-			return nil, nil
+		switch op {
+		case "/":
+			f = a.f / b.f
+		case "div":
+			f = math.Trunc(a.f / b.f)
+		default:
+			f = math.Mod(a.f, b.f)
 		}
-		f = math.Trunc(a.f / b.f)
-	case "mod":
-		if b.f == 0 {
-			return nil, nil
-		}
-		f = math.Mod(a.f, b.f)
 	default:
-		return nil, evalErr("operator %s is not supported", e.op)
+		return nil, evalErr("operator %s is not supported", op)
 	}
 	return []item{{node: -1, kind: litNumber, f: f}}, nil
 }
@@ -441,7 +465,12 @@ func (ev *evaluator) call(e *expr, focus, this []item) ([]item, error) {
 		}
 		return boolean(!v.b), nil
 	}
-	// String functions: on one string (or a date, or a number's text for toString).
+	return ev.stringCall(e, recv, this)
+}
+
+// stringCall evaluates a string function: on one string (or a date, or a number's text
+// for toString).
+func (ev *evaluator) stringCall(e *expr, recv, this []item) ([]item, error) {
 	if len(recv) == 0 {
 		return nil, nil
 	}
@@ -506,11 +535,16 @@ func (ev *evaluator) call(e *expr, focus, this []item) ([]item, error) {
 		}
 		return []item{{node: -1, kind: litString, s: string(r[from:to])}}, nil
 	}
+	return ev.stringArgsCall(e.name, s, str)
+}
+
+// stringArgsCall evaluates the string functions that take one or two string arguments.
+func (ev *evaluator) stringArgsCall(name, s string, str func(int) (string, error)) ([]item, error) {
 	a0, err := str(0)
 	if err != nil {
 		return nil, err
 	}
-	switch e.name {
+	switch name {
 	case "startsWith":
 		return boolean(strings.HasPrefix(s, a0)), nil
 	case "endsWith":
@@ -528,7 +562,7 @@ func (ev *evaluator) call(e *expr, focus, this []item) ([]item, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch e.name {
+	switch name {
 	case "replace":
 		return []item{{node: -1, kind: litString, s: strings.ReplaceAll(s, a0, a1)}}, nil
 	case "replaceMatches":
@@ -538,7 +572,7 @@ func (ev *evaluator) call(e *expr, focus, this []item) ([]item, error) {
 		}
 		return []item{{node: -1, kind: litString, s: re.ReplaceAllString(s, a1)}}, nil
 	}
-	return nil, evalErr("function %s() is not supported", e.name)
+	return nil, evalErr("function %s() is not supported", name)
 }
 
 // regexp compiles pattern once. Patterns come from the configuration; they are
