@@ -181,7 +181,6 @@ func civilFromDays(z int) (y, m, d int) {
 	return y, m, d
 }
 
-// yearOnly returns the year of d as a FHIR date.
 // appendYear appends d's year to b, in at least four digits.
 func (d fhirDate) appendYear(b []byte) []byte {
 	if d.year < 0 || d.year > 9999 {
