@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/fhirstream/fhirstream/consumers/sink"
+	"github.com/fhirstream/fhirstream/internal/demo"
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
@@ -315,10 +316,10 @@ func runBench(ctx context.Context, o *benchOptions) (*benchReport, error) {
 		fetchCfg.Progress, fetchCfg.ProgressTTY = os.Stderr, true
 	}
 	if o.auth {
-		if fetchCfg.KeyFile, err = demoClientKey(ehr, workDir); err != nil {
+		if fetchCfg.KeyFile, err = demo.ClientKey(ehr, workDir); err != nil {
 			return nil, err
 		}
-		fetchCfg.ClientID, fetchCfg.TokenURL = demoClientID, ""
+		fetchCfg.ClientID, fetchCfg.TokenURL = demo.ClientID, ""
 	}
 
 	// Every stage, started and joined before the clock starts: the figure is the

@@ -43,6 +43,7 @@ where they differ. Running it twice changes nothing the second time.`,
 	kc := kafkaFlags(cmd)
 	cmd.Flags().Int32Var(&opts.Partitions, "partitions", 6, "partitions per topic; the most instances a stage can use")
 	cmd.Flags().Int16Var(&opts.ReplicationFactor, "replication-factor", -1, "replication factor; -1 takes the broker default")
+	deidentifyFlag(cmd.Flags(), &opts.Deidentify)
 	cmd.Flags().StringSliceVar(&types, "types", schemas.BulkResourceTypes, "FHIR resource types to create topics for")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		t, err := schemas.NewTopics(kc.TopicPrefix)

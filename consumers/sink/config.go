@@ -66,6 +66,9 @@ type Config struct {
 	UpsertDeletes string
 	// CommitParallelism is how many tables a batch commits at once. Default 4.
 	CommitParallelism int
+	// TopicRefresh is how often topic metadata is refreshed, which is how soon a new
+	// input topic (a resource type seen for the first time) is consumed. Default 10 s.
+	TopicRefresh time.Duration
 	// MaxPollRecords bounds the records of one poll. Default 10,000.
 	MaxPollRecords int
 	// SessionTimeout is how long the group waits for a silent member before it hands the
@@ -127,6 +130,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.MaxPollRecords <= 0 {
 		out.MaxPollRecords = DefaultMaxPollRecords
+	}
+	if out.TopicRefresh <= 0 {
+		out.TopicRefresh = 10 * time.Second
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

@@ -212,7 +212,7 @@ func (s *Sink) session(ctx context.Context) error {
 		// ownership and the fence of its partitions is the one read at assignment.
 		kgo.BlockRebalanceOnPoll(),
 		kgo.MetadataMinAge(time.Second),
-		kgo.MetadataMaxAge(10 * time.Second),
+		kgo.MetadataMaxAge(s.cfg.TopicRefresh),
 		kgo.FetchMaxBytes(int32(min(s.cfg.FlushBytes, fetchBufferBytes))),
 		// Consumption starts where each table says, not where the group committed.
 		kgo.AdjustFetchOffsetsFn(s.adjustOffsets),

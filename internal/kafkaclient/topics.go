@@ -40,6 +40,9 @@ type TopicOptions struct {
 	MaxMessageBytes int32
 	// DLQRetentionMs is how long dead letters are kept. Default 30 days.
 	DLQRetentionMs int64
+	// Deidentify adds the de-identified layer's topics, <prefix>.deid.<Type>, for a
+	// pipeline that runs the deid stage.
+	Deidentify bool
 }
 
 func (o *TopicOptions) defaults() {
@@ -69,6 +72,9 @@ func ContractTopics(t schemas.Topics, resourceTypes, omopTables []string, o Topi
 	var specs []TopicSpec
 	for _, rt := range resourceTypes {
 		specs = append(specs, data(t.Raw(rt)), data(t.Valid(rt)), data(t.Unique(rt)))
+		if o.Deidentify {
+			specs = append(specs, data(t.LayerTopics(schemas.LayerDeid).Prefix+rt))
+		}
 	}
 	for _, table := range omopTables {
 		specs = append(specs, data(t.OMOP(table)))

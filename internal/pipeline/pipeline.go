@@ -52,6 +52,10 @@ type Config struct {
 	// SinkFlushInterval bounds how long rows wait before a sink commits them. Zero keeps
 	// the sink's default.
 	SinkFlushInterval time.Duration
+	// TopicRefresh is how often every stage and sink refreshes topic metadata, which is
+	// how soon it consumes a topic created after it started (a new resource type's). Zero
+	// keeps their defaults (30 s and 10 s); an embedded cluster can afford a second.
+	TopicRefresh time.Duration
 	// MeasureBytes counts the bytes each stage reads and emits, for Progress. It wraps
 	// every stage's processor in a counter: one atomic add per record.
 	MeasureBytes bool
@@ -138,7 +142,7 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	defs = append(defs, omop.Definition(mapper, topo))
 	for _, def := range defs {
-		opts := runtime.Options{Logger: cfg.Logger, Ready: cfg.Ready}
+		opts := runtime.Options{Logger: cfg.Logger, Ready: cfg.Ready, TopicRefresh: cfg.TopicRefresh}
 		if cfg.MeasureBytes {
 			m := &stage.ByteMeter{}
 			p.meters[def.Name()] = m
@@ -152,7 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	for _, layer := range sink.Layers {
 		name := sink.StageName(layer)
 		scfg := sink.Config{Layer: layer, Catalog: cfg.Lake, Logger: cfg.Logger, FlushInterval: cfg.SinkFlushInterval,
-			Deidentify: cfg.Deid != nil}
+			TopicRefresh: cfg.TopicRefresh, Deidentify: cfg.Deid != nil}
 		var s *sink.Sink
 		// Labelled too: whatever New starts (catalog clients) belongs to the sink.
 		pprof.Do(ctx, pprof.Labels(ProfileLabel, name), func(ctx context.Context) {
