@@ -9,13 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fhirstream/fhirstream/internal/gold/goldtest"
 	"github.com/fhirstream/fhirstream/internal/vocab"
 )
 
@@ -23,92 +23,10 @@ import (
 // CSV the official DDL is generated from), loaded with rows, and SQL run over them by
 // testdata/duckdb_run.py. Tests using it skip when the reference or DuckDB is absent.
 
-var fieldCSVPath = filepath.Join("..", "..", "..", "shared", "reference", "omop-cdm-5.4", "OMOP_CDMv5.4_Field_Level.csv")
+// cdmDDL is OHDSI's CDM v5.4 DDL (goldtest.DDL); the test skips without it.
+func cdmDDL(t *testing.T) map[string][]cdmColumn { return goldtest.DDL(t) }
 
-// cdmColumn is one column of the DDL.
-type cdmColumn struct {
-	name, sqlType string
-	required      bool
-}
-
-// vocabularyTables keep the DDL's INTEGER ids: their ids are concept ids.
-var vocabularyTables = map[string]bool{}
-
-func init() {
-	for _, t := range vocab.Tables {
-		vocabularyTables[t.Name] = true
-	}
-}
-
-// cdmDDL reads the field-level CSV: every table's columns in order, with DuckDB types.
-// Record ids (integer *_id columns that are not *_concept_id) of the clinical tables are
-// BIGINT, the project's stated deviation (63-bit hash ids).
-func cdmDDL(t *testing.T) map[string][]cdmColumn {
-	t.Helper()
-	raw, err := os.ReadFile(fieldCSVPath)
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skip("OMOP CDM reference not found at " + fieldCSVPath)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(string(raw), "\ufeff"))).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	head := map[string]int{}
-	for i, h := range recs[0] {
-		head[h] = i
-	}
-	varchar := regexp.MustCompile(`^varchar\((\d+|max)\)$`)
-	out := map[string][]cdmColumn{}
-	for _, r := range recs[1:] {
-		table, name := strings.ToLower(r[head["cdmTableName"]]), r[head["cdmFieldName"]]
-		c := cdmColumn{name: name, required: r[head["isRequired"]] == "Yes"}
-		switch dt := strings.ToLower(strings.TrimSpace(r[head["cdmDatatype"]])); {
-		case dt == "integer":
-			c.sqlType = "INTEGER"
-			if strings.HasSuffix(name, "_id") && !strings.HasSuffix(name, "_concept_id") && !vocabularyTables[table] {
-				c.sqlType = "BIGINT"
-			}
-		case dt == "bigint":
-			c.sqlType = "BIGINT"
-		case dt == "float":
-			c.sqlType = "DOUBLE"
-		case dt == "date":
-			c.sqlType = "DATE"
-		case dt == "datetime":
-			c.sqlType = "TIMESTAMP"
-		case varchar.MatchString(dt):
-			c.sqlType = "VARCHAR"
-		default:
-			t.Fatalf("%s.%s: unknown CDM datatype %q", table, name, dt)
-		}
-		out[table] = append(out[table], c)
-	}
-	return out
-}
-
-// createSQL is the CREATE TABLE statements of tables; required columns are NOT NULL when
-// notNull is set.
-func createSQL(ddl map[string][]cdmColumn, tables []string, notNull bool) string {
-	var b strings.Builder
-	for _, t := range tables {
-		fmt.Fprintf(&b, "CREATE TABLE %s (\n", t)
-		for i, c := range ddl[t] {
-			fmt.Fprintf(&b, "  %s %s", c.name, c.sqlType)
-			if notNull && c.required {
-				b.WriteString(" NOT NULL")
-			}
-			if i < len(ddl[t])-1 {
-				b.WriteByte(',')
-			}
-			b.WriteByte('\n')
-		}
-		b.WriteString(");\n")
-	}
-	return b.String()
-}
+type cdmColumn = goldtest.Column
 
 // writeTable writes rows as dir/<table>.csv with the DDL's columns (the rows' other keys,
 // the _fhir_ envelope, are left out).
@@ -125,14 +43,14 @@ func writeTable(t *testing.T, dir string, ddl map[string][]cdmColumn, table stri
 	}
 	rec := make([]string, len(cols))
 	for i, c := range cols {
-		rec[i] = c.name
+		rec[i] = c.Name
 	}
 	if err := w.Write(rec); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rows {
 		for i, c := range cols {
-			rec[i] = csvValue(r[c.name], c.sqlType)
+			rec[i] = csvValue(r[c.Name], c.SQLType)
 		}
 		if err := w.Write(rec); err != nil {
 			t.Fatal(err)
@@ -181,7 +99,7 @@ func runDuckDB(t *testing.T, ddl map[string][]cdmColumn, data map[string][]Row, 
 	}
 	slices.Sort(tables)
 	ddlFile := filepath.Join(dir, "ddl.sql")
-	if err := os.WriteFile(ddlFile, []byte(createSQL(ddl, tables, notNull)), 0o644); err != nil {
+	if err := os.WriteFile(ddlFile, []byte(goldtest.CreateSQL(ddl, tables, notNull)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dataDir := filepath.Join(dir, "data")

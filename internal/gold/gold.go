@@ -27,6 +27,22 @@ type Source interface {
 	Rows(table string) iter.Seq2[Row, error]
 }
 
+// ColumnSource is a Source that can read some columns of a table only (a lake scan then
+// reads only their column chunks). Passes that need a few columns use it when offered.
+type ColumnSource interface {
+	Source
+	Columns(table string, columns ...string) iter.Seq2[Row, error]
+}
+
+// rowsOf reads the named columns of table from src (all of them when src is not a
+// ColumnSource).
+func rowsOf(src Source, table string, columns ...string) iter.Seq2[Row, error] {
+	if cs, ok := src.(ColumnSource); ok {
+		return cs.Columns(table, columns...)
+	}
+	return src.Rows(table)
+}
+
 // Tables is a Source held in memory, by table name.
 type Tables map[string][]Row
 

@@ -3,6 +3,7 @@ package gold
 import (
 	"iter"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/fhirstream/fhirstream/consumers/omop"
@@ -54,9 +55,9 @@ var targetKeys = map[string]string{
 // Links resolves the foreign keys of CDM rows; see the comment above. It is read-only
 // once built and safe for concurrent use.
 type Links struct {
-	ids    map[string]map[int64]bool // target table → its ids
-	alias  map[int64]int64           // NPI key id → provider_id
-	dating map[int64]*deviceDating   // Device row id → what dates it
+	ids    map[string][]int64      // target table → its ids, sorted (8 bytes each)
+	alias  map[int64]int64         // NPI key id → provider_id
+	dating map[int64]*deviceDating // Device row id → what dates it
 }
 
 // deviceDating is the span of the rows dating one Device row.
@@ -81,10 +82,14 @@ func isDatingRow(r Row) (int64, bool) {
 // NewLinks reads the ids of persons, visits, providers, care sites and locations, and
 // the npi of every provider.
 func NewLinks(src Source) (*Links, error) {
-	l := &Links{ids: map[string]map[int64]bool{}, alias: map[int64]int64{}, dating: map[int64]*deviceDating{}}
+	l := &Links{ids: map[string][]int64{}, alias: map[int64]int64{}, dating: map[int64]*deviceDating{}}
 	for table, key := range targetKeys {
-		set := map[int64]bool{}
-		for r, err := range src.Rows(table) {
+		cols := []string{key}
+		if table == "provider" {
+			cols = append(cols, "npi")
+		}
+		var ids []int64
+		for r, err := range rowsOf(src, table, cols...) {
 			if err != nil {
 				return nil, err
 			}
@@ -93,22 +98,33 @@ func NewLinks(src Source) (*Links, error) {
 				return nil, err
 			}
 			if ok {
-				set[id] = true
+				ids = append(ids, id)
 			}
 			if npi, isString := r["npi"].(string); table == "provider" && isString && npi != "" && ok {
 				l.alias[omop.IdentifierID("Practitioner", omop.NPISystem, npi)] = id
 			}
 		}
-		l.ids[table] = set
+		slices.Sort(ids)
+		l.ids[table] = slices.Compact(ids)
 	}
 	return l, l.readDeviceDating(src)
 }
+
+// has reports whether table has a row with primary key id.
+func (l *Links) has(table string, id int64) bool {
+	_, found := slices.BinarySearch(l.ids[table], id)
+	return found
+}
+
+// Persons is the number of persons.
+func (l *Links) Persons() int { return len(l.ids["person"]) }
 
 // readDeviceDating finds the dating rows of each Device row (see Links).
 func (l *Links) readDeviceDating(src Source) error {
 	const t = "device_exposure"
 	devices := map[int64]int64{} // Device row id → person
-	for r, err := range src.Rows(t) {
+	for r, err := range rowsOf(src, t, "_fhir_key", "device_exposure_id", "person_id", "device_source_value",
+		"device_exposure_start_date", "device_exposure_start_datetime", "device_exposure_end_date", "device_exposure_end_datetime") {
 		if err != nil {
 			return err
 		}
@@ -179,7 +195,7 @@ func (l *Links) Resolve(table string, r Row, counts *LinkCounts) (Row, bool) {
 		if err != nil || !ok {
 			continue // null stays null; a mistyped value is the schema's business
 		}
-		if l.ids[fk.target][id] {
+		if l.has(fk.target, id) {
 			continue
 		}
 		if fk.column == "person_id" {
