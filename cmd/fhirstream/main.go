@@ -67,7 +67,7 @@ Start with 'fhirstream demo': everything in one process on an embedded Kafka.`,
 	cliconfig.Install(root, configOptions, setupLogging)
 	root.AddCommand(
 		newDemoCmd(), newFetchCmd(), newServeEHRCmd(), newKeysCmd(), newConsumeCmd(), newRunCmd(),
-		newDLQCmd(), newStatusCmd(), newTopologyCmd(), newACLsCmd(), newTopicsCmd(), newLakeCmd(),
+		newDLQCmd(), newStatusCmd(), newTopologyCmd(), newACLsCmd(), newTopicsCmd(), newLakeCmd(), newGoldCmd(), newVocabCmd(),
 		newBenchCmd(), newSynthCmd(), newDevBrokerCmd(), newVersionCmd(),
 		cliconfig.NewCommand(newRootCmd, configOptions),
 	)
