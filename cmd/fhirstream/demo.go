@@ -47,8 +47,10 @@ patient OMOP cannot map, ...), so the dead-letter topic has something to show.
 It runs one export end to end, waits until every stage has caught up, and prints a
 summary: resources per type, dead letters by reason, the mapping stage's reconciliation
 per type (records read = mapped + deleted + dropped by rule + dead letters), OMOP rows per
-table, unmapped codes, the Iceberg tables and snapshots written, and how to query the lake
-with pyiceberg or DuckDB. With --vocab it maps codes through an Athena vocabulary release.
+table, unmapped codes, the gold CDM its closing 'gold refresh' made (namespace cdm, what
+OHDSI tools read), the Iceberg tables and snapshots written, and how to query the lake
+with pyiceberg or DuckDB. With --vocab it maps codes through an Athena vocabulary release
+and loads it into the gold namespace (drug_era needs it).
 A lake from an earlier demo in --out is replaced (its catalog and warehouse only).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), cmd.OutOrStdout(), o) },

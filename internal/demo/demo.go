@@ -29,6 +29,8 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/sink"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
+	"github.com/fhirstream/fhirstream/internal/gold"
+	"github.com/fhirstream/fhirstream/internal/goldlake"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/obs"
@@ -128,6 +130,13 @@ func Run(ctx context.Context, w io.Writer, o Options) error {
 	if err := p.Stop(); err != nil {
 		return err
 	}
+	// 6. The gold CDM (namespace cdm), as `fhirstream gold refresh` makes it.
+	goldReport, err := goldlake.RefreshLake(ctx, lakehouse.Config{Out: r.out}, goldlake.Options{VocabularyDir: o.Vocab,
+		Source: gold.SourceInfo{Name: "fhirstream demo EHR", Abbreviation: "demo", Holder: "fhirstream demo", ReleaseDate: sum.TransactionTime}})
+	if err != nil {
+		return fmt.Errorf("gold refresh: %w", err)
+	}
+	r.gold = goldReport
 	return r.report(ctx, p, sum, time.Since(start))
 }
 
@@ -141,6 +150,7 @@ type run struct {
 	out        string             // the lake directory, absolute
 	clean      string             // the layer omop reads: unique, or deid
 	omopBefore omop.Reconciliation
+	gold       *goldlake.Report // the gold refresh at the end
 }
 
 func (r *run) say(format string, args ...any) { fmt.Fprintf(r.w, "demo: "+format+"\n", args...) }
@@ -248,7 +258,7 @@ func (r *run) report(ctx context.Context, p *pipeline.Pipeline, sum producer.Sum
 	if err != nil {
 		return err
 	}
-	printDemoSummary(r.w, demoReport{fetch: sum, counts: counts, pipeline: p, out: r.out, took: took, bad: r.badLines, omop: rec, tables: tables})
+	printDemoSummary(r.w, demoReport{fetch: sum, counts: counts, pipeline: p, out: r.out, took: took, bad: r.badLines, omop: rec, tables: tables, gold: r.gold})
 	if !sum.OK() {
 		return fmt.Errorf("fetch reconciliation failed: %s", strings.Join(sum.Mismatches, "; "))
 	}
@@ -356,6 +366,7 @@ type demoReport struct {
 	bad      []synth.DeadLetter // the bad lines mixed into generated data
 	omop     omop.Reconciliation
 	tables   []demoTable
+	gold     *goldlake.Report
 }
 
 func printDemoSummary(w io.Writer, r demoReport) {
@@ -407,6 +418,10 @@ func printDemoSummary(w io.Writer, r demoReport) {
 	}
 	for _, u := range omopSum.Unmapped {
 		fmt.Fprintf(w, "  %-12s → %-22s %d\n", u.Vocabulary, u.Table, u.Count)
+	}
+	if r.gold != nil {
+		fmt.Fprintln(w, "\nThe gold CDM (what OHDSI tools read; docs/lakehouse.md):")
+		r.gold.Write(w)
 	}
 	printDemoLake(w, r)
 }

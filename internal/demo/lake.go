@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"text/tabwriter"
 
+	"github.com/fhirstream/fhirstream/internal/goldlake"
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
 )
 
@@ -24,7 +25,7 @@ func demoTables(ctx context.Context, lake lakehouse.Config) ([]demoTable, error)
 		return nil, err
 	}
 	defer lk.Close()
-	return lakehouse.Inventory(ctx, lk, lakehouse.NamespaceOMOP, lakehouse.NamespaceFHIR, lakehouse.NamespaceBronze)
+	return lakehouse.Inventory(ctx, lk, goldlake.DefaultNamespace, lakehouse.NamespaceOMOP, lakehouse.NamespaceFHIR, lakehouse.NamespaceBronze)
 }
 
 // printDemoLake prints the lake's tables and how to query them.

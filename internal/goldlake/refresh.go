@@ -316,3 +316,13 @@ func buildVersion() string {
 
 // Tables lists the gold CDM's tables in commit order.
 func Tables() []string { return slices.Clone(gold.CDMTables) }
+
+// RefreshLake opens the lake cfg names, refreshes its gold CDM (Refresh) and closes it.
+func RefreshLake(ctx context.Context, cfg lakehouse.Config, o Options) (*Report, error) {
+	lk, err := lakehouse.Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Close()
+	return Refresh(ctx, lk, o)
+}
