@@ -42,7 +42,8 @@ type Options struct {
 	// Namespace is the gold CDM's namespace under the lake's root (DefaultNamespace when
 	// empty).
 	Namespace string
-	// Source describes the source and the ETL for cdm_source. Defaults: ReleaseDate, the
+	// Source describes the source and the ETL for cdm_source. Defaults: Name "FHIR Bulk
+	// Data export", Abbreviation "FHIR", Holder "fhirstream"; ReleaseDate, the
 	// commit time of the newest omop snapshot read (when the lake last took in data; the
 	// demo gives the export's transactionTime); Refreshed, now; ETLVersion, the
 	// binary's module version; ETLReference, docs/omop-mapping.md.
@@ -133,6 +134,14 @@ func Refresh(ctx context.Context, lk *lakehouse.Lake, o Options) (*Report, error
 	}
 
 	info := o.Source
+	for _, d := range []struct {
+		v   *string
+		def string
+	}{{&info.Name, "FHIR Bulk Data export"}, {&info.Abbreviation, "FHIR"}, {&info.Holder, "fhirstream"}} {
+		if *d.v == "" {
+			*d.v = d.def
+		}
+	}
 	if info.ReleaseDate.IsZero() {
 		info.ReleaseDate = src.Newest()
 	}
