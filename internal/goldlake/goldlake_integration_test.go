@@ -284,10 +284,7 @@ func TestIntegrationGoldWithoutVocabulary(t *testing.T) {
 	if why := tbl.CurrentSnapshot().Summary.Properties[goldlake.SummaryNotBuilt]; !strings.Contains(why, "needs a vocabulary") {
 		t.Errorf("drug_era's snapshot summary: not built %q", why)
 	}
-	var cdmSource [][]any
-	for _, r := range readGold(t, lake, []string{"cdm_source"}, "", writeQuery(t, "SELECT vocabulary_version, cdm_version, cdm_version_concept_id FROM cdm_source")).Checks["q"] {
-		cdmSource = append(cdmSource, r)
-	}
+	cdmSource := readGold(t, lake, []string{"cdm_source"}, "", writeQuery(t, "SELECT vocabulary_version, cdm_version, cdm_version_concept_id FROM cdm_source")).Checks["q"]
 	if fmt.Sprint(cdmSource) != "[[fhirstream built-in v5.4 756265]]" {
 		t.Errorf("cdm_source %v", cdmSource)
 	}
