@@ -48,13 +48,23 @@ func runDemo(t *testing.T, o demo.Options) (string, string) {
 type duckResult struct {
 	Types  map[string][]string `json:"types"`
 	Counts map[string]int64    `json:"counts"`
+	Differ map[string]int64    `json:"differ"`
 	Checks map[string][][]any  `json:"checks"`
+}
+
+// goldRead says what readGold loads and runs: the tables, concepts to add to concept,
+// Athena files to compare tables with (table → file), and query files.
+type goldRead struct {
+	tables        []string
+	extraConcepts string
+	compare       map[string]string
+	queries       []string
 }
 
 // readGold loads the tables of the lake's gold namespace into DuckDB tables created from
 // OHDSI's DDL (ids BIGINT, required columns NOT NULL) with DuckDB's iceberg extension,
 // and runs the query files over them: an engine and a schema fhirstream did not write.
-func readGold(t *testing.T, lake string, tables []string, extraConcepts string, queries ...string) duckResult {
+func readGold(t *testing.T, lake string, g goldRead) duckResult {
 	t.Helper()
 	if err := exec.Command("python3", "-c", "import duckdb, duckdb_ext").Run(); err != nil {
 		if testlake.Required() {
@@ -65,18 +75,25 @@ func readGold(t *testing.T, lake string, tables []string, extraConcepts string, 
 	ddl := goldtest.DDL(t)
 	dir := t.TempDir()
 	ddlFile := filepath.Join(dir, "ddl.sql")
-	if err := os.WriteFile(ddlFile, []byte(goldtest.CreateSQL(ddl, tables, true)), 0o644); err != nil {
+	if err := os.WriteFile(ddlFile, []byte(goldtest.CreateSQL(ddl, g.tables, true)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cat := testlake.SQLCatalog(lakehouse.EmbeddedCatalogName, filepath.Join(lake, lakehouse.CatalogFile), filepath.Join(lake, lakehouse.WarehouseDir))
 	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
 	var qs []string
-	for _, q := range queries {
+	for _, q := range g.queries {
 		qs = append(qs, abs(q))
 	}
-	req := map[string]any{"catalog": cat, "namespace": goldlake.DefaultNamespace, "ddl": ddlFile, "tables": tables, "queries": qs}
-	if extraConcepts != "" {
-		req["extra_concepts"] = abs(extraConcepts)
+	req := map[string]any{"catalog": cat, "namespace": goldlake.DefaultNamespace, "ddl": ddlFile, "tables": g.tables, "queries": qs}
+	if g.extraConcepts != "" {
+		req["extra_concepts"] = abs(g.extraConcepts)
+	}
+	if g.compare != nil {
+		files := map[string]string{}
+		for table, f := range g.compare {
+			files[table] = abs(f)
+		}
+		req["compare_files"] = files
 	}
 	reqFile := filepath.Join(dir, "request.json")
 	b, _ := json.Marshal(req)
@@ -133,7 +150,7 @@ func conformant(t *testing.T, lake string, withVocabulary bool) duckResult {
 	if err := os.WriteFile(checksFile, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res := readGold(t, lake, cdmTables(withVocabulary), extra, queries...)
+	res := readGold(t, lake, goldRead{tables: cdmTables(withVocabulary), extraConcepts: extra, queries: queries})
 	for table, mismatches := range res.Types {
 		for _, m := range mismatches {
 			t.Errorf("%s: %s", table, m)
@@ -284,7 +301,8 @@ func TestIntegrationGoldWithoutVocabulary(t *testing.T) {
 	if why := tbl.CurrentSnapshot().Summary.Properties[goldlake.SummaryNotBuilt]; !strings.Contains(why, "needs a vocabulary") {
 		t.Errorf("drug_era's snapshot summary: not built %q", why)
 	}
-	cdmSource := readGold(t, lake, []string{"cdm_source"}, "", writeQuery(t, "SELECT vocabulary_version, cdm_version, cdm_version_concept_id FROM cdm_source")).Checks["q"]
+	cdmSource := readGold(t, lake, goldRead{tables: []string{"cdm_source"},
+		queries: []string{writeQuery(t, "SELECT vocabulary_version, cdm_version, cdm_version_concept_id FROM cdm_source")}}).Checks["q"]
 	if fmt.Sprint(cdmSource) != "[[fhirstream built-in v5.4 756265]]" {
 		t.Errorf("cdm_source %v", cdmSource)
 	}
@@ -321,12 +339,11 @@ func TestIntegrationGoldErasHandChecked(t *testing.T) {
 		}
 	}
 	lake, _ := runDemo(t, demo.Options{From: dir, Vocab: testVocabulary})
-	res := readGold(t, lake, []string{"condition_era", "drug_era", "observation_period", "cdm_source"}, "",
-		writeQuery(t, `SELECT 'condition', condition_concept_id, condition_era_start_date, condition_era_end_date, condition_occurrence_count, NULL FROM condition_era
+	res := readGold(t, lake, goldRead{tables: []string{"condition_era", "drug_era", "observation_period", "cdm_source"}, queries: []string{writeQuery(t, `SELECT 'condition', condition_concept_id, condition_era_start_date, condition_era_end_date, condition_occurrence_count, NULL FROM condition_era
 UNION ALL SELECT 'drug', drug_concept_id, drug_era_start_date, drug_era_end_date, drug_exposure_count, gap_days FROM drug_era
 UNION ALL SELECT 'period', period_type_concept_id, observation_period_start_date, observation_period_end_date, NULL, NULL FROM observation_period
 UNION ALL SELECT 'source', cdm_version_concept_id, source_release_date, cdm_release_date, NULL, NULL FROM cdm_source WHERE vocabulary_version = 'fhirstream-test-1'
-ORDER BY 1, 3, 2`))
+ORDER BY 1, 3, 2`)}})
 	today := time.Now().UTC().Format(time.DateOnly)
 	want := []string{
 		// 201826 (SNOMED 44054006, and ICD-10-CM E11.9 through 'Maps to'): 06-19..06-25,

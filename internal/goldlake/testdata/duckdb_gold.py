@@ -8,16 +8,20 @@ REQUEST: {"catalog": {"kind": "sql", "name": N, "uri": "/abs/catalog.db"}
                    | {"kind": "rest", "uri": "http://host:port"},
           "namespace": "cdm", "ddl": "/abs/ddl.sql", "tables": ["person", ...],
           "extra_concepts": "/abs/concepts.tsv" | null,
+          "compare_files": {"concept": "/abs/CONCEPT.csv", ...} | null,
           "queries": ["/abs/checks.sql", ...]}
 
 The DDL creates every table named (NOT NULL where the CDM requires a value); each is
 filled from <namespace>.<table> by column name, after its Iceberg columns are compared
 with the DDL's, name by name and type by type. extra_concepts (Athena's CONCEPT layout)
-adds concepts the loaded concept table lacks. A query file holds queries, each after a
-line "-- check: <name>".
+adds concepts the loaded concept table lacks. compare_files reads Athena files with
+DuckDB's own CSV reader into tables of the same DDL and counts the rows that differ
+from the lake's table, both ways. A query file holds queries, each after a line
+"-- check: <name>".
 
 Output, one JSON object: {"types": {table: [mismatch, ...]}, "counts": {table: rows},
-"checks": {name: [[value, ...], ...]}} with dates as ISO strings.
+"differ": {table: rows}, "checks": {name: [[value, ...], ...]}} with dates as ISO
+strings.
 """
 import datetime
 import json
@@ -70,7 +74,7 @@ def main():
             return f'lake."{ns}"."{table}"'
 
     con.execute(open(req["ddl"]).read())
-    out = {"types": {}, "counts": {}, "checks": {}}
+    out = {"types": {}, "counts": {}, "differ": {}, "checks": {}}
     for table in req["tables"]:
         rel = relation(table)
         have = con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()
@@ -97,7 +101,24 @@ def main():
             "WHERE CAST(concept_id AS INTEGER) NOT IN (SELECT concept_id FROM concept)",
             [req["extra_concepts"]],
         )
-    for qf in req.get("queries", []):
+    for table, path in (req.get("compare_files") or {}).items():
+        cols = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+        spec = "{" + ", ".join(f"{quote(c)}: {quote(t)}" for c, t in cols) + "}"
+        con.execute(f"CREATE TABLE file_{table} AS SELECT * FROM {table} LIMIT 0")
+        con.execute(
+            f"INSERT INTO file_{table} BY NAME SELECT * FROM read_csv(?, delim = '\t', header = true, quote = '', "
+            f"dateformat = '%Y%m%d', columns = {spec})",
+            [path],
+        )
+        out["differ"][table] = con.execute(
+            f"SELECT count(*) FROM ((SELECT * FROM {table} EXCEPT ALL SELECT * FROM file_{table}) "
+            f"UNION ALL (SELECT * FROM file_{table} EXCEPT ALL SELECT * FROM {table}))"
+        ).fetchone()[0]
+        out["counts"]["file_" + table] = con.execute(f"SELECT count(*) FROM file_{table}").fetchone()[0]
+    for qf in req.get("queries") or []:
         name, lines = None, []
         for line in open(qf).read().splitlines() + ["-- check: "]:
             if line.startswith("-- check:"):
