@@ -55,6 +55,10 @@ type duckResult struct {
 // goldRead says what readGold loads and runs: the tables, concepts to add to concept,
 // Athena files to compare tables with (table → file), and query files.
 type goldRead struct {
+	// catalog and namespace, when set, name a catalog other than the lake directory's
+	// embedded one, and the gold namespace in it.
+	catalog       *testlake.Catalog
+	namespace     string
 	tables        []string
 	extraConcepts string
 	compare       map[string]string
@@ -79,12 +83,16 @@ func readGold(t *testing.T, lake string, g goldRead) duckResult {
 		t.Fatal(err)
 	}
 	cat := testlake.SQLCatalog(lakehouse.EmbeddedCatalogName, filepath.Join(lake, lakehouse.CatalogFile), filepath.Join(lake, lakehouse.WarehouseDir))
+	ns := goldlake.DefaultNamespace
+	if g.catalog != nil {
+		cat, ns = *g.catalog, g.namespace
+	}
 	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
 	var qs []string
 	for _, q := range g.queries {
 		qs = append(qs, abs(q))
 	}
-	req := map[string]any{"catalog": cat, "namespace": goldlake.DefaultNamespace, "ddl": ddlFile, "tables": g.tables, "queries": qs}
+	req := map[string]any{"catalog": cat, "namespace": ns, "ddl": ddlFile, "tables": g.tables, "queries": qs}
 	if g.extraConcepts != "" {
 		req["extra_concepts"] = abs(g.extraConcepts)
 	}
@@ -132,6 +140,12 @@ func cdmTables(withVocabulary bool) []string {
 // with a vocabulary, OHDSI's era SQL over the lake's own rows). It returns the result.
 func conformant(t *testing.T, lake string, withVocabulary bool) duckResult {
 	t.Helper()
+	return conformantIn(t, lake, goldRead{}, withVocabulary)
+}
+
+// conformantIn is conformant with the catalog and namespace of g.
+func conformantIn(t *testing.T, lake string, g goldRead, withVocabulary bool) duckResult {
+	t.Helper()
 	checks, err := gold.Checks(withVocabulary, withVocabulary)
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +164,8 @@ func conformant(t *testing.T, lake string, withVocabulary bool) duckResult {
 	if err := os.WriteFile(checksFile, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res := readGold(t, lake, goldRead{tables: cdmTables(withVocabulary), extraConcepts: extra, queries: queries})
+	g.tables, g.extraConcepts, g.queries = cdmTables(withVocabulary), extra, queries
+	res := readGold(t, lake, g)
 	for table, mismatches := range res.Types {
 		for _, m := range mismatches {
 			t.Errorf("%s: %s", table, m)
