@@ -62,7 +62,7 @@ fails only when the refresh itself fails.`,
 	}
 	o.catalog = lakeFlags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&o.opts.VocabularyDir, "vocab", "", "directory of the OHDSI Athena vocabulary release the mapper used (optional; env FHIRSTREAM_VOCAB)")
+	f.StringVar(&o.opts.VocabularyDir, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	f.StringVar(&o.namespace, "namespace", goldlake.DefaultNamespace, "namespace of the gold CDM, under --catalog-namespace")
 	f.StringVar(&o.opts.Source.Name, "source-name", "", "cdm_source.cdm_source_name: the source's name (default \"FHIR Bulk Data export\")")
 	f.StringVar(&o.opts.Source.Abbreviation, "source-abbreviation", "", "cdm_source.cdm_source_abbreviation, at most 25 characters (default \"FHIR\")")

@@ -54,7 +54,9 @@ records the release (fhirstream.vocabulary.version). It prints rows and timing p
 		},
 	}
 	catalog = lakeFlags(cmd)
-	cmd.Flags().StringVar(&dir, "vocab", "", "directory of the OHDSI Athena vocabulary release (env FHIRSTREAM_VOCAB)")
+	// Required here, but described as every command's --vocab: one "vocab" key of the
+	// config file serves the mapper, the demo, gold refresh and this load.
+	cmd.Flags().StringVar(&dir, "vocab", "", "directory of an OHDSI Athena vocabulary release (optional) (env FHIRSTREAM_VOCAB)")
 	cmd.Flags().StringVar(&namespace, "namespace", goldlake.DefaultNamespace, "namespace of the gold CDM, under --catalog-namespace")
 	return cmd
 }
