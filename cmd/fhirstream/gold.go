@@ -96,7 +96,7 @@ func runGoldRefresh(cmd *cobra.Command, o *goldRefreshOptions) error {
 	}
 	rep, err := goldlake.Refresh(ctx, lk, o.opts)
 	if err != nil {
-		return err
+		return fmt.Errorf("gold refresh FAILED: %w", err)
 	}
 	rep.Write(cmd.OutOrStdout())
 	return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -50,7 +51,10 @@ records the release (fhirstream.vocabulary.version). It prints rows and timing p
 			if load != nil && len(load.Tables) > 0 {
 				load.Write(cmd.OutOrStdout())
 			}
-			return err
+			if err != nil {
+				return fmt.Errorf("vocab load FAILED: %w", err)
+			}
+			return nil
 		},
 	}
 	catalog = lakeFlags(cmd)

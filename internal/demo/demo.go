@@ -134,7 +134,7 @@ func Run(ctx context.Context, w io.Writer, o Options) error {
 	goldReport, err := goldlake.RefreshLake(ctx, lakehouse.Config{Out: r.out}, goldlake.Options{VocabularyDir: o.Vocab,
 		Source: gold.SourceInfo{Name: "fhirstream demo EHR", Abbreviation: "demo", Holder: "fhirstream demo", ReleaseDate: sum.TransactionTime}})
 	if err != nil {
-		return fmt.Errorf("gold refresh: %w", err)
+		return fmt.Errorf("gold refresh FAILED: %w", err)
 	}
 	r.gold = goldReport
 	return r.report(ctx, p, sum, time.Since(start))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -316,11 +317,50 @@ func TestIntegrationGoldWithoutVocabulary(t *testing.T) {
 	if why := tbl.CurrentSnapshot().Summary.Properties[goldlake.SummaryNotBuilt]; !strings.Contains(why, "needs a vocabulary") {
 		t.Errorf("drug_era's snapshot summary: not built %q", why)
 	}
+	// A refresh that fails says so and commits nothing: here, a vocabulary download
+	// without six of its files.
+	partial := t.TempDir()
+	for _, d := range vocab.Tables[:3] {
+		b, err := os.ReadFile(filepath.Join(testVocabulary, d.File()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(partial, d.File()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := currentSnapshots(t, lk)
+	if _, err := goldlake.Refresh(ctx, lk, goldlake.Options{VocabularyDir: partial, Force: true}); err == nil ||
+		!strings.Contains(err.Error(), "nothing committed") || !strings.Contains(err.Error(), "CONCEPT_ANCESTOR.csv") {
+		t.Errorf("a refresh with a broken vocabulary: %v", err)
+	}
+	if after := currentSnapshots(t, lk); !maps.Equal(before, after) {
+		t.Errorf("a failed refresh changed the gold tables: %v, then %v", before, after)
+	}
+
 	cdmSource := readGold(t, lake, goldRead{tables: []string{"cdm_source"},
 		queries: []string{writeQuery(t, "SELECT vocabulary_version, cdm_version, cdm_version_concept_id FROM cdm_source")}}).Checks["q"]
 	if fmt.Sprint(cdmSource) != "[[fhirstream built-in v5.4 756265]]" {
 		t.Errorf("cdm_source %v", cdmSource)
 	}
+}
+
+// currentSnapshots are the current snapshot ids of the gold CDM's tables.
+func currentSnapshots(t *testing.T, lk *lakehouse.Lake) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for _, table := range goldlake.Tables() {
+		l, err := goldlake.CDMLayout(goldlake.DefaultNamespace, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tbl, err := lk.LoadTable(context.Background(), l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[table] = tbl.CurrentSnapshot().SnapshotID
+	}
+	return out
 }
 
 // writeQuery writes one query as a query file (check "q").

@@ -106,7 +106,10 @@ func (r *Report) Rows(table string) int64 {
 // other, cdm_source last: a reader sees the previous refresh until the commits, which
 // take a moment, not the refresh's whole run. A derived table that cannot be built is
 // written empty and named in Report.NotBuilt with the reason; an error means the
-// refresh failed (nothing committed, unless the error says which tables were).
+// refresh failed: nothing committed, unless the error says how many tables were
+// ("committed 3 of 16 tables"). Errors before the commits leave the CDM tables as they
+// were (a vocabulary the refresh loaded first stays loaded: LoadVocabulary commits as
+// it goes).
 func Refresh(ctx context.Context, lk *lakehouse.Lake, o Options) (*Report, error) {
 	start := time.Now()
 	ns := o.Namespace
@@ -209,20 +212,20 @@ func Refresh(ctx context.Context, lk *lakehouse.Lake, o Options) (*Report, error
 		}
 		if err := write(table, rows); err != nil {
 			abort()
-			return nil, fmt.Errorf("goldlake: refresh FAILED, nothing committed: %w", err)
+			return nil, fmt.Errorf("nothing committed: %w", err)
 		}
 	}
 	res, err := b.Finish()
 	if err != nil {
 		abort()
-		return nil, fmt.Errorf("goldlake: refresh FAILED, nothing committed: %w", err)
+		return nil, fmt.Errorf("nothing committed: %w", err)
 	}
 	rep.Links, rep.PersonsWithoutEvents = res.Links, res.PersonsWithoutEvents
 	maps.Copy(rep.NotBuilt, res.NotBuilt)
 	for _, table := range gold.DerivedTables {
 		if err := write(table, res.Rows(table)); err != nil {
 			abort()
-			return nil, fmt.Errorf("goldlake: refresh FAILED, nothing committed: %w", err)
+			return nil, fmt.Errorf("nothing committed: %w", err)
 		}
 	}
 
@@ -242,9 +245,9 @@ func Refresh(ctx context.Context, lk *lakehouse.Lake, o Options) (*Report, error
 		if err != nil {
 			abort()
 			if i == 0 {
-				return nil, fmt.Errorf("goldlake: refresh FAILED, nothing committed: %w", err)
+				return nil, fmt.Errorf("nothing committed: %w", err)
 			}
-			return nil, fmt.Errorf("goldlake: refresh FAILED after committing %d of %d tables (refresh %s; the others keep the previous refresh until the next succeeds): %w",
+			return nil, fmt.Errorf("committed %d of %d tables (refresh %s; the others keep the previous refresh until the next succeeds): %w",
 				i, len(writers), rep.RefreshID, err)
 		}
 		rep.Tables = append(rep.Tables, TableLoad{Table: joinIdent(lk.Ident(w.l)), Rows: w.rows, Files: w.n, Snapshot: snap, Took: w.took})
@@ -276,7 +279,7 @@ func refreshVocabulary(ctx context.Context, lk *lakehouse.Lake, ns string, o Opt
 	if !loaded || version == "" || lakeVersion != version {
 		load, err := LoadVocabulary(ctx, lk, o.VocabularyDir, VocabularyOptions{Namespace: ns, Files: o.Files, MaxFileRows: o.MaxFileRows})
 		if err != nil {
-			return nil, fmt.Errorf("goldlake: load the vocabulary: %w", err)
+			return nil, fmt.Errorf("load the vocabulary, nothing committed: %w", err)
 		}
 		rep.VocabularyLoad = load
 		rep.Vocabulary = o.VocabularyDir + " (loaded into " + joinIdent(lk.Namespace(ns)) + ")"
