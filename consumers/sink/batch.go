@@ -98,3 +98,12 @@ func (b *batch) partitions(topic string) map[int32]partRange {
 	}
 	return out
 }
+
+// offsets is, per partition of the batch, the offset consumption goes on from.
+func (b *batch) offsets() map[topicPartition]int64 {
+	out := make(map[topicPartition]int64, len(b.parts))
+	for tp, pr := range b.parts {
+		out[tp] = pr.next
+	}
+	return out
+}

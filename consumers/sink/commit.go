@@ -12,7 +12,6 @@ import (
 	iceio "github.com/apache/iceberg-go/io"
 	"github.com/apache/iceberg-go/table"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
@@ -85,7 +84,7 @@ func (s *Sink) flush(ctx context.Context, cl *kgo.Client, b *batch) error {
 		}
 		return fmt.Errorf("%w: %v", errRestart, err)
 	}
-	s.commitGroup(ctx, cl, b)
+	s.commitGroup(ctx, cl, b.offsets())
 
 	s.openRows.Add(-int64(b.rows))
 	s.m.batchSeconds.WithLabelValues(s.stage).Observe(time.Since(start).Seconds())
@@ -119,23 +118,6 @@ func (s *Sink) flush(ctx context.Context, cl *kgo.Client, b *batch) error {
 	})
 	s.log.Debug("sink: batch committed", "batch", b.id, "tables", len(stats), "records", b.records, "took", time.Since(start))
 	return nil
-}
-
-// commitGroup commits the batch's offsets to the consumer group. They are a report (lag,
-// autoscaling), never read back by the sink, so a failure is logged, not fatal.
-func (s *Sink) commitGroup(ctx context.Context, cl *kgo.Client, b *batch) {
-	offsets := map[string]map[int32]kgo.EpochOffset{}
-	for tp, pr := range b.parts {
-		if offsets[tp.topic] == nil {
-			offsets[tp.topic] = map[int32]kgo.EpochOffset{}
-		}
-		offsets[tp.topic][tp.partition] = kgo.EpochOffset{Epoch: -1, Offset: pr.next}
-	}
-	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("sink: commit the group's offsets (a report only; the tables hold the truth)", "err", err)
-		}
-	})
 }
 
 type tableResult struct {

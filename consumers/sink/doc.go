@@ -25,7 +25,10 @@
 //     offsets for the group, every partition's, merged with the batch's, and the batch's
 //     commit id (lakehouse package doc);
 //  3. commits the same offsets to the consumer group, as a report for lag monitoring and
-//     autoscaling. The sink never reads them back.
+//     autoscaling. The sink never reads them back. A report that failed (a broker
+//     restarting), or that lags the table when a partition is assigned (a sink stopped
+//     between steps 2 and 3), is owed and sent again while the sink is idle: a caught-up
+//     partition gets no new records to carry it.
 //
 // An initial load writes no delete file at all: dedupe marks records of keys it has seen
 // before (fhir.previous-version) and only those delete (Config.UpsertDeletes).

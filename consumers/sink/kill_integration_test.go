@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -247,7 +249,13 @@ func TestIntegrationSinkKillREST(t *testing.T) {
 	}
 	port := os.Getenv("FHIRSTREAM_TEST_ICEBERG_REST_PORT")
 	if port == "" {
-		port = "29201"
+		// A port the system picks: a fixed one collides with another run on the machine.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+		l.Close()
 	}
 	dir := filepath.Join(t.TempDir(), "rest")
 	run := func(args ...string) {

@@ -85,6 +85,8 @@ type Sink struct {
 	fenceMu sync.Mutex
 	fence   map[topicPartition]int64
 
+	report groupReport
+
 	ensured sync.Map // topic → *lakehouse.Layout whose table exists
 
 	// Set by the group callbacks, read by the consuming goroutine.
@@ -197,6 +199,7 @@ func (s *Sink) session(ctx context.Context) error {
 	s.fenceMu.Lock()
 	clear(s.fence)
 	s.fenceMu.Unlock()
+	s.report.reset()
 	opts := []kgo.Opt{
 		kgo.ConsumerGroup(s.cfg.Group),
 		kgo.ConsumeRegex(),
@@ -299,6 +302,7 @@ func (s *Sink) session(ctx context.Context) error {
 			s.hurry.Store(false)
 		}
 		if b.empty() {
+			s.reportOwed(ctx, cl)
 			cl.AllowRebalance()
 		}
 	}
@@ -432,6 +436,11 @@ func (s *Sink) tableOffsets(ctx context.Context, offsets map[string]map[int32]kg
 		for p := range parts {
 			off, ok := o.Offsets[p]
 			if ok {
+				if committed := parts[p].EpochOffset().Offset; committed != off {
+					// The group's report differs from the table (a sink stopped between
+					// its table commit and its group commit): put it right.
+					s.report.owe(topicPartition{topic, p}, off)
+				}
 				parts[p] = kgo.NewOffset().At(off).WithEpoch(-1)
 			} else {
 				off = -1
@@ -454,6 +463,7 @@ func (s *Sink) onRevoked(_ context.Context, _ *kgo.Client, lost map[string][]int
 		}
 	}
 	s.fenceMu.Unlock()
+	s.report.forget(lost)
 	s.log.Info("sink: partitions released", "partitions", lost)
 }
 
