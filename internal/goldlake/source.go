@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -206,13 +207,5 @@ func arrowValue(col arrow.Array, i int) (any, error) {
 	return nil, fmt.Errorf("unexpected Arrow type %s", col.DataType())
 }
 
-func joinIdent(ident []string) string {
-	s := ""
-	for i, p := range ident {
-		if i > 0 {
-			s += "."
-		}
-		s += p
-	}
-	return s
-}
+// joinIdent is a catalog identifier as its dotted name ("omop.person").
+func joinIdent(ident []string) string { return strings.Join(ident, ".") }

@@ -70,6 +70,9 @@ func LoadVocabulary(ctx context.Context, lk *lakehouse.Lake, dir string, o Vocab
 	if ns == "" {
 		ns = DefaultNamespace
 	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("vocabulary %s is not a directory (an Athena download): %v", dir, err)
+	}
 	var missing []string
 	for i := range vocab.Tables {
 		if !hasFile(dir, vocab.Tables[i].File()) {
