@@ -11,6 +11,7 @@ import (
 	"github.com/apache/iceberg-go"
 	iceio "github.com/apache/iceberg-go/io"
 	"github.com/apache/iceberg-go/table"
+	"github.com/parquet-go/parquet-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
@@ -253,39 +254,35 @@ func (s *Sink) checkFence(topic string, parts map[int32]partRange, o lakehouse.O
 	return nil
 }
 
-// commitOnce commits the files in one snapshot on top of tbl's current snapshot, or an
-// empty snapshot that only records props (a batch whose records were all dead-lettered).
+// commitOnce commits the files in one snapshot on top of tbl's current snapshot.
 func (s *Sink) commitOnce(ctx context.Context, tbl *table.Table, data, deletes iceberg.DataFile, props iceberg.Properties) error {
 	tx := tbl.NewTransaction()
 	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
 		return err
 	}
-	if data == nil && deletes == nil {
-		if err := tx.AddDataFiles(ctx, nil, props); err != nil {
-			return err
-		}
-	} else {
-		rd := tx.NewRowDelta(props)
-		if data != nil {
-			rd.AddRows(data)
-		}
-		if deletes != nil {
-			rd.AddDeletes(deletes)
-		}
-		if err := rd.Commit(ctx); err != nil {
-			return err
-		}
+	rd := tx.NewRowDelta(props)
+	if data != nil {
+		rd.AddRows(data)
+	}
+	if deletes != nil {
+		rd.AddDeletes(deletes)
+	}
+	if err := rd.Commit(ctx); err != nil {
+		return err
 	}
 	_, err := tx.Commit(ctx)
 	return err
 }
 
 // writeFiles writes the table's data file and equality-delete file of the batch (either
-// may be absent), named after the batch, in the table's data directory.
+// may be absent, not both), named after the batch, in the table's data directory.
+//
+// A batch whose records for the table were all dead-lettered still commits, so that the
+// table records the offsets it passed over: it gets a data file of no rows. iceberg-go
+// commits no snapshot without a file (an empty AddDataFiles is a no-op), and a table left
+// behind its fence would refuse the partition's next commit, restarting the session and
+// dead-lettering the same records again.
 func (s *Sink) writeFiles(_ context.Context, tbl *table.Table, batchID string, tb *tableBatch, res *tableResult) (data, deletes iceberg.DataFile, err error) {
-	if tb.changes == nil || tb.changes.Empty() {
-		return nil, nil, nil
-	}
 	fsys, err := tbl.FS(context.Background())
 	if err != nil {
 		return nil, nil, err
@@ -298,11 +295,19 @@ func (s *Sink) writeFiles(_ context.Context, tbl *table.Table, batchID string, t
 	if err != nil {
 		return nil, nil, err
 	}
-	if rs := tb.changes.Rows(); len(rs) > 0 {
+	empty := tb.changes == nil || tb.changes.Empty()
+	var rs []parquet.Row
+	if !empty {
+		rs = tb.changes.Rows()
+	}
+	if len(rs) > 0 || empty {
 		if data, err = tb.layout.WriteData(wfs, loc.NewDataLocation(batchID+"-data.parquet"), rs, s.cfg.Files); err != nil {
 			return nil, nil, err
 		}
 		res.rows, res.files = int64(len(rs)), res.files+1
+	}
+	if empty {
+		return data, nil, nil
 	}
 	if keys := tb.changes.Deletes(); len(keys) > 0 {
 		if deletes, err = tb.layout.WriteEqualityDeletes(wfs, loc.NewDataLocation(batchID+"-deletes.parquet"), keys, s.cfg.Files); err != nil {

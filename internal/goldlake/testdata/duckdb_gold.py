@@ -79,7 +79,8 @@ def main():
         rel = relation(table)
         have = con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()
         want = con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = current_database() "
+            "AND table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
             [table],
         ).fetchall()
         have = [(r[0], r[1]) for r in have]
@@ -103,7 +104,8 @@ def main():
         )
     for table, path in (req.get("compare_files") or {}).items():
         cols = con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = current_database() "
+            "AND table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
             [table],
         ).fetchall()
         spec = "{" + ", ".join(f"{quote(c)}: {quote(t)}" for c, t in cols) + "}"
