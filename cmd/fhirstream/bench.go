@@ -143,7 +143,7 @@ func printBench(w io.Writer, format string, r *bench.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	head := "STAGE\tIN\tOUT\tDEAD\tTXNS\tSTART s\tEND s\tACTIVE s\tREC/s\tMB IN\tMB/s\tCPU s\tREC/CPU-s\t"
 	if processes {
-		head += "µs/RES\tPEAK RSS MB\t"
+		head += "µs/RES\tPEAK RSS MB\tGO HEAP MB\t"
 	}
 	fmt.Fprintln(tw, head)
 	for _, s := range r.Stages {
@@ -162,11 +162,12 @@ func printBench(w io.Writer, format string, r *bench.Report) error {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%.2f\t%.2f\t%.2f\t%.0f\t%s\t%s\t%s\t%s\t", s.Name, s.RecordsIn, s.RecordsOut, s.DeadLetters, txns,
 			s.StartSeconds, s.EndSeconds, s.ActiveSeconds, s.RecordsPerSecond, mbIn, mbs, cpu, perCPU)
 		if processes {
-			perRes, rss := "-", "-"
+			perRes, rss, heap := "-", "-", "-"
 			if p := s.Process; p != nil {
 				perRes, rss = fmt.Sprintf("%.1f", p.CPUMicrosPerResource), fmt.Sprintf("%.0f", float64(p.PeakRSSBytes)/1e6)
+				heap = fmt.Sprintf("%.0f", float64(p.GoHeapPeakBytes)/1e6)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t", perRes, rss)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t", perRes, rss, heap)
 		}
 		fmt.Fprintln(tw)
 	}

@@ -282,6 +282,10 @@ func TestIntegrationBenchProcesses(t *testing.T) {
 		if p.PeakRSSBytes < 10<<20 || p.PeakRSSBytes > 2<<30 {
 			t.Errorf("stage %s: peak RSS %d bytes", s.Name, p.PeakRSSBytes)
 		}
+		// Every stage's /metrics is read throughout the run; the fetcher's may be missed.
+		if s.Name != bench.LabelFetch && (p.GoHeapPeakBytes <= 0 || p.GoHeapPeakBytes > p.PeakRSSBytes) {
+			t.Errorf("stage %s: Go heap peak %d bytes, peak RSS %d", s.Name, p.GoHeapPeakBytes, p.PeakRSSBytes)
+		}
 		if p.CPUSeconds < 0 || s.CPUSeconds != p.CPUSeconds {
 			t.Errorf("stage %s: CPU %.3f s, process %.3f s", s.Name, s.CPUSeconds, p.CPUSeconds)
 		}

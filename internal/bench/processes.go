@@ -160,6 +160,7 @@ func runProcesses(ctx context.Context, e *env, rep *Report) (*measured, error) {
 	m.processes[LabelFetch] = &Process{PID: fetch.cmd.Process.Pid, CPUSeconds: fetchCPU, Env: fetch.env}
 	for _, c := range append(stages, fetch) {
 		m.processes[c.name].PeakRSSBytes = peakRSS(c.cmd)
+		m.processes[c.name].GoHeapPeakBytes = scr.heapPeak(c.name)
 	}
 
 	// The fetcher's figures: it reconciled what it read with what it published (a run
@@ -342,11 +343,12 @@ type scraper struct {
 	done    chan struct{}
 	result  chan []sample
 	mu      sync.Mutex
-	commits int64 // the fetcher's committed transactions, last seen
+	commits int64            // the fetcher's committed transactions, last seen
+	heap    map[string]int64 // the largest Go heap seen, by process (stage name)
 }
 
 func startScraper(ctx context.Context, topics schemas.Topics, names []string, stages []*child, fetch *child, t0 time.Time) *scraper {
-	s := &scraper{done: make(chan struct{}), result: make(chan []sample, 1)}
+	s := &scraper{done: make(chan struct{}), result: make(chan []sample, 1), heap: map[string]int64{}}
 	go func() {
 		var samples []sample
 		prev := make([]pipeline.StageProgress, len(names))
@@ -364,10 +366,16 @@ func startScraper(ctx context.Context, topics schemas.Topics, names []string, st
 					fetched = max(fetched, counterSum(f["fhirstream_fetch_resources_total"]))
 					s.mu.Lock()
 					s.commits = max(s.commits, counterSum(f["fhirstream_fetch_commits_total"]))
+					s.heap[fetch.name] = max(s.heap[fetch.name], heapAlloc(f))
 					s.mu.Unlock()
 				}
 			}
-			now, _ := scrapeAll(stages, names, topics)
+			now, fams := scrapeAll(stages, names, topics)
+			s.mu.Lock()
+			for name, f := range fams {
+				s.heap[name] = max(s.heap[name], heapAlloc(f))
+			}
+			s.mu.Unlock()
 			cur := make([]pipeline.StageProgress, len(names))
 			for i := range names {
 				cur[i] = prev[i] // a process that did not answer this time keeps its last counts
@@ -402,6 +410,13 @@ func startScraper(ctx context.Context, topics schemas.Topics, names []string, st
 func (s *scraper) stop() []sample {
 	close(s.done)
 	return <-s.result
+}
+
+// heapPeak is the largest Go heap seen of a process, by stage name.
+func (s *scraper) heapPeak(name string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.heap[name]
 }
 
 func (s *scraper) fetchCommits() int64 {
@@ -454,6 +469,14 @@ func scrape(url string) (map[string]*dto.MetricFamily, error) {
 		return nil, fmt.Errorf("%s: %w", url, err)
 	}
 	return f, nil
+}
+
+// heapAlloc is a process's Go heap as its Go collector reports it.
+func heapAlloc(f map[string]*dto.MetricFamily) int64 {
+	for _, m := range f["go_memstats_heap_alloc_bytes"].GetMetric() {
+		return int64(m.GetGauge().GetValue())
+	}
+	return 0
 }
 
 func counterSum(f *dto.MetricFamily) int64 {

@@ -69,6 +69,10 @@ type Process struct {
 	// PeakRSSBytes is the process's peak resident set size over its whole life, start-up
 	// and shutdown included (getrusage ru_maxrss, read when it has exited).
 	PeakRSSBytes int64 `json:"peak_rss_bytes"`
+	// GoHeapPeakBytes is the largest Go heap (objects live and not yet swept,
+	// go_memstats_heap_alloc_bytes) its /metrics showed during the run: what the peak
+	// RSS is made of besides the garbage collector's headroom (GOGC) and the runtime.
+	GoHeapPeakBytes int64 `json:"go_heap_peak_bytes"`
 	// CPUSeconds is user plus system time from kickoff to drained.
 	CPUSeconds float64 `json:"cpu_seconds"`
 	// CPUMicrosPerResource is CPUSeconds per resource fetched: the process's share of
