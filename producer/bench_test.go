@@ -137,6 +137,10 @@ func benchFetch(b *testing.B, base string, resources int64) (time.Duration, int6
 	if v, err := strconv.ParseInt(os.Getenv("FHIRSTREAM_BENCH_COMMIT_BYTES"), 10, 64); err == nil {
 		cfg.CommitBytes = v
 	}
+	// FHIRSTREAM_BENCH_WORKERS sets Config.Workers, the files published in parallel.
+	if v, err := strconv.Atoi(os.Getenv("FHIRSTREAM_BENCH_WORKERS")); err == nil {
+		cfg.Workers = v
+	}
 	if os.Getenv("FHIRSTREAM_BENCH_DEBUG") != "" { // the fetcher's debug log: commit and flush times
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
