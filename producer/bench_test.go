@@ -1,15 +1,12 @@
 package producer_test
 
 import (
-	"bufio"
 	"context"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
-	"slices"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,10 +32,16 @@ func benchPatients(b *testing.B) int {
 }
 
 // BenchmarkFetchVsBare measures, in the same run against the same broker, the fetcher
-// (serve-ehr → HTTP → parse, check, headers, transactions with checkpoints → Kafka) and a
-// bare franz-go producer publishing the same lines from the same files (no HTTP, no
-// parsing, no transactions). It reports resources/s and MB/s of each and their ratio;
-// the acceptance target is fetch/bare ≥ 0.8 in resources/s. Run it with
+// (serve-ehr → HTTP → gzip, parse, check, headers, transactions with checkpoints → Kafka)
+// and a bare transactional franz-go producer publishing the same records from memory:
+// the records the fetcher published, read back from its raw topics (same keys, same
+// provenance headers, same values), into fresh topics of the same partition count, in
+// transactions of the fetcher's size, with the fetcher's producer settings (linger,
+// compression, buffer). So the bare side does the Kafka work the contract asks for, and
+// nothing else: the ratio prices the fetcher's own work (HTTP, gzip, parsing,
+// checkpoints). It reports resources/s of each and their ratio (the acceptance target is
+// fetch/bare ≥ 0.8), and CPU per line of each, the broker's too with
+// FHIRSTREAM_BENCH_BROKER_PID. Run it with
 //
 //	FHIRSTREAM_TEST_BROKERS=127.0.0.1:19092 go test -run '^$' -bench FetchVsBare -benchtime 1x ./producer
 func BenchmarkFetchVsBare(b *testing.B) {
@@ -57,11 +60,14 @@ func BenchmarkFetchVsBare(b *testing.B) {
 	}
 	defer srv.Close()
 	var resources int64
-	for _, n := range srv.Types() {
+	var types []string
+	for t, n := range srv.Types() {
 		resources += n
+		types = append(types, t)
 	}
-	var fetchTime, bareTime, bareSetup, fetchCPU, bareCPU time.Duration
-	var fetchBytes, bareBytes int64
+	var fetchTime, bareTime, fetchCPU, bareCPU, fetchBroker, bareBroker time.Duration
+	var fetchBytes int64
+	var records []*kgo.Record // what the fetcher published, read back after its first run
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		// Alternate the order, so neither side always meets a broker warmed by the other.
@@ -69,22 +75,26 @@ func BenchmarkFetchVsBare(b *testing.B) {
 		// the simulator serving it, which sends precompressed files and so costs little.
 		runs := []func(){
 			func() {
-				c := testkafka.ProcessCPU()
+				c, bc := testkafka.ProcessCPU(), brokerCPU()
 				var d time.Duration
 				var n int64
+				var cl *testkafka.Cluster
 				// The label lets a CPU profile (-cpuprofile) tell the two sides apart:
 				// goroutines started inside inherit it (franz-go's, the HTTP client's),
 				// the simulator's do not (pprof -tagfocus side=fetch).
-				pprof.Do(context.Background(), pprof.Labels("side", "fetch"), func(context.Context) { d, n = benchFetch(b, srv.URL, resources) })
-				fetchTime, fetchBytes, fetchCPU = fetchTime+d, fetchBytes+n, fetchCPU+testkafka.ProcessCPU()-c
+				pprof.Do(context.Background(), pprof.Labels("side", "fetch"), func(context.Context) { d, n, cl = benchFetch(b, srv.URL, resources) })
+				fetchTime, fetchBytes, fetchCPU, fetchBroker = fetchTime+d, fetchBytes+n, fetchCPU+testkafka.ProcessCPU()-c, fetchBroker+brokerCPU()-bc
+				if records == nil {
+					b.StopTimer()
+					records = readRaw(b, cl, types, resources)
+					b.StartTimer()
+				}
 			},
 			func() {
-				c := testkafka.ProcessCPU()
+				c, bc := testkafka.ProcessCPU(), brokerCPU()
 				var d time.Duration
-				var n int64
-				var setup time.Duration
-				pprof.Do(context.Background(), pprof.Labels("side", "bare"), func(context.Context) { d, setup, n = benchBare(b, dir, resources) })
-				bareTime, bareSetup, bareBytes, bareCPU = bareTime+d, bareSetup+setup, bareBytes+n, bareCPU+testkafka.ProcessCPU()-c
+				pprof.Do(context.Background(), pprof.Labels("side", "bare"), func(context.Context) { d = benchBare(b, records, types) })
+				bareTime, bareCPU, bareBroker = bareTime+d, bareCPU+testkafka.ProcessCPU()-c, bareBroker+brokerCPU()-bc
 			},
 		}
 		if i%2 == 1 {
@@ -100,27 +110,36 @@ func BenchmarkFetchVsBare(b *testing.B) {
 	b.ReportMetric(fetchRate, "fetch-resources/s")
 	b.ReportMetric(bareRate, "bare-resources/s")
 	b.ReportMetric(float64(fetchBytes)/1e6/fetchTime.Seconds(), "fetch-MB/s")
-	b.ReportMetric(float64(bareBytes)/1e6/bareTime.Seconds(), "bare-MB/s")
 	b.ReportMetric(fetchRate/bareRate, "fetch/bare")
-	// The fetcher's time runs from its start, so it includes creating its topics (and the
-	// kickoff and polls); the bare producer's starts once its topics exist. This ratio
-	// times the bare producer's topic creation too, so both sides go from fresh topics
-	// to flushed records.
-	b.ReportMetric(fetchRate/(float64(resources)*n/(bareTime+bareSetup).Seconds()), "fetch/bare-with-topics")
 	lines := float64(resources) * n
 	b.ReportMetric(float64(fetchCPU.Nanoseconds())/lines, "fetch-cpu-ns/line")
 	b.ReportMetric(float64(bareCPU.Nanoseconds())/lines, "bare-cpu-ns/line")
+	if _, ok := testkafka.BrokerCPU(); ok {
+		b.ReportMetric(float64(fetchBroker.Nanoseconds())/lines, "fetch-broker-cpu-ns/line")
+		b.ReportMetric(float64(bareBroker.Nanoseconds())/lines, "bare-broker-cpu-ns/line")
+	}
 	b.ReportMetric(float64(resources), "resources")
 }
 
-// benchFetch runs one export into fresh topics and returns its duration and NDJSON bytes.
-func benchFetch(b *testing.B, base string, resources int64) (time.Duration, int64) {
+func brokerCPU() time.Duration {
+	d, _ := testkafka.BrokerCPU()
+	return d
+}
+
+// benchFetch runs one export into fresh topics and returns its duration, its NDJSON
+// bytes and the cluster (prefix) it published to. Its time runs from its start, so it
+// includes creating its topics, the kickoff and the status polls.
+func benchFetch(b *testing.B, base string, resources int64) (time.Duration, int64, *testkafka.Cluster) {
 	c := testkafka.New(b)
 	cfg := producer.Config{Kafka: c.Config(), Partitions: 3, Export: bulk.Request{Base: base}, MinPoll: 5 * time.Millisecond}
 	// FHIRSTREAM_BENCH_COMMIT_BYTES sets Config.CommitBytes: each commit drains the
 	// producer, so the commit size trades throughput against work redone after a crash.
 	if v, err := strconv.ParseInt(os.Getenv("FHIRSTREAM_BENCH_COMMIT_BYTES"), 10, 64); err == nil {
 		cfg.CommitBytes = v
+	}
+	// FHIRSTREAM_BENCH_WORKERS sets Config.Workers, the files published in parallel.
+	if v, err := strconv.Atoi(os.Getenv("FHIRSTREAM_BENCH_WORKERS")); err == nil {
+		cfg.Workers = v
 	}
 	if os.Getenv("FHIRSTREAM_BENCH_DEBUG") != "" { // the fetcher's debug log: commit and flush times
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -134,28 +153,50 @@ func benchFetch(b *testing.B, base string, resources int64) (time.Duration, int6
 	if sum.Resources() != resources {
 		b.Fatalf("fetch published %d resources, want %d", sum.Resources(), resources)
 	}
-	return d, sum.Bytes
+	return d, sum.Bytes, c
 }
 
-// benchBare publishes every line of dir's files with a plain idempotent franz-go producer
-// into fresh topics of the same partition count, and returns its duration, the time it
-// took to create the topics before that, and its bytes.
-func benchBare(b *testing.B, dir string, resources int64) (time.Duration, time.Duration, int64) {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson"))
+// readRaw reads back the records the fetcher published to c's raw topics, keyed and
+// with its headers, for the bare producer to publish again.
+func readRaw(b *testing.B, c *testkafka.Cluster, types []string, resources int64) []*kgo.Record {
+	topics := schemas.MustTopics(c.Prefix)
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = topics.Raw(t)
+	}
+	recs := c.ReadAll(b, names...)
+	if int64(len(recs)) != resources {
+		b.Fatalf("read %d records back from the raw topics, want %d", len(recs), resources)
+	}
+	for _, r := range recs {
+		if len(r.Key) == 0 || len(r.Headers) == 0 {
+			b.Fatalf("record of %s without key or headers", r.Topic)
+		}
+		_, t, _ := topics.ParseLayerTopic(r.Topic)
+		r.Topic = t // the type; benchBare puts each into its own run's topic
+	}
+	return recs
+}
+
+// benchFetchCommitBytes is the fetcher's default transaction size (producer.Config).
+const benchFetchCommitBytes = 32 << 20
+
+// benchBare publishes records (Topic holding the resource type) with a transactional
+// franz-go producer set up as the fetcher's, into fresh raw topics of the same partition
+// count, committing every benchFetchCommitBytes of keys and values, and returns the time
+// from its first record to its last commit. Creating the topics and initialising the
+// producer id come before the clock starts; the fetcher's time includes its own.
+func benchBare(b *testing.B, records []*kgo.Record, types []string) time.Duration {
 	c := testkafka.New(b)
 	topics := schemas.MustTopics(c.Prefix)
-	typeOf := func(f string) string { t, _, _ := strings.Cut(filepath.Base(f), "."); return t }
-	var names []string
-	for _, f := range files {
-		// With FHIRSTREAM_BENCH_PER_FILE a type has several files, and a create request
-		// naming a topic twice fails.
-		if t := topics.Raw(typeOf(f)); !slices.Contains(names, t) {
-			names = append(names, t)
-		}
+	names := make([]string, len(types))
+	byType := map[string]string{}
+	for i, t := range types {
+		names[i] = topics.Raw(t)
+		byType[t] = names[i]
 	}
 	// The same record limit as the topics the fetcher creates, so batches are sized alike.
 	maxBytes := strconv.Itoa(int(c.Config().MaxRecordBytes))
-	setupStart := time.Now()
 	resp, err := c.Admin(b).CreateTopics(context.Background(), 3, 1, map[string]*string{"max.message.bytes": &maxBytes}, names...)
 	if err == nil {
 		err = resp.Error()
@@ -163,36 +204,58 @@ func benchBare(b *testing.B, dir string, resources int64) (time.Duration, time.D
 	if err != nil {
 		b.Fatalf("create topics: %v", err)
 	}
-	cl := c.Client(b, kgo.ProducerLinger(20*time.Millisecond))
-	var bytes, lines int64
-	start := time.Now()
-	setup := start.Sub(setupStart)
-	for _, f := range files {
-		topic := topics.Raw(typeOf(f))
-		fh, err := os.Open(f)
+	// The fetcher's producer options (producer/run.go), written out here so that the
+	// baseline does not move when the fetcher's settings do.
+	cl := c.Client(b,
+		kgo.TransactionalID(c.Prefix+"-bare"),
+		kgo.TransactionTimeout(time.Minute),
+		kgo.ProducerLinger(20*time.Millisecond),
+		kgo.MaxBufferedBytes(16<<20),
+		kgo.ProducerBatchCompression(kgo.SnappyCompression(), kgo.NoCompression()),
+	)
+	ctx := context.Background()
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		b.Fatalf("init transactional producer: %v", err)
+	}
+	// Fresh records, so nothing of the read-back (partition, offset) carries over.
+	out := make([]kgo.Record, len(records))
+	for i, r := range records {
+		out[i] = kgo.Record{Topic: byType[r.Topic], Key: r.Key, Value: r.Value, Headers: r.Headers}
+	}
+	var failed atomic.Pointer[error]
+	promise := func(_ *kgo.Record, err error) {
 		if err != nil {
+			failed.CompareAndSwap(nil, &err)
+		}
+	}
+	commit := func() {
+		if err := cl.Flush(ctx); err != nil {
 			b.Fatal(err)
 		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(make([]byte, 1<<20), 64<<20)
-		for sc.Scan() {
-			v := append([]byte(nil), sc.Bytes()...)
-			bytes += int64(len(v)) + 1
-			lines++
-			cl.Produce(context.Background(), &kgo.Record{Topic: topic, Value: v}, func(_ *kgo.Record, err error) {
-				if err != nil {
-					b.Error(err)
-				}
-			})
+		if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			b.Fatalf("commit: %v", err)
 		}
-		fh.Close()
 	}
-	if err := cl.Flush(context.Background()); err != nil {
+	start := time.Now()
+	if err := cl.BeginTransaction(); err != nil {
 		b.Fatal(err)
 	}
-	d := time.Since(start)
-	if lines != resources {
-		b.Fatalf("bare producer sent %d lines, want %d", lines, resources)
+	var pending int
+	for i := range out {
+		r := &out[i]
+		cl.Produce(ctx, r, promise)
+		if pending += len(r.Key) + len(r.Value); pending >= benchFetchCommitBytes {
+			commit()
+			if err := cl.BeginTransaction(); err != nil {
+				b.Fatal(err)
+			}
+			pending = 0
+		}
 	}
-	return d, setup, bytes
+	commit()
+	d := time.Since(start)
+	if e := failed.Load(); e != nil {
+		b.Fatalf("produce: %v", *e)
+	}
+	return d
 }

@@ -86,9 +86,6 @@ func newTransactionalClient(cfg *Config, txnID string) (*kgo.Client, error) {
 		// record, then its encoded batch), and the garbage collector doubles that again:
 		// 16 MiB keeps the fetcher's peak RSS well under 200 MB while the broker is busy.
 		kgo.MaxBufferedBytes(int(min(cfg.CommitBytes, 16<<20))),
-		// Snappy (franz-go's default): its assembly encoder costs a third of lz4's CPU on
-		// FHIR JSON, which compresses about as well with either.
-		kgo.ProducerBatchCompression(kgo.SnappyCompression(), kgo.NoCompression()),
 		// The fetcher creates raw topics as it meets new types, after this client has
 		// loaded metadata; franz-go's default minimum metadata age (5s) would hold the
 		// first records to each new topic (and so the next commit) for up to 5 seconds.

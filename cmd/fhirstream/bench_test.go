@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/google/pprof/profile"
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/fhirstream/fhirstream/internal/bench"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/pipeline"
 	"github.com/fhirstream/fhirstream/internal/synth"
@@ -38,7 +41,7 @@ func TestIntegrationBench(t *testing.T) {
 	if err := root.ExecuteContext(t.Context()); err != nil {
 		t.Fatalf("bench: %v\n%s", err, out.String())
 	}
-	var rep benchReport
+	var rep bench.Report
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatalf("bench --output json printed no JSON report: %v\n%s", err, out.String())
 	}
@@ -62,11 +65,11 @@ func TestIntegrationBench(t *testing.T) {
 
 	// Each stage read exactly what its upstream committed, and the figures follow from
 	// the counts and times the report gives.
-	want := append([]string{benchLabelFetch}, pipeline.Stages(schemas.TopologyOptions{})...)
+	want := append([]string{bench.LabelFetch}, pipeline.Stages(schemas.TopologyOptions{})...)
 	if len(rep.Stages) != len(want) {
 		t.Fatalf("stages %+v, want %v", rep.Stages, want)
 	}
-	by := map[string]benchStage{}
+	by := map[string]bench.Stage{}
 	for i, s := range rep.Stages {
 		if s.Name != want[i] {
 			t.Fatalf("stage %d is %q, want %q", i, s.Name, want[i])
@@ -117,7 +120,7 @@ func TestIntegrationBench(t *testing.T) {
 	if rep.Profile != filepath.Join(profDir, "cpu.pprof") {
 		t.Fatalf("profile at %q, want in %s", rep.Profile, profDir)
 	}
-	known := map[string]bool{benchLabelEHR: true, benchLabelBroker: true, benchLabelBench: true}
+	known := map[string]bool{bench.LabelEHR: true, bench.LabelBroker: true, bench.LabelBench: true}
 	for _, s := range want {
 		known[s] = true
 	}
@@ -183,13 +186,19 @@ func TestIntegrationBench(t *testing.T) {
 }
 
 func TestBenchRejectsBadOptions(t *testing.T) {
-	for flag, o := range map[string]benchOptions{
-		"--patients":   {patients: 0, output: "table", partitions: 1},
-		"--output":     {patients: 1, output: "xml", partitions: 1},
-		"--partitions": {patients: 1, output: "json", partitions: 0},
+	for flag, args := range map[string][]string{
+		"--patients":    {"--patients", "0"},
+		"--output":      {"--output", "xml"},
+		"--partitions":  {"--partitions", "0"},
+		"--stage-env":   {"--processes", "--stage-env", "GOGC=50"},
+		"--process-env": {"--processes", "--process-env", "GOGC"},
 	} {
-		if _, err := runBench(t.Context(), &o); err == nil || !strings.Contains(err.Error(), flag) {
-			t.Errorf("options %+v: error %v, want one about %s", o, err, flag)
+		root := newRootCmd()
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		root.SetArgs(append([]string{"bench"}, args...))
+		if err := root.ExecuteContext(t.Context()); err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("bench %v: error %v, want one about %s", args, err, flag)
 		}
 	}
 }
@@ -208,4 +217,98 @@ func readProfile(t *testing.T, path string) *profile.Profile {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return p
+}
+
+// TestIntegrationBenchProcesses runs `fhirstream bench --processes` from the built binary
+// (on kfake, or on the broker in FHIRSTREAM_TEST_BROKERS): the fetcher and every stage
+// run as processes of their own, and the report gives each one's CPU and peak memory
+// beside counts that add up.
+func TestIntegrationBenchProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and starts eight processes")
+	}
+	const patients, seed = 4, 7
+	bin := filepath.Join(t.TempDir(), "fhirstream")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	args := []string{"bench", "--processes", "--patients", "4", "--seed", "7", "--partitions", "3", "--output", "json",
+		"--sink-flush-interval", "200ms", "--log-level", "warn",
+		"--process-env", "GOGC=150", "--stage-env", "omop:GOMEMLIMIT=200MiB"}
+	if brokers := os.Getenv("FHIRSTREAM_TEST_BROKERS"); brokers != "" {
+		args = append(args, "--brokers", brokers)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(t.Context(), bin, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bench --processes: %v\n%s\n%s", err, out, stderr.Bytes())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("no JSON report: %v\n%s", err, out)
+	}
+	var generated int64
+	if err := synth.Generate(context.Background(), synth.Config{Patients: patients, Seed: seed}, func(string, []byte) error {
+		generated++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Mode != bench.ModeProcesses || !rep.Consistent || rep.Resources != generated {
+		t.Fatalf("mode %s, consistent %v %v, %d resources; synth generates %d", rep.Mode, rep.Consistent, rep.Mismatches, rep.Resources, generated)
+	}
+	want := append([]string{bench.LabelFetch}, pipeline.Stages(schemas.TopologyOptions{})...)
+	if len(rep.Stages) != len(want) {
+		t.Fatalf("stages %+v, want %v", rep.Stages, want)
+	}
+	pids := map[int]string{os.Getpid(): "the test"}
+	var cpu float64
+	for i, s := range rep.Stages {
+		if s.Name != want[i] {
+			t.Fatalf("stage %d is %q, want %q", i, s.Name, want[i])
+		}
+		p := s.Process
+		if p == nil {
+			t.Fatalf("stage %s: no process", s.Name)
+		}
+		if other, dup := pids[p.PID]; dup || p.PID <= 0 {
+			t.Errorf("stage %s: pid %d, also %s's", s.Name, p.PID, other)
+		}
+		pids[p.PID] = s.Name
+		// A Go process with a Kafka client holds well over 10 MB resident; a peak of
+		// several GB for four patients would be a leak.
+		if p.PeakRSSBytes < 10<<20 || p.PeakRSSBytes > 2<<30 {
+			t.Errorf("stage %s: peak RSS %d bytes", s.Name, p.PeakRSSBytes)
+		}
+		// Every stage's /metrics is read throughout the run; the fetcher's may be missed.
+		if s.Name != bench.LabelFetch && (p.GoHeapPeakBytes <= 0 || p.GoHeapPeakBytes > p.PeakRSSBytes) {
+			t.Errorf("stage %s: Go heap peak %d bytes, peak RSS %d", s.Name, p.GoHeapPeakBytes, p.PeakRSSBytes)
+		}
+		if p.CPUSeconds < 0 || s.CPUSeconds != p.CPUSeconds {
+			t.Errorf("stage %s: CPU %.3f s, process %.3f s", s.Name, s.CPUSeconds, p.CPUSeconds)
+		}
+		if !near(p.CPUMicrosPerResource, 1e6*p.CPUSeconds/float64(rep.Resources)) {
+			t.Errorf("stage %s: %.1f µs per resource, but %.3f s for %d", s.Name, p.CPUMicrosPerResource, p.CPUSeconds, rep.Resources)
+		}
+		env := strings.Join(p.Env, " ")
+		if !strings.Contains(env, "GOGC=150") || strings.Contains(env, "GOMEMLIMIT") != (s.Name == pipeline.StageOMOP) {
+			t.Errorf("stage %s: environment %q", s.Name, env)
+		}
+		if s.RecordsIn <= 0 || s.ActiveSeconds <= 0 || s.BytesIn == 0 {
+			t.Errorf("stage %s: %d records in, active %.3fs, %d bytes in", s.Name, s.RecordsIn, s.ActiveSeconds, s.BytesIn)
+		}
+		cpu += p.CPUSeconds
+	}
+	if !near(rep.CPU.ProcessSeconds, cpu) || rep.CPU.ProcessSeconds <= 0 {
+		t.Errorf("fhirstream CPU %.3f s, the processes' %.3f s", rep.CPU.ProcessSeconds, cpu)
+	}
+	var table bytes.Buffer
+	if err := printBench(&table, "table", &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "PEAK RSS MB") || !strings.Contains(table.String(), "counts consistent") {
+		t.Errorf("table:\n%s", table.String())
+	}
 }

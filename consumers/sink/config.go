@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/parquet-go/parquet-go/compress/zstd"
+
 	"github.com/fhirstream/fhirstream/consumers/sink/rows"
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -74,7 +76,8 @@ type Config struct {
 	// SessionTimeout is how long the group waits for a silent member before it hands the
 	// member's partitions to others. Default franz-go's, 45 s.
 	SessionTimeout time.Duration
-	// Files tunes the Parquet files.
+	// Files tunes the Parquet files. Default compression: zstd at its fastest level
+	// (fileCompression).
 	Files lakehouse.FileOptions
 
 	// Decoder reads omop.* values. Default: schemas.NewCodecs() (single-object encoding
@@ -97,8 +100,17 @@ const (
 // 60 s rebalance timeout.
 const maxFlushInterval = 30 * time.Second
 
+// fileCompression is the sinks' default Parquet codec: zstd at its fastest level. At
+// zstd's default level, encoding was about a fifth of the sinks' CPU; the fastest level
+// cut the sinks' CPU per resource by 4-8 µs (of 37-42) in `fhirstream bench` runs, and
+// made the lake 4 % larger (snappy: 68 % larger for a little less CPU).
+var fileCompression = &zstd.Codec{Level: zstd.SpeedFastest}
+
 func (c *Config) withDefaults() (Config, error) {
 	out := *c
+	if out.Files.Compression == nil {
+		out.Files.Compression = fileCompression
+	}
 	switch out.Layer {
 	case LayerOMOP, LayerSilver, LayerBronze:
 	case "":

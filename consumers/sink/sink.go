@@ -332,7 +332,7 @@ func (s *Sink) transform(ctx context.Context, b *batch, fetches kgo.Fetches) err
 			return fmt.Errorf("%w: table of %s: %v", errRestart, rec.Topic, err)
 		}
 		toStage(rec, &in)
-		c, err := s.layer.Change(ctx, &in, l, nil)
+		c, err := s.layer.Change(ctx, &in, l, b.rowBuffer(len(l.Columns)))
 		if err != nil {
 			if rej, ok := stage.AsRejection(err); ok {
 				b.deadLetter(s.topics.DLQ(), s.stage, rec, rej)

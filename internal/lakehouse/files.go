@@ -10,6 +10,7 @@ import (
 	iceio "github.com/apache/iceberg-go/io"
 	"github.com/apache/iceberg-go/table"
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
 )
 
 // FileOptions tune the Parquet files the lake writes.
@@ -18,15 +19,20 @@ type FileOptions struct {
 	RowGroupRows int64
 	// PageBufferSize is parquet-go's per-column page buffer. Default 256 KiB.
 	PageBufferSize int
+	// Compression is the pages' codec. Default zstd at its default level.
+	Compression compress.Codec
 }
 
 func (o FileOptions) writerOptions(schema *parquet.Schema) []parquet.WriterOption {
-	rg, pb := o.RowGroupRows, o.PageBufferSize
+	rg, pb, codec := o.RowGroupRows, o.PageBufferSize, o.Compression
 	if rg <= 0 {
 		rg = 128 << 10
 	}
 	if pb <= 0 {
 		pb = 256 << 10
+	}
+	if codec == nil {
+		codec = &parquet.Zstd
 	}
 	// DATA_PAGE v1 with PLAIN (and dictionary) encodings: Spark 3.x's vectorized reader,
 	// Trino and DuckDB read these without settings; v2 pages with DELTA_LENGTH_BYTE_ARRAY
@@ -34,7 +40,7 @@ func (o FileOptions) writerOptions(schema *parquet.Schema) []parquet.WriterOptio
 	return []parquet.WriterOption{
 		schema,
 		parquet.DataPageVersion(1),
-		parquet.Compression(&parquet.Zstd),
+		parquet.Compression(codec),
 		parquet.MaxRowsPerRowGroup(rg),
 		parquet.PageBufferSize(pb),
 		parquet.DataPageStatistics(true),

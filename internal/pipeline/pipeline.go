@@ -213,13 +213,21 @@ func (p *Pipeline) OMOPSummary() omop.Summary { return p.omop.Summary() }
 func (p *Pipeline) SinkStats(layer string) sink.Stats { return p.sinks[layer].Stats() }
 
 // WaitDrained returns once every stage has consumed and committed everything in its
-// input topics, checking the groups in data-flow order until all report zero lag twice
-// in a row (a stage may still be writing what the next one will read), or when ctx ends.
-// A topic matching a stage's input that its group has not committed on yet (one created
-// after the group last refreshed its metadata) counts as lag too, so a late topic is
-// never taken for a drained one.
+// input topics (WaitGroupsDrained over the pipeline's groups), or when ctx ends or a
+// stage fails.
 func (p *Pipeline) WaitDrained(ctx context.Context) error {
-	cl, err := p.cfg.Kafka.NewClient()
+	return WaitGroupsDrained(ctx, p.cfg.Kafka, p.groups, p.inputs, p.Err)
+}
+
+// WaitGroupsDrained returns once every group has consumed and committed everything in
+// the topics matching its input pattern (inputs[i] is groups[i]'s), checking the groups
+// in data-flow order until all report zero lag twice in a row (a stage may still be
+// writing what the next one will read), or when ctx ends or failed returns an error. A
+// topic matching a group's input that the group has not committed on yet (one created
+// after the group last refreshed its metadata) counts as lag too, so a late topic is
+// never taken for a drained one. The groups may run in this process or in others.
+func WaitGroupsDrained(ctx context.Context, kc kafkaclient.Config, groups []string, inputs []*regexp.Regexp, failed func() error) error {
+	cl, err := kc.NewClient()
 	if err != nil {
 		return err
 	}
@@ -227,10 +235,10 @@ func (p *Pipeline) WaitDrained(ctx context.Context) error {
 	adm := kadm.NewClient(cl)
 	quiet := 0
 	for {
-		if err := p.Err(); err != nil {
+		if err := failed(); err != nil {
 			return err
 		}
-		lag, err := p.totalLag(ctx, cl, adm)
+		lag, err := totalLag(ctx, cl, adm, groups, inputs)
 		switch {
 		case err != nil:
 			quiet = 0
@@ -250,21 +258,21 @@ func (p *Pipeline) WaitDrained(ctx context.Context) error {
 	}
 }
 
-// totalLag sums the lag of the stages' groups; a group that has not committed yet, or a
-// member still joining, counts as not drained. Only when the committed partitions show no
-// lag does it list the cluster's topics (a large request on a shared cluster) to add the
+// totalLag sums the lag of the groups; a group that has not committed yet, or a member
+// still joining, counts as not drained. Only when the committed partitions show no lag
+// does it list the cluster's topics (a large request on a shared cluster) to add the
 // partitions of input topics a group has never committed on. It asks the brokers for
 // the topics directly: kadm's ListTopics answers from the client's metadata cache, up to
 // MetadataMinAge (5 s) old, and would miss a topic a stage created moments ago (dedupe
 // creates fhir.unique.<Type> when a type first appears), which the next stage has not
 // read yet.
-func (p *Pipeline) totalLag(ctx context.Context, cl *kgo.Client, adm *kadm.Client) (int64, error) {
-	lags, err := adm.Lag(ctx, p.groups...)
+func totalLag(ctx context.Context, cl *kgo.Client, adm *kadm.Client, groups []string, inputs []*regexp.Regexp) (int64, error) {
+	lags, err := adm.Lag(ctx, groups...)
 	if err != nil {
 		return 0, err
 	}
 	var total int64
-	for _, g := range p.groups {
+	for _, g := range groups {
 		l, ok := lags[g]
 		if !ok || l.Error() != nil {
 			return 0, fmt.Errorf("group %s: no lag yet", g)
@@ -291,13 +299,13 @@ func (p *Pipeline) totalLag(ctx context.Context, cl *kgo.Client, adm *kadm.Clien
 	if err != nil {
 		return 0, fmt.Errorf("list topics: %w", err)
 	}
-	var names []string // only this pipeline's inputs
+	var names []string // only these groups' inputs
 	for _, t := range meta.Topics {
 		if t.Topic == nil {
 			continue
 		}
 		name := *t.Topic
-		for _, re := range p.inputs {
+		for _, re := range inputs {
 			if re.MatchString(name) {
 				names = append(names, name)
 				break
@@ -310,8 +318,8 @@ func (p *Pipeline) totalLag(ctx context.Context, cl *kgo.Client, adm *kadm.Clien
 	}
 	var missed error
 	ends.Each(func(end kadm.ListedOffset) {
-		for i, g := range p.groups {
-			if !p.inputs[i].MatchString(end.Topic) {
+		for i, g := range groups {
+			if !inputs[i].MatchString(end.Topic) {
 				continue
 			}
 			if end.Err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fhirstream/fhirstream/consumers/sink"
 	"github.com/fhirstream/fhirstream/internal/obs"
+	"github.com/fhirstream/fhirstream/schemas"
 )
 
 // StageProgress is what one stage has done so far.
@@ -66,10 +67,8 @@ func (p *Pipeline) Progress() ([]StageProgress, error) {
 				sp.BytesIn = m.Out.Load()
 			}
 		default:
-			sp.In = p.sumStage(byName["fhirstream_stage_records_in_total"], name)
-			sp.Out = p.sumStage(byName["fhirstream_stage_records_out_total"], name)
-			sp.DeadLetters = p.sumStage(byName["fhirstream_stage_records_dead_lettered_total"], name)
-			sp.Batches = histogramCount(byName["fhirstream_stage_batch_records"], name)
+			counted := MetricsProgress(byName, name, p.groups[i], p.topics)
+			sp.In, sp.Out, sp.DeadLetters, sp.Batches = counted.In, counted.Out, counted.DeadLetters, counted.Batches
 			if m := p.meters[name]; m != nil {
 				sp.BytesIn, sp.BytesOut = m.In.Load(), m.Out.Load()
 			}
@@ -79,9 +78,23 @@ func (p *Pipeline) Progress() ([]StageProgress, error) {
 	return out, nil
 }
 
+// MetricsProgress is a stage's progress as its metrics in the fhirstream_stage_* family
+// count it (records in, out and dead-lettered in committed batches, and batches), from
+// metric families gathered from the process running it (obs.Registry, or its /metrics
+// parsed), keeping only topics of topics' prefix. Lake sinks count in the same family.
+// Bytes are not counted there: BytesIn and BytesOut are -1.
+func MetricsProgress(families map[string]*dto.MetricFamily, name, group string, topics schemas.Topics) StageProgress {
+	return StageProgress{Name: name, Group: group, BytesIn: -1, BytesOut: -1,
+		In:          sumStage(families["fhirstream_stage_records_in_total"], name, topics),
+		Out:         sumStage(families["fhirstream_stage_records_out_total"], name, topics),
+		DeadLetters: sumStage(families["fhirstream_stage_records_dead_lettered_total"], name, topics),
+		Batches:     histogramCount(families["fhirstream_stage_batch_records"], name),
+	}
+}
+
 // sumStage adds up the counters of family labelled with stage whose topic is one of
-// this pipeline's.
-func (p *Pipeline) sumStage(family *dto.MetricFamily, stageName string) int64 {
+// topics'.
+func sumStage(family *dto.MetricFamily, stageName string, topics schemas.Topics) int64 {
 	if family == nil {
 		return 0 // nothing counted yet: a vector shows up at its first observation
 	}
@@ -93,7 +106,7 @@ func (p *Pipeline) sumStage(family *dto.MetricFamily, stageName string) int64 {
 			case "stage":
 				stageOK = l.GetValue() == stageName
 			case "topic":
-				topicOK = p.ownsTopic(l.GetValue())
+				topicOK = ownsTopic(topics, l.GetValue())
 			}
 		}
 		if stageOK && topicOK {
@@ -115,12 +128,12 @@ func histogramCount(family *dto.MetricFamily, stageName string) int64 {
 	return 0
 }
 
-func (p *Pipeline) ownsTopic(topic string) bool {
-	if _, _, ok := p.topics.ParseLayerTopic(topic); ok {
+func ownsTopic(topics schemas.Topics, topic string) bool {
+	if _, _, ok := topics.ParseLayerTopic(topic); ok {
 		return true
 	}
-	if _, ok := p.topics.ParseOMOPTopic(topic); ok {
+	if _, ok := topics.ParseOMOPTopic(topic); ok {
 		return true
 	}
-	return topic == p.topics.DLQ()
+	return topic == topics.DLQ()
 }

@@ -31,7 +31,7 @@ type fhirLayer struct {
 
 func newFHIR(t schemas.Topics, input string) *fhirLayer {
 	return &fhirLayer{name: LayerSilver, topics: t, input: input, layout: lakehouse.FHIRLayout, tables: map[string]*lakehouse.Layout{},
-		trees: sync.Pool{New: func() any { return new(jsontree.Tree) }}}
+		trees: sync.Pool{New: func() any { return &fhirScratch{tree: new(jsontree.Tree)} }}}
 }
 
 func newBronze(t schemas.Topics, input string) *fhirLayer {
@@ -61,6 +61,32 @@ func (f *fhirLayer) Table(topic string) (*lakehouse.Layout, error) {
 	return l, nil
 }
 
+// fhirScratch is one worker's reusable state: the JSON tree, and the source URL and
+// export id of the last record read with them. A file's records come in runs, so its URL
+// is cleaned (parsed) and the export id copied once a run instead of once a record.
+type fhirScratch struct {
+	tree             *jsontree.Tree
+	rawURL, cleanURL string
+	exportID         string
+}
+
+// sourceURL is withoutQuery(string(raw)), remembered for the next record.
+func (sc *fhirScratch) sourceURL(raw []byte) string {
+	if string(raw) != sc.rawURL {
+		sc.rawURL = string(raw)
+		sc.cleanURL = withoutQuery(sc.rawURL)
+	}
+	return sc.cleanURL
+}
+
+// exportIDOf is string(raw), shared with the last record's when equal.
+func (sc *fhirScratch) exportIDOf(raw []byte) string {
+	if string(raw) != sc.exportID {
+		sc.exportID = string(raw)
+	}
+	return sc.exportID
+}
+
 // resource is what the lake reads of one FHIR record.
 type resource struct {
 	typ, id, key        string
@@ -78,8 +104,9 @@ type resource struct {
 }
 
 // read reads in, whose table is of resourceType. The strings point into in's value.
-func (f *fhirLayer) read(in *stage.Record, resourceType string, tree *jsontree.Tree) (resource, error) {
+func (f *fhirLayer) read(in *stage.Record, resourceType string, sc *fhirScratch) (resource, error) {
 	var r resource
+	tree := sc.tree
 	keyType, keyID, keyErr := schemas.ParseKey(in.Key)
 	if v, ok := in.Header(schemas.HeaderDeleted); ok && string(v) == "true" {
 		r.deleted = true
@@ -138,10 +165,10 @@ func (f *fhirLayer) read(in *stage.Record, resourceType string, tree *jsontree.T
 	}
 	r.key = r.typ + "/" + r.id
 	if v, ok := in.Header(schemas.HeaderExportID); ok {
-		r.exportID = string(v)
+		r.exportID = sc.exportIDOf(v)
 	}
 	if v, ok := in.Header(schemas.HeaderSourceURL); ok {
-		r.sourceURL = withoutQuery(string(v))
+		r.sourceURL = sc.sourceURL(v)
 	}
 	if v, ok := in.Header(schemas.HeaderSourceLine); ok {
 		if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
@@ -219,9 +246,9 @@ func mainCode(root *jsontree.Value) (system, code string) {
 // leaves no row. Bronze: every record is a row.
 func (f *fhirLayer) Change(_ context.Context, in *stage.Record, l *lakehouse.Layout, dst parquet.Row) (Change, error) {
 	_, typ, _ := f.topics.ParseLayerTopic(in.Topic)
-	tree := f.trees.Get().(*jsontree.Tree)
-	defer func() { tree.Release(); f.trees.Put(tree) }()
-	r, err := f.read(in, typ, tree)
+	sc := f.trees.Get().(*fhirScratch)
+	defer func() { sc.tree.Release(); f.trees.Put(sc) }()
+	r, err := f.read(in, typ, sc)
 	if err != nil {
 		return Change{}, err
 	}

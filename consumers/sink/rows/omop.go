@@ -20,20 +20,34 @@ type omopLayer struct {
 	topics  schemas.Topics
 	input   string
 	decoder schemas.Decoder
+	// fast reads single-object values of this build's schemas without goavro
+	// (omopfast.go); nil when the decoder is not one of schemas' codecs.
+	fast    *omopFast
+	scratch sync.Pool // *decodeScratch
 
 	mu     sync.Mutex
 	tables map[string]*lakehouse.Layout // by topic
 }
 
 func newOMOP(t schemas.Topics, input string, dec schemas.Decoder) (*omopLayer, error) {
-	if dec == nil {
-		c, err := schemas.NewCodecs()
-		if err != nil {
-			return nil, fmt.Errorf("OMOP codecs: %w", err)
-		}
-		dec = c
+	codec, err := schemas.NewCodecs()
+	if err != nil {
+		return nil, fmt.Errorf("OMOP codecs: %w", err)
 	}
-	return &omopLayer{topics: t, input: input, decoder: dec, tables: map[string]*lakehouse.Layout{}}, nil
+	o := &omopLayer{topics: t, input: input, decoder: dec, tables: map[string]*lakehouse.Layout{}}
+	o.scratch.New = func() any { return &decodeScratch{} }
+	switch dec.(type) {
+	case nil:
+		o.decoder = codec
+	case *schemas.Codec, *schemas.RegistryCodec:
+		// Both read a single-object value of these schemas as the fast path does.
+	default:
+		return o, nil
+	}
+	if o.fast, err = newOMOPFast(codec); err != nil {
+		return nil, fmt.Errorf("OMOP fast path: %w", err)
+	}
+	return o, nil
 }
 
 func (o *omopLayer) Name() string    { return LayerOMOP }
@@ -63,6 +77,19 @@ func (o *omopLayer) Change(ctx context.Context, in *stage.Record, l *lakehouse.L
 	if in.Value == nil {
 		return Change{}, nil
 	}
+	if o.fast != nil {
+		sc := o.scratch.Get().(*decodeScratch)
+		c, ok := o.fast.change(in, l, dst, sc)
+		o.scratch.Put(sc)
+		if ok {
+			return c, nil
+		}
+	}
+	return o.slowChange(ctx, in, l, dst)
+}
+
+// slowChange is Change through the decoder (goavro) and a map of the row's values.
+func (o *omopLayer) slowChange(ctx context.Context, in *stage.Record, l *lakehouse.Layout, dst parquet.Row) (Change, error) {
 	table, row, err := o.decoder.Decode(ctx, in.Value)
 	if err != nil {
 		switch {
