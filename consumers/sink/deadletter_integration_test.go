@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/iceberg-go/table"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
+	"github.com/fhirstream/fhirstream/internal/lakeops"
 	"github.com/fhirstream/fhirstream/internal/testkafka"
 	"github.com/fhirstream/fhirstream/schemas"
 )
@@ -63,4 +65,38 @@ func TestIntegrationSinkDeadLetterOnlyBatch(t *testing.T) {
 	if n := len(c.ReadAll(t, topics.DLQ())); n != bad {
 		t.Errorf("%d dead letters, want %d (each bad record once)", n, bad)
 	}
+
+	// The dead-letter-only batch left a data file of no rows; compaction folds it away.
+	if n := emptyDataFiles(t, tbl); n == 0 {
+		t.Error("no data file of zero rows: the dead-letter-only batch did not commit")
+	}
+	if _, err := lakeops.Compact(context.Background(), cat.Catalog, tbl.Identifier(), lakeops.CompactOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tbl, err = cat.LoadTable(context.Background(), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := emptyDataFiles(t, tbl); n != 0 {
+		t.Errorf("%d data files of zero rows after compaction, want none", n)
+	}
+	if got := len(scanPersons(t, tbl)); got != good {
+		t.Errorf("after compaction the table holds %d rows, want %d", got, good)
+	}
+}
+
+// emptyDataFiles counts the live data files of tbl that hold no rows.
+func emptyDataFiles(t *testing.T, tbl *table.Table) int {
+	t.Helper()
+	data, _, err := lakehouse.LiveFiles(context.Background(), tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, df := range data {
+		if df.Count() == 0 {
+			n++
+		}
+	}
+	return n
 }

@@ -127,6 +127,12 @@ func compactOnce(ctx context.Context, cat catalog.Catalog, id table.Identifier, 
 			rewritten[t.File.FilePath()] = struct{}{}
 		}
 	}
+	// Data files of no rows (a sink commits one when a batch's records for the table
+	// were all dead-lettered, to record the offsets) are never planned, since a scan
+	// skips them; they go in a group of their own, rewritten into nothing.
+	if g := emptyFilesGroup(before.empty, rewritten); len(g.Tasks) > 0 {
+		groups = append(groups, g)
+	}
 	if len(groups) == 0 {
 		res.DataFilesAfter, res.DeleteFilesAfter, res.BytesAfter = res.DataFilesBefore, res.DeleteFilesBefore, res.BytesBefore
 		return res, nil
@@ -169,6 +175,22 @@ func compactOnce(ctx context.Context, cat catalog.Catalog, id table.Identifier, 
 type fileCounts struct {
 	data, deletes int
 	bytes         int64
+	empty         []iceberg.DataFile // live data files of no rows
+}
+
+// emptyFilesGroup is a compaction group of the data files of no rows that no other
+// group rewrites.
+func emptyFilesGroup(empty []iceberg.DataFile, rewritten map[string]struct{}) table.CompactionTaskGroup {
+	var g table.CompactionTaskGroup
+	for _, df := range empty {
+		if _, ok := rewritten[df.FilePath()]; ok {
+			continue
+		}
+		rewritten[df.FilePath()] = struct{}{}
+		g.Tasks = append(g.Tasks, table.FileScanTask{File: df, Length: df.FileSizeBytes()})
+		g.TotalSizeBytes += df.FileSizeBytes()
+	}
+	return g
 }
 
 // countFiles counts the live data and delete files of the current snapshot.
@@ -195,6 +217,9 @@ func countFiles(ctx context.Context, tbl *table.Table) (fileCounts, error) {
 			if df.ContentType() == iceberg.EntryContentData {
 				c.data++
 				c.bytes += df.FileSizeBytes()
+				if df.Count() == 0 {
+					c.empty = append(c.empty, df)
+				}
 			} else {
 				c.deletes++
 			}
