@@ -136,7 +136,27 @@ func Refresh(ctx context.Context, lk *lakehouse.Lake, o Options) (*Report, error
 		}
 	}
 
-	info := o.Source
+	info := sourceInfo(o.Source, src.Newest())
+	links, err := gold.NewLinks(src)
+	if err != nil {
+		return nil, fmt.Errorf("goldlake: link resolution: %w", err)
+	}
+	r := &refreshWriter{lk: lk, ns: ns, id: "gold-" + rep.RefreshID, files: o.Files, maxFileRows: o.MaxFileRows}
+	b := gold.NewBuilder(links, gold.Options{Source: info, Vocabulary: voc})
+	if err := r.writeTables(ctx, src, b, rep); err != nil {
+		r.abort()
+		return nil, fmt.Errorf("nothing committed: %w", err)
+	}
+	if err := r.commitAll(ctx, rep, info.Refreshed); err != nil {
+		return nil, err
+	}
+	rep.Took = time.Since(start)
+	return rep, nil
+}
+
+// sourceInfo is cdm_source's description: the operator's, with defaults for what they
+// left out (the release date is the newest source snapshot's).
+func sourceInfo(info gold.SourceInfo, newest time.Time) gold.SourceInfo {
 	for _, d := range []struct {
 		v   *string
 		def string
@@ -146,7 +166,7 @@ func Refresh(ctx context.Context, lk *lakehouse.Lake, o Options) (*Report, error
 		}
 	}
 	if info.ReleaseDate.IsZero() {
-		info.ReleaseDate = src.Newest()
+		info.ReleaseDate = newest
 	}
 	if info.Refreshed.IsZero() {
 		info.Refreshed = time.Now()
@@ -160,100 +180,114 @@ func Refresh(ctx context.Context, lk *lakehouse.Lake, o Options) (*Report, error
 	if info.ETLReference == "" {
 		info.ETLReference = "docs/omop-mapping.md"
 	}
+	return info
+}
 
-	links, err := gold.NewLinks(src)
-	if err != nil {
-		return nil, fmt.Errorf("goldlake: link resolution: %w", err)
+// refreshWriter writes a refresh's tables, each one's files before any is committed.
+type refreshWriter struct {
+	lk          *lakehouse.Lake
+	ns          string
+	id          string // names the files
+	files       lakehouse.FileOptions
+	maxFileRows int64
+	writers     []*tableWriter
+}
+
+// abort drops every file written so far.
+func (r *refreshWriter) abort() {
+	for _, w := range r.writers {
+		w.abort()
 	}
-	b := gold.NewBuilder(links, gold.Options{Source: info, Vocabulary: voc})
-	var writers []*tableWriter
-	abort := func() {
-		for _, w := range writers {
-			w.abort()
-		}
-	}
-	write := func(table string, rows iter.Seq2[gold.Row, error]) error {
-		l, err := CDMLayout(ns, table)
-		if err != nil {
-			return err
-		}
-		w, err := newTableWriter(ctx, lk, l, "gold-"+rep.RefreshID, o.Files, o.MaxFileRows)
-		if err != nil {
-			return err
-		}
-		writers = append(writers, w)
-		return w.write(func(yield func(parquet.Row, error) bool) {
-			var dst parquet.Row
-			for r, err := range rows {
-				if err == nil {
-					dst, err = parquetRow(dst, l, func(_ int, name string) any { return r[name] })
-				}
-				if !yield(dst, err) || err != nil {
-					return
-				}
-			}
-		})
-	}
+}
+
+// writeTables writes the clinical tables (their links resolved by b as they stream
+// through), then the tables b derives from them.
+func (r *refreshWriter) writeTables(ctx context.Context, src *Source, b *gold.Builder, rep *Report) error {
 	for _, table := range gold.ClinicalTables {
 		rows := func(yield func(gold.Row, error) bool) {
-			for r, err := range src.Rows(table) {
+			for row, err := range src.Rows(table) {
 				var keep bool
 				if err == nil {
-					r, keep, err = b.Add(table, r)
+					row, keep, err = b.Add(table, row)
 				}
 				if err != nil {
 					yield(nil, fmt.Errorf("%s: %w", table, err))
 					return
 				}
-				if keep && !yield(r, nil) {
+				if keep && !yield(row, nil) {
 					return
 				}
 			}
 		}
-		if err := write(table, rows); err != nil {
-			abort()
-			return nil, fmt.Errorf("nothing committed: %w", err)
+		if err := r.write(ctx, table, rows); err != nil {
+			return err
 		}
 	}
 	res, err := b.Finish()
 	if err != nil {
-		abort()
-		return nil, fmt.Errorf("nothing committed: %w", err)
+		return err
 	}
 	rep.Links, rep.PersonsWithoutEvents = res.Links, res.PersonsWithoutEvents
 	maps.Copy(rep.NotBuilt, res.NotBuilt)
 	for _, table := range gold.DerivedTables {
-		if err := write(table, res.Rows(table)); err != nil {
-			abort()
-			return nil, fmt.Errorf("nothing committed: %w", err)
+		if err := r.write(ctx, table, res.Rows(table)); err != nil {
+			return err
 		}
 	}
+	return nil
+}
 
+// write writes the data files of one CDM table.
+func (r *refreshWriter) write(ctx context.Context, table string, rows iter.Seq2[gold.Row, error]) error {
+	l, err := CDMLayout(r.ns, table)
+	if err != nil {
+		return err
+	}
+	w, err := newTableWriter(ctx, r.lk, l, r.id, r.files, r.maxFileRows)
+	if err != nil {
+		return err
+	}
+	r.writers = append(r.writers, w)
+	return w.write(func(yield func(parquet.Row, error) bool) {
+		var dst parquet.Row
+		for row, err := range rows {
+			if err == nil {
+				dst, err = parquetRow(dst, l, func(_ int, name string) any { return row[name] })
+			}
+			if !yield(dst, err) || err != nil {
+				return
+			}
+		}
+	})
+}
+
+// commitAll commits the tables in the order written, each snapshot recording the
+// refresh, its sources and vocabulary, and why a table was not built.
+func (r *refreshWriter) commitAll(ctx context.Context, rep *Report, refreshed time.Time) error {
 	sources, _ := json.Marshal(rep.Sources)
 	props := iceberg.Properties{
 		SummaryRefresh:     rep.RefreshID,
-		SummaryRefreshedAt: info.Refreshed.UTC().Format(time.RFC3339),
+		SummaryRefreshedAt: refreshed.UTC().Format(time.RFC3339),
 		SummarySources:     string(sources),
 		SummaryVocabulary:  rep.VocabularyVersion,
 	}
-	for i, w := range writers {
+	for i, w := range r.writers {
 		p := maps.Clone(props)
 		if why := rep.NotBuilt[w.l.Name]; why != nil {
 			p[SummaryNotBuilt] = why.Error()
 		}
 		snap, err := w.commit(ctx, p)
 		if err != nil {
-			abort()
+			r.abort()
 			if i == 0 {
-				return nil, fmt.Errorf("nothing committed: %w", err)
+				return fmt.Errorf("nothing committed: %w", err)
 			}
-			return nil, fmt.Errorf("committed %d of %d tables (refresh %s; the others keep the previous refresh until the next succeeds): %w",
-				i, len(writers), rep.RefreshID, err)
+			return fmt.Errorf("committed %d of %d tables (refresh %s; the others keep the previous refresh until the next succeeds): %w",
+				i, len(r.writers), rep.RefreshID, err)
 		}
-		rep.Tables = append(rep.Tables, TableLoad{Table: joinIdent(lk.Ident(w.l)), Rows: w.rows, Files: w.n, Snapshot: snap, Took: w.took})
+		rep.Tables = append(rep.Tables, TableLoad{Table: joinIdent(r.lk.Ident(w.l)), Rows: w.rows, Files: w.n, Snapshot: snap, Took: w.took})
 	}
-	rep.Took = time.Since(start)
-	return rep, nil
+	return nil
 }
 
 // refreshVocabulary finds the refresh's vocabulary (see Options.VocabularyDir), loading
