@@ -20,6 +20,27 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "end to end (kickoff → last stage drained): %.2f s, %.0f resources/s, %.1f MB/s\n\n",
 		r.EndToEndSeconds, r.ResourcesPerSecond, r.MBPerSecond)
 	processes := r.Mode == ModeProcesses
+	if err := r.writeStages(w, processes); err != nil {
+		return err
+	}
+	if err := r.writeCommits(w); err != nil {
+		return err
+	}
+	r.writeCPUAndMemory(w, processes)
+	r.writeProfile(w)
+	if r.Consistent {
+		fmt.Fprintln(w, "\ncounts consistent: every generated resource was fetched, and each stage read what its upstream wrote")
+	} else {
+		fmt.Fprintf(w, "\nCOUNTS INCONSISTENT:\n  %s\n", strings.Join(r.Mismatches, "\n  "))
+	}
+	if r.Kept != "" {
+		fmt.Fprintf(w, "kept: %s\n", r.Kept)
+	}
+	return nil
+}
+
+// writeStages writes the table of stages, with each one's process in processes mode.
+func (r *Report) writeStages(w io.Writer, processes bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	head := "STAGE\tIN\tOUT\tDEAD\tTXNS\tSTART s\tEND s\tACTIVE s\tREC/s\tMB IN\tMB/s\tCPU s\tREC/CPU-s\t"
 	if processes {
@@ -51,9 +72,11 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintln(tw)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
+	return tw.Flush()
+}
+
+// writeCommits writes the lake commits in all and the busiest tables'.
+func (r *Report) writeCommits(w io.Writer) error {
 	if len(r.Commits) > 0 {
 		var n int64
 		var secs float64
@@ -70,6 +93,12 @@ func (r *Report) WriteText(w io.Writer) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// writeCPUAndMemory writes the CPU the run used, by whom and per resource, and its
+// memory peaks.
+func (r *Report) writeCPUAndMemory(w io.Writer, processes bool) {
 	c := r.CPU
 	fmt.Fprintf(w, "\nCPU during the run (%.1f s × %d cores = %.1f core-s): fhirstream %.1f s", c.WallSeconds, c.Cores,
 		c.WallSeconds*float64(c.Cores), c.ProcessSeconds)
@@ -96,33 +125,31 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "memory: max RSS %.0f MB, Go heap peak %.0f MB, Go runtime total peak %.0f MB\n",
 			float64(r.Memory.MaxRSSBytes)/1e6, float64(r.Memory.GoHeapPeakBytes)/1e6, float64(r.Memory.GoTotalPeakBytes)/1e6)
 	}
-	if r.Profile != "" {
-		fmt.Fprintf(w, "\nCPU profile %s (per stage: go tool pprof -tagfocus stage=<name> %s)\n", r.Profile, r.Profile)
-		labels := make([]string, 0, len(c.ByLabel))
-		for l := range c.ByLabel {
-			labels = append(labels, l)
+}
+
+// writeProfile writes, for a profiled run, the CPU seconds per label and each stage's
+// top functions.
+func (r *Report) writeProfile(w io.Writer) {
+	if r.Profile == "" {
+		return
+	}
+	c := r.CPU
+	fmt.Fprintf(w, "\nCPU profile %s (per stage: go tool pprof -tagfocus stage=<name> %s)\n", r.Profile, r.Profile)
+	labels := make([]string, 0, len(c.ByLabel))
+	for l := range c.ByLabel {
+		labels = append(labels, l)
+	}
+	sort.Slice(labels, func(a, b int) bool { return c.ByLabel[labels[a]] > c.ByLabel[labels[b]] })
+	for _, l := range labels {
+		fmt.Fprintf(w, "  %-36s %7.2f s\n", l, c.ByLabel[l])
+	}
+	for _, s := range r.Stages {
+		if len(s.TopFunctions) == 0 {
+			continue
 		}
-		sort.Slice(labels, func(a, b int) bool { return c.ByLabel[labels[a]] > c.ByLabel[labels[b]] })
-		for _, l := range labels {
-			fmt.Fprintf(w, "  %-36s %7.2f s\n", l, c.ByLabel[l])
-		}
-		for _, s := range r.Stages {
-			if len(s.TopFunctions) == 0 {
-				continue
-			}
-			fmt.Fprintf(w, "top functions of %s (flat):\n", s.Name)
-			for _, fn := range s.TopFunctions[:min(5, len(s.TopFunctions))] {
-				fmt.Fprintf(w, "  %5.1f%%  %6.2f s  %s\n", 100*fn.Share, fn.Seconds, fn.Function)
-			}
+		fmt.Fprintf(w, "top functions of %s (flat):\n", s.Name)
+		for _, fn := range s.TopFunctions[:min(5, len(s.TopFunctions))] {
+			fmt.Fprintf(w, "  %5.1f%%  %6.2f s  %s\n", 100*fn.Share, fn.Seconds, fn.Function)
 		}
 	}
-	if r.Consistent {
-		fmt.Fprintln(w, "\ncounts consistent: every generated resource was fetched, and each stage read what its upstream wrote")
-	} else {
-		fmt.Fprintf(w, "\nCOUNTS INCONSISTENT:\n  %s\n", strings.Join(r.Mismatches, "\n  "))
-	}
-	if r.Kept != "" {
-		fmt.Fprintf(w, "kept: %s\n", r.Kept)
-	}
-	return nil
 }
