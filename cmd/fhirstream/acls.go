@@ -1,10 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -14,19 +11,11 @@ import (
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-// commandGrants are the grants of one command for one principal.
-type commandGrants struct {
-	Command   string      `json:"command"`
-	Run       string      `json:"run"`
-	Principal string      `json:"principal"`
-	Grants    []acl.Grant `json:"grants"`
-}
-
 func newACLsCmd() *cobra.Command {
 	var (
-		principal, principalPrefix, output, commandConfig string
-		deidentify, apply                                 bool
-		opts                                              acl.Options
+		req                   acl.Request
+		output, commandConfig string
+		deidentify, apply     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "acls <command>... | all",
@@ -56,24 +45,24 @@ Alter on the cluster (a super user).`,
 	}
 	kc := kafkaFlags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&principal, "principal", "", "principal to grant to, Type:name, such as User:fhirstream-validate")
-	f.StringVar(&principalPrefix, "principal-prefix", "", "one principal per command: this prefix and the command's name, such as User:fhirstream-")
+	f.StringVar(&req.Principal, "principal", "", "principal to grant to, Type:name, such as User:fhirstream-validate")
+	f.StringVar(&req.PrincipalPrefix, "principal-prefix", "", "one principal per command: this prefix and the command's name, such as User:fhirstream-")
 	f.StringVarP(&output, "output", "o", "text", "output format: text (kafka-acls.sh lines) or json")
 	f.StringVar(&commandConfig, "command-config", "admin.properties", "the --command-config file the printed kafka-acls.sh lines name (an admin's client properties)")
 	deidentifyFlag(f, &deidentify)
-	f.BoolVar(&opts.CreateTopics, "create-topics", false, "also grant Create on the topics each command writes, so the fetcher and stages may create topics of new resource types")
-	f.StringSliceVar(&opts.ResourceTypes, "types", nil, "resource types 'topics create' is run for (default: its own default list)")
+	f.BoolVar(&req.Options.CreateTopics, "create-topics", false, "also grant Create on the topics each command writes, so the fetcher and stages may create topics of new resource types")
+	f.StringSliceVar(&req.Options.ResourceTypes, "types", nil, "resource types 'topics create' is run for (default: its own default list)")
 	f.BoolVar(&apply, "apply", false, "create the ACLs through the admin API instead of printing them")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if (principal == "") == (principalPrefix == "") {
-			return fmt.Errorf("give one of --principal and --principal-prefix")
+		req.Commands = args
+		if err := req.Check(); err != nil {
+			return err
 		}
 		t, err := schemas.NewTopics(kc.TopicPrefix)
 		if err != nil {
 			return err
 		}
-		topo := t.Topology(schemas.TopologyOptions{Deidentify: deidentify})
-		set, err := aclsFor(topo, args, principal, principalPrefix, opts)
+		set, err := acl.ForCommands(t.Topology(schemas.TopologyOptions{Deidentify: deidentify}), req)
 		if err != nil {
 			return err
 		}
@@ -83,78 +72,15 @@ Alter on the cluster (a super user).`,
 				return err
 			}
 			defer cl.Close()
-			adm := kadm.NewClient(cl)
-			for _, c := range set {
-				if err := acl.Apply(cmd.Context(), adm, c.Principal, c.Grants); err != nil {
-					return fmt.Errorf("%s: %w", c.Command, err)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d ACLs for %s\n", c.Command, len(c.Grants), c.Principal)
-			}
-			return nil
+			return acl.ApplyAll(cmd.Context(), kadm.NewClient(cl), set, cmd.OutOrStdout())
 		}
 		switch output {
 		case "text":
-			return printACLs(cmd.OutOrStdout(), set, strings.Join(kc.Brokers, ","), commandConfig)
+			return acl.WriteScript(cmd.OutOrStdout(), set, strings.Join(kc.Brokers, ","), commandConfig)
 		case "json":
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(set)
+			return writeJSON(cmd.OutOrStdout(), set)
 		}
 		return fmt.Errorf("--output %q: want text or json", output)
 	}
 	return cmd
-}
-
-// aclsFor derives the grants of the named commands ("all" for every one).
-func aclsFor(topo schemas.Topology, names []string, principal, principalPrefix string, o acl.Options) ([]commandGrants, error) {
-	if slices.Contains(names, "all") {
-		names = acl.Commands(topo)
-	}
-	var out []commandGrants
-	for _, name := range names {
-		grants, err := acl.Derive(topo, name, o)
-		if err != nil {
-			return nil, err
-		}
-		p := principal
-		if principalPrefix != "" {
-			p = principalPrefix + name
-		}
-		if err := acl.ValidPrincipal(p); err != nil {
-			return nil, err
-		}
-		out = append(out, commandGrants{Command: name, Run: acl.CommandLine(topo, name), Principal: p, Grants: grants})
-	}
-	return out, nil
-}
-
-// printACLs writes a shell script: a comment per command and grant, then the
-// kafka-acls.sh line that creates the grant.
-func printACLs(w io.Writer, set []commandGrants, brokers, commandConfig string) error {
-	for i, c := range set {
-		if i > 0 {
-			fmt.Fprintln(w)
-		}
-		fmt.Fprintf(w, "# %s (%s) as %s\n", c.Command, c.Run, c.Principal)
-		for _, g := range c.Grants {
-			args := append([]string{"kafka-acls.sh", "--bootstrap-server", brokers, "--command-config", commandConfig}, g.KafkaACLsArgs(c.Principal)...)
-			fmt.Fprintf(w, "%s   # %s\n", shellJoin(args), g.Why)
-		}
-	}
-	return nil
-}
-
-// shellJoin quotes the arguments that need it for a POSIX shell.
-func shellJoin(args []string) string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		if a != "" && strings.IndexFunc(a, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.,:/=@+", r))
-		}) < 0 {
-			out[i] = a
-			continue
-		}
-		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
-	return strings.Join(out, " ")
 }

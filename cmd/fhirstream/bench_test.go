@@ -142,7 +142,7 @@ func TestIntegrationBench(t *testing.T) {
 
 	// The table form shows every stage and the verdict.
 	var table bytes.Buffer
-	if err := printBench(&table, "table", &rep); err != nil {
+	if err := rep.WriteText(&table); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range want {
@@ -305,7 +305,7 @@ func TestIntegrationBenchProcesses(t *testing.T) {
 		t.Errorf("fhirstream CPU %.3f s, the processes' %.3f s", rep.CPU.ProcessSeconds, cpu)
 	}
 	var table bytes.Buffer
-	if err := printBench(&table, "table", &rep); err != nil {
+	if err := rep.WriteText(&table); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(table.String(), "PEAK RSS MB") || !strings.Contains(table.String(), "counts consistent") {

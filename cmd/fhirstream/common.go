@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -94,4 +96,11 @@ func metricsFlag(cmd *cobra.Command, def string) *observability {
 // start serves the endpoints until ctx ends.
 func (o *observability) start(ctx context.Context) (*obs.Server, error) {
 	return obs.Start(ctx, o.addr, o.ready, logger)
+}
+
+// writeJSON writes v as indented JSON, the -o json of every command that has one.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

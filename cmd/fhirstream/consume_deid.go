@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"strings"
 
@@ -29,23 +28,9 @@ func deidentifyFlag(fs *pflag.FlagSet, p *bool) {
 	fs.BoolVar(p, "deidentify", false, "the pipeline de-identifies: the deid stage runs between dedupe and omop, and omop and the silver sink read <prefix>.deid.<Type> (env FHIRSTREAM_DEIDENTIFY)")
 }
 
-// load returns the configuration and keys.
+// load returns the configuration and keys (deid.Load, the environment overriding the key file).
 func (d *deidFlags) load() (*deid.Config, deid.Keys, error) {
-	var cfg *deid.Config
-	var err error
-	if _, statErr := os.Stat(d.config); statErr == nil {
-		cfg, err = deid.LoadConfig(d.config)
-	} else {
-		cfg, err = deid.Preset(d.config)
-	}
-	if err != nil {
-		return nil, deid.Keys{}, fmt.Errorf("--deid-config: %w", err)
-	}
-	keys, err := deid.LoadKeys(d.keys, os.Getenv)
-	if err != nil {
-		return nil, deid.Keys{}, fmt.Errorf("--deid-keys: %w", err)
-	}
-	return cfg, keys, nil
+	return deid.Load(d.config, d.keys, os.Getenv)
 }
 
 func newConsumeDeidCmd() *cobra.Command {

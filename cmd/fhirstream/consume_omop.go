@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/spf13/cobra"
 
@@ -55,51 +54,11 @@ balance.`,
 		if err != nil {
 			return err
 		}
-		err = f.run(cmd, omop.Definition(p, topics.Topology(schemas.TopologyOptions{Deidentify: deidentify})))
-		printOMOPSummary(cmd, p.Summary())
-		rec, rerr := omop.Reconcile(obs.Registry, topics)
-		if rerr != nil {
-			return errors.Join(err, rerr)
+		runErr := f.run(cmd, omop.Definition(p, topics.Topology(schemas.TopologyOptions{Deidentify: deidentify})))
+		if err := omop.WriteStageReport(cmd.OutOrStdout(), p.Summary(), obs.Registry, topics); err != nil {
+			return errors.Join(runErr, err)
 		}
-		fmt.Fprintln(cmd.OutOrStdout(), "omop: reconciliation of the records read in committed batches, per resource type:")
-		rec.Write(cmd.OutOrStdout(), "omop: ")
-		if !rec.Balanced() {
-			err = errors.Join(err, errors.New("omop: reconciliation FAILED: records read without an outcome"))
-		}
-		return err
+		return runErr
 	}
 	return cmd
-}
-
-func printOMOPSummary(cmd *cobra.Command, s omop.Summary) {
-	w := cmd.OutOrStdout()
-	tables := make([]string, 0, len(s.Rows))
-	for t := range s.Rows {
-		tables = append(tables, t)
-	}
-	sort.Strings(tables)
-	for _, t := range tables {
-		fmt.Fprintf(w, "omop: %-22s %d rows\n", t, s.Rows[t])
-	}
-	for _, u := range s.Unmapped {
-		fmt.Fprintf(w, "omop: unmapped %s codes in %s: %d\n", u.Vocabulary, u.Table, u.Count)
-	}
-	for _, k := range sortedKeys(s.Skipped) {
-		fmt.Fprintf(w, "omop: skipped %s: %d\n", k, s.Skipped[k])
-	}
-	for _, k := range sortedKeys(s.Rejected) {
-		fmt.Fprintf(w, "omop: rejected %s: %d\n", k, s.Rejected[k])
-	}
-	if s.Collisions > 0 {
-		fmt.Fprintf(w, "omop: %d id collisions\n", s.Collisions)
-	}
-}
-
-func sortedKeys(m map[string]int64) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

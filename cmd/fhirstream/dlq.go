@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -40,29 +38,14 @@ func dlqFilterFlags(fs *pflag.FlagSet) func() (dlq.Filter, error) {
 	fs.StringVar(&until, "until", "", "only records dead-lettered before this time (RFC 3339, or a duration ago)")
 	return func() (dlq.Filter, error) {
 		var err error
-		if f.Since, err = parseWhen(since); err != nil {
+		if f.Since, err = dlq.ParseWhen(since); err != nil {
 			return f, fmt.Errorf("--since: %w", err)
 		}
-		if f.Until, err = parseWhen(until); err != nil {
+		if f.Until, err = dlq.ParseWhen(until); err != nil {
 			return f, fmt.Errorf("--until: %w", err)
 		}
 		return f, nil
 	}
-}
-
-// parseWhen reads an RFC 3339 time or a duration before now.
-func parseWhen(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return time.Now().Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration", s)
-	}
-	return t, nil
 }
 
 func dlqSetup(kc *kafkaclient.Config, filter func() (dlq.Filter, error)) (schemas.Topics, dlq.Filter, error) {
@@ -104,35 +87,13 @@ func newDLQListCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		w := cmd.OutOrStdout()
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tSTAGE\tCLASS\tSOURCE\tKEY\tPATH")
-		c := dlq.NewCounts()
-		err = dlq.Scan(cmd.Context(), *kc, t.DLQ(), f, func(l dlq.Letter) error {
-			c.Add(l)
-			if max == 0 || c.Total <= max {
-				x := l.Context
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%d@%d\t%s\t%s\n", x.Time.UTC().Format(time.RFC3339), x.Stage, x.Class,
-					x.SourceTopic, x.Partition, x.Offset, l.Record.Key, x.Path)
-			}
-			return nil
-		})
-		_ = tw.Flush()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(w)
-		c.WriteTable(w, t.DLQ())
-		return nil
+		return dlq.List(cmd.Context(), *kc, t.DLQ(), f, max, cmd.OutOrStdout())
 	}
 	return cmd
 }
 
 func newDLQShowCmd() *cobra.Command {
-	var (
-		max         int
-		showPayload bool
-	)
+	var o dlq.ShowOptions
 	cmd := &cobra.Command{
 		Use:   "show",
 		Short: "Show dead letters with their full context; the payload only with --show-payload",
@@ -140,47 +101,14 @@ func newDLQShowCmd() *cobra.Command {
 	}
 	kc := kafkaFlags(cmd)
 	filter := dlqFilterFlags(cmd.Flags())
-	cmd.Flags().IntVar(&max, "max", 20, "show at most this many (0: all)")
-	cmd.Flags().BoolVar(&showPayload, "show-payload", false, "also print each record's value: FHIR resources are PHI, so only where that is allowed")
+	cmd.Flags().IntVar(&o.Max, "max", 20, "show at most this many (0: all)")
+	cmd.Flags().BoolVar(&o.Payload, "show-payload", false, "also print each record's value: FHIR resources are PHI, so only where that is allowed")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		t, f, err := dlqSetup(kc, filter)
 		if err != nil {
 			return err
 		}
-		w := cmd.OutOrStdout()
-		n := 0
-		errStop := fmt.Errorf("enough")
-		err = dlq.Scan(cmd.Context(), *kc, t.DLQ(), f, func(l dlq.Letter) error {
-			if max > 0 && n >= max {
-				return errStop
-			}
-			n++
-			r, x := l.Record, l.Context
-			fmt.Fprintf(w, "--- %s/%d@%d key=%s\n", r.Topic, r.Partition, r.Offset, r.Key)
-			if !l.HasContext {
-				fmt.Fprintln(w, "  (no dead-letter context)")
-			} else {
-				fmt.Fprintf(w, "  stage:    %s\n  source:   %s/%d@%d\n  class:    %s\n  path:     %s\n  message:  %s\n  attempts: %d\n  time:     %s\n",
-					x.Stage, x.SourceTopic, x.Partition, x.Offset, x.Class, x.Path, x.Message, x.Attempts, x.Time.UTC().Format(time.RFC3339Nano))
-			}
-			for _, h := range r.Headers {
-				fmt.Fprintf(w, "  header %s: %s\n", h.Key, h.Value)
-			}
-			switch {
-			case r.Value == nil:
-				fmt.Fprintln(w, "  value: (tombstone)")
-			case showPayload:
-				fmt.Fprintf(w, "  value: %s\n", r.Value)
-			default:
-				fmt.Fprintf(w, "  value: %d bytes (hidden; --show-payload prints it)\n", len(r.Value))
-			}
-			return nil
-		})
-		if err != nil && err != errStop {
-			return err
-		}
-		fmt.Fprintf(w, "%d shown\n", n)
-		return nil
+		return dlq.Show(cmd.Context(), *kc, t.DLQ(), f, o, cmd.OutOrStdout())
 	}
 	return cmd
 }
@@ -217,17 +145,7 @@ first). Use --dry-run first: it prints what would be replayed and parked.`,
 		}
 		o.Filter, o.Logger = f, logger
 		res, err := dlq.Replay(cmd.Context(), *kc, t, o)
-		w := cmd.OutOrStdout()
-		verb := "replayed"
-		if o.DryRun {
-			verb = "would replay"
-		}
-		fmt.Fprintf(w, "%s %d, parked %d (group %s)\n", verb, res.Replayed, res.Parked, res.Group)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		for _, k := range dlq.SortedByCount(res.Histogram) {
-			fmt.Fprintf(tw, "  %s\t%d\n", k, res.Histogram[k])
-		}
-		_ = tw.Flush()
+		res.WriteSummary(cmd.OutOrStdout(), o.DryRun)
 		return err
 	}
 	return cmd

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -50,7 +48,7 @@ A run that does not reconcile (counts that disagree, files not read to the end) 
 FAILED, exits 1 and leaves the export unfinished: run the same command again to retry.
 Known server quirks fail the run too, unless accepted with --accept-quirk, which turns
 each into a warning:
-  ` + quirkNames() + `
+  ` + bulk.KnownQuirkNames() + `
 See docs/security.md.`,
 		Args: cobra.MaximumNArgs(1),
 	}
@@ -101,7 +99,7 @@ func addFetchFlags(f *pflag.FlagSet, cfg *producer.Config, a *fetchArgs) {
 	f.StringVar(&cfg.BearerTokenFile, "bearer-token-file", "", "file holding an access token obtained elsewhere (read again when the server rejects it)")
 	f.StringArrayVar(&cfg.TrustOrigins, "trust-origin", nil, "an origin (https://host[:port]) besides the FHIR base's that may receive the access token (repeatable)")
 	f.StringVar(&cfg.CAFile, "ca-file", "", "PEM certificates to trust besides the system's (a private CA)")
-	f.StringSliceVar(&a.quirks, "accept-quirk", nil, "accept a known server quirk as a warning: "+quirkNames()+" (repeatable)")
+	f.StringSliceVar(&a.quirks, "accept-quirk", nil, "accept a known server quirk as a warning: "+bulk.KnownQuirkNames()+" (repeatable)")
 	f.DurationVar(&cfg.MaxWait, "max-wait", 12*time.Hour, "longest wait for an export, kickoff to complete manifest; a longer Retry-After is reported")
 	f.DurationVar(&cfg.IdleTimeout, "download-idle-timeout", 2*time.Minute, "a request or download receiving nothing this long fails (a download resumes)")
 	f.Int64Var(&cfg.MaxFileBytes, "max-file-bytes", 0, "fail a file larger than this many bytes (0: no cap)")
@@ -119,23 +117,8 @@ func addFetchFlags(f *pflag.FlagSet, cfg *producer.Config, a *fetchArgs) {
 func (a *fetchArgs) apply(cfg *producer.Config) error {
 	cfg.Export.Level = bulk.Level(a.level)
 	cfg.Export.Post, cfg.Export.Lenient, cfg.KeepExport = a.post, a.lenient, a.noDelete
-	switch a.since {
-	case "":
-	case "auto":
-		cfg.SinceAuto = true
-	default:
-		t, err := time.Parse(time.RFC3339Nano, a.since)
-		if err != nil {
-			return fmt.Errorf("--since %q: want an RFC 3339 instant or auto", a.since)
-		}
-		cfg.Export.Since = t
-	}
-	if a.until != "" {
-		t, err := time.Parse(time.RFC3339Nano, a.until)
-		if err != nil {
-			return fmt.Errorf("--until %q: want an RFC 3339 instant", a.until)
-		}
-		cfg.Export.Until = t
+	if err := cfg.SetWindow(a.since, a.until); err != nil {
+		return err
 	}
 	var err error
 	if cfg.Accept, err = bulk.ParseQuirks(a.quirks); err != nil {
@@ -156,27 +139,5 @@ func runFetch(cmd *cobra.Command, cfg producer.Config, mf *observability) error 
 		return err
 	}
 	sum, err := producer.Fetch(ctx, cfg)
-	if cfg.Cancel && err == nil {
-		fmt.Fprintln(cmd.OutOrStdout(), "export cancelled")
-		return nil
-	}
-	if sum.AlreadyComplete {
-		fmt.Fprintf(cmd.OutOrStdout(), "export %s was already published; released it\n", sum.ExportID)
-		return err
-	}
-	if len(sum.Files) > 0 {
-		sum.WriteTable(cmd.OutOrStdout())
-	}
-	if err != nil && !errors.Is(err, producer.ErrReconcile) {
-		return fmt.Errorf("fetch FAILED: %w", err)
-	}
-	return err
-}
-
-func quirkNames() string {
-	names := make([]string, len(bulk.KnownQuirks))
-	for i, q := range bulk.KnownQuirks {
-		names[i] = string(q)
-	}
-	return strings.Join(names, ", ")
+	return producer.WriteOutcome(cmd.OutOrStdout(), cfg, sum, err)
 }

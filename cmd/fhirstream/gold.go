@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -85,15 +84,11 @@ func runGoldRefresh(cmd *cobra.Command, o *goldRefreshOptions) error {
 	}
 	o.opts.Namespace = o.namespace
 	o.opts.Source.ETLVersion = version
-	cat, closeCat, err := openLakeCatalog(ctx, o.catalog)
+	lk, closeLake, err := lakehouse.OpenExistingLake(ctx, *o.catalog)
 	if err != nil {
 		return err
 	}
-	defer closeCat()
-	lk := &lakehouse.Lake{Catalog: cat}
-	if o.catalog.Namespace != "" {
-		lk.Root = strings.Split(o.catalog.Namespace, ".")
-	}
+	defer closeLake()
 	rep, err := goldlake.Refresh(ctx, lk, o.opts)
 	if err != nil {
 		return fmt.Errorf("gold refresh FAILED: %w", err)

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -29,33 +27,9 @@ printed on stdout is what you register with the EHR (or serve at your jku URL). 
 			if err != nil {
 				return err
 			}
-			priv, err := k.PrivateJWK()
+			pb, err := smart.WriteKeyFiles(k, out, jwksOut)
 			if err != nil {
 				return err
-			}
-			b, _ := json.MarshalIndent(priv, "", "  ")
-			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return fmt.Errorf("keys generate: %w (refusing to overwrite an existing key)", err)
-			}
-			if _, err := f.Write(append(b, '\n')); err != nil {
-				f.Close()
-				return fmt.Errorf("keys generate: write %s: %w", out, err)
-			}
-			if err := f.Close(); err != nil {
-				return fmt.Errorf("keys generate: %w", err)
-			}
-			pub, err := k.PublicJWKS()
-			if err != nil {
-				return err
-			}
-			pb, _ := json.MarshalIndent(pub, "", "  ")
-			pb = append(pb, '\n')
-			if jwksOut != "" {
-				// Public material: readable by the EHR admin or a web server serving the jku.
-				if err := os.WriteFile(jwksOut, pb, 0o644); err != nil {
-					return fmt.Errorf("keys generate: write public JWKS: %w", err)
-				}
 			}
 			_, err = cmd.OutOrStdout().Write(pb)
 			return err

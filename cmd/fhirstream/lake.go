@@ -1,28 +1,14 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/apache/iceberg-go/catalog"
-	_ "github.com/apache/iceberg-go/catalog/rest" // registers the "rest" catalog type
 	"github.com/spf13/cobra"
-	_ "modernc.org/sqlite" // the embedded catalog's pure-Go SQLite driver ("sqlite")
 
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/lakeops"
 )
-
-// minOrphanAge is the least --older-than that expire accepts without
-// --allow-recent: a running sink writes its data files before it commits them,
-// and a file removed in between breaks that commit.
-const minOrphanAge = time.Hour
 
 func newLakeCmd() *cobra.Command {
 	lake := &cobra.Command{
@@ -43,35 +29,9 @@ docs/lakehouse.md says which readers need 'lake compact' after updates and delet
 	return lake
 }
 
-// lakeCatalogConfig says which catalog the lake commands open: the sinks' flags
-// (lakeFlags), opened by the same code (internal/lakehouse).
-type lakeCatalogConfig = lakehouse.Config
-
-func lakeCatalogFlags(cmd *cobra.Command) *lakeCatalogConfig { return lakeFlags(cmd) }
-
-// openLakeCatalog opens the catalog as the sinks do (lakehouse.OpenCatalog). An embedded
-// catalog must exist already: a maintenance command never creates an empty lake.
-func openLakeCatalog(ctx context.Context, c *lakeCatalogConfig) (catalog.Catalog, func(), error) {
-	noop := func() {}
-	if c.Kind == "" || c.Kind == lakehouse.CatalogEmbedded {
-		if c.Out == "" || strings.Contains(c.Out, "://") {
-			return nil, noop, fmt.Errorf("the embedded catalog lives in a local directory (--out), not %q", c.Out)
-		}
-		db := filepath.Join(c.Out, lakehouse.CatalogFile)
-		if _, err := os.Stat(db); err != nil {
-			return nil, noop, fmt.Errorf("no lake catalog at %s (--out names the lake directory): %w", db, err)
-		}
-	}
-	cat, err := lakehouse.OpenCatalog(ctx, *c)
-	if err != nil {
-		return nil, noop, err
-	}
-	return cat, func() { _ = lakehouse.Close(cat) }, nil
-}
-
 func newLakeCompactCmd() *cobra.Command {
 	var target int64
-	var cfg *lakeCatalogConfig
+	var cfg *lakehouse.Config
 	cmd := &cobra.Command{
 		Use:   "compact [namespace.table...]",
 		Short: "Rewrite small data files into target-sized ones and fold delete files in",
@@ -86,32 +46,18 @@ Safe beside running sinks: when a sink commits deletes to a file being rewritten
 compaction's commit is refused and changes nothing, and compact plans and rewrites again
 from the new state (up to 5 tries).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runLakeCompact(cmd, cfg, args, target)
+			return lakeops.CompactTables(cmd.Context(), *cfg, args, lakeops.CompactOptions{TargetFileSize: target}, cmd.OutOrStdout())
 		},
 	}
-	cfg = lakeCatalogFlags(cmd)
+	cfg = lakeFlags(cmd)
 	cmd.Flags().Int64Var(&target, "target-file-size", lakeops.DefaultTargetFileSize, "size in bytes of the data files written")
 	return cmd
-}
-
-func runLakeCompact(cmd *cobra.Command, cfg *lakeCatalogConfig, args []string, target int64) error {
-	ctx := cmd.Context()
-	cat, closeCat, err := openLakeCatalog(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer closeCat()
-	ids, err := lakeops.Resolve(ctx, cat, args)
-	if err != nil {
-		return err
-	}
-	return lakeops.CompactAll(ctx, cat, ids, lakeops.CompactOptions{TargetFileSize: target}, cmd.OutOrStdout())
 }
 
 func newLakeExpireCmd() *cobra.Command {
 	var o lakeops.ExpireOptions
 	var allowRecent bool
-	var cfg *lakeCatalogConfig
+	var cfg *lakehouse.Config
 	cmd := &cobra.Command{
 		Use:   "expire --older-than D [namespace.table...]",
 		Short: "Remove snapshots and orphan files older than --older-than",
@@ -131,13 +77,10 @@ writes to).`,
 			if !cmd.Flags().Changed("older-than") {
 				return errors.New("lake expire: --older-than is required (e.g. 168h)")
 			}
-			if o.OlderThan < minOrphanAge && !allowRecent {
-				return fmt.Errorf("lake expire: --older-than %s would remove files a running sink has written but not yet committed; use at least %s, or --allow-recent when no sink writes to the lake", o.OlderThan, minOrphanAge)
-			}
-			return runLakeExpire(cmd, cfg, args, o)
+			return lakeops.ExpireTables(cmd.Context(), *cfg, args, o, allowRecent, cmd.OutOrStdout())
 		},
 	}
-	cfg = lakeCatalogFlags(cmd)
+	cfg = lakeFlags(cmd)
 	cmd.Flags().DurationVar(&o.OlderThan, "older-than", 7*24*time.Hour, "remove snapshots and orphan files older than this")
 	cmd.Flags().IntVar(&o.RetainLast, "retain-last", 1, "keep at least this many of the newest snapshots")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "report what would be removed, remove nothing")
@@ -145,23 +88,9 @@ writes to).`,
 	return cmd
 }
 
-func runLakeExpire(cmd *cobra.Command, cfg *lakeCatalogConfig, args []string, o lakeops.ExpireOptions) error {
-	ctx := cmd.Context()
-	cat, closeCat, err := openLakeCatalog(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer closeCat()
-	ids, err := lakeops.Resolve(ctx, cat, args)
-	if err != nil {
-		return err
-	}
-	return lakeops.ExpireAll(ctx, cat, ids, o, cmd.OutOrStdout())
-}
-
 func newLakeHistoryCmd() *cobra.Command {
 	var output string
-	var cfg *lakeCatalogConfig
+	var cfg *lakehouse.Config
 	cmd := &cobra.Command{
 		Use:   "history namespace.table",
 		Short: "A table's snapshots: time, operation, Kafka offsets, rows and files",
@@ -174,37 +103,10 @@ files: delete files (the deletes column) still remove some of them until 'lake c
 Any snapshot id listed can be read back with time travel (docs/lakehouse.md).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runLakeHistory(cmd, cfg, args[0], output)
+			return lakeops.WriteTableHistory(cmd.Context(), *cfg, args[0], output, cmd.OutOrStdout())
 		},
 	}
-	cfg = lakeCatalogFlags(cmd)
+	cfg = lakeFlags(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
-}
-
-func runLakeHistory(cmd *cobra.Command, cfg *lakeCatalogConfig, name, output string) error {
-	if output != "text" && output != "json" {
-		return fmt.Errorf("lake history: --output %q: want text or json", output)
-	}
-	id, err := lakeops.ParseIdentifier(name)
-	if err != nil {
-		return err
-	}
-	ctx := cmd.Context()
-	cat, closeCat, err := openLakeCatalog(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer closeCat()
-	h, err := lakeops.History(ctx, cat, id)
-	if err != nil {
-		return err
-	}
-	w := cmd.OutOrStdout()
-	if output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(h)
-	}
-	return lakeops.WriteHistory(w, h)
 }

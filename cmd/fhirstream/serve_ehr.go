@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,31 +34,11 @@ the way the reference Bulk Data server deviates from the IG.`,
 				return err
 			}
 			defer srv.Close()
-			for _, c := range clients {
-				id, file, ok := cut(c, "=")
-				if !ok {
-					return fmt.Errorf("--client %q: want ID=JWKS_FILE", c)
-				}
-				jwks, err := os.ReadFile(file)
-				if err != nil {
-					return fmt.Errorf("--client %s: %w", id, err)
-				}
-				if err := srv.RegisterClient(id, jwks); err != nil {
-					return err
-				}
+			if err := srv.RegisterClientFiles(clients); err != nil {
+				return err
 			}
-			for _, c := range secretClients {
-				id, file, ok := cut(c, "=")
-				if !ok {
-					return fmt.Errorf("--secret-client %q: want ID=SECRET_FILE", c)
-				}
-				secret, err := os.ReadFile(file)
-				if err != nil {
-					return fmt.Errorf("--secret-client %s: %w", id, err)
-				}
-				if err := srv.RegisterSecretClient(id, strings.TrimSpace(string(secret))); err != nil {
-					return err
-				}
+			if err := srv.RegisterSecretClientFiles(secretClients); err != nil {
+				return err
 			}
 			// The URL goes to stdout so scripts can capture it; everything else is logged.
 			fmt.Fprintln(cmd.OutOrStdout(), srv.URL)
@@ -103,13 +81,4 @@ the way the reference Bulk Data server deviates from the IG.`,
 	f.BoolVar(&cfg.Faults.WrongCount, "quirk-wrong-count", false, "state each output file's count one too high")
 	f.BoolVar(&cfg.Faults.OverlappingDeleted, "quirk-overlapping-deleted", false, "serve --fault-deleted as two files listing one deletion twice")
 	return cmd
-}
-
-func cut(s, sep string) (string, string, bool) {
-	for i := 0; i+len(sep) <= len(s); i++ {
-		if s[i:i+len(sep)] == sep {
-			return s[:i], s[i+len(sep):], true
-		}
-	}
-	return s, "", false
 }

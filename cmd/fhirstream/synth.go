@@ -2,10 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -50,13 +46,7 @@ It prints the resources per type and a one-line summary with the throughput.`,
 			if err != nil {
 				return err
 			}
-			secs := time.Since(start).Seconds()
-			w := cmd.OutOrStdout()
-			fmt.Fprint(w, counts)
-			fmt.Fprintf(w, "synth: %d patients, %d resources, %.1f MB NDJSON (%.1f MB on disk), %.2f s, %.0f resources/s, into %s\n",
-				cfg.Patients, counts.Total(), float64(counts.TotalBytes())/1e6, float64(diskBytes(out, counts, cfg.Gzip))/1e6,
-				secs, float64(counts.Total())/secs, out)
-			printBadLines(w, counts.Bad)
+			synth.WriteReport(cmd.OutOrStdout(), cfg, out, counts, time.Since(start))
 			return nil
 		},
 	}
@@ -68,34 +58,4 @@ It prints the resources per type and a one-line summary with the throughput.`,
 	f.IntVar(&cfg.Bad, "bad", 0, "mix this many deliberately bad lines into the files (env FHIRSTREAM_BAD)")
 	f.IntVar(&cfg.LongLineBytes, "long-line-bytes", 0, "with --bad, one class of bad line is a line this long, for a fetcher whose --max-line-bytes is lower (env FHIRSTREAM_LONG_LINE_BYTES)")
 	return cmd
-}
-
-// printBadLines lists the bad lines mixed in: where each is and which stage must
-// dead-letter it with which class.
-func printBadLines(w io.Writer, bad []synth.DeadLetter) {
-	if len(bad) == 0 {
-		return
-	}
-	fmt.Fprintf(w, "synth: %d bad lines mixed in, to be dead-lettered:\n", len(bad))
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  FILE\tLINE\tSTAGE\tCLASS\tKEY\t")
-	for _, d := range bad {
-		key := d.Key
-		if key == "" {
-			key = "-"
-		}
-		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t\n", d.File, d.Line, d.Stage, d.Class, key)
-	}
-	_ = tw.Flush()
-}
-
-// diskBytes is the size of the files WriteDir wrote; with --gzip, the compressed size.
-func diskBytes(dir string, counts synth.Counts, gz bool) int64 {
-	var n int64
-	for _, t := range counts.Types() {
-		if fi, err := os.Stat(filepath.Join(dir, synth.FileName(t, gz))); err == nil {
-			n += fi.Size()
-		}
-	}
-	return n
 }

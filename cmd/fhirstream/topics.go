@@ -1,16 +1,7 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"sort"
-	"strings"
-	"text/tabwriter"
-	"time"
-
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/schemas"
@@ -46,34 +37,14 @@ where they differ. Running it twice changes nothing the second time.`,
 	deidentifyFlag(cmd.Flags(), &opts.Deidentify)
 	cmd.Flags().StringSliceVar(&types, "types", schemas.BulkResourceTypes, "FHIR resource types to create topics for")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		t, err := schemas.NewTopics(kc.TopicPrefix)
-		if err != nil {
-			return err
-		}
-		opts.MaxMessageBytes = kc.MaxRecordBytes
-		cl, err := kc.NewClient()
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
-		defer cancel()
-		specs := kafkaclient.ContractTopics(t, types, schemas.OMOPTables(), opts)
-		res, err := kafkaclient.EnsureTopics(ctx, kadm.NewClient(cl), specs)
+		res, contract, err := kafkaclient.CreateContractTopics(cmd.Context(), *kc, types, opts)
 		if err != nil {
 			return err
 		}
 		for _, w := range res.Warnings {
 			logger.Warn(w)
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "topics: %d created, %d configs aligned, %d already as wanted (of %d in the contract)\n",
-			len(res.Created), len(res.Altered), len(res.Existing), len(specs))
-		for _, n := range res.Created {
-			fmt.Fprintf(cmd.OutOrStdout(), "  created %s\n", n)
-		}
-		for _, n := range res.Altered {
-			fmt.Fprintf(cmd.OutOrStdout(), "  aligned %s\n", n)
-		}
+		res.WriteSummary(cmd.OutOrStdout(), contract)
 		return nil
 	}
 	return cmd
@@ -89,51 +60,11 @@ func newTopicsListCmd() *cobra.Command {
 	kc := kafkaFlags(cmd)
 	cmd.Flags().BoolVar(&all, "all", false, "list every topic of the cluster, not only fhirstream's")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		t, err := schemas.NewTopics(kc.TopicPrefix)
+		topics, err := kafkaclient.ListContractTopics(cmd.Context(), *kc, all)
 		if err != nil {
 			return err
 		}
-		cl, err := kc.NewClient()
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		adm := kadm.NewClient(cl)
-		ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
-		defer cancel()
-		details, err := adm.ListTopics(ctx)
-		if err != nil {
-			return fmt.Errorf("list topics: %w", err)
-		}
-		var names []string
-		for name := range details {
-			if all || strings.HasPrefix(name, t.Prefix+".") || strings.HasPrefix(name, t.OMOP("")) {
-				names = append(names, name)
-			}
-		}
-		sort.Strings(names)
-		starts, err := adm.ListStartOffsets(ctx, names...)
-		if err != nil {
-			return fmt.Errorf("list start offsets: %w", err)
-		}
-		ends, err := adm.ListEndOffsets(ctx, names...)
-		if err != nil {
-			return fmt.Errorf("list end offsets: %w", err)
-		}
-		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tOFFSETS (records incl. transaction markers)\t")
-		for _, name := range names {
-			var n int64
-			ends.Each(func(o kadm.ListedOffset) {
-				if o.Topic == name && o.Err == nil {
-					if s, ok := starts.Lookup(name, o.Partition); ok && s.Err == nil {
-						n += o.Offset - s.Offset
-					}
-				}
-			})
-			fmt.Fprintf(tw, "%s\t%d\t%d\t\n", name, len(details[name].Partitions), n)
-		}
-		return tw.Flush()
+		return kafkaclient.WriteTopicRecords(cmd.OutOrStdout(), topics)
 	}
 	return cmd
 }

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -44,92 +41,13 @@ Output formats: text (default), json, and mermaid (a flowchart for documentation
 		w := cmd.OutOrStdout()
 		switch output {
 		case "text":
-			return printTopology(w, topo)
+			return topo.WriteText(w)
 		case "json":
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(topo)
+			return writeJSON(w, topo)
 		case "mermaid":
-			return printTopologyMermaid(w, topo)
+			return topo.WriteMermaid(w)
 		}
 		return fmt.Errorf("--output %q: want text, json or mermaid", output)
 	}
 	return cmd
-}
-
-// printTopology writes one block per node, in data-flow order.
-func printTopology(w io.Writer, topo schemas.Topology) error {
-	names := func(sets []schemas.TopicSet) string {
-		out := make([]string, len(sets))
-		for i, s := range sets {
-			out[i] = s.Name
-		}
-		return strings.Join(out, ", ")
-	}
-	var b strings.Builder
-	for i, n := range topo.Nodes {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		fmt.Fprintf(&b, "%s (%s)", n.Name, n.Role)
-		if n.Optional {
-			b.WriteString(", optional")
-		}
-		fmt.Fprintf(&b, ": %s\n", n.Summary)
-		row := func(label, value string) {
-			if value != "" {
-				fmt.Fprintf(&b, "  %-16s %s\n", label, value)
-			}
-		}
-		group := n.Group
-		if n.GroupIsPrefix && group != "" {
-			group += "*"
-		}
-		row("consumer group", group)
-		row("reads", names(n.Inputs))
-		row("writes", names(n.Outputs))
-		row("state", names(n.State))
-		if n.TransactionalIDPrefix != "" {
-			row("transactional id", n.TransactionalIDPrefix+"*")
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-// printTopologyMermaid writes a flowchart: nodes as boxes, topic sets as stadiums, an
-// edge per read and write (state topics both ways).
-func printTopologyMermaid(w io.Writer, topo schemas.Topology) error {
-	var b strings.Builder
-	b.WriteString("flowchart TD\n")
-	ids := map[string]string{}
-	topicID := func(s schemas.TopicSet) string {
-		id, ok := ids[s.Name]
-		if !ok {
-			id = fmt.Sprintf("t%d", len(ids))
-			ids[s.Name] = id
-			fmt.Fprintf(&b, "  %s([\"%s\"])\n", id, mermaidText(s.Name))
-		}
-		return id
-	}
-	for i, n := range topo.Nodes {
-		node := fmt.Sprintf("n%d", i)
-		fmt.Fprintf(&b, "  %s[\"%s\"]\n", node, n.Name)
-		for _, s := range n.Inputs {
-			fmt.Fprintf(&b, "  %s --> %s\n", topicID(s), node)
-		}
-		for _, s := range n.Outputs {
-			fmt.Fprintf(&b, "  %s --> %s\n", node, topicID(s))
-		}
-		for _, s := range n.State {
-			fmt.Fprintf(&b, "  %s <--> %s\n", node, topicID(s))
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-// mermaidText escapes what Mermaid would read as markup in a label ("<Type>").
-func mermaidText(s string) string {
-	return strings.NewReplacer("<", "#lt;", ">", "#gt;").Replace(s)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -38,15 +37,11 @@ records the release (fhirstream.vocabulary.version). It prints rows and timing p
 				return errors.New("--vocab DIR is required: the directory of an Athena download")
 			}
 			ctx := cmd.Context()
-			cat, closeCat, err := openLakeCatalog(ctx, catalog)
+			lk, closeLake, err := lakehouse.OpenExistingLake(ctx, *catalog)
 			if err != nil {
 				return err
 			}
-			defer closeCat()
-			lk := &lakehouse.Lake{Catalog: cat}
-			if catalog.Namespace != "" {
-				lk.Root = strings.Split(catalog.Namespace, ".")
-			}
+			defer closeLake()
 			load, err := goldlake.LoadVocabulary(ctx, lk, dir, goldlake.VocabularyOptions{Namespace: namespace})
 			if load != nil && len(load.Tables) > 0 {
 				load.Write(cmd.OutOrStdout())

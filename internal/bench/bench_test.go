@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -164,6 +165,8 @@ func TestOptionsCheck(t *testing.T) {
 		{Options{Patients: 1, Partitions: 1, Processes: true}, "binary"},
 		{Options{Patients: 1, Partitions: 1, Processes: true, Executable: "x", CPUProfileDir: "d"}, "--cpuprofile-dir"},
 		{Options{Patients: 1, Partitions: 1, StageEnv: map[string][]string{"omop": {"GOGC=50"}}}, "--processes"},
+		{Options{Patients: 1, Partitions: 1, Processes: true, Executable: "x", ProcessEnv: []string{"GOGC"}}, "--process-env"},
+		{Options{Patients: 1, Partitions: 1, Processes: true, Executable: "x", ProcessEnv: []string{"=50"}}, "--process-env"},
 	} {
 		if err := c.o.check(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want an error about %s", c.o, err, c.want)
@@ -172,6 +175,24 @@ func TestOptionsCheck(t *testing.T) {
 	o := Options{Patients: 1, Partitions: 1}
 	if err := o.check(); err != nil || o.Timeout != 30*time.Minute || o.Logger == nil {
 		t.Fatalf("defaults: %v, %+v", err, o)
+	}
+}
+
+func TestParseStageEnv(t *testing.T) {
+	env, err := ParseStageEnv([]string{"omop:GOGC=50", "fetch:GOMEMLIMIT=1GiB", "omop:A=b=c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(env); got != "map[fetch:[GOMEMLIMIT=1GiB] omop:[GOGC=50 A=b=c]]" {
+		t.Errorf("got %s", got)
+	}
+	for _, bad := range []string{"GOGC=50", "omop:GOGC", ":GOGC=1", "omop:=1"} {
+		if _, err := ParseStageEnv([]string{bad}); err == nil || !strings.Contains(err.Error(), "--stage-env") {
+			t.Errorf("%q: %v, want an error about --stage-env", bad, err)
+		}
+	}
+	if env, err := ParseStageEnv(nil); env != nil || err != nil {
+		t.Errorf("none: %v, %v", env, err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
@@ -69,6 +70,11 @@ func (o *Options) check() error {
 	case o.Processes && o.CPUProfileDir != "":
 		return errors.New("--cpuprofile-dir profiles the in-process run; with --processes each process is measured by its CPU time instead")
 	}
+	for _, kv := range o.ProcessEnv {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("--process-env %q: want KEY=VALUE", kv)
+		}
+	}
 	for name := range o.StageEnv {
 		if !o.Processes {
 			return fmt.Errorf("environment for stage %s: only with --processes", name)
@@ -81,4 +87,20 @@ func (o *Options) check() error {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
+}
+
+// ParseStageEnv reads --stage-env values, STAGE:KEY=VALUE each, into Options.StageEnv.
+func ParseStageEnv(specs []string) (map[string][]string, error) {
+	var env map[string][]string
+	for _, s := range specs {
+		stage, kv, ok := strings.Cut(s, ":")
+		if k, _, kvOK := strings.Cut(kv, "="); !ok || !kvOK || stage == "" || k == "" {
+			return nil, fmt.Errorf("--stage-env %q: want STAGE:KEY=VALUE", s)
+		}
+		if env == nil {
+			env = map[string][]string{}
+		}
+		env[stage] = append(env[stage], kv)
+	}
+	return env, nil
 }

@@ -49,37 +49,23 @@ type child struct {
 	cpu0    float64 // CPU seconds at kickoff
 }
 
-// runProcesses runs the fetcher and every stage as its own process.
-func runProcesses(ctx context.Context, e *env, rep *Report) (*measured, error) {
-	o := e.o
-	topo := e.topics.Topology(schemas.TopologyOptions{})
+// runProcesses runs the fetcher and every stage as its own process: the stages start
+// and settle in their groups, the fetcher's start is the clock's, and the run ends when
+// every stage has drained its input.
+func runProcesses(ctx context.Context, e *env, _ *Report) (*measured, error) {
 	names := pipeline.Stages(schemas.TopologyOptions{})
 	logDir := filepath.Join(e.workDir, "logs")
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
-	var stages []*child
+	stages, err := startStageProcesses(e, names, logDir)
 	defer func() {
 		for _, c := range stages {
 			c.stop()
 		}
 	}()
-	for _, name := range names {
-		node := topo.MustNode(name)
-		e.groups = append(e.groups, node.Group)
-		e.inputs = append(e.inputs, regexp.MustCompile(node.InputPattern()))
-		args := []string{"consume", name}
-		if strings.HasPrefix(name, "sink-") {
-			args = append(args, "--out", e.lakeDir)
-			if o.SinkFlushInterval > 0 {
-				args = append(args, "--flush-interval", o.SinkFlushInterval.String())
-			}
-		}
-		c, err := startChild(e, name, logDir, args)
-		if err != nil {
-			return nil, err
-		}
-		stages = append(stages, c)
+	if err != nil {
+		return nil, err
 	}
 	exited := func() error { return firstExit(stages) }
 	if err := waitGroupsStable(ctx, e.kc, e.groups, exited); err != nil {
@@ -87,47 +73,102 @@ func runProcesses(ctx context.Context, e *env, rep *Report) (*measured, error) {
 	}
 
 	// The measured run: the fetcher's process starts the clock.
-	m := &measured{before: takeCPU(e.fs, o.BrokerPID), processes: map[string]*Process{}}
+	m := &measured{before: takeCPU(e.fs, e.o.BrokerPID), processes: map[string]*Process{}}
 	for _, c := range stages {
 		c.cpu0 = processCPU(e.fs, c.cmd.Process.Pid)
 	}
 	t0 := time.Now()
-	fetchArgs := []string{"fetch", e.ehr.URL, "--partitions", strconv.Itoa(int(o.Partitions)),
-		"--min-poll", "1s", "--manifest-dir", ""}
-	if o.Auth {
-		fetchArgs = append(fetchArgs, "--smart-client-id", e.clientID, "--key", e.keyFile)
-	} else {
-		fetchArgs = append(fetchArgs, "--token-url", "none")
-	}
-	fetch, err := startChild(e, LabelFetch, logDir, fetchArgs)
+	fetch, err := startFetchProcess(e, logDir)
 	if err != nil {
 		return nil, err
 	}
 	defer fetch.stop()
 	scr := startScraper(ctx, e.topics, names, stages, fetch, t0)
-	var fetchEnd time.Duration
-	select {
-	case <-fetch.done:
-		fetchEnd = time.Since(t0)
-	case <-ctx.Done():
+	fetchEnd, err := waitFetchProcess(ctx, fetch, t0)
+	if err != nil {
 		scr.stop()
-		return nil, fmt.Errorf("waiting for the fetcher: %w", ctx.Err())
-	}
-	if fetch.err != nil {
-		scr.stop()
-		return nil, fmt.Errorf("fetch process: %w%s", fetch.err, logTail(fetch.logPath))
+		return nil, err
 	}
 	drainErr := pipeline.WaitGroupsDrained(ctx, e.kc, e.groups, e.inputs, exited)
 	m.samples = scr.stop()
 	m.wall = time.Since(t0)
-	m.after = takeCPU(e.fs, o.BrokerPID)
+	m.after = takeCPU(e.fs, e.o.BrokerPID)
 	if drainErr != nil {
 		return nil, drainErr
 	}
+	if err := addFinalScrape(e, m, stages, names); err != nil {
+		return nil, err
+	}
+	if err := stopAndMeasureProcesses(e, m, stages, fetch, scr); err != nil {
+		return nil, err
+	}
+	if err := addFetchFigures(e, m, fetchEnd, scr); err != nil {
+		return nil, err
+	}
+	m.memory.MaxRSSBytes = maxRSS()
+	return m, nil
+}
+
+// startStageProcesses starts one `consume <stage>` process per name and records each
+// stage's group and input pattern in e. It returns the processes started so far even on
+// error, for the caller to stop.
+func startStageProcesses(e *env, names []string, logDir string) ([]*child, error) {
+	topo := e.topics.Topology(schemas.TopologyOptions{})
+	var stages []*child
+	for _, name := range names {
+		node := topo.MustNode(name)
+		e.groups = append(e.groups, node.Group)
+		e.inputs = append(e.inputs, regexp.MustCompile(node.InputPattern()))
+		args := []string{"consume", name}
+		if strings.HasPrefix(name, "sink-") {
+			args = append(args, "--out", e.lakeDir)
+			if e.o.SinkFlushInterval > 0 {
+				args = append(args, "--flush-interval", e.o.SinkFlushInterval.String())
+			}
+		}
+		c, err := startChild(e, name, logDir, args)
+		if err != nil {
+			return stages, err
+		}
+		stages = append(stages, c)
+	}
+	return stages, nil
+}
+
+// startFetchProcess starts `fetch` against the run's EHR simulator.
+func startFetchProcess(e *env, logDir string) (*child, error) {
+	args := []string{"fetch", e.ehr.URL, "--partitions", strconv.Itoa(int(e.o.Partitions)),
+		"--min-poll", "1s", "--manifest-dir", ""}
+	if e.o.Auth {
+		args = append(args, "--smart-client-id", e.clientID, "--key", e.keyFile)
+	} else {
+		args = append(args, "--token-url", "none")
+	}
+	return startChild(e, LabelFetch, logDir, args)
+}
+
+// waitFetchProcess waits for the fetcher to exit and returns how long after t0 it did;
+// a fetcher that failed is an error, with the tail of its log.
+func waitFetchProcess(ctx context.Context, fetch *child, t0 time.Time) (time.Duration, error) {
+	select {
+	case <-fetch.done:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("waiting for the fetcher: %w", ctx.Err())
+	}
+	end := time.Since(t0)
+	if fetch.err != nil {
+		return 0, fmt.Errorf("fetch process: %w%s", fetch.err, logTail(fetch.logPath))
+	}
+	return end, nil
+}
+
+// addFinalScrape reads every stage's /metrics once the run has drained, appends that as
+// the last sample, and takes each stage's CPU and the lake commits from it.
+func addFinalScrape(e *env, m *measured, stages []*child, names []string) error {
 	final, families := scrapeAll(stages, names, e.topics)
 	for i, sp := range final {
 		if sp == nil {
-			return nil, fmt.Errorf("stage %s: /metrics unreadable at the end of the run%s", names[i], logTail(stages[i].logPath))
+			return fmt.Errorf("stage %s: /metrics unreadable at the end of the run%s", names[i], logTail(stages[i].logPath))
 		}
 	}
 	last := sample{at: m.wall, stages: make([]pipeline.StageProgress, len(final))}
@@ -142,8 +183,12 @@ func runProcesses(ctx context.Context, e *env, rep *Report) (*measured, error) {
 		m.processes[c.name] = &Process{PID: c.cmd.Process.Pid, CPUSeconds: processCPU(e.fs, c.cmd.Process.Pid) - c.cpu0, Env: c.env}
 	}
 	m.commits = scrapedCommits(families, names)
+	return nil
+}
 
-	// Every stage leaves its group; its whole-life peak RSS is known once it has exited.
+// stopAndMeasureProcesses stops every process: each stage leaves its group, and its
+// whole-life peak RSS is known once it has exited.
+func stopAndMeasureProcesses(e *env, m *measured, stages []*child, fetch *child, scr *scraper) error {
 	var stopErrs []error
 	for _, c := range append(stages, fetch) {
 		if err := c.stop(); err != nil {
@@ -151,7 +196,7 @@ func runProcesses(ctx context.Context, e *env, rep *Report) (*measured, error) {
 		}
 	}
 	if err := errors.Join(stopErrs...); err != nil {
-		return nil, fmt.Errorf("stopping the stage processes: %w", err)
+		return fmt.Errorf("stopping the stage processes: %w", err)
 	}
 	fetchCPU := 0.0
 	if ps := fetch.cmd.ProcessState; ps != nil {
@@ -162,25 +207,28 @@ func runProcesses(ctx context.Context, e *env, rep *Report) (*measured, error) {
 		m.processes[c.name].PeakRSSBytes = peakRSS(c.cmd)
 		m.processes[c.name].GoHeapPeakBytes = scr.heapPeak(c.name)
 	}
+	return nil
+}
 
-	// The fetcher's figures: it reconciled what it read with what it published (a run
-	// that does not exits non-zero), validate read every record it published, and the
-	// export's lines and bytes are the generated files'.
-	for _, sp := range last.stages {
+// addFetchFigures fills the fetcher's figures: it reconciled what it read with what it
+// published (a run that does not exits non-zero), validate read every record it
+// published, and the export's lines and bytes are the generated files'.
+func addFetchFigures(e *env, m *measured, end time.Duration, scr *scraper) error {
+	for _, sp := range m.samples[len(m.samples)-1].stages {
 		if sp.Name == pipeline.StageValidate {
 			m.fetch.published = sp.In
 		}
 	}
-	m.fetch.end = fetchEnd
+	m.fetch.end = end
+	var err error
 	if m.fetch.read, m.fetch.bytes, err = countLines(e.dataDir); err != nil {
-		return nil, err
+		return err
 	}
 	// Its commits as last scraped; -1 when no scrape saw one.
 	if m.fetch.commits = scr.fetchCommits(); m.fetch.commits == 0 {
 		m.fetch.commits = -1
 	}
-	m.memory.MaxRSSBytes = maxRSS()
-	return m, nil
+	return nil
 }
 
 // startChild starts one command of the fhirstream binary with the run's Kafka settings,

@@ -1,22 +1,21 @@
-package main
+package acl
 
 import (
 	"bytes"
 	"strings"
 	"testing"
 
-	"github.com/fhirstream/fhirstream/internal/acl"
 	"github.com/fhirstream/fhirstream/schemas"
 )
 
-func TestACLsPrintsKafkaACLsLines(t *testing.T) {
+func TestWriteScriptPrintsKafkaACLsLines(t *testing.T) {
 	topo := schemas.MustTopics("site-a").Topology(schemas.TopologyOptions{})
-	set, err := aclsFor(topo, []string{"validate", "status-resolve-hanging"}, "", "User:fs-", acl.Options{})
+	set, err := ForCommands(topo, Request{Commands: []string{"validate", "status-resolve-hanging"}, PrincipalPrefix: "User:fs-"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := printACLs(&out, set, "k1:9093,k2:9093", "/etc/kafka/admin.properties"); err != nil {
+	if err := WriteScript(&out, set, "k1:9093,k2:9093", "/etc/kafka/admin.properties"); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
@@ -29,12 +28,17 @@ func TestACLsPrintsKafkaACLsLines(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
-	if _, err := aclsFor(topo, []string{"validate"}, "fs-validate", "", acl.Options{}); err == nil {
+	if _, err := ForCommands(topo, Request{Commands: []string{"validate"}, Principal: "fs-validate"}); err == nil {
 		t.Error("a principal without a type was accepted")
 	}
-	all, err := aclsFor(topo, []string{"all"}, "User:x", "", acl.Options{})
-	if err != nil || len(all) != len(acl.Commands(topo)) {
+	all, err := ForCommands(topo, Request{Commands: []string{"all"}, Principal: "User:x"})
+	if err != nil || len(all) != len(Commands(topo)) {
 		t.Errorf("all: %d commands, %v", len(all), err)
+	}
+	for _, r := range []Request{{Commands: []string{"validate"}}, {Commands: []string{"validate"}, Principal: "User:x", PrincipalPrefix: "User:y-"}} {
+		if _, err := ForCommands(topo, r); err == nil || !strings.Contains(err.Error(), "one of --principal and --principal-prefix") {
+			t.Errorf("%+v: %v, want an error asking for one way of naming principals", r, err)
+		}
 	}
 }
 
