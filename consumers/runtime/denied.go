@@ -10,14 +10,16 @@ import (
 )
 
 // A request the broker refuses for lack of an ACL fails the same way however often it is
-// retried, so the stage stops with it instead of retrying a batch forever: the first
-// such error of a run is kept (noteDenied) and Run returns it, naming the operation and
-// resource to grant (kafkaclient.DeniedError).
+// retried, and so does producing to a topic whose record size limit is below the
+// client's (kafkaclient.ErrTopicRecordLimit), so the stage stops with it instead of
+// retrying a batch forever: the first such error of a run is kept (noteDenied) and Run
+// returns it, naming the operation and resource to grant (kafkaclient.DeniedError) or
+// the limit to raise.
 
-// noteDenied keeps err if it is the first authorization failure of the run, and reports
-// whether it is one.
+// noteDenied keeps err if it is the first authorization or topic-limit failure of the
+// run, and reports whether it is one.
 func (r *runner) noteDenied(err error) bool {
-	if !kafkaclient.IsDenied(err) {
+	if !kafkaclient.IsDenied(err) && !errors.Is(err, kafkaclient.ErrTopicRecordLimit) {
 		return false
 	}
 	r.deniedMu.Lock()

@@ -566,3 +566,44 @@ func TestIntegrationDrainAndNextBatch(t *testing.T) {
 		t.Fatalf("group lag %d after the limited run, want the 13 records left", got)
 	}
 }
+
+// TestIntegrationOutputWithASmallerRecordLimitStopsTheStage: an output topic someone
+// created with the broker's default max.message.bytes would refuse the producer's larger
+// batches (MESSAGE_TOO_LARGE), so every transaction would abort and be redone; the stage
+// stops instead, with an error naming the topic and its limit, before producing a record.
+func TestIntegrationOutputWithASmallerRecordLimitStopsTheStage(t *testing.T) {
+	c := testkafka.New(t)
+	topics := schemas.MustTopics(c.Prefix)
+	in, out := topics.Raw("Thing"), c.Prefix+".small"
+	c.CreateTopics(t, 1, in)
+	ctx := context.Background()
+	limit := "1048588" // Kafka's default message.max.bytes
+	resp, err := c.Admin(t).CreateTopics(ctx, 1, 1, map[string]*string{"max.message.bytes": &limit}, out)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kafkaclient.WaitTopicsVisible(ctx, c.Admin(t), []string{out}); err != nil {
+		t.Fatal(err)
+	}
+	cl := producer(t, c)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: in, Key: []byte("Thing/1"), Value: []byte(`{}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	proc := stage.ProcessorFunc(func(_ context.Context, rec *stage.Record, _ stage.Store, em stage.Emitter) error {
+		em.Emit(stage.Record{Topic: out, Key: rec.Key, Value: rec.Value})
+		return nil
+	})
+	def := testDefinition(topics, "copy", c.Group("copy"), schemas.SingleTopic(in), out, "", proc)
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	err = runtime.Run(rctx, c.Config(), def, runtime.Options{Logger: quiet()})
+	if !errors.Is(err, kafkaclient.ErrTopicRecordLimit) || !strings.Contains(err.Error(), out+" accepts record batches of at most 1048588 bytes") {
+		t.Fatalf("Run returned %v, want the output topic's limit named", err)
+	}
+	if n := len(c.ReadAll(t, out)); n != 0 {
+		t.Fatalf("%d records reached the topic", n)
+	}
+}

@@ -189,7 +189,7 @@ func ensureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, alig
 		for _, s := range existing {
 			res.Existing = append(res.Existing, s.Name)
 		}
-		return res, nil
+		return res, checkRecordLimits(ctx, adm, existing)
 	}
 	altered, unchanged, err := alignConfigs(ctx, adm, existing)
 	if err != nil {
@@ -308,6 +308,52 @@ func topicShape(s TopicSpec) string {
 		fmt.Fprintf(&b, "/%q=%q", k, s.Configs[k])
 	}
 	return b.String()
+}
+
+// ErrTopicRecordLimit is the error of a topic whose max.message.bytes is below the
+// client's --max-record-bytes; retrying cannot fix it.
+var ErrTopicRecordLimit = errors.New("record size limit")
+
+// checkRecordLimits refuses existing topics whose max.message.bytes is below the
+// spec's: the producer builds record batches up to its own limit, and a broker refuses a
+// larger batch (MESSAGE_TOO_LARGE) whole, so a stage writing there would abort and redo
+// its transactions without end. A client that may not read the topics' configs (the
+// least ACLs give a stage none) skips the check; the broker's refusal then names the
+// limit.
+func checkRecordLimits(ctx context.Context, adm *kadm.Client, specs []TopicSpec) error {
+	want := map[string]int64{}
+	var names []string
+	for _, s := range specs {
+		if v, err := strconv.ParseInt(s.Configs["max.message.bytes"], 10, 64); err == nil {
+			want[s.Name] = v
+			names = append(names, s.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	described, err := adm.DescribeTopicConfigs(ctx, names...)
+	if IsDenied(err) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("describe topic configs: %w", err)
+	}
+	for _, rc := range described {
+		if IsDenied(rc.Err) {
+			continue
+		} else if rc.Err != nil {
+			return fmt.Errorf("describe configs of %s: %w", rc.Name, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key != "max.message.bytes" || c.Value == nil {
+				continue
+			}
+			if got, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && got < want[rc.Name] {
+				return fmt.Errorf("%w: topic %s accepts record batches of at most %d bytes (max.message.bytes) and this client produces batches of up to %d (--max-record-bytes): raise the topic's limit ('fhirstream topics create' aligns it) or lower --max-record-bytes to %d", ErrTopicRecordLimit, rc.Name, got, want[rc.Name], got)
+			}
+		}
+	}
+	return nil
 }
 
 // alignConfigs sets the managed configs of existing topics where they differ.

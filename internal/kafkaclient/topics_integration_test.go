@@ -2,6 +2,7 @@ package kafkaclient_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,5 +113,42 @@ func TestIntegrationEnsureTopicsConcurrent(t *testing.T) {
 		if createdBy[s.Name] != 1 {
 			t.Errorf("%s created by %d runs, want 1", s.Name, createdBy[s.Name])
 		}
+	}
+}
+
+// TestIntegrationEnsureTopicsExistRefusesASmallerRecordLimit: a topic created by someone
+// else with the broker's default max.message.bytes would refuse the producer's larger
+// batches (MESSAGE_TOO_LARGE), making a stage abort and redo its transactions without
+// end; EnsureTopicsExist says so before anything is produced, and accepts a topic whose
+// limit is at least the client's.
+func TestIntegrationEnsureTopicsExistRefusesASmallerRecordLimit(t *testing.T) {
+	c := testkafka.New(t)
+	adm := c.Admin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	small, large := c.Prefix+".small", c.Prefix+".large"
+	for topic, limit := range map[string]string{small: "1048588", large: "16777216"} {
+		resp, err := adm.CreateTopics(ctx, 1, 1, map[string]*string{"max.message.bytes": &limit}, topic)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := kafkaclient.WaitTopicsVisible(ctx, adm, []string{small, large}); err != nil {
+		t.Fatal(err)
+	}
+	spec := func(name string) kafkaclient.TopicSpec {
+		return kafkaclient.TopicSpec{Name: name, Partitions: 1, ReplicationFactor: 1,
+			Configs: map[string]string{"max.message.bytes": "8388608"}}
+	}
+	_, err := kafkaclient.EnsureTopicsExist(ctx, adm, []kafkaclient.TopicSpec{spec(large), spec(small)})
+	if err == nil || !strings.Contains(err.Error(), "topic "+small+" accepts record batches of at most 1048588 bytes") ||
+		!strings.Contains(err.Error(), "--max-record-bytes") {
+		t.Fatalf("got %v, want the small topic's limit named with the way out", err)
+	}
+	if _, err := kafkaclient.EnsureTopicsExist(ctx, adm, []kafkaclient.TopicSpec{spec(large)}); err != nil {
+		t.Fatalf("a topic accepting larger batches than the client's: %v", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,7 +102,10 @@ func (c *Cluster) CreateTopics(t testing.TB, partitions int32, topics ...string)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := c.Admin(t).CreateTopics(ctx, partitions, 1, nil, topics...)
+	// As the contract's topics are (kafkaclient.ContractTopics): a broker's default
+	// limit refuses the producers' larger batches, and the stages refuse such topics.
+	limit := strconv.Itoa(int(c.Config().MaxRecordBytes))
+	resp, err := c.Admin(t).CreateTopics(ctx, partitions, 1, map[string]*string{"max.message.bytes": &limit}, topics...)
 	if err != nil {
 		t.Fatalf("create topics: %v", err)
 	}
