@@ -217,6 +217,9 @@ type killCatalog struct {
 	// restart, when set, restarts the catalog service after the kill it names.
 	restart   func()
 	restartAt int
+	// unknownOutcomes: the sinks must have met commits of unknown outcome and looked
+	// them up (the proxy drops some commits' answers).
+	unknownOutcomes bool
 }
 
 func TestIntegrationSinkKillEmbedded(t *testing.T) {
@@ -225,14 +228,14 @@ func TestIntegrationSinkKillEmbedded(t *testing.T) {
 }
 
 // TestIntegrationSinkKillREST runs the kill test against Apache Iceberg's REST catalog
-// server (deploy/iceberg), started by the test on a port of its own, and restarts the
-// server once mid-run: the sinks meet refused connections and commits cut off mid-request
-// (unknown outcomes). The restart is a stop (SIGTERM), not a SIGKILL: the test server
-// does not come back from a kill in the middle of a commit. With its SQLite in rollback-
-// journal mode every later write fails with SQLITE_BUSY (its pooled connections hold the
-// lock the hot journal's rollback needs); in WAL mode, one run in four lost a metadata
-// file its catalog already pointed to, so the table could no longer be loaded. Both are
-// the test server's durability, not the sink's protocol.
+// server (deploy/iceberg), started by the test on a port of its own, through a proxy
+// (catalogProxy) that, once mid-run, drops the answers of three commits the server made
+// (commits of unknown outcome, which the sink must look up) and then cuts every request
+// while the server is stopped and started again. The server is stopped only with no
+// request in flight: the test server does not come back reliably from a stop or a kill in
+// the middle of a commit (its JdbcCatalog on SQLite then points a table at a metadata file
+// that is not there, or fails every later write with SQLITE_BUSY), which is the test
+// server's durability, not the sink's protocol.
 func TestIntegrationSinkKillREST(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the REST catalog server and runs for about a minute")
@@ -273,15 +276,25 @@ func TestIntegrationSinkKillREST(t *testing.T) {
 		}
 		_ = exec.Command("bash", script, "stop", "--dir", dir).Run()
 	})
-	uri := "http://127.0.0.1:" + port
+	proxy := newCatalogProxy(t, "http://127.0.0.1:"+port)
+	uri := proxy.URL()
 	testSinkKill(t, killCatalog{
 		name: "rest", args: []string{"--catalog", "rest", "--catalog-uri", uri},
 		cfg: lakehouse.Config{Kind: lakehouse.CatalogREST, URI: uri},
 		restart: func() {
-			run("stop", "--keep", "--dir", dir)
-			run("start", "--port", port, "--dir", dir, "--timeout", "120")
+			if n := proxy.cutCommits(t, 3, 30*time.Second); n == 0 {
+				t.Error("no commit's answer was dropped: the unknown-outcome path went untested")
+			} else {
+				t.Logf("dropped the answers of %d commits the catalog made", n)
+			}
+			cut := proxy.outage(t, func() {
+				run("stop", "--keep", "--dir", dir)
+				run("start", "--port", port, "--dir", dir, "--timeout", "120")
+			})
+			t.Logf("cut %d requests while the catalog restarted", cut)
 		},
-		restartAt: 10,
+		restartAt:       10,
+		unknownOutcomes: true,
 	})
 }
 
@@ -342,6 +355,13 @@ func testSinkKill(t *testing.T, kc killCatalog) {
 	}
 	run.Stop()
 	t.Logf("%d process starts, %d records (%d bad)", run.Starts, len(recs), bad)
+	if kc.unknownOutcomes {
+		n := countLogLines(t, run.LogDir, "table commit of unknown outcome; looking it up")
+		if n == 0 {
+			t.Error("no sink met a commit of unknown outcome")
+		}
+		t.Logf("%d commits of unknown outcome looked up", n)
+	}
 
 	for _, kt := range killTables {
 		l, _ := lakehouse.OMOPLayout(kt.name)
@@ -484,4 +504,22 @@ func dumpKillLogs(t *testing.T, dir string) {
 		}
 		t.Logf("---- %s\n%s", filepath.Base(f), strings.Join(keep, "\n"))
 	}
+}
+
+// countLogLines counts the lines holding msg in the kill run's logs.
+func countLogLines(t *testing.T, dir, msg string) int {
+	t.Helper()
+	logs, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range logs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += strings.Count(string(b), msg)
+	}
+	return n
 }

@@ -238,7 +238,10 @@ do_start() {
 	# if setsid must fork, it waits, so $! lives as long as the server). fd 9 is
 	# the lock: the server must not inherit it. Every CATALOG_* variable becomes
 	# a catalog property (CATALOG_REST_PORT -> rest.port); others from the
-	# caller's environment are dropped so they cannot reconfigure it.
+	# caller's environment are dropped so they cannot reconfigure it. One
+	# connection to SQLite (clients=1): with Iceberg's default pool of two, concurrent
+	# commits met SQLITE_BUSY ("UncheckedSQLException: Unknown failure"), and once in a
+	# while a table was left pointing at a metadata file that was not there.
 	local detach=(nohup)
 	command -v setsid >/dev/null && detach=(setsid -w)
 	local catalog_env=()
@@ -249,6 +252,7 @@ do_start() {
 		CATALOG_URI="jdbc:sqlite:file:$dir/catalog.db?journal_mode=WAL&busy_timeout=10000" \
 		CATALOG_WAREHOUSE="file://$dir/warehouse" \
 		CATALOG_JDBC_SCHEMA__VERSION=V1 \
+		CATALOG_CLIENTS=1 \
 		"${detach[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" \
 		"$java" $heap -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
 		-Dorg.slf4j.simpleLogger.defaultLogLevel=info \
