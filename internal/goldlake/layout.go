@@ -8,7 +8,6 @@ import (
 	"github.com/fhirstream/fhirstream/internal/gold"
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
 	"github.com/fhirstream/fhirstream/internal/vocab"
-	"github.com/fhirstream/fhirstream/schemas"
 )
 
 // DefaultNamespace is the namespace of the gold CDM: the schema OHDSI tools are given.
@@ -26,7 +25,7 @@ func CDMLayout(namespace, table string) (*lakehouse.Layout, error) {
 	}
 	out := make([]lakehouse.Column, len(cols))
 	for i, c := range cols {
-		t, err := icebergType(c)
+		t, err := lakehouse.CDMType(c)
 		if err != nil {
 			return nil, fmt.Errorf("goldlake: %s.%s: %w", table, c.Name, err)
 		}
@@ -37,27 +36,6 @@ func CDMLayout(namespace, table string) (*lakehouse.Layout, error) {
 		ident = []string{c.Name}
 	}
 	return lakehouse.NewLayout(namespace, table, out, ident, "")
-}
-
-func icebergType(c schemas.Column) (iceberg.PrimitiveType, error) {
-	if c.CDMType == "datetime" {
-		return iceberg.PrimitiveTypes.Timestamp, nil
-	}
-	switch c.Type {
-	case schemas.TypeInt:
-		return iceberg.PrimitiveTypes.Int32, nil
-	case schemas.TypeLong:
-		return iceberg.PrimitiveTypes.Int64, nil
-	case schemas.TypeDouble:
-		return iceberg.PrimitiveTypes.Float64, nil
-	case schemas.TypeString:
-		return iceberg.PrimitiveTypes.String, nil
-	case schemas.TypeBoolean:
-		return iceberg.PrimitiveTypes.Bool, nil
-	case schemas.TypeDate:
-		return iceberg.PrimitiveTypes.Date, nil
-	}
-	return nil, fmt.Errorf("no Iceberg type for %s", c.Type)
 }
 
 // VocabularyLayout is the layout of a vocabulary table in namespace, per the OHDSI v5.4

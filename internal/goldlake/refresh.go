@@ -330,18 +330,10 @@ func isCurrent(ctx context.Context, lk *lakehouse.Lake, ns string, rep *Report) 
 	if err != nil {
 		return "", false, err
 	}
-	tbl, err := lk.Catalog.LoadTable(ctx, lk.Ident(l))
-	if errors.Is(err, catalog.ErrNoSuchTable) || errors.Is(err, catalog.ErrNoSuchNamespace) {
-		return "", false, nil
+	p, err := currentSummary(ctx, lk, l)
+	if err != nil || p == nil {
+		return "", false, err
 	}
-	if err != nil {
-		return "", false, fmt.Errorf("goldlake: load %s: %w", l, err)
-	}
-	snap := tbl.CurrentSnapshot()
-	if snap == nil || snap.Summary == nil {
-		return "", false, nil
-	}
-	p := snap.Summary.Properties
 	var last map[string]int64
 	if err := json.Unmarshal([]byte(p[SummarySources]), &last); err != nil {
 		return "", false, nil
@@ -371,4 +363,21 @@ func RefreshLake(ctx context.Context, cfg lakehouse.Config, o Options) (*Report,
 	}
 	defer lk.Close()
 	return Refresh(ctx, lk, o)
+}
+
+// currentSummary is the summary of the current snapshot of the table l: nil when the
+// table, its namespace or a snapshot is not there yet.
+func currentSummary(ctx context.Context, lk *lakehouse.Lake, l *lakehouse.Layout) (iceberg.Properties, error) {
+	tbl, err := lk.Catalog.LoadTable(ctx, lk.Ident(l))
+	if errors.Is(err, catalog.ErrNoSuchTable) || errors.Is(err, catalog.ErrNoSuchNamespace) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("goldlake: load %s: %w", l, err)
+	}
+	snap := tbl.CurrentSnapshot()
+	if snap == nil || snap.Summary == nil {
+		return nil, nil
+	}
+	return snap.Summary.Properties, nil
 }

@@ -230,18 +230,10 @@ func lakeVocabularyVersion(ctx context.Context, lk *lakehouse.Lake, namespace st
 		if err != nil {
 			return "", false, err
 		}
-		tbl, err := lk.Catalog.LoadTable(ctx, lk.Ident(l))
-		if errors.Is(err, catalog.ErrNoSuchTable) || errors.Is(err, catalog.ErrNoSuchNamespace) {
-			return "", false, nil
+		p, err := currentSummary(ctx, lk, l)
+		if err != nil || p == nil {
+			return "", false, err
 		}
-		if err != nil {
-			return "", false, fmt.Errorf("goldlake: load %s: %w", l, err)
-		}
-		snap := tbl.CurrentSnapshot()
-		if snap == nil || snap.Summary == nil {
-			return "", false, nil
-		}
-		p := snap.Summary.Properties
 		if i == 0 {
 			version, load = p[SummaryVocabularyVersion], p[SummaryVocabularyLoad]
 		} else if p[SummaryVocabularyLoad] != load {

@@ -163,7 +163,7 @@ func OMOPLayout(table string) (*Layout, error) {
 		if c.Envelope {
 			continue
 		}
-		typ, err := cdmType(c)
+		typ, err := CDMType(c)
 		if err != nil {
 			return nil, fmt.Errorf("lakehouse: omop.%s column %s: %w", table, c.Name, err)
 		}
@@ -186,10 +186,10 @@ func OMOPLayout(table string) (*Layout, error) {
 	return NewLayout(NamespaceOMOP, table, cols, ident, ColFHIRKey)
 }
 
-// cdmType is the Iceberg type of a CDM column. A CDM datetime is a timestamp without
+// CDMType is the Iceberg type of a CDM column. A CDM datetime is a timestamp without
 // zone whichever Avro logical type carries it (timestamp-micros or
 // local-timestamp-micros): the value is the wall-clock time the CDM defines.
-func cdmType(c schemas.Column) (iceberg.PrimitiveType, error) {
+func CDMType(c schemas.Column) (iceberg.PrimitiveType, error) {
 	if c.CDMType == "datetime" {
 		return iceberg.PrimitiveTypes.Timestamp, nil
 	}

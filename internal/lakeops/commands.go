@@ -7,6 +7,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
 )
 
@@ -18,16 +20,9 @@ const MinOrphanAge = time.Hour
 // CompactTables compacts the named tables ("namespace.table"; none: every table) of the
 // existing lake c names, as 'fhirstream lake compact' does, writing a line per table to w.
 func CompactTables(ctx context.Context, c lakehouse.Config, names []string, o CompactOptions, w io.Writer) error {
-	cat, closeCat, err := lakehouse.OpenExisting(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer closeCat()
-	ids, err := Resolve(ctx, cat, names)
-	if err != nil {
-		return err
-	}
-	return CompactAll(ctx, cat, ids, o, w)
+	return onTables(ctx, c, names, func(cat catalog.Catalog, ids []table.Identifier) error {
+		return CompactAll(ctx, cat, ids, o, w)
+	})
 }
 
 // ExpireTables expires the named tables (none: every table) of the existing lake c
@@ -37,6 +32,14 @@ func ExpireTables(ctx context.Context, c lakehouse.Config, names []string, o Exp
 	if o.OlderThan < MinOrphanAge && !allowRecent {
 		return fmt.Errorf("lake expire: --older-than %s would remove files a running sink has written but not yet committed; use at least %s, or --allow-recent when no sink writes to the lake", o.OlderThan, MinOrphanAge)
 	}
+	return onTables(ctx, c, names, func(cat catalog.Catalog, ids []table.Identifier) error {
+		return ExpireAll(ctx, cat, ids, o, w)
+	})
+}
+
+// onTables opens the existing lake c names and runs do on the named tables (none:
+// every table).
+func onTables(ctx context.Context, c lakehouse.Config, names []string, do func(catalog.Catalog, []table.Identifier) error) error {
 	cat, closeCat, err := lakehouse.OpenExisting(ctx, c)
 	if err != nil {
 		return err
@@ -46,7 +49,7 @@ func ExpireTables(ctx context.Context, c lakehouse.Config, names []string, o Exp
 	if err != nil {
 		return err
 	}
-	return ExpireAll(ctx, cat, ids, o, w)
+	return do(cat, ids)
 }
 
 // WriteTableHistory writes the history of the table name ("namespace.table") of the
