@@ -19,9 +19,13 @@ type FileOptions struct {
 	RowGroupRows int64
 	// PageBufferSize is parquet-go's per-column page buffer. Default 256 KiB.
 	PageBufferSize int
-	// Compression is the pages' codec. Default zstd at its default level.
+	// Compression is the pages' codec. Default zstd at its default level, with a window
+	// of a page buffer (ZstdCodec).
 	Compression compress.Codec
 }
+
+// defaultCompression is FileOptions' default codec.
+var defaultCompression = &ZstdCodec{}
 
 func (o FileOptions) writerOptions(schema *parquet.Schema) []parquet.WriterOption {
 	rg, pb, codec := o.RowGroupRows, o.PageBufferSize, o.Compression
@@ -32,7 +36,7 @@ func (o FileOptions) writerOptions(schema *parquet.Schema) []parquet.WriterOptio
 		pb = 256 << 10
 	}
 	if codec == nil {
-		codec = &parquet.Zstd
+		codec = defaultCompression
 	}
 	// DATA_PAGE v1 with PLAIN (and dictionary) encodings: Spark 3.x's vectorized reader,
 	// Trino and DuckDB read these without settings; v2 pages with DELTA_LENGTH_BYTE_ARRAY
@@ -140,6 +144,10 @@ const tailKeep = 1 << 20
 func (t *tailWriter) Write(p []byte) (int, error) {
 	n, err := t.w.Write(p)
 	t.n += int64(n)
+	if n >= tailKeep { // a column chunk written whole: only its end can be the tail
+		t.tail = append(t.tail[:0], p[n-tailKeep:n]...)
+		return n, err
+	}
 	t.tail = append(t.tail, p[:n]...)
 	if len(t.tail) > 2*tailKeep {
 		t.tail = append(t.tail[:0], t.tail[len(t.tail)-tailKeep:]...)
