@@ -5,6 +5,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/fhirstream/fhirstream/internal/fakebroker"
 )
 
 func newDevBrokerCmd() *cobra.Command {
@@ -28,7 +30,7 @@ For a real single-node Apache Kafka without Docker use deploy/kafka/kafka-local.
 			if dataDir != "" {
 				opts = append(opts, kfake.DataDir(dataDir))
 			}
-			c, err := kfake.NewCluster(opts...)
+			c, err := fakebroker.New(opts...)
 			if err != nil {
 				return fmt.Errorf("start fake broker on port %d: %w", port, err)
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
+	"github.com/fhirstream/fhirstream/internal/fakebroker"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 	"github.com/fhirstream/fhirstream/internal/pipeline"
 	"github.com/fhirstream/fhirstream/internal/synth"
@@ -120,7 +121,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if len(e.kc.Brokers) == 0 {
 		var cluster *kfake.Cluster
 		pprof.Do(ctx, pprof.Labels(pipeline.ProfileLabel, LabelBroker), func(context.Context) {
-			cluster, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(int(o.Partitions)))
+			cluster, err = fakebroker.New(kfake.NumBrokers(1), kfake.DefaultNumPartitions(int(o.Partitions)))
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start embedded Kafka: %w", err)

@@ -29,6 +29,7 @@ import (
 	"github.com/fhirstream/fhirstream/consumers/sink"
 	"github.com/fhirstream/fhirstream/internal/deadletter"
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
+	"github.com/fhirstream/fhirstream/internal/fakebroker"
 	"github.com/fhirstream/fhirstream/internal/gold"
 	"github.com/fhirstream/fhirstream/internal/goldlake"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
@@ -156,7 +157,7 @@ type run struct {
 func (r *run) say(format string, args ...any) { fmt.Fprintf(r.w, "demo: "+format+"\n", args...) }
 
 func (r *run) startBroker(ctx context.Context) (*kfake.Cluster, error) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3))
+	cluster, err := fakebroker.New(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3))
 	if err != nil {
 		return nil, fmt.Errorf("start embedded Kafka: %w", err)
 	}

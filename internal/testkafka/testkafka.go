@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fhirstream/fhirstream/internal/fakebroker"
 	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 )
 
@@ -53,7 +54,7 @@ func New(t testing.TB) *Cluster {
 		t.Cleanup(func() { c.deleteOwn(t) })
 		return c
 	}
-	fake, err := kfake.NewCluster(
+	fake, err := fakebroker.New(
 		kfake.NumBrokers(1),
 		kfake.DefaultNumPartitions(3),
 		kfake.GroupMinSessionTimeout(100*time.Millisecond),
