@@ -43,7 +43,7 @@ type stageFlags struct {
 func bindStageFlags(cmd *cobra.Command, metricsAddr string) *stageFlags {
 	f := &stageFlags{kc: kafkaFlags(cmd), obs: metricsFlag(cmd, metricsAddr)}
 	cmd.Flags().StringVar(&f.group, "group", "", "consumer group (default: the stage's own, e.g. fhirstream-validate; <prefix>-fhirstream-validate under a --topic-prefix other than fhir) (env FHIRSTREAM_GROUP)")
-	cmd.Flags().IntVar(&f.maxPoll, "max-poll-records", 20000, "records per batch, i.e. per transaction (env FHIRSTREAM_MAX_POLL_RECORDS)")
+	cmd.Flags().IntVar(&f.maxPoll, "max-poll-records", runtime.DefaultMaxPollRecords, "records per batch, i.e. per transaction (env FHIRSTREAM_MAX_POLL_RECORDS)")
 	cmd.Flags().StringVar(&f.instance, "instance-id", "", "this instance's part of the transactional id (default: host name and a random suffix) (env FHIRSTREAM_INSTANCE_ID)")
 	return f
 }

@@ -54,7 +54,7 @@ the environment (%s, %s), never from a flag value.`, input, output, lakehouse.En
 	f.StringVar(&cfg.Group, "group", "", `consumer group (default "fhirstream-sink-`+layer+`", under a --topic-prefix other than fhir "<prefix>-fhirstream-sink-`+layer+`"); the tables record their offsets under it`)
 	f.StringVar(&cfg.InstanceID, "instance-id", "", "static group membership id of this copy: a restart takes its partitions back at once")
 	f.IntVar(&cfg.FlushRows, "flush-rows", sink.DefaultFlushRows, "end a batch after this many rows")
-	f.Int64Var(&cfg.FlushBytes, "flush-bytes", sink.DefaultFlushBytes, "end a batch after this many bytes of record values (rows wait in memory until the commit)")
+	f.Int64Var(&cfg.FlushBytes, "flush-bytes", sink.DefaultFlushBytes, "end a batch once it holds this many bytes of record values and row values (rows wait in memory until the commit)")
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", sink.DefaultFlushInterval, "end a batch this long after its first record: one snapshot per table and interval at most (at most 30s)")
 	f.IntVar(&cfg.CommitParallelism, "commit-parallelism", sink.DefaultCommitParallelism, "tables committed at once")
 	f.DurationVar(&cfg.SessionTimeout, "session-timeout", 0, "how long the group waits for a silent member before handing its partitions to others (0: 45s)")

@@ -9,6 +9,12 @@ import (
 	"github.com/fhirstream/fhirstream/internal/obs"
 )
 
+// DefaultMaxPollRecords is Options.MaxPollRecords' default. In `fhirstream bench
+// --processes` (3,000 patients) batches of 10,000 records took validate, dedupe and omop
+// from 325-367 to 273-304 MB of peak memory against 20,000, at the same CPU per resource
+// (54 µs for all stages).
+const DefaultMaxPollRecords = 10000
+
 // Options tune a Run. The zero value is usable; defaults are stated per field.
 type Options struct {
 	// Logger receives operational logs (never record content). Default slog.Default().
@@ -16,11 +22,11 @@ type Options struct {
 	// Ready, when set, gets a readiness check "stage <name>" that passes while the
 	// consumer group is joined; it is removed when Run returns.
 	Ready *obs.Readiness
-	// MaxPollRecords bounds one batch, and so one transaction. Default 20000: a
-	// transaction costs several broker round trips (flush, offsets, heartbeat, end
+	// MaxPollRecords bounds one batch, and so one transaction. Default DefaultMaxPollRecords.
+	// A transaction costs several broker round trips (flush, offsets, heartbeat, end
 	// markers on every partition written) whatever its size, so a batch must be large
-	// for that cost to be small beside the records' own; an aborted batch is processed
-	// again, so larger batches cost more after a rebalance.
+	// for that cost to be small beside the records' own; but a batch's records, and its
+	// outputs until the commit, are in memory, and an aborted batch is processed again.
 	MaxPollRecords int
 	// PartitionWorkers bounds how many partitions of a batch are processed at once,
 	// for a stage with stage.Definition.ConcurrentPartitions. Default GOMAXPROCS.
@@ -83,7 +89,7 @@ func (o *Options) defaults() {
 		o.Logger = slog.Default()
 	}
 	if o.MaxPollRecords <= 0 {
-		o.MaxPollRecords = 20000
+		o.MaxPollRecords = DefaultMaxPollRecords
 	}
 	if o.PartitionWorkers <= 0 {
 		o.PartitionWorkers = goruntime.GOMAXPROCS(0)

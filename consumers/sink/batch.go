@@ -2,6 +2,7 @@ package sink
 
 import (
 	"time"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,13 +24,18 @@ type batch struct {
 	records, skipped int64            // data records taken; records that changed nothing
 	in               map[string]int64 // data records taken, by topic
 	rows             int              // rows applied (some may have been replaced within the batch)
-	bytes            int64            // record value bytes
+	bytes            int64            // memory held: record values and row values (FlushBytes)
 
 	slab []parquet.Value // where rowBuffer carves the batch's rows from
 }
 
 // slabValues is the size of one block of row values: about 1.5 MB, a few thousand rows.
 const slabValues = 64 << 10
+
+// valueSize is the memory of one parquet.Value of a row. An OMOP row of twenty columns
+// holds 480 bytes of values for an Avro record of about 80 bytes: a batch bounded by
+// record bytes alone held six times FlushBytes in rows.
+const valueSize = int64(unsafe.Sizeof(parquet.Value{}))
 
 // rowBuffer returns an empty row with room for exactly n values, carved from a block
 // the batch's rows share. Rows grown by append from nil cost about six allocations each

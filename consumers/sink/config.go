@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/fhirstream/fhirstream/consumers/sink/rows"
 	"github.com/fhirstream/fhirstream/internal/lakehouse"
@@ -55,9 +55,9 @@ type Config struct {
 
 	// FlushRows ends a batch once it holds this many rows. Default 200,000.
 	FlushRows int
-	// FlushBytes ends a batch once the record values it holds add up to this many bytes;
-	// it bounds the memory a batch takes (rows are buffered until the commit). Default
-	// 16 MiB.
+	// FlushBytes ends a batch once the memory it holds, its records' values and its
+	// rows' values, adds up to this many bytes: rows are buffered until the commit.
+	// Default 16 MiB.
 	FlushBytes int64
 	// FlushInterval ends a batch this long after its first record: the freshness of the
 	// lake, and the number of snapshots a table gets (one per batch that touches it). It
@@ -104,7 +104,7 @@ const maxFlushInterval = 30 * time.Second
 // zstd's default level, encoding was about a fifth of the sinks' CPU; the fastest level
 // cut the sinks' CPU per resource by 4-8 µs (of 37-42) in `fhirstream bench` runs, and
 // made the lake 4 % larger (snappy: 68 % larger for a little less CPU).
-var fileCompression = &zstd.Codec{Level: zstd.SpeedFastest}
+var fileCompression = &lakehouse.ZstdCodec{Level: zstd.SpeedFastest}
 
 func (c *Config) withDefaults() (Config, error) {
 	out := *c

@@ -318,7 +318,7 @@ func (s *Sink) transform(ctx context.Context, b *batch, fetches kgo.Fetches) err
 		if rec.Attrs.IsControl() {
 			continue // a transaction marker: its offset is taken, it makes no row
 		}
-		b.bytes += int64(len(rec.Value))
+		b.bytes += int64(len(rec.Value)) // the row's strings are copies of the value's
 		l, err := s.tableOf(ctx, rec.Topic)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -332,6 +332,7 @@ func (s *Sink) transform(ctx context.Context, b *batch, fetches kgo.Fetches) err
 			return fmt.Errorf("%w: table of %s: %v", errRestart, rec.Topic, err)
 		}
 		toStage(rec, &in)
+		b.bytes += int64(len(l.Columns)) * valueSize
 		c, err := s.layer.Change(ctx, &in, l, b.rowBuffer(len(l.Columns)))
 		if err != nil {
 			if rej, ok := stage.AsRejection(err); ok {
@@ -473,5 +474,6 @@ func (s *Sink) newBatch() *batch {
 }
 
 // fetchBufferBytes bounds one fetch response: franz-go keeps a fetched response buffered
-// while the sink works through the previous one.
-const fetchBufferBytes = 8 << 20
+// while the sink works through the previous one, and its batches decompressed are four to
+// five times its size.
+const fetchBufferBytes = 4 << 20

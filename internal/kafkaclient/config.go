@@ -213,12 +213,14 @@ func (c *Config) Opts() ([]kgo.Opt, error) {
 	}
 	logLevel, _ := c.clientLogLevel() // checked by Validate
 	codec, _ := c.compressionCodec()  // checked by Validate
-	// 16 MiB a fetch, or room for two records. franz-go's default, 50 MiB, is up to
-	// 150 MB of decompressed batches per fetch, and a stage holds a fetch being processed
-	// and one fetched ahead: a batch of 20,000 records is about 7 MiB of snappy. In
-	// `fhirstream bench --processes` (1,000 patients, two pairs of runs) 16 MiB cost the
-	// stages 62-70 µs of CPU per resource against 77-79, the broker 15-16 against 18-25.
-	fetchMax := max(16<<20, 2*c.MaxRecordBytes)
+	// 4 MiB a fetch. A stage holds the fetch being processed and one fetched ahead, as
+	// decompressed batches (JSON resources are four to five times their snappy size), so
+	// the fetch size is most of a stage's memory: in `fhirstream bench --processes`
+	// (3,000 patients) 16 MiB fetches had validate and omop peak at 490-500 MB, 4 MiB at
+	// 270-300 MB (with 10,000-record batches), at the same CPU per resource. A record
+	// batch larger than a fetch still comes whole (KIP-74), so MaxRecordBytes needs no
+	// room here.
+	const fetchMax = 4 << 20
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ClientID(c.ClientID),
