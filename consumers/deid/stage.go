@@ -163,6 +163,7 @@ func Definition(topo schemas.Topology, cfg *Config, keys Keys, opts ...Option) s
 		Node:                 topo.MustNode(schemas.NodeDeid),
 		Topics:               t,
 		ConcurrentPartitions: true,
+		ConcurrentRecords:    true, // a resource's pseudonyms and date shift come from keys, not from earlier records
 		NewProcessor: func() (stage.Processor, error) {
 			e, err := New(cfg, keys, opts...)
 			if err != nil {

@@ -20,7 +20,10 @@ func Definition(p *Processor, topo schemas.Topology) stage.Definition {
 		},
 		// Process is safe for concurrent use: each record gets its own pooled mapper
 		// (parser, rows, scratch), the tallies and the collision table are locked, and
-		// the Avro encoders are concurrency-safe.
+		// the Avro encoders are concurrency-safe. Records of one partition too: only
+		// which of two keys hashing to one id is refused (a 64-bit collision) depends on
+		// the order they are processed in, as it already does across partitions.
 		ConcurrentPartitions: true,
+		ConcurrentRecords:    true,
 	}
 }

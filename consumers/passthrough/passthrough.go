@@ -45,6 +45,7 @@ func Definition(t schemas.Topics, from string) stage.Definition {
 			t.LayerTopics(from), t.LayerTopics(Layer)),
 		Topics:               t,
 		ConcurrentPartitions: true,
+		ConcurrentRecords:    true,
 		NewProcessor: func() (stage.Processor, error) {
 			return Processor{To: to}, nil
 		},

@@ -23,6 +23,13 @@ type partWork struct {
 	recs []*kgo.Record
 	bs   *batchStore // nil for a stateless stage
 
+	// seq is set when this is one run of a partition's records (splitRuns): its outputs
+	// are produced in turn with the partition's other runs.
+	seq *partSeq
+	// Of a run: its records' results and outputs, kept until its turn to produce.
+	results []result
+	outputs []*kgo.Record
+
 	abort string // why this partition stopped the batch ("" if it did not)
 	n     int    // input records processed
 	out   map[string]int
@@ -63,6 +70,9 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 		parts, abort = r.split(fetches, batches)
 	}
 	if abort == "" {
+		if r.def.ConcurrentPartitions && r.def.ConcurrentRecords && r.changelog == "" {
+			parts = splitRuns(parts, r.opts.PartitionWorkers)
+		}
 		abort = r.processParts(ctx, work, parts, promise)
 	}
 	processed := time.Since(start)
@@ -211,73 +221,29 @@ func (r *runner) processParts(ctx, work context.Context, parts []*partWork, prom
 }
 
 // processPart processes one partition's records in order, producing outputs, dead
-// letters and changelog records into the open transaction.
+// letters and changelog records into the open transaction. A run of a partition's
+// records (p.seq set) is processed first and produced when every earlier run of the
+// partition has been (processRun).
 func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kgo.FirstErrPromise, stop *atomic.Bool) {
-	fail := func(reason string) {
-		p.abort = reason
-		stop.Store(true)
+	if p.seq != nil {
+		r.processRun(ctx, work, p, promise, stop)
+		return
 	}
 	wctx := stage.WithCommitCounter(work, &p.tally)
 	if p.bs != nil {
 		p.bs.reserve(len(p.recs)) // most stateful stages change state once per record
 	}
 	w := worker{em: emitter{declared: r.declared}, rs: recordStore{batch: p.bs, topic: p.key.topic}, tally: &p.tally}
-	now := time.Now()     // the timestamp of the partition's changelog records
-	var lastOutput string // the output topic known to exist most recently: skips ensureOutput's lookup
+	now := time.Now() // the timestamp of the partition's changelog records
+	var e emission
 	changelogNoted := false
 	for _, rec := range p.recs {
-		if stop.Load() {
-			if p.abort == "" {
-				p.abort = "stopped"
-			}
+		res, ok := r.processNext(ctx, wctx, p, rec, &w, stop)
+		if !ok {
 			return
 		}
-		res, err := r.processOne(ctx, wctx, rec, &w)
-		if err != nil {
-			p.tally.drop()
-			if ctx.Err() != nil {
-				fail("shutdown")
-			} else {
-				fail("transient")
-				r.opts.Logger.Warn("transient error; batch aborted and will be retried", "stage", r.def.Name(),
-					"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "attempts", res.attempts, "err", err)
-			}
+		if !r.emit(work, p, rec, res, promise, stop, &e) {
 			return
-		}
-		p.n++
-		if res.rejection != nil {
-			p.tally.drop()
-			dctx := deadletter.Context{Stage: r.def.Name(), SourceTopic: rec.Topic, Partition: rec.Partition,
-				Offset: rec.Offset, Class: res.rejection.Class, Path: res.rejection.Path,
-				Message: res.rejection.Message, Attempts: res.attempts, Time: time.Now()}
-			r.newTopics.Note(r.def.Topics.DLQ())
-			r.sess.Produce(work, deadletter.Record(r.def.Topics.DLQ(), rec, dctx), r.promised(promise))
-			if p.dl == nil {
-				p.dl = map[string]int{}
-			}
-			p.dl[res.rejection.Class]++
-			continue
-		}
-		p.tally.keep()
-		for _, out := range res.outputs {
-			if out.Topic != lastOutput {
-				if err := r.ensureOutput(work, out.Topic, rec.Topic); err != nil {
-					if r.noteDenied(err) {
-						fail("denied")
-						return
-					}
-					r.opts.Logger.Warn("output topic unavailable; batch aborted", "stage", r.def.Name(), "topic", out.Topic, "err", err)
-					fail("transient")
-					return
-				}
-				lastOutput = out.Topic
-				r.newTopics.Note(out.Topic)
-			}
-			r.sess.Produce(work, out, r.promised(promise))
-			if p.out == nil {
-				p.out = map[string]int{}
-			}
-			p.out[out.Topic]++
 		}
 		if len(res.ops) > 0 && !changelogNoted {
 			r.newTopics.Note(r.changelog)
@@ -288,6 +254,84 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 			r.sess.Produce(work, p.bs.changelogRecord(r.changelog, rec.Partition, op, now), r.promised(promise))
 		}
 	}
+}
+
+// processNext processes rec, keeping or dropping its counts; ok is false when the batch
+// stops (p.abort says why).
+func (r *runner) processNext(ctx, wctx context.Context, p *partWork, rec *kgo.Record, w *worker, stop *atomic.Bool) (res result, ok bool) {
+	if stop.Load() {
+		if p.abort == "" {
+			p.abort = "stopped"
+		}
+		return res, false
+	}
+	res, err := r.processOne(ctx, wctx, rec, w)
+	if err != nil {
+		p.tally.drop()
+		if ctx.Err() != nil {
+			p.fail("shutdown", stop)
+		} else {
+			p.fail("transient", stop)
+			r.opts.Logger.Warn("transient error; batch aborted and will be retried", "stage", r.def.Name(),
+				"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "attempts", res.attempts, "err", err)
+		}
+		return res, false
+	}
+	if res.rejection != nil {
+		p.tally.drop()
+	} else {
+		p.tally.keep()
+	}
+	return res, true
+}
+
+func (p *partWork) fail(reason string, stop *atomic.Bool) {
+	p.abort = reason
+	stop.Store(true)
+}
+
+// emission is what emit remembers from one record to the next of a partition.
+type emission struct {
+	lastOutput string // the output topic known to exist most recently: skips ensureOutput's lookup
+}
+
+// emit produces the outputs of rec, or its dead letter, into the open transaction. It
+// returns false when the batch stops (p.abort says why).
+func (r *runner) emit(work context.Context, p *partWork, rec *kgo.Record, res result, promise *kgo.FirstErrPromise, stop *atomic.Bool, e *emission) bool {
+	p.n++
+	if res.rejection != nil {
+		dctx := deadletter.Context{Stage: r.def.Name(), SourceTopic: rec.Topic, Partition: rec.Partition,
+			Offset: rec.Offset, Class: res.rejection.Class, Path: res.rejection.Path,
+			Message: res.rejection.Message, Attempts: res.attempts, Time: time.Now()}
+		r.newTopics.Note(r.def.Topics.DLQ())
+		r.sess.Produce(work, deadletter.Record(r.def.Topics.DLQ(), rec, dctx), r.promised(promise))
+		if p.dl == nil {
+			p.dl = map[string]int{}
+		}
+		p.dl[res.rejection.Class]++
+		return true
+	}
+	for _, out := range res.outputs {
+		if out.Topic != e.lastOutput {
+			if err := r.ensureOutput(work, out.Topic, rec.Topic); err != nil {
+				if r.noteDenied(err) {
+					p.fail("denied", stop)
+					return false
+				}
+				r.opts.Logger.Warn("output topic unavailable; batch aborted", "stage", r.def.Name(), "topic", out.Topic, "err", err)
+				p.fail("transient", stop)
+				return false
+			}
+			e.lastOutput = out.Topic
+			r.newTopics.Note(out.Topic)
+		}
+		r.sess.Produce(work, out, r.promised(promise))
+		if p.out == nil {
+			p.out = map[string]int{}
+		}
+		p.out[out.Topic]++
+	}
+	return true
 }
 
 // afterEnd keeps the state changes of a committed batch or rolls back those of an

@@ -27,9 +27,15 @@ type Definition struct {
 	NewStore func() Store
 	// ConcurrentPartitions says the processor may be called for different input
 	// partitions at once (see Processor), so a batch's partitions are processed by
-	// several goroutines. Records of one partition are always processed in order, by one
-	// goroutine.
+	// several goroutines. Records of one partition are processed in order, by one
+	// goroutine, unless ConcurrentRecords.
 	ConcurrentPartitions bool
+	// ConcurrentRecords says, for a stateless stage with ConcurrentPartitions, that the
+	// processor may also be called for records of one partition at once: it keeps
+	// nothing that depends on the order of a partition's records. The runtime then
+	// splits a batch's partitions into runs of records that several goroutines process,
+	// and still produces each partition's outputs in its records' order.
+	ConcurrentRecords bool
 }
 
 // Name is the stage's name, its node's.

@@ -60,7 +60,9 @@ type Emitter interface {
 
 // Processor is a stage's logic. Process is called once per input record, in offset order
 // within a partition, possibly concurrently for different partitions (each partition has
-// its own Store). The runtime reuses in and in.Headers from one record to the next, so
+// its own Store), and for a stateless stage with Definition.ConcurrentRecords possibly
+// concurrently for records of one partition (their outputs are still produced in offset
+// order). The runtime reuses in and in.Headers from one record to the next, so
 // they are valid only during the call; the byte slices they point to (key, value, header
 // values) may be kept. It emits zero or more outputs, or returns an error:
 //

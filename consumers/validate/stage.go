@@ -78,6 +78,7 @@ func Definition(topo schemas.Topology, o Options) stage.Definition {
 		Node:                 topo.MustNode(schemas.NodeValidate),
 		Topics:               t,
 		ConcurrentPartitions: true,
+		ConcurrentRecords:    true, // each record is checked on its own
 		NewProcessor: func() (stage.Processor, error) {
 			return &Processor{Topics: t, Validator: New(o)}, nil
 		},
