@@ -407,6 +407,7 @@ type worker struct {
 	ids    macCache // under the cryptoHash key
 	shifts macCache // under the dateShift key
 	out    []byte   // applyRecord's output before it is copied to the record
+	block  []byte   // where applyRecord carves records from (see recordCopy)
 	id     []byte   // apply1's id when it is the resource's own
 	stream streamer // the one-pass path's state (see stream.go)
 }
@@ -479,8 +480,27 @@ func (e *Engine) applyRecord(resource []byte) (typ string, key, value []byte, er
 	at := keyRoom - k
 	copy(json[at+copy(json[at:], rt):], "/")
 	copy(json[at+len(rt)+1:], id)
-	rec := bytes.Clone(json[at:])
+	rec := w.recordCopy(json[at:])
 	return rt, rec[:k:k], rec[k:], nil
+}
+
+// recordBlock is the size of the blocks records are carved from.
+const recordBlock = 256 << 10
+
+// recordCopy returns a copy of b, carved from the worker's current block: with an
+// allocation per record, de-identifying a record for the stage took 1,390 ns against
+// 1,200 (medians of six runs on two goroutines). A block lives as long as any record
+// carved from it, which the producer holds until the batch's transaction ends.
+func (w *worker) recordCopy(b []byte) []byte {
+	if len(b) > recordBlock/8 {
+		return bytes.Clone(b)
+	}
+	if cap(w.block)-len(w.block) < len(b) {
+		w.block = make([]byte, 0, recordBlock)
+	}
+	n := len(w.block)
+	w.block = append(w.block, b...)
+	return w.block[n:len(w.block):len(w.block)]
 }
 
 // keyRoom is the room applyRecord leaves for a record key: a resource type name (the
