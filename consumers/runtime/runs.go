@@ -15,8 +15,8 @@ import (
 // consecutive records, which the workers take in order like partitions. A batch of one
 // topic often holds fewer partitions than workers, or partitions of unequal size, and
 // with whole partitions as the unit one worker then processes the last partition alone
-// while the others wait: with 2 workers and 3 equal partitions, two thirds of the
-// batch's records are processed serially. A run's outputs are kept until every earlier
+// while the others wait: with 2 workers and 3 equal partitions, one worker idles for
+// the second half of the batch's processing. A run's outputs are kept until every earlier
 // run of its partition has been produced, and then produced by whichever worker
 // finishes the run that completes the prefix, so every output topic partition receives
 // its records in input order, as when one goroutine processes the partition.
