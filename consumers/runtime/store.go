@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/internal/arena"
 )
 
 // MapStore is the general in-memory Store: a Go map from key to value, both copied.
@@ -59,38 +60,8 @@ type batchStore struct {
 	undo []undoOp
 	// arena holds the batch's copies of state keys and values, replaced values and
 	// changelog keys: a few allocations per batch instead of several per state change.
-	arena     arena
+	arena     arena.Bytes
 	changelog []kgo.Record
-}
-
-// arena hands out copies of byte slices from large chunks. Nothing written to it
-// changes afterwards, and a chunk is never reused: the copies live as long as anything
-// (the batch store, a changelog record in the producer) refers to them.
-type arena struct{ buf []byte }
-
-const arenaChunk = 64 << 10
-
-// alloc returns n bytes of the arena, with a capacity of exactly n.
-func (a *arena) alloc(n int) []byte {
-	if cap(a.buf)-len(a.buf) < n {
-		a.buf = make([]byte, 0, max(arenaChunk, n))
-	}
-	start := len(a.buf)
-	a.buf = a.buf[:start+n]
-	return a.buf[start : start+n : start+n]
-}
-
-// copy returns a copy of b in the arena: nil for nil and empty for empty, as bytes.Clone.
-func (a *arena) copy(b []byte) []byte {
-	if b == nil {
-		return nil
-	}
-	if len(b) == 0 {
-		return []byte{}
-	}
-	dst := a.alloc(len(b))
-	copy(dst, b)
-	return dst
 }
 
 // changelogRecord returns the changelog record that sends op's change, from a slab of
@@ -127,7 +98,7 @@ func (b *batchStore) get(key []byte) ([]byte, bool) { return b.base.Get(key) }
 func (b *batchStore) apply(op stateOp) {
 	prev, had := b.base.Get(op.key)
 	// The base may reuse prev's memory for the new value: keep a copy.
-	b.undo = append(b.undo, undoOp{key: op.key, prev: b.arena.copy(prev), had: had})
+	b.undo = append(b.undo, undoOp{key: op.key, prev: b.arena.Copy(prev), had: had})
 	if op.del {
 		b.base.Delete(op.key)
 	} else {
@@ -176,7 +147,7 @@ func (r *recordStore) Get(key []byte) ([]byte, bool) {
 func (r *recordStore) op(key []byte) stateOp {
 	// The changelog key is "<input topic>\x00<store key>": partitions of several input
 	// topics share a changelog partition.
-	cl := r.batch.arena.alloc(len(r.topic) + 1 + len(key))
+	cl := r.batch.arena.Alloc(len(r.topic) + 1 + len(key))
 	n := copy(cl, r.topic)
 	cl[n] = 0
 	copy(cl[n+1:], key)
@@ -190,7 +161,7 @@ func (r *recordStore) Put(key, value []byte) {
 		value = []byte{}
 	}
 	op := r.op(key)
-	op.value = r.batch.arena.copy(value)
+	op.value = r.batch.arena.Copy(value)
 	r.ops = append(r.ops, op)
 }
 
