@@ -26,9 +26,11 @@ type partWork struct {
 	// seq is set when this is one run of a partition's records (splitRuns): its outputs
 	// are produced in turn with the partition's other runs.
 	seq *partSeq
-	// Of a run: its records' results and outputs, kept until its turn to produce.
-	results []result
-	outputs []*kgo.Record
+	// Of a run: its records' results and outputs, kept until its turn to produce, and
+	// whether it has been processed (under seq.mu).
+	results   []result
+	outputs   []*kgo.Record
+	processed bool
 
 	abort string // why this partition stopped the batch ("" if it did not)
 	n     int    // input records processed
@@ -235,14 +237,14 @@ func (r *runner) processPart(ctx, work context.Context, p *partWork, promise *kg
 	}
 	w := worker{em: emitter{declared: r.declared}, rs: recordStore{batch: p.bs, topic: p.key.topic}, tally: &p.tally}
 	now := time.Now() // the timestamp of the partition's changelog records
-	var e emission
+	var lastOutput string
 	changelogNoted := false
 	for _, rec := range p.recs {
 		res, ok := r.processNext(ctx, wctx, p, rec, &w, stop)
 		if !ok {
 			return
 		}
-		if !r.emit(work, p, rec, res, promise, stop, &e) {
+		if !r.emit(work, p, rec, res, promise, stop, &lastOutput) {
 			return
 		}
 		if len(res.ops) > 0 && !changelogNoted {
@@ -290,14 +292,11 @@ func (p *partWork) fail(reason string, stop *atomic.Bool) {
 	stop.Store(true)
 }
 
-// emission is what emit remembers from one record to the next of a partition.
-type emission struct {
-	lastOutput string // the output topic known to exist most recently: skips ensureOutput's lookup
-}
-
 // emit produces the outputs of rec, or its dead letter, into the open transaction. It
-// returns false when the batch stops (p.abort says why).
-func (r *runner) emit(work context.Context, p *partWork, rec *kgo.Record, res result, promise *kgo.FirstErrPromise, stop *atomic.Bool, e *emission) bool {
+// returns false when the batch stops (p.abort says why). lastOutput is the output topic
+// known to exist most recently, kept from one record to the next of a partition: it
+// skips ensureOutput's lookup.
+func (r *runner) emit(work context.Context, p *partWork, rec *kgo.Record, res result, promise *kgo.FirstErrPromise, stop *atomic.Bool, lastOutput *string) bool {
 	p.n++
 	if res.rejection != nil {
 		dctx := deadletter.Context{Stage: r.def.Name(), SourceTopic: rec.Topic, Partition: rec.Partition,
@@ -312,7 +311,7 @@ func (r *runner) emit(work context.Context, p *partWork, rec *kgo.Record, res re
 		return true
 	}
 	for _, out := range res.outputs {
-		if out.Topic != e.lastOutput {
+		if out.Topic != *lastOutput {
 			if err := r.ensureOutput(work, out.Topic, rec.Topic); err != nil {
 				if r.noteDenied(err) {
 					p.fail("denied", stop)
@@ -322,7 +321,7 @@ func (r *runner) emit(work context.Context, p *partWork, rec *kgo.Record, res re
 				p.fail("transient", stop)
 				return false
 			}
-			e.lastOutput = out.Topic
+			*lastOutput = out.Topic
 			r.newTopics.Note(out.Topic)
 		}
 		r.sess.Produce(work, out, r.promised(promise))

@@ -31,10 +31,9 @@ const runsPerWorker = 8
 
 // partSeq orders the production of one partition's runs.
 type partSeq struct {
-	mu        sync.Mutex
-	runs      []*partWork
-	processed []bool
-	next      int // the first run not produced yet
+	mu   sync.Mutex
+	runs []*partWork
+	next int // the first run not produced yet
 }
 
 // splitRuns cuts each partition of parts into runs, for workers workers. A batch too
@@ -44,10 +43,10 @@ func splitRuns(parts []*partWork, workers int) []*partWork {
 	for _, p := range parts {
 		total += len(p.recs)
 	}
-	size := max(minRunRecords, total/(workers*runsPerWorker))
 	if workers <= 1 || total < 2*minRunRecords {
 		return parts
 	}
+	size := max(minRunRecords, total/(workers*runsPerWorker))
 	var runs []*partWork
 	for _, p := range parts {
 		if len(p.recs) <= size {
@@ -60,7 +59,6 @@ func splitRuns(parts []*partWork, workers int) []*partWork {
 			seq.runs = append(seq.runs, run)
 			runs = append(runs, run)
 		}
-		seq.processed = make([]bool, len(seq.runs))
 	}
 	return runs
 }
@@ -92,19 +90,15 @@ func (r *runner) produceInTurn(work context.Context, p *partWork, promise *kgo.F
 	seq := p.seq
 	seq.mu.Lock()
 	defer seq.mu.Unlock()
-	for i, run := range seq.runs {
-		if run == p {
-			seq.processed[i] = true
-		}
-	}
-	for seq.next < len(seq.runs) && seq.processed[seq.next] {
+	p.processed = true
+	for seq.next < len(seq.runs) && seq.runs[seq.next].processed {
 		run := seq.runs[seq.next]
-		var e emission
+		var lastOutput string
 		for i, rec := range run.recs {
 			if stop.Load() && run.abort == "" {
 				run.abort = "stopped"
 			}
-			if run.abort != "" || !r.emit(work, run, rec, run.results[i], promise, stop, &e) {
+			if run.abort != "" || !r.emit(work, run, rec, run.results[i], promise, stop, &lastOutput) {
 				return
 			}
 		}
