@@ -33,8 +33,12 @@ func TestIntegrationConcurrentRecordsKeepPartitionOrder(t *testing.T) {
 	rejected := func(i int) bool { return i%97 == 5 }
 
 	var inFlight, maxInFlight atomic.Int64
-	laterDone := make(chan struct{})
-	var closeOnce atomic.Bool
+	// Record 0 and the first record from heldUntil on wait for each other, so that when
+	// runs are made both are in flight at once whatever the scheduler does: a check of
+	// in-flight records alone would depend on the first run's worker being scheduled before
+	// the other worker has gone through the later runs.
+	zeroStarted, laterDone := make(chan struct{}), make(chan struct{})
+	var zeroOnce, laterOnce atomic.Bool
 	var held atomic.Bool // the first record waited until a later run's record was processed
 	proc := stage.ProcessorFunc(func(_ context.Context, rec *stage.Record, _ stage.Store, em stage.Emitter) error {
 		now := inFlight.Add(1)
@@ -46,14 +50,20 @@ func TestIntegrationConcurrentRecordsKeepPartitionOrder(t *testing.T) {
 			return stage.Reject("bad-value", "", "value %q is not a number", rec.Value)
 		}
 		switch {
-		case i == 0 && !held.Load():
+		case i == 0 && zeroOnce.CompareAndSwap(false, true):
+			close(zeroStarted)
 			select {
 			case <-laterDone:
 				held.Store(true)
 			case <-time.After(20 * time.Second):
 				// No later run was processed meanwhile: the assertion on held fails.
 			}
-		case i >= heldUntil && closeOnce.CompareAndSwap(false, true):
+		case i >= heldUntil && laterOnce.CompareAndSwap(false, true):
+			select {
+			case <-zeroStarted:
+			case <-time.After(20 * time.Second):
+				// Record 0 never started while this one waited: held stays false.
+			}
 			close(laterDone)
 		}
 		if rejected(i) {
