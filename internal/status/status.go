@@ -208,7 +208,7 @@ func Collect(ctx context.Context, kc kafkaclient.Config, o Options) (*Report, er
 				topics[name] = d
 			}
 		}
-		txns, err := collectOpenTxns(ctx, adm, topics, groupNames)
+		txns, err := collectOpenTxns(ctx, kc, adm, topics, groupNames)
 		switch {
 		case err != nil:
 			rep.TransactionCheckError = err.Error()

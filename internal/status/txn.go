@@ -18,6 +18,8 @@ import (
 	"unicode/utf16"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/fhirstream/fhirstream/internal/kafkaclient"
 )
 
 // OpenTxn is a partition's open transaction, as the partition's leader and the
@@ -35,14 +37,19 @@ type OpenTxn struct {
 	// ("" when no transactional id maps to it any more).
 	TransactionalID  string `json:"transactional_id,omitempty"`
 	CoordinatorState string `json:"coordinator_state,omitempty"`
+	// CoordinatorProducerEpoch is the producer epoch of the coordinator's record: the
+	// partition's epoch plus one when the record is of the partition's transaction ended.
+	CoordinatorProducerEpoch int16 `json:"coordinator_producer_epoch,omitempty"`
 	// Hanging is true when no transaction the coordinator knows of will end this one:
 	// only a marker written by an operator does (Why says what was seen).
 	Hanging bool   `json:"hanging"`
 	Why     string `json:"why,omitempty"`
-	// Resolution is the marker --resolve-hanging writes for a hanging transaction:
-	// "commit" when the coordinator recorded that this very transaction committed,
-	// otherwise "abort" (what kafka-transactions.sh abort writes).
-	Resolution string `json:"resolution,omitempty"`
+	// Resolution is the marker --resolve-hanging writes for a hanging transaction: the
+	// coordinator's decision, as its record of this very transaction or a marker it wrote
+	// on another partition of the transaction shows it (ResolutionFrom says which);
+	// "abort" when neither does (what kafka-transactions.sh abort writes).
+	Resolution     string `json:"resolution,omitempty"`
+	ResolutionFrom string `json:"resolution_from,omitempty"`
 
 	coordinatorEpoch int32
 }
@@ -88,16 +95,22 @@ func txnHasPartition(txn *kadm.DescribedTransaction, topic string, partition int
 	return ok
 }
 
-// resolutionOf is the marker that ends a hanging transaction as its coordinator decided
-// it: commit only when the coordinator's last transaction of this producer is this one
-// and it committed (a transaction ends by bumping the epoch once, so the coordinator's
-// epoch is then the partition's plus one). Otherwise, with the outcome unknown, abort,
-// as Kafka's own tool does: the batch is then read again by its stage.
-func resolutionOf(p kadm.DescribedProducer, txn *kadm.DescribedTransaction) string {
-	if txn != nil && txn.ProducerID == p.ProducerID && txn.State == "CompleteCommit" && txn.ProducerEpoch == p.ProducerEpoch+1 {
-		return "commit"
+// coordinatorResolution is the marker that ends a hanging transaction when the
+// coordinator's record is still of this very transaction: its last transaction of this
+// producer ended at the partition's epoch plus one (a transaction ends by bumping the
+// epoch once) as CompleteCommit or CompleteAbort. "" when the record is of another
+// transaction, and the markers on the transaction's other partitions must say.
+func coordinatorResolution(p kadm.DescribedProducer, txn *kadm.DescribedTransaction) string {
+	if txn == nil || txn.ProducerID != p.ProducerID || txn.ProducerEpoch != p.ProducerEpoch+1 {
+		return ""
 	}
-	return "abort"
+	switch txn.State {
+	case "CompleteCommit":
+		return "commit"
+	case "CompleteAbort":
+		return "abort"
+	}
+	return ""
 }
 
 // groupOffsetsPartition is the __consumer_offsets partition that holds a group's
@@ -116,11 +129,13 @@ func groupOffsetsPartition(group string, partitions int32) int32 {
 }
 
 // collectOpenTxns describes the producers of the partitions of topics (as listed) and of
-// the groups' __consumer_offsets
-// partitions, and judges every open transaction. A transaction judged hanging is
-// described a second time and kept only if it is still open from the same offset: one
-// that was merely finishing between the two looks is not reported.
-func collectOpenTxns(ctx context.Context, adm *kadm.Client, topics kadm.TopicDetails, groups []string) ([]OpenTxn, error) {
+// the groups' __consumer_offsets partitions, and judges every open transaction. A
+// transaction judged hanging is described a second time and kept only if it is still
+// open from the same offset: one that was merely finishing between the two looks is not
+// reported. A hanging transaction's resolution is the coordinator's decision when its
+// record still shows it, else the marker found on another partition of topics its
+// producer wrote to (findMarker), else abort.
+func collectOpenTxns(ctx context.Context, kc kafkaclient.Config, adm *kadm.Client, topics kadm.TopicDetails, groups []string) ([]OpenTxn, error) {
 	set := kadm.TopicsSet{}
 	for _, t := range topics {
 		for p := range t.Partitions {
@@ -140,9 +155,13 @@ func collectOpenTxns(ctx context.Context, adm *kadm.Client, topics kadm.TopicDet
 	if len(set) == 0 {
 		return nil, nil
 	}
-	open, err := describeOpen(ctx, adm, set)
-	if err != nil || len(open) == 0 {
+	producers, err := describeProducers(ctx, adm, set)
+	if err != nil {
 		return nil, err
+	}
+	open := openOnly(producers)
+	if len(open) == 0 {
+		return nil, nil
 	}
 	var ids []int64
 	for _, p := range open {
@@ -169,6 +188,7 @@ func collectOpenTxns(ctx context.Context, adm *kadm.Client, topics kadm.TopicDet
 	now := time.Now()
 	var out []OpenTxn
 	recheck := kadm.TopicsSet{}
+	timeouts := map[int64]time.Duration{} // producer id → its transactional id's timeout
 	for _, p := range open {
 		o := OpenTxn{Topic: p.Topic, Partition: p.Partition, ProducerID: p.ProducerID, ProducerEpoch: p.ProducerEpoch,
 			StartOffset: p.CurrentTxnStartOffset, LastWrite: time.UnixMilli(p.LastTimestamp), coordinatorEpoch: p.CoordinatorEpoch}
@@ -176,30 +196,37 @@ func collectOpenTxns(ctx context.Context, adm *kadm.Client, topics kadm.TopicDet
 		if id, ok := byProducer[p.ProducerID]; ok {
 			if d, ok := described[id]; ok && d.Err == nil {
 				txn = &d
-				o.TransactionalID, o.CoordinatorState = d.TxnID, d.State
+				o.TransactionalID, o.CoordinatorState, o.CoordinatorProducerEpoch = d.TxnID, d.State, d.ProducerEpoch
+				timeouts[p.ProducerID] = time.Duration(d.TimeoutMillis) * time.Millisecond
 			}
 		}
 		o.Hanging, o.Why = judgeOpenTxn(p, txn, now)
 		if o.Hanging {
-			o.Resolution = resolutionOf(p, txn)
+			if o.Resolution = coordinatorResolution(p, txn); o.Resolution != "" {
+				o.ResolutionFrom = fmt.Sprintf("the coordinator's record of epoch %d", txn.ProducerEpoch)
+			}
 			recheck.Add(p.Topic, p.Partition)
 		}
 		out = append(out, o)
 	}
 	if len(recheck) > 0 {
-		again, err := describeOpen(ctx, adm, recheck)
+		again, err := describeProducers(ctx, adm, recheck)
 		if err != nil {
 			return nil, err
 		}
+		again = openOnly(again)
 		for i := range out {
 			o := &out[i]
 			if o.Hanging && !slices.ContainsFunc(again, func(p kadm.DescribedProducer) bool {
 				return p.Topic == o.Topic && p.Partition == o.Partition && p.ProducerID == o.ProducerID &&
 					p.CurrentTxnStartOffset == o.StartOffset
 			}) {
-				o.Hanging, o.Why, o.Resolution = false, "ended while being checked", ""
+				o.Hanging, o.Why, o.Resolution, o.ResolutionFrom = false, "ended while being checked", "", ""
 			}
 		}
+	}
+	if err := resolveFromMarkers(ctx, kc, adm, out, producers, timeouts); err != nil {
+		return nil, err
 	}
 	slices.SortFunc(out, func(a, b OpenTxn) int {
 		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.ProducerID, b.ProducerID))
@@ -207,13 +234,60 @@ func collectOpenTxns(ctx context.Context, adm *kadm.Client, topics kadm.TopicDet
 	return out, nil
 }
 
-// describeOpen returns the producers of set that have a transaction open.
-func describeOpen(ctx context.Context, adm *kadm.Client, set kadm.TopicsSet) ([]kadm.DescribedProducer, error) {
+// resolveFromMarkers sets the resolution of every hanging transaction in txns that the
+// coordinator's record left open, from the marker findMarker finds on the other
+// partitions its producer is active on (producers describes them all); abort when none
+// is found. Transactions of one producer and epoch hanging on several partitions are
+// looked up once.
+func resolveFromMarkers(ctx context.Context, kc kafkaclient.Config, adm *kadm.Client, txns []OpenTxn,
+	producers []kadm.DescribedProducer, timeouts map[int64]time.Duration) error {
+	decided := map[producerTxn]*markerFound{}
+	for i := range txns {
+		o := &txns[i]
+		if !o.Hanging || o.Resolution != "" {
+			continue
+		}
+		key := producerTxn{o.ProducerID, o.ProducerEpoch}
+		m, looked := decided[key]
+		if !looked {
+			candidates := kadm.TopicsSet{}
+			for _, p := range producers {
+				if p.ProducerID == o.ProducerID && p.Topic != "__consumer_offsets" &&
+					!slices.ContainsFunc(txns, func(h OpenTxn) bool {
+						return h.Hanging && h.ProducerID == o.ProducerID && h.Topic == p.Topic && h.Partition == p.Partition
+					}) {
+					candidates.Add(p.Topic, p.Partition)
+				}
+			}
+			timeout, ok := timeouts[o.ProducerID]
+			if !ok {
+				timeout = hangingAfter // the longest a transaction may legally last
+			}
+			var err error
+			if m, err = findMarker(ctx, kc, adm, candidates, key, o.LastWrite, timeout); err != nil {
+				return fmt.Errorf("looking for the marker of producer %d epoch %d: %w", o.ProducerID, o.ProducerEpoch, err)
+			}
+			decided[key] = m
+		}
+		switch {
+		case m == nil:
+			o.Resolution, o.ResolutionFrom = "abort", "outcome unknown: no other partition holds a marker of this transaction"
+		case m.commit:
+			o.Resolution, o.ResolutionFrom = "commit", m.String()
+		default:
+			o.Resolution, o.ResolutionFrom = "abort", m.String()
+		}
+	}
+	return nil
+}
+
+// describeProducers returns the active producers of every partition in set.
+func describeProducers(ctx context.Context, adm *kadm.Client, set kadm.TopicsSet) ([]kadm.DescribedProducer, error) {
 	described, err := adm.DescribeProducers(ctx, set)
 	if err != nil {
 		return nil, fmt.Errorf("describe producers: %w", err)
 	}
-	var open []kadm.DescribedProducer
+	var all []kadm.DescribedProducer
 	var errs []string
 	described.EachPartition(func(p kadm.DescribedProducersPartition) {
 		if p.Err != nil {
@@ -221,16 +295,25 @@ func describeOpen(ctx context.Context, adm *kadm.Client, set kadm.TopicsSet) ([]
 			return
 		}
 		for _, pr := range p.ActiveProducers {
-			if pr.CurrentTxnStartOffset >= 0 {
-				open = append(open, pr)
-			}
+			all = append(all, pr)
 		}
 	})
 	if len(errs) > 0 {
 		slices.Sort(errs)
 		return nil, fmt.Errorf("describe producers: %s", strings.Join(errs, "; "))
 	}
-	return open, nil
+	return all, nil
+}
+
+// openOnly keeps the producers with a transaction open on their partition.
+func openOnly(producers []kadm.DescribedProducer) []kadm.DescribedProducer {
+	var open []kadm.DescribedProducer
+	for _, p := range producers {
+		if p.CurrentTxnStartOffset >= 0 {
+			open = append(open, p)
+		}
+	}
+	return open
 }
 
 // resolveHanging ends each hanging transaction with the marker its Resolution names,
@@ -281,11 +364,15 @@ func writeOpenTxns(w io.Writer, txns []OpenTxn, checkErr string, resolved int) {
 	for _, o := range txns {
 		verdict := "no"
 		if o.Hanging {
-			verdict = "YES (resolve by " + o.Resolution + "): " + o.Why
+			verdict = "YES (resolve by " + o.Resolution + ", from " + o.ResolutionFrom + "): " + o.Why
 			hanging++
 		}
+		coordinator := "-"
+		if o.CoordinatorState != "" {
+			coordinator = fmt.Sprintf("%s (epoch %d)", o.CoordinatorState, o.CoordinatorProducerEpoch)
+		}
 		fmt.Fprintf(tw, "%s/%d\t%d\t%d (epoch %d)\t%s\t%s\t%s\n", o.Topic, o.Partition, o.StartOffset, o.ProducerID, o.ProducerEpoch,
-			cmp.Or(o.TransactionalID, "-"), cmp.Or(o.CoordinatorState, "-"), verdict)
+			cmp.Or(o.TransactionalID, "-"), coordinator, verdict)
 	}
 	_ = tw.Flush()
 	switch {
