@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -108,8 +109,17 @@ func (r *runner) batch(ctx, work context.Context, fetches kgo.Fetches) (abort st
 			r.opts.Logger.Warn("producing failed; batch aborted", "stage", r.def.Name(), "err", perr)
 		}
 		committed, err = r.sess.End(ectx, perr == nil)
-		if !committed && abort == "" {
+		if !committed && err == nil && abort == "" {
 			abort = "rebalance"
+			// Reported aborted: by the group, or a commit franz-go could not confirm.
+			var verr error
+			if committed, verr = r.committedAfterAll(ectx, fetches); verr != nil || committed {
+				// Whatever the session now believes, its offsets and this instance's
+				// state are not the broker's: a new session reads both from the broker.
+				err = cmp.Or(verr, errCommittedUnreported)
+				r.opts.Logger.Warn("the batch's outcome differs from what the client reported, or is unknown; restarting the session",
+					"stage", r.def.Name(), "committed", committed, "err", err)
+			}
 		}
 	}
 	r.afterEnd(committed, batches)

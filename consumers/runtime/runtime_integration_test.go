@@ -297,6 +297,102 @@ func TestSessionRestartAfterFailedCommit(t *testing.T) {
 	}
 }
 
+// TestCommitReportedAbortedIsNotRepeated: when the broker commits a transaction but its
+// EndTxn answer is UNKNOWN_SERVER_ERROR, franz-go reports the batch aborted (it cannot
+// confirm the commit) and rewinds to the offsets it last saw committed. The stage must
+// learn the outcome from the broker instead of processing the batch again: otherwise
+// its outputs come out twice and its state counts them twice. kfake only: the control
+// has kfake commit the transaction (through a second EndTxn) and answers the stage's own
+// EndTxn with the error, which a real broker cannot be made to do.
+func TestCommitReportedAbortedIsNotRepeated(t *testing.T) {
+	c := testkafka.New(t)
+	if c.Fake == nil {
+		t.Skip("needs kfake to answer a request that it carried out with an error")
+	}
+	topics := schemas.MustTopics(c.Prefix)
+	in, out := topics.Raw("Thing"), c.Prefix+".counted"
+	c.CreateTopics(t, 3, in, out)
+	proc := &counter{out: out, flaky: map[int64]bool{}}
+	def := testDefinition(topics, "unconfirmed", c.Group("unconfirmed"), topics.LayerTopics(schemas.LayerRaw), out, "unconfirmed", proc)
+	opts := runtime.Options{Logger: quiet(), RetryBackoff: time.Millisecond, TopicRefresh: time.Second}
+
+	raw := c.Client(t)
+	const (
+		ctlWaiting    = iota
+		ctlCommitting // the control's own EndTxn, which kfake carries out
+		ctlDone
+	)
+	var state atomic.Int32
+	var rawErr atomic.Value
+	c.Fake.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		end := req.(*kmsg.EndTxnRequest)
+		if !end.Commit || !state.CompareAndSwap(ctlWaiting, ctlCommitting) {
+			return nil, nil, false
+		}
+		c.Fake.SleepControl(func() {
+			commit := kmsg.NewPtrEndTxnRequest()
+			commit.TransactionalID, commit.ProducerID, commit.ProducerEpoch, commit.Commit = end.TransactionalID, end.ProducerID, end.ProducerEpoch, true
+			resp, err := commit.RequestWith(context.Background(), raw)
+			if err == nil {
+				err = kerr.ErrorForCode(resp.ErrorCode)
+			}
+			if err != nil {
+				rawErr.Store(err)
+			}
+		})
+		state.Store(ctlDone)
+		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.UnknownServerError.Code
+		return resp, nil, true
+	})
+
+	cl := producer(t, c)
+	const keys, perKey = 20, 5
+	for i := 0; i < perKey; i++ {
+		for k := 0; k < keys; k++ {
+			r := &kgo.Record{Topic: in, Key: []byte(fmt.Sprintf("T/%d", k)), Value: []byte("x")}
+			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runtime.Run(ctx, c.Config(), def, opts) }()
+	got := waitFor(t, c, keys*perKey, out)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run ended with %v; want it to go on after the unconfirmed commit", err)
+	}
+	if state.Load() != ctlDone {
+		t.Fatal("no commit was answered with UNKNOWN_SERVER_ERROR")
+	}
+	if err := rawErr.Load(); err != nil {
+		t.Fatalf("the control's EndTxn, which should have committed the transaction: %v", err)
+	}
+	// Every key counted 1..perKey exactly once, and no more outputs: a batch processed
+	// again after its commit shows counts twice (from the rolled-back state) or counts
+	// past perKey (from the committed one).
+	all := c.ReadAll(t, out)
+	seen := map[string]map[string]int{}
+	for _, r := range all {
+		if seen[string(r.Key)] == nil {
+			seen[string(r.Key)] = map[string]int{}
+		}
+		seen[string(r.Key)][string(r.Value)]++
+	}
+	if len(all) != keys*perKey || len(seen) != keys {
+		t.Fatalf("%d outputs for %d keys (%d seen while waiting), want %d for %d", len(all), len(seen), len(got), keys*perKey, keys)
+	}
+	for key, counts := range seen {
+		for n := 1; n <= perKey; n++ {
+			if counts[strconv.Itoa(n)] != 1 {
+				t.Fatalf("key %s: counts %v, want each of 1..%d once", key, counts, perKey)
+			}
+		}
+	}
+}
+
 // TestIntegrationAbortRollsBackState: state changes of records processed before a batch
 // aborts are undone, so the records processed again count from the committed state and
 // every output comes out once with the right count; a restart restores the same state
