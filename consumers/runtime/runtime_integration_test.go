@@ -221,6 +221,57 @@ func TestIntegrationCountCommitted(t *testing.T) {
 	}
 }
 
+// countedKeys and countedPerKey are the input of runCounting: countedPerKey records of
+// each of countedKeys keys.
+const countedKeys, countedPerKey = 20, 5
+
+// runCounting feeds in with the counting stage's input, runs def until out holds an
+// output for each input record, stops it and returns what Run returned.
+func runCounting(t *testing.T, c *testkafka.Cluster, def stage.Definition, opts runtime.Options, in, out string) error {
+	t.Helper()
+	cl := producer(t, c)
+	for range countedPerKey {
+		for k := range countedKeys {
+			r := &kgo.Record{Topic: in, Key: []byte(fmt.Sprintf("T/%d", k)), Value: []byte("x")}
+			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runtime.Run(ctx, c.Config(), def, opts) }()
+	waitFor(t, c, countedKeys*countedPerKey, out)
+	cancel()
+	return <-done
+}
+
+// assertCountedOnce checks, once the counting stage has stopped, that out holds every
+// key counted 1..countedPerKey exactly once and nothing else: a batch processed again
+// after its commit shows counts twice (from a rolled-back state) or past countedPerKey
+// (from the committed one), and a lost state change restarts a count at 1.
+func assertCountedOnce(t *testing.T, c *testkafka.Cluster, out string) {
+	t.Helper()
+	all := c.ReadAll(t, out)
+	seen := map[string]map[string]int{}
+	for _, r := range all {
+		if seen[string(r.Key)] == nil {
+			seen[string(r.Key)] = map[string]int{}
+		}
+		seen[string(r.Key)][string(r.Value)]++
+	}
+	if len(all) != countedKeys*countedPerKey || len(seen) != countedKeys {
+		t.Fatalf("%d outputs for %d keys, want %d for %d", len(all), len(seen), countedKeys*countedPerKey, countedKeys)
+	}
+	for key, counts := range seen {
+		for n := 1; n <= countedPerKey; n++ {
+			if counts[strconv.Itoa(n)] != 1 {
+				t.Fatalf("key %s: counts %v, want each of 1..%d once", key, counts, countedPerKey)
+			}
+		}
+	}
+}
+
 // TestSessionRestartAfterFailedCommit: when ending a transaction fails (here kfake
 // answers one EndTxn with INVALID_TXN_STATE; on a real cluster, a broker restart
 // mid-commit), the stage starts a new transactional session instead of exiting, and
@@ -255,46 +306,13 @@ func TestSessionRestartAfterFailedCommit(t *testing.T) {
 		return resp, nil, true
 	})
 
-	cl := producer(t, c)
-	const keys, perKey = 20, 5
-	for i := 0; i < perKey; i++ {
-		for k := 0; k < keys; k++ {
-			r := &kgo.Record{Topic: in, Key: []byte(fmt.Sprintf("T/%d", k)), Value: []byte("x")}
-			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runtime.Run(ctx, c.Config(), def, opts) }()
-	got := waitFor(t, c, keys*perKey, out)
-	cancel()
-	if err := <-done; err != nil {
+	if err := runCounting(t, c, def, opts, in, out); err != nil {
 		t.Fatalf("Run ended with %v; want it to recover from the failed commit", err)
 	}
 	if failed.Load() != 1 {
 		t.Fatalf("the EndTxn failure was injected %d times, want 1", failed.Load())
 	}
-	// Every key counted 1..perKey exactly once: a batch repeated after the failure
-	// would show a count twice or skip one, and a lost state change would restart at 1.
-	seen := map[string]map[string]int{}
-	for _, r := range got {
-		if seen[string(r.Key)] == nil {
-			seen[string(r.Key)] = map[string]int{}
-		}
-		seen[string(r.Key)][string(r.Value)]++
-	}
-	if len(got) != keys*perKey || len(seen) != keys {
-		t.Fatalf("%d outputs for %d keys, want %d for %d", len(got), len(seen), keys*perKey, keys)
-	}
-	for key, counts := range seen {
-		for n := 1; n <= perKey; n++ {
-			if counts[strconv.Itoa(n)] != 1 {
-				t.Fatalf("key %s: counts %v, want each of 1..%d once", key, counts, perKey)
-			}
-		}
-	}
+	assertCountedOnce(t, c, out)
 }
 
 // TestCommitReportedAbortedIsNotRepeated: when the broker commits a transaction but its
@@ -346,22 +364,7 @@ func TestCommitReportedAbortedIsNotRepeated(t *testing.T) {
 		return resp, nil, true
 	})
 
-	cl := producer(t, c)
-	const keys, perKey = 20, 5
-	for i := 0; i < perKey; i++ {
-		for k := 0; k < keys; k++ {
-			r := &kgo.Record{Topic: in, Key: []byte(fmt.Sprintf("T/%d", k)), Value: []byte("x")}
-			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runtime.Run(ctx, c.Config(), def, opts) }()
-	got := waitFor(t, c, keys*perKey, out)
-	cancel()
-	if err := <-done; err != nil {
+	if err := runCounting(t, c, def, opts, in, out); err != nil {
 		t.Fatalf("Run ended with %v; want it to go on after the unconfirmed commit", err)
 	}
 	if state.Load() != ctlDone {
@@ -370,27 +373,7 @@ func TestCommitReportedAbortedIsNotRepeated(t *testing.T) {
 	if err := rawErr.Load(); err != nil {
 		t.Fatalf("the control's EndTxn, which should have committed the transaction: %v", err)
 	}
-	// Every key counted 1..perKey exactly once, and no more outputs: a batch processed
-	// again after its commit shows counts twice (from the rolled-back state) or counts
-	// past perKey (from the committed one).
-	all := c.ReadAll(t, out)
-	seen := map[string]map[string]int{}
-	for _, r := range all {
-		if seen[string(r.Key)] == nil {
-			seen[string(r.Key)] = map[string]int{}
-		}
-		seen[string(r.Key)][string(r.Value)]++
-	}
-	if len(all) != keys*perKey || len(seen) != keys {
-		t.Fatalf("%d outputs for %d keys (%d seen while waiting), want %d for %d", len(all), len(seen), len(got), keys*perKey, keys)
-	}
-	for key, counts := range seen {
-		for n := 1; n <= perKey; n++ {
-			if counts[strconv.Itoa(n)] != 1 {
-				t.Fatalf("key %s: counts %v, want each of 1..%d once", key, counts, perKey)
-			}
-		}
-	}
+	assertCountedOnce(t, c, out)
 }
 
 // TestIntegrationAbortRollsBackState: state changes of records processed before a batch
