@@ -248,19 +248,12 @@ func (e *Engine) appendPseudonym(w *worker, dst []byte, v string) []byte {
 //
 // Anything else is hashed whole.
 func (e *Engine) appendPseudonymReference(w *worker, dst []byte, ref string) []byte {
-	// The commonest form first, in one scan: Type/id, a relative reference without
-	// query or history (what the general reading below makes of it).
-	at, simple := -1, true // the slash
-	for i := 0; i < len(ref) && simple; i++ {
-		switch ref[i] {
-		case '/':
-			simple = at < 0
-			at = i
-		case '?':
-			simple = false
-		}
-	}
-	if simple && at > 0 && at < len(ref)-1 && isTypeName(ref[:at]) {
+	// The commonest form first: Type/id, a relative reference without query or history
+	// (what the general reading below makes of it). IndexByte's vector search finds the
+	// slashes and question marks faster than a loop over every byte, which was a tenth
+	// of the stage's own time.
+	if at := strings.IndexByte(ref, '/'); at > 0 && at < len(ref)-1 &&
+		strings.IndexByte(ref[at+1:], '/') < 0 && strings.IndexByte(ref, '?') < 0 && isTypeName(ref[:at]) {
 		return e.appendPseudonym(w, append(dst, ref[:at+1]...), ref[at+1:])
 	}
 	for _, prefix := range []string{"urn:uuid:", "urn:oid:", "#"} {
