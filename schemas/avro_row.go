@@ -111,7 +111,7 @@ func appendValue(b []byte, col *Column, v any) ([]byte, error) {
 			if t.IsZero() {
 				return b, fmt.Errorf("column %s: zero time.Time (use nil for null)", col.Name)
 			}
-			return appendVarint(b, int64(epochDays(t))), nil
+			return appendVarint(b, int64(EpochDays(t))), nil
 		}
 	case TypeTimestamp:
 		if t, ok := v.(time.Time); ok {
@@ -127,16 +127,16 @@ func appendValue(b []byte, col *Column, v any) ([]byte, error) {
 			if t.IsZero() {
 				return b, fmt.Errorf("column %s: zero time.Time (use nil for null)", col.Name)
 			}
-			return appendVarint(b, wallMicros(t)), nil
+			return appendVarint(b, WallMicros(t)), nil
 		}
 	}
 	return b, typeError(col, v)
 }
 
-// wallMicros is the Avro local-timestamp-micros of t: its clock reading in its own
-// location, as microseconds from 1970-01-01T00:00:00 of that clock (floored, as for
-// instants).
-func wallMicros(t time.Time) int64 {
+// WallMicros is t's clock reading in its own location, as microseconds from
+// 1970-01-01T00:00:00 of that clock (floored, as for instants): the value of an Avro
+// local-timestamp-micros and of an Iceberg timestamp without zone (the CDM's datetimes).
+func WallMicros(t time.Time) int64 {
 	_, offset := t.Zone()
 	return (t.Unix()+int64(offset))*1e6 + int64(t.Nanosecond()/1e3)
 }
@@ -149,10 +149,11 @@ func typeError(col *Column, v any) error {
 	return fmt.Errorf("column %s: %s column given %T", col.Name, col.Type, v)
 }
 
-// epochDays is the Avro date of t's calendar day. goavro's own conversion divides the
-// instant by 86400 s, which shifts the day for non-UTC locations and for times of day
+// EpochDays is t's calendar day (as its own location reads it) in days since
+// 1970-01-01: the value of an Avro and an Iceberg date. goavro's own conversion divides
+// the instant by 86400 s, which shifts the day for non-UTC locations and for times of day
 // before 1970 (truncation toward zero); birth dates make both matter.
-func epochDays(t time.Time) int32 {
+func EpochDays(t time.Time) int32 {
 	y, m, d := t.Date()
 	return int32(time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400)
 }
@@ -303,7 +304,7 @@ func (r *Row) SetDate(i int, t time.Time) {
 		r.zeroTime(i)
 		return
 	}
-	r.vals[i] = rowValue{set: true, n: int64(epochDays(t))}
+	r.vals[i] = rowValue{set: true, n: int64(EpochDays(t))}
 }
 
 // SetTimestamp sets timestamp column i to the instant t. A zero t is an error.
@@ -329,7 +330,7 @@ func (r *Row) SetLocalTimestamp(i int, t time.Time) {
 		r.zeroTime(i)
 		return
 	}
-	r.vals[i] = rowValue{set: true, n: wallMicros(t)}
+	r.vals[i] = rowValue{set: true, n: WallMicros(t)}
 }
 
 func (r *Row) zeroTime(i int) {

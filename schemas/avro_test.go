@@ -553,8 +553,8 @@ func TestEpochDays(t *testing.T) {
 		{time.Date(1900, 1, 1, 6, 0, 0, 0, time.UTC), -25567},
 		{time.Date(2000, 3, 1, 0, 30, 0, 0, plus5), 11017},
 	} {
-		if got := epochDays(tc.t); got != tc.want {
-			t.Errorf("epochDays(%v) = %d, want %d", tc.t, got, tc.want)
+		if got := EpochDays(tc.t); got != tc.want {
+			t.Errorf("EpochDays(%v) = %d, want %d", tc.t, got, tc.want)
 		}
 	}
 }

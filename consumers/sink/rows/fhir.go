@@ -217,7 +217,7 @@ func mainDate(root *jsontree.Value) (int32, bool) {
 		if err != nil {
 			return 0, false
 		}
-		return epochDays(d), true
+		return schemas.EpochDays(d), true
 	}
 	return 0, false
 }

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
-	"github.com/apache/iceberg-go"
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
@@ -144,67 +142,11 @@ func omopRow(dst parquet.Row, l *lakehouse.Layout, row map[string]any, in *stage
 			dst = putNull(dst, i)
 			continue
 		}
-		pv, ok := icebergValue(c.Type, v)
+		pv, ok := lakehouse.ParquetValue(c.Type, v)
 		if !ok {
 			return dst, stage.Reject(schemas.ClassInvalidRow, c.Name, "%s: column %s (%s) holds a %T", l.Name, c.Name, c.Type, v)
 		}
 		dst = put(dst, l, i, pv)
 	}
 	return dst, nil
-}
-
-// icebergValue converts one decoded Avro value (the Go types schemas' decoder returns) to
-// the Parquet value of an Iceberg column type.
-func icebergValue(t iceberg.PrimitiveType, v any) (parquet.Value, bool) {
-	switch t {
-	case iceberg.PrimitiveTypes.Int32:
-		switch x := v.(type) {
-		case int32:
-			return parquet.Int32Value(x), true
-		case int:
-			return parquet.Int32Value(int32(x)), true
-		}
-	case iceberg.PrimitiveTypes.Int64:
-		switch x := v.(type) {
-		case int64:
-			return parquet.Int64Value(x), true
-		case int32:
-			return parquet.Int64Value(int64(x)), true
-		case int:
-			return parquet.Int64Value(int64(x)), true
-		}
-	case iceberg.PrimitiveTypes.Float64:
-		switch x := v.(type) {
-		case float64:
-			return parquet.DoubleValue(x), true
-		case float32:
-			return parquet.DoubleValue(float64(x)), true
-		}
-	case iceberg.PrimitiveTypes.String:
-		if s, ok := v.(string); ok {
-			return parquet.ByteArrayValue([]byte(s)), true
-		}
-	case iceberg.PrimitiveTypes.Bool:
-		if b, ok := v.(bool); ok {
-			return parquet.BooleanValue(b), true
-		}
-	case iceberg.PrimitiveTypes.Date:
-		if d, ok := v.(time.Time); ok {
-			return parquet.Int32Value(epochDays(d)), true
-		}
-	case iceberg.PrimitiveTypes.Timestamp:
-		// A CDM datetime: the wall clock, whether the Avro value was an instant
-		// (timestamp-micros, decoded in UTC) or a local-timestamp-micros.
-		switch x := v.(type) {
-		case time.Time:
-			return parquet.Int64Value(wallMicros(x)), true
-		case int64: // a local-timestamp-micros a decoder leaves as its number
-			return parquet.Int64Value(x), true
-		}
-	case iceberg.PrimitiveTypes.TimestampTz:
-		if ts, ok := v.(time.Time); ok {
-			return parquet.Int64Value(ts.UnixMicro()), true
-		}
-	}
-	return parquet.Value{}, false
 }

@@ -20,7 +20,6 @@ package rows
 import (
 	"context"
 	"slices"
-	"time"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -183,18 +182,4 @@ func putString(row parquet.Row, l *lakehouse.Layout, i int, s string) parquet.Ro
 		return putNull(row, i)
 	}
 	return put(row, l, i, parquet.ByteArrayValue([]byte(s)))
-}
-
-// wallMicros is t's wall clock as microseconds since 1970-01-01T00:00 of that clock: the
-// value of an Iceberg timestamp without zone.
-func wallMicros(t time.Time) int64 {
-	y, m, d := t.Date()
-	h, mi, s := t.Clock()
-	return time.Date(y, m, d, h, mi, s, t.Nanosecond(), time.UTC).UnixMicro()
-}
-
-// epochDays is t's calendar date as days since 1970-01-01.
-func epochDays(t time.Time) int32 {
-	y, m, d := t.Date()
-	return int32(time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400)
 }
