@@ -15,14 +15,10 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 libs="$here/target/libs"
 main_class=org.apache.iceberg.rest.RESTCatalogServer
-
-die() {
-	echo "iceberg-rest-local: $*" >&2
-	# A start that failed before making its state dir leaves no lock behind.
-	[[ -n ${lockfile:-} && ! -e $dir ]] && rm -f "$lockfile"
-	exit 1
-}
-say() { echo "iceberg-rest-local: $*" >&2; }
+svc_name=iceberg-rest-local svc_role=server svc_poll=0.5 svc_addr=http://127.0.0.1:
+svc_logs=(server.log)
+# shellcheck source=../lib/local-service.sh
+. "$here/../lib/local-service.sh"
 
 usage() {
 	sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
@@ -68,7 +64,6 @@ while (($#)); do
 	shift
 done
 
-isnum() { [[ $1 =~ ^[0-9]+$ ]]; }
 [[ -z $port ]] || { isnum "$port" && ((port > 0 && port < 65536)); } || die "bad port: $port"
 [[ -z $timeout ]] || isnum "$timeout" || die "bad timeout: $timeout"
 isnum "$stop_timeout" || die "bad timeout: $stop_timeout"
@@ -81,23 +76,10 @@ dir=${dir%/}
 pidfile="$dir/rest.pid"
 portfile="$dir/port"
 logdir="$dir/logs"
+svc_cmdline="-Dfhirstream.iceberg.rest.dir=$dir $main_class"
+svc_markers=(port)
 
 # --- helpers ---------------------------------------------------------------
-
-find_java() {
-	if [[ -n ${JAVA_HOME:-} ]]; then
-		java="$JAVA_HOME/bin/java"
-		[[ -x $java ]] || die "JAVA_HOME=$JAVA_HOME has no bin/java"
-	else
-		java=$(command -v java) || die "java not found: install a JDK 17+ (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
-	fi
-	local v
-	v=$("$java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java\.specification\.version = //p')
-	[[ -n $v ]] || die "cannot tell the version of $java"
-	if ! [[ $v =~ ^[0-9]+$ ]] || ((v < 17)); then
-		die "the Iceberg REST server needs Java 17+, $java is $v (set JAVA_HOME)"
-	fi
-}
 
 # Copies the jars a POM lists into its target/libs, again whenever the POM changes.
 resolve() {
@@ -121,23 +103,6 @@ resolve() {
 	say "jars resolved in $(since "$t0") s"
 }
 
-# pid of our server if it runs, else nothing. The command line carries the state
-# dir, so a recycled pid or another dir's server is never taken for ours.
-running_pid() {
-	[[ -f $pidfile ]] || return 0
-	local pid
-	pid=$(<"$pidfile")
-	isnum "$pid" || return 0
-	[[ -r /proc/$pid/cmdline ]] || { kill -0 "$pid" 2>/dev/null && echo "$pid"; return 0; }
-	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "-Dfhirstream.iceberg.rest.dir=$dir $main_class" && echo "$pid"
-	return 0
-}
-
-# Seconds since $1 (an EPOCHREALTIME), one decimal.
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 # A real REST round trip: GET /v1/config must answer 200 with the catalog's
 # endpoint list. Plain bash, so the probe needs neither curl nor a JVM.
 probe() {
@@ -147,56 +112,6 @@ probe() {
 		cat <&3' _ "$port" >"$logdir/probe.out" 2>&1 &&
 		head -n 1 "$logdir/probe.out" | grep -q '^HTTP/1\.[01] 200' &&
 		grep -q '"endpoints"\|"defaults"' "$logdir/probe.out"
-}
-
-log_tail() {
-	[[ -s $logdir/server.log ]] || return 0
-	echo "---- last 40 lines of $logdir/server.log ----" >&2
-	tail -n 40 "$logdir/server.log" >&2
-}
-
-# Waits until the server answers GET /v1/config. Returns 1 on timeout, dies if
-# the server exits.
-wait_ready() {
-	local launcher=$1 t0s=$SECONDS pid
-	while :; do
-		pid=$(running_pid)
-		if [[ -z $pid ]] && ! kill -0 "$launcher" 2>/dev/null; then
-			log_tail
-			die "server exited during start-up (logs above; all in $logdir)"
-		fi
-		if [[ -n $pid ]] && port_open "$port" && probe; then
-			return 0
-		fi
-		((SECONDS - t0s < timeout)) || return 1
-		sleep 0.5
-	done
-}
-
-not_ready() {
-	log_tail
-	if [[ -s $logdir/probe.out ]]; then
-		echo "---- last readiness probe ----" >&2
-		head -n 5 "$logdir/probe.out" >&2
-	fi
-	echo "iceberg-rest-local: server not ready after ${timeout} s (logs above; all in $logdir)" >&2
-}
-
-# SIGTERM, then SIGKILL if the server has not exited within $timeout seconds.
-terminate() {
-	local pid=$1 t0=$EPOCHREALTIME t0s=$SECONDS
-	kill -TERM "$pid" 2>/dev/null || true
-	while kill -0 "$pid" 2>/dev/null; do
-		if ((SECONDS - t0s >= timeout)); then
-			say "no clean exit after ${timeout} s; killing it"
-			kill -KILL "$pid" 2>/dev/null || true
-			sleep 1
-			break
-		fi
-		sleep 0.2
-	done
-	rm -f "$pidfile"
-	say "stopped in $(since "$t0") s"
 }
 
 uri() { echo "http://127.0.0.1:$port"; }
@@ -225,7 +140,7 @@ do_start() {
 	port=${port:-$(cat "$portfile" 2>/dev/null || echo 29181)}
 	port_open "$port" && die "port $port is in use by another program (try --port)"
 
-	find_java
+	find_java "the Iceberg REST server"
 	resolve "$here" "Iceberg REST catalog"
 
 	mkdir -p "$dir/warehouse" "$logdir"
@@ -278,73 +193,9 @@ do_start() {
 	uri
 }
 
-do_stop() {
-	local pid
-	pid=$(running_pid)
-	timeout=$stop_timeout
-	if [[ -n $pid ]]; then
-		say "stopping server (pid $pid)"
-		terminate "$pid"
-	else
-		say "not running"
-	fi
-	rm -f "$pidfile"
-	if [[ $keep == false ]]; then
-		rm -f "$dir.lock"
-	fi
-	if [[ $keep == false && -d $dir ]]; then
-		# Only remove what looks like our state dir.
-		if [[ -f $dir/port || -z $(ls -A "$dir") ]]; then
-			rm -rf "$dir"
-		else
-			say "not removing $dir: it does not look like an iceberg-rest-local state dir"
-		fi
-	fi
-}
-
-# A crash: the server dies at once (SIGKILL); catalog.db and the warehouse stay
-# for the next start, which serves the same tables.
-do_crash() {
-	local pid
-	pid=$(running_pid)
-	[[ -n $pid ]] || die "not running (state $dir)"
-	kill -KILL "$pid"
-	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-	rm -f "$pidfile"
-	say "killed server (pid $pid); state kept in $dir"
-}
-
-do_status() {
-	local pid
-	pid=$(running_pid)
-	if [[ -n $pid ]]; then
-		echo "running (pid $pid) http://127.0.0.1:$(cat "$portfile" 2>/dev/null || echo '?') state $dir"
-	else
-		echo "not running (state $dir)"
-		return 3
-	fi
-}
-
-do_logs() {
-	[[ -f $logdir/server.log ]] || die "no log at $logdir/server.log"
-	if [[ $follow == true ]]; then
-		exec tail -n "$lines" -F "$logdir/server.log"
-	fi
-	tail -n "$lines" "$logdir/server.log"
-}
-
 do_spark_jars() {
 	resolve "$here/spark" "Spark Iceberg runtime"
 	echo "$here/spark/target/libs"
-}
-
-# One command at a time per state dir.
-lock() {
-	command -v flock >/dev/null || return 0
-	mkdir -p "$(dirname "$dir")"
-	exec 9>"$dir.lock"
-	flock -w 120 9 || die "another iceberg-rest-local.sh holds $dir.lock"
-	lockfile="$dir.lock"
 }
 
 case $cmd in

@@ -14,14 +14,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 libs="$here/target/libs"
-
-die() {
-	echo "kafka-local: $*" >&2
-	# A start that failed before making its state dir leaves no lock behind.
-	[[ -n ${lockfile:-} && ! -e $dir ]] && rm -f "$lockfile"
-	exit 1
-}
-say() { echo "kafka-local: $*" >&2; }
+svc_name=kafka-local svc_role=broker svc_poll=1 svc_addr=127.0.0.1:
+svc_logs=(kafka.out server.log)
+# shellcheck source=../lib/local-service.sh
+. "$here/../lib/local-service.sh"
 
 usage() {
 	sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
@@ -76,7 +72,6 @@ while (($#)); do
 	shift
 done
 
-isnum() { [[ $1 =~ ^[0-9]+$ ]]; }
 [[ -z $port ]] || { isnum "$port" && ((port > 0 && port < 65535)); } || die "bad port: $port"
 [[ -z $timeout ]] || isnum "$timeout" || die "bad timeout: $timeout"
 isnum "$stop_timeout" || die "bad timeout: $stop_timeout"
@@ -93,23 +88,10 @@ portfile="$dir/port"
 logdir="$dir/logs"
 secdir="$dir/security"
 modefile="$dir/security.mode"
+svc_cmdline="kafka.Kafka $dir/server.properties"
+svc_markers=(server.properties port)
 
 # --- helpers ---------------------------------------------------------------
-
-find_java() {
-	if [[ -n ${JAVA_HOME:-} ]]; then
-		java="$JAVA_HOME/bin/java"
-		[[ -x $java ]] || die "JAVA_HOME=$JAVA_HOME has no bin/java"
-	else
-		java=$(command -v java) || die "java not found: install a JDK 17+ (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
-	fi
-	local v
-	v=$("$java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java\.specification\.version = //p')
-	[[ -n $v ]] || die "cannot tell the version of $java"
-	if ! [[ $v =~ ^[0-9]+$ ]] || ((v < 17)); then
-		die "Kafka 4 needs Java 17+, $java is $v (set JAVA_HOME)"
-	fi
-}
 
 # The jars are resolved again whenever pom.xml changes.
 resolve_jars() {
@@ -132,18 +114,6 @@ resolve_jars() {
 	say "jars resolved in $(since "$t0") s"
 }
 
-# pid of our broker if it runs, else nothing. The command line is checked so a
-# recycled pid is never taken for the broker.
-running_pid() {
-	[[ -f $pidfile ]] || return 0
-	local pid
-	pid=$(<"$pidfile")
-	isnum "$pid" || return 0
-	[[ -r /proc/$pid/cmdline ]] || { kill -0 "$pid" 2>/dev/null && echo "$pid"; return 0; }
-	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "kafka.Kafka $dir/server.properties" && echo "$pid"
-	return 0
-}
-
 # What 'kafka-storage random-uuid' prints (16 random bytes, URL-safe base64,
 # never starting with '-'), without paying for a JVM.
 new_cluster_id() {
@@ -153,20 +123,6 @@ new_cluster_id() {
 		[[ $id == -* ]] || break
 	done
 	echo "$id"
-}
-
-# Seconds since $1 (an EPOCHREALTIME), one decimal.
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-log_tail() {
-	local f
-	for f in "$logdir/kafka.out" "$logdir/server.log"; do
-		[[ -s $f ]] || continue
-		echo "---- last 40 lines of $f ----" >&2
-		tail -n 40 "$f" >&2
-	done
 }
 
 # --- secure mode: a throwaway CA, certificates, credentials ------------------
@@ -391,50 +347,6 @@ probe() {
 
 # --- commands --------------------------------------------------------------
 
-# Waits until the broker answers a real request. Returns 1 on timeout, dies
-# if the broker exits.
-wait_ready() {
-	local launcher=$1 t0s=$SECONDS pid
-	while :; do
-		pid=$(running_pid)
-		if [[ -z $pid ]] && ! kill -0 "$launcher" 2>/dev/null; then
-			log_tail
-			die "broker exited during start-up (logs above; all in $logdir)"
-		fi
-		if [[ -n $pid ]] && port_open "$port" && probe; then
-			return 0
-		fi
-		((SECONDS - t0s < timeout)) || return 1
-		sleep 1
-	done
-}
-
-not_ready() {
-	log_tail
-	if [[ -s $logdir/probe.out ]]; then
-		echo "---- last readiness probe ----" >&2
-		tail -n 5 "$logdir/probe.out" >&2
-	fi
-	echo "kafka-local: broker not ready after ${timeout} s (logs above; all in $logdir)" >&2
-}
-
-# SIGTERM, then SIGKILL if the broker has not exited within $timeout seconds.
-terminate() {
-	local pid=$1 t0=$EPOCHREALTIME t0s=$SECONDS
-	kill -TERM "$pid" 2>/dev/null || true
-	while kill -0 "$pid" 2>/dev/null; do
-		if ((SECONDS - t0s >= timeout)); then
-			say "no clean exit after ${timeout} s; killing it"
-			kill -KILL "$pid" 2>/dev/null || true
-			sleep 1
-			break
-		fi
-		sleep 0.2
-	done
-	rm -f "$pidfile"
-	say "stopped in $(since "$t0") s"
-}
-
 do_start() {
 	local pid
 	timeout=${timeout:-90}
@@ -452,7 +364,7 @@ do_start() {
 			die "a broker already runs from $dir in $running_mode mode, not $security: stop it or use another --dir"
 		fi
 		security=$running_mode
-		find_java
+		find_java "Kafka 4"
 		resolve_jars
 		wait_ready "$pid" || { not_ready; exit 1; }
 		say "already running (pid $pid) from $dir"
@@ -478,7 +390,7 @@ do_start() {
 		port_open "$mport" && die "mTLS port $mport is in use by another program (try --port)"
 	fi
 
-	find_java
+	find_java "Kafka 4"
 	resolve_jars
 
 	mkdir -p "$dir"
@@ -541,42 +453,6 @@ do_start() {
 	echo "127.0.0.1:$port"
 }
 
-do_stop() {
-	local pid
-	pid=$(running_pid)
-	timeout=$stop_timeout
-	if [[ -n $pid ]]; then
-		say "stopping broker (pid $pid)"
-		terminate "$pid"
-	else
-		say "not running"
-	fi
-	rm -f "$pidfile"
-	if [[ $keep == false ]]; then
-		rm -f "$dir.lock"
-	fi
-	if [[ $keep == false && -d $dir ]]; then
-		# Only remove what looks like our state dir.
-		if [[ -f $dir/server.properties || -f $dir/port || -z $(ls -A "$dir") ]]; then
-			rm -rf "$dir"
-		else
-			say "not removing $dir: it does not look like a kafka-local state dir"
-		fi
-	fi
-}
-
-# A crash: the broker dies at once (SIGKILL) and its state stays for the next start,
-# which recovers it as after a power cut of the process (not of the disk).
-do_crash() {
-	local pid
-	pid=$(running_pid)
-	[[ -n $pid ]] || die "not running (state $dir)"
-	kill -KILL "$pid"
-	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-	rm -f "$pidfile"
-	say "killed broker (pid $pid); state kept in $dir"
-}
-
 # Where a secure broker's CA, certificates and credentials are.
 do_info() {
 	local mode p
@@ -606,34 +482,6 @@ do_cert() {
 	[[ $(cat "$modefile" 2>/dev/null) == secure ]] || die "$dir is not a secure broker's state dir (start --security secure)"
 	issue_cert "$name"
 	echo "$secdir/$name.pem $secdir/$name-key.pem"
-}
-
-do_status() {
-	local pid
-	pid=$(running_pid)
-	if [[ -n $pid ]]; then
-		echo "running (pid $pid) 127.0.0.1:$(cat "$portfile" 2>/dev/null || echo '?') state $dir"
-	else
-		echo "not running (state $dir)"
-		return 3
-	fi
-}
-
-do_logs() {
-	[[ -f $logdir/server.log ]] || die "no log at $logdir/server.log"
-	if [[ $follow == true ]]; then
-		exec tail -n "$lines" -F "$logdir/server.log"
-	fi
-	tail -n "$lines" "$logdir/server.log"
-}
-
-# One command at a time per state dir.
-lock() {
-	command -v flock >/dev/null || return 0
-	mkdir -p "$(dirname "$dir")"
-	exec 9>"$dir.lock"
-	flock -w 120 9 || die "another kafka-local.sh holds $dir.lock"
-	lockfile="$dir.lock"
 }
 
 case $cmd in
