@@ -48,6 +48,9 @@ func (m markerFound) String() string {
 // have written earlier than its timeout before it ended, and the margin covers clocks.
 const markerLookback = time.Minute
 
+// markerSearchTimeout bounds findMarker's read.
+const markerSearchTimeout = 2 * time.Minute
+
 // findMarker looks for the marker that ended txn on any of the partitions in candidates
 // (whose writes, by its producer, may include it): it reads them with read_uncommitted
 // and control records kept, from the first offset written since txn could have begun
@@ -104,13 +107,17 @@ func findMarker(ctx context.Context, kc kafkaclient.Config, adm *kadm.Client, ca
 		return nil, err
 	}
 	defer rd.Close()
+	// A partition whose last offsets were compacted away is never seen to reach its end:
+	// the search then ends in an error (no marker written) rather than waiting for ever.
+	ctx, cancel := context.WithTimeout(ctx, markerSearchTimeout)
+	defer cancel()
 	wrote := map[tp]bool{} // partitions holding a data record of txn
 	var found *markerFound
 	var parseErr error
 	for len(until) > 0 && found == nil {
 		fs := rd.PollFetches(ctx)
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("%d partitions not read to their end: %w", len(until), ctx.Err())
 		}
 		if err := fs.Err(); err != nil {
 			return nil, fmt.Errorf("read: %w", err)
