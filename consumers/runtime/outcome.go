@@ -24,20 +24,29 @@ var errCommittedUnreported = errors.New("the broker committed a transaction the 
 // to the offsets it last saw committed). Processing the batch again after a commit
 // would produce its outputs twice and count its state changes twice, so the outcome is
 // read from the broker: the group's committed offsets, fetched stable (after the
-// transaction's markers), are the batch's end offsets on every partition this instance
-// still owns exactly when the transaction committed. Revoked partitions are left out:
-// their store is dropped and their new owner reads the committed offsets itself.
+// transaction's markers), are at the batch's end (franz-go commits the offset after the
+// last record polled) on every partition this instance still owns when the transaction
+// committed, and at or before the batch's first records when it aborted. Anything else
+// is an error, and the session restarts. Revoked partitions are left out: their store
+// is dropped and their new owner reads the committed offsets itself.
 func (r *runner) committedAfterAll(ctx context.Context, fetches kgo.Fetches) (bool, error) {
-	next := map[tp]int64{}
+	type span struct{ first, next int64 }
+	batch := map[tp]span{}
 	r.mu.Lock()
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		k := tp{p.Topic, p.Partition}
-		if len(p.Records) > 0 && !r.revoked[k] {
-			next[k] = p.Records[len(p.Records)-1].Offset + 1
+		if len(p.Records) == 0 || r.revoked[k] {
+			return
 		}
+		s, seen := batch[k] // a lingering batch may hold several fetches of a partition
+		if !seen {
+			s.first = p.Records[0].Offset
+		}
+		s.next = p.Records[len(p.Records)-1].Offset + 1
+		batch[k] = s
 	})
 	r.mu.Unlock()
-	if len(next) == 0 {
+	if len(batch) == 0 {
 		return false, nil
 	}
 	for {
@@ -45,27 +54,28 @@ func (r *runner) committedAfterAll(ctx context.Context, fetches kgo.Fetches) (bo
 		unstable := false
 		if err == nil {
 			committed, aborted := 0, 0
-			for k, end := range next {
+			for k, s := range batch {
 				o, ok := resp.Lookup(k.topic, k.partition)
 				switch {
 				case ok && errors.Is(o.Err, kerr.UnstableOffsetCommit):
 					unstable = true
 				case ok && o.Err != nil:
 					err = fmt.Errorf("%s/%d: %w", k.topic, k.partition, o.Err)
-				case ok && o.At == end:
+				case ok && o.At >= s.next:
 					committed++
-				default:
+				case !ok || o.At <= s.first:
 					aborted++
 				}
 			}
 			switch {
 			case err != nil || unstable:
-			case committed == len(next):
+			case committed == len(batch):
 				return true, nil
-			case aborted == len(next):
+			case aborted == len(batch):
 				return false, nil
 			default:
-				return false, fmt.Errorf("the group's committed offsets are the batch's end on %d of its %d partitions", committed, len(next))
+				return false, fmt.Errorf("the group's committed offsets are past the batch on %d of its %d partitions, before it on %d",
+					committed, len(batch), aborted)
 			}
 		}
 		if err != nil && !errors.Is(err, kerr.UnstableOffsetCommit) {

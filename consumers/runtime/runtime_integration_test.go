@@ -226,14 +226,32 @@ func TestIntegrationCountCommitted(t *testing.T) {
 const countedKeys, countedPerKey = 20, 5
 
 // runCounting feeds in with the counting stage's input, runs def until out holds an
-// output for each input record, stops it and returns what Run returned.
-func runCounting(t *testing.T, c *testkafka.Cluster, def stage.Definition, opts runtime.Options, in, out string) error {
+// output for each input record, stops it and returns what Run returned. With
+// transactional, each round of keys is produced in a transaction of its own, as a
+// stage's input is: a marker then follows each round's records in every partition.
+func runCounting(t *testing.T, c *testkafka.Cluster, def stage.Definition, opts runtime.Options, in, out string, transactional bool) error {
 	t.Helper()
-	cl := producer(t, c)
+	var cl *kgo.Client
+	if transactional {
+		cl = c.Client(t, kgo.TransactionalID(c.Prefix+"-feed"), kgo.UnknownTopicRetries(-1))
+	} else {
+		cl = producer(t, c)
+	}
+	ctx := context.Background()
 	for range countedPerKey {
+		if transactional {
+			if err := cl.BeginTransaction(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for k := range countedKeys {
 			r := &kgo.Record{Topic: in, Key: []byte(fmt.Sprintf("T/%d", k)), Value: []byte("x")}
-			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if transactional {
+			if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -306,7 +324,7 @@ func TestSessionRestartAfterFailedCommit(t *testing.T) {
 		return resp, nil, true
 	})
 
-	if err := runCounting(t, c, def, opts, in, out); err != nil {
+	if err := runCounting(t, c, def, opts, in, out, false); err != nil {
 		t.Fatalf("Run ended with %v; want it to recover from the failed commit", err)
 	}
 	if failed.Load() != 1 {
@@ -319,9 +337,10 @@ func TestSessionRestartAfterFailedCommit(t *testing.T) {
 // EndTxn answer is UNKNOWN_SERVER_ERROR, franz-go reports the batch aborted (it cannot
 // confirm the commit) and rewinds to the offsets it last saw committed. The stage must
 // learn the outcome from the broker instead of processing the batch again: otherwise
-// its outputs come out twice and its state counts them twice. kfake only: the control
-// has kfake commit the transaction (through a second EndTxn) and answers the stage's own
-// EndTxn with the error, which a real broker cannot be made to do.
+// its outputs come out twice and its state counts them twice. The input is produced in
+// transactions, as a stage's is (markers between its records). kfake only: the control has kfake commit the transaction (through a second EndTxn)
+// and answers the stage's own EndTxn with the error, which a real broker cannot be made
+// to do.
 func TestCommitReportedAbortedIsNotRepeated(t *testing.T) {
 	c := testkafka.New(t)
 	if c.Fake == nil {
@@ -344,7 +363,7 @@ func TestCommitReportedAbortedIsNotRepeated(t *testing.T) {
 	var rawErr atomic.Value
 	c.Fake.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		end := req.(*kmsg.EndTxnRequest)
-		if !end.Commit || !state.CompareAndSwap(ctlWaiting, ctlCommitting) {
+		if !end.Commit || end.TransactionalID == c.Prefix+"-feed" || !state.CompareAndSwap(ctlWaiting, ctlCommitting) {
 			return nil, nil, false
 		}
 		c.Fake.SleepControl(func() {
@@ -364,7 +383,7 @@ func TestCommitReportedAbortedIsNotRepeated(t *testing.T) {
 		return resp, nil, true
 	})
 
-	if err := runCounting(t, c, def, opts, in, out); err != nil {
+	if err := runCounting(t, c, def, opts, in, out, true); err != nil {
 		t.Fatalf("Run ended with %v; want it to go on after the unconfirmed commit", err)
 	}
 	if state.Load() != ctlDone {
