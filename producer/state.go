@@ -114,37 +114,18 @@ func loadState(ctx context.Context, kc kafkaclient.Config, topic string) (map[st
 		return nil, fmt.Errorf("state topic %s: %w", topic, lerr)
 	}
 	state := map[string][]byte{}
-	if len(remaining) == 0 {
-		return state, nil
-	}
-	cl, err := kc.NewClient(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	err = kafkaclient.ReadPartitions(ctx, kc, nil, map[string]map[int32]int64{topic: remaining}, func(r *kgo.Record) (bool, error) {
+		if !r.Attrs.IsControl() {
+			if r.Value == nil {
+				delete(state, string(r.Key))
+			} else {
+				state[string(r.Key)] = r.Value
+			}
+		}
+		return true, nil
+	}, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	for len(remaining) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("state topic %s: %w", topic, err)
-		}
-		var ferr error
-		fs.EachError(func(_ string, p int32, err error) { ferr = fmt.Errorf("state topic %s/%d: %w", topic, p, err) })
-		if ferr != nil {
-			return nil, ferr
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				if r.Value == nil {
-					delete(state, string(r.Key))
-				} else {
-					state[string(r.Key)] = r.Value
-				}
-			}
-			if end, ok := remaining[r.Partition]; ok && r.Offset+1 >= end {
-				delete(remaining, r.Partition)
-			}
-		})
+		return nil, fmt.Errorf("state topic %s: %w", topic, err)
 	}
 	return state, nil
 }

@@ -42,32 +42,71 @@ func ReadCommitted(ctx context.Context, cfg Config, topics []string, each func(*
 	if err != nil {
 		return err
 	}
-	remaining := map[string]map[int32]int64{}
+	until := map[string]map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Err != nil || o.Offset <= 0 {
 			return // a missing topic or an empty partition
 		}
-		if remaining[o.Topic] == nil {
-			remaining[o.Topic] = map[int32]int64{}
+		if until[o.Topic] == nil {
+			until[o.Topic] = map[int32]int64{}
 		}
-		remaining[o.Topic][o.Partition] = o.Offset
+		until[o.Topic][o.Partition] = o.Offset
 	})
-	if len(remaining) == 0 {
+	err = ReadPartitions(ctx, cfg, nil, until, func(r *kgo.Record) (bool, error) {
+		if !r.Attrs.IsControl() {
+			each(r)
+		}
+		return true, nil
+	}, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		return fmt.Errorf("reading %v up to their stable offsets: %w", topics, err)
+	}
+	return nil
+}
+
+// ReadPartitions reads each partition in until from its offset in from (from the log
+// start when from is nil or has no offset for it) up to its offset in until, and calls
+// each for every record in between, transaction markers included: a partition ending in
+// a marker is only seen to be read to its end through the marker. opts add to the
+// reading client's options, such as the isolation level (read_uncommitted by default).
+// each returns false to end the read early, or an error to end it with that error. The
+// read also ends when ctx does, with an error naming how many partitions were not read
+// to their end.
+func ReadPartitions(ctx context.Context, cfg Config, from, until map[string]map[int32]int64,
+	each func(*kgo.Record) (bool, error), opts ...kgo.Opt) error {
+	remaining := map[string]map[int32]int64{}
+	assign := map[string]map[int32]kgo.Offset{}
+	n := 0
+	for topic, parts := range until {
+		for p, end := range parts {
+			start, ok := from[topic][p] // 0 without one: the log start is at or after it
+			if end <= start {
+				continue
+			}
+			if remaining[topic] == nil {
+				remaining[topic], assign[topic] = map[int32]int64{}, map[int32]kgo.Offset{}
+			}
+			remaining[topic][p] = end
+			if ok {
+				assign[topic][p] = kgo.NewOffset().At(start)
+			} else {
+				assign[topic][p] = kgo.NewOffset().AtStart()
+			}
+			n++
+		}
+	}
+	if n == 0 {
 		return nil
 	}
-	// Control records are kept so that the position past a trailing commit marker is
-	// visible: without them a partition ending in a marker could not be told apart from
-	// one with a record still to come.
-	cl, err := cfg.NewClient(kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	cl, err := cfg.NewClient(append([]kgo.Opt{kgo.ConsumePartitions(assign), kgo.KeepControlRecords()}, opts...)...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	for len(remaining) > 0 {
+	for n > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("reading %v: partitions unread up to their stable offset %v: %w", topics, remaining, err)
+			return fmt.Errorf("%d partitions not read to their end: %w", n, err)
 		}
 		var fetchErr error
 		fs.EachError(func(topic string, p int32, err error) {
@@ -76,21 +115,22 @@ func ReadCommitted(ctx context.Context, cfg Config, topics []string, each func(*
 		if fetchErr != nil {
 			return fetchErr
 		}
-		fs.EachRecord(func(r *kgo.Record) {
+		for it := fs.RecordIter(); !it.Done(); {
+			r := it.Next()
 			end, ok := remaining[r.Topic][r.Partition]
 			if !ok {
-				return
+				continue
 			}
-			if !r.Attrs.IsControl() && r.Offset < end {
-				each(r)
+			if r.Offset < end {
+				if more, err := each(r); err != nil || !more {
+					return err
+				}
 			}
 			if r.Offset+1 >= end {
 				delete(remaining[r.Topic], r.Partition)
-				if len(remaining[r.Topic]) == 0 {
-					delete(remaining, r.Topic)
-				}
+				n--
 			}
-		})
+		}
 	}
 	return nil
 }

@@ -79,81 +79,53 @@ func findMarker(ctx context.Context, kc kafkaclient.Config, adm *kadm.Client, ca
 	if err != nil {
 		return nil, fmt.Errorf("end offsets: %w", err)
 	}
-	type tp struct {
-		topic     string
-		partition int32
-	}
-	until := map[tp]int64{}
-	assign := map[string]map[int32]kgo.Offset{}
+	from, until := map[string]map[int32]int64{}, map[string]map[int32]int64{}
 	for topic, parts := range candidates {
 		for p := range parts {
 			start, ok1 := starts.Lookup(topic, p)
 			end, ok2 := ends.Lookup(topic, p)
-			if !ok1 || !ok2 || start.Offset < 0 || start.Offset >= end.Offset {
+			if !ok1 || !ok2 || start.Offset < 0 {
 				continue
 			}
-			until[tp{topic, p}] = end.Offset
-			if assign[topic] == nil {
-				assign[topic] = map[int32]kgo.Offset{}
+			if from[topic] == nil {
+				from[topic], until[topic] = map[int32]int64{}, map[int32]int64{}
 			}
-			assign[topic][p] = kgo.NewOffset().At(start.Offset)
+			from[topic][p], until[topic][p] = start.Offset, end.Offset
 		}
 	}
-	if len(until) == 0 {
-		return nil, nil
-	}
-	rd, err := kc.NewClient(kgo.ConsumePartitions(assign), kgo.FetchIsolationLevel(kgo.ReadUncommitted()), kgo.KeepControlRecords())
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
 	// A partition whose last offsets were compacted away is never seen to reach its end:
 	// the search then ends in an error (no marker written) rather than waiting for ever.
 	ctx, cancel := context.WithTimeout(ctx, markerSearchTimeout)
 	defer cancel()
+	type tp struct {
+		topic     string
+		partition int32
+	}
 	wrote := map[tp]bool{} // partitions holding a data record of txn
 	var found *markerFound
-	var parseErr error
-	for len(until) > 0 && found == nil {
-		fs := rd.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%d partitions not read to their end: %w", len(until), ctx.Err())
+	err = kafkaclient.ReadPartitions(ctx, kc, from, until, func(r *kgo.Record) (bool, error) {
+		if r.ProducerID != txn.id {
+			return true, nil
 		}
-		if err := fs.Err(); err != nil {
-			return nil, fmt.Errorf("read: %w", err)
+		k := tp{r.Topic, r.Partition}
+		switch {
+		case !r.Attrs.IsControl() && r.ProducerEpoch == txn.epoch:
+			wrote[k] = true
+		case r.Attrs.IsControl() && wrote[k]:
+			// The first marker after the transaction's records ends it, whatever its
+			// epoch: a coordinator on transaction version 2 writes it with the epoch
+			// the transaction's end bumped to.
+			var key kmsg.ControlRecordKey
+			if err := key.ReadFrom(r.Key); err != nil {
+				return false, fmt.Errorf("control record at %s/%d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
+			}
+			found = &markerFound{commit: key.Type == kmsg.ControlRecordKeyTypeCommit, topic: r.Topic, partition: r.Partition, offset: r.Offset}
+			return false, nil
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			k := tp{r.Topic, r.Partition}
-			end, reading := until[k]
-			if !reading || found != nil {
-				return
-			}
-			if r.ProducerID == txn.id {
-				switch {
-				case !r.Attrs.IsControl() && r.ProducerEpoch == txn.epoch:
-					wrote[k] = true
-				case r.Attrs.IsControl() && wrote[k]:
-					// The first marker after the transaction's records ends it, whatever
-					// its epoch: a coordinator on transaction version 2 writes it with
-					// the epoch the transaction's end bumped to.
-					var key kmsg.ControlRecordKey
-					if err := key.ReadFrom(r.Key); err != nil {
-						parseErr = fmt.Errorf("control record at %s/%d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
-						found = &markerFound{}
-						return
-					}
-					found = &markerFound{commit: key.Type == kmsg.ControlRecordKeyTypeCommit,
-						topic: r.Topic, partition: r.Partition, offset: r.Offset}
-					return
-				}
-			}
-			if r.Offset+1 >= end {
-				delete(until, k)
-			}
-		})
-	}
-	if parseErr != nil {
-		return nil, parseErr
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return found, nil
 }
