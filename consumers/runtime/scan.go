@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -46,61 +45,35 @@ func Scan(ctx context.Context, cfg kafkaclient.Config, topic string, from map[in
 		return fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
 	until := map[int32]int64{}
-	assign := map[int32]kgo.Offset{}
 	ends.Each(func(o kadm.ListedOffset) {
-		if start, ok := from[o.Partition]; ok && start < o.Offset {
+		if _, ok := from[o.Partition]; ok {
 			until[o.Partition] = o.Offset
-			assign[o.Partition] = kgo.NewOffset().At(start)
 		}
 	})
-	if len(until) == 0 {
-		return nil
-	}
-	// Control records are kept so that a partition ending in a transaction marker is
-	// seen to be read to its end.
-	rd, err := cfg.NewClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
-	if err != nil {
-		return err
-	}
-	defer rd.Close()
 	var w worker
-	for len(until) > 0 {
-		fs := rd.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err := fs.Err(); err != nil {
-			return fmt.Errorf("read %s: %w", topic, err)
-		}
-		var ferr error
-		fs.EachRecord(func(rec *kgo.Record) {
-			end, reading := until[rec.Partition]
-			if !reading || ferr != nil {
-				return
-			}
+	var fnErr error
+	err = kafkaclient.ReadPartitions(ctx, cfg, map[string]map[int32]int64{topic: from}, map[string]map[int32]int64{topic: until},
+		func(rec *kgo.Record) (bool, error) {
 			if !rec.Attrs.IsControl() {
-				ferr = fn(w.toStage(rec))
+				fnErr = fn(w.toStage(rec))
 			}
-			if rec.Offset+1 >= end {
-				delete(until, rec.Partition)
-			}
-		})
-		if ferr != nil {
-			return ferr
-		}
+			return fnErr == nil, nil
+		}, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		return fmt.Errorf("read %s: %w", topic, err)
 	}
 	return nil
 }
 
-// coordinatorWait bounds how long CommittedOffsets waits for a group coordinator.
-const coordinatorWait = 30 * time.Second
-
 // CommittedOffsets returns where group stands on topic: per partition, its committed
 // offset, or the log start where it has none (or where retention removed what it had
-// committed up to). A cluster that has just started, or whose group coordinator is
-// moving, answers COORDINATOR_NOT_AVAILABLE or COORDINATOR_LOAD_IN_PROGRESS for a while:
-// that is waited out (up to 30 s), as the consumer group itself would, not reported.
+// committed up to). A group coordinator that is not ready yet is waited out
+// (kafkaclient.WaitCoordinator).
 func CommittedOffsets(ctx context.Context, cfg kafkaclient.Config, group, topic string) (map[int32]int64, error) {
 	cl, err := cfg.NewClient()
 	if err != nil {
@@ -112,13 +85,7 @@ func CommittedOffsets(ctx context.Context, cfg kafkaclient.Config, group, topic 
 	if err != nil {
 		return nil, fmt.Errorf("start offsets of %s: %w", topic, err)
 	}
-	committed, err := adm.FetchOffsets(ctx, group)
-	for wait := time.Now().Add(coordinatorWait); err != nil && kerr.IsRetriable(err) && time.Now().Before(wait); {
-		if !sleep(ctx, 250*time.Millisecond) {
-			return nil, fmt.Errorf("offsets of group %s: %w", group, errors.Join(err, ctx.Err()))
-		}
-		committed, err = adm.FetchOffsets(ctx, group)
-	}
+	committed, err := kafkaclient.WaitCoordinator(ctx, func() (kadm.OffsetResponses, error) { return adm.FetchOffsets(ctx, group) })
 	if errors.Is(err, kerr.GroupIDNotFound) {
 		committed, err = kadm.OffsetResponses{}, nil // no progress yet
 	}

@@ -191,7 +191,7 @@ func Collect(ctx context.Context, kc kafkaclient.Config, o Options) (*Report, er
 	for i, s := range stages {
 		groupNames[i] = s.group
 	}
-	lags, err := adm.Lag(ctx, groupNames...)
+	lags, err := kafkaclient.WaitCoordinator(ctx, func() (kadm.DescribedGroupLags, error) { return adm.Lag(ctx, groupNames...) })
 	if err != nil {
 		return nil, fmt.Errorf("consumer groups: %w", err)
 	}
