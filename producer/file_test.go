@@ -141,3 +141,58 @@ func TestLineArenaPiecesAreDisjoint(t *testing.T) {
 		seen[r] = true
 	}
 }
+
+// A block of a lineArena with a pool is handed out again only after the pool was told the
+// records in it were flushed: before that, the client may still be sending them.
+func TestBlockPoolReusesOnlyAfterFlush(t *testing.T) {
+	var pool blockPool
+	a := lineArena{blocks: &pool}
+	const line = 1000
+	perBlock := arenaBytes / line
+	var first []byte
+	for i := range 3 * perBlock {
+		p := a.alloc(line)
+		if i == 0 {
+			first = p
+		}
+		for k := range p {
+			p[k] = 'a'
+		}
+	}
+	if len(pool.inFlight) != 2 || len(pool.free) != 0 {
+		t.Fatalf("after three blocks' worth: %d in flight, %d free; want 2 and 0", len(pool.inFlight), len(pool.free))
+	}
+	for _, p := range first {
+		if p != 'a' {
+			t.Fatal("a block in flight was written to")
+		}
+	}
+	pool.flushed()
+	if len(pool.inFlight) != 0 || len(pool.free) != 2 {
+		t.Fatalf("after flushed: %d in flight, %d free; want 0 and 2", len(pool.inFlight), len(pool.free))
+	}
+	// The third block is the arena's current one: the next allocations fill it, and
+	// only then does the arena take a recycled block.
+	reused := map[*byte]bool{}
+	for range 2 * perBlock {
+		p := a.alloc(line)
+		reused[&p[:1][0]] = true
+	}
+	if !reused[&first[0]] {
+		t.Error("a flushed block was not reused")
+	}
+	// Those two blocks' worth retired the third block and the first recycled one; the
+	// arena's current block is the second recycled one, retired by release.
+	if len(pool.inFlight) != 2 || len(pool.free) != 0 {
+		t.Fatalf("after reuse: %d in flight, %d free; want 2 and 0", len(pool.inFlight), len(pool.free))
+	}
+	a.release()
+	if len(pool.inFlight) != 3 || a.bytes != nil {
+		t.Errorf("release: %d in flight, arena keeps %d bytes; want 3 and none", len(pool.inFlight), cap(a.bytes))
+	}
+	// A piece of its own (over a quarter block) is never pooled.
+	pool.retire(make([]byte, 0, arenaBytes+1))
+	if len(pool.inFlight) != 3 {
+		t.Errorf("a block of another size was pooled")
+	}
+}

@@ -38,6 +38,8 @@ type publisher struct {
 	// newTopics keeps a transaction that first writes to a topic from ending before the
 	// client has published the topic's partitions (see kafkaclient.NewTopicGuard).
 	newTopics kafkaclient.NewTopicGuard
+	// blocks recycles the files' line arenas once their records are flushed.
+	blocks blockPool
 }
 
 func newPublisher(ctx context.Context, cl *kgo.Client, stateTopic string, commitBytes int64, log *slog.Logger) *publisher {
@@ -147,6 +149,9 @@ func (p *publisher) commit(ctx context.Context, extra ...*kgo.Record) error {
 		return fmt.Errorf("flush: %w", err)
 	}
 	flushed = time.Since(start)
+	// Every record produced so far is acknowledged and dropped by the client, whatever
+	// becomes of the transaction: the arenas' retired blocks can be written again.
+	p.blocks.flushed()
 	if err := p.failed(); err != nil {
 		abortErr := p.cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
 		return errors.Join(err, abortErr)
