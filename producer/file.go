@@ -174,14 +174,13 @@ type lineRecord struct {
 // lineArena hands out the records and the key and value bytes of a file's published
 // lines from blocks that many lines share. Two allocations per line, at a few hundred
 // thousand lines a second, cost the fetcher about a tenth of its CPU with the garbage
-// collector's work on them. A block stays in memory until the client has dropped the
-// last record in it, which is no later than the commit after it was produced (every
-// commit flushes), so the blocks add little to what the client buffers anyway.
+// collector's work on them. With a pool (blocks), a byte block is written again once
+// the client has acknowledged every record in it; without one it stays in memory until
+// the client has dropped the last record in it.
 type lineArena struct {
 	records []lineRecord
-	bytes   []byte
-	// blocks, when set, recycles the byte blocks after the commit that follows their use
-	// (blockPool).
+	cur     *arenaBlock
+	// blocks, when set, recycles byte blocks (blockPool); nil allocates each afresh.
 	blocks *blockPool
 }
 
@@ -199,78 +198,105 @@ func (a *lineArena) record() *lineRecord {
 	return &a.records[len(a.records)-1]
 }
 
-// alloc returns n bytes of capacity n: appending to them reallocates instead of running
-// into the next line's bytes. A line above a quarter of a block gets bytes of its own,
+// alloc returns n bytes of capacity n (appending to them reallocates instead of running
+// into the next line's bytes) and the block they are in, nil for bytes of their own. A
+// piece of a block must be released (arenaBlock.release) once the client is done with
+// the record holding it: the produce promise does that for records whose Context is
+// the block's (blockContext). A line above a quarter of a block gets bytes of its own,
 // so that a block's tail is not wasted on it.
-func (a *lineArena) alloc(n int) []byte {
+func (a *lineArena) alloc(n int) ([]byte, *arenaBlock) {
 	if n > arenaBytes/4 {
-		return make([]byte, n)
+		return make([]byte, n), nil
 	}
-	if n > cap(a.bytes)-len(a.bytes) {
-		if a.blocks == nil {
-			a.bytes = make([]byte, 0, arenaBytes)
-		} else {
-			a.blocks.retire(a.bytes)
-			a.bytes = a.blocks.get()
-		}
+	if a.cur == nil || n > cap(a.cur.buf)-len(a.cur.buf) {
+		a.release()
+		a.cur = a.blocks.get()
 	}
-	start := len(a.bytes)
-	a.bytes = a.bytes[:start+n]
-	return a.bytes[start : start+n : start+n]
+	b := a.cur
+	b.refs.Add(1)
+	start := len(b.buf)
+	b.buf = b.buf[:start+n]
+	return b.buf[start : start+n : start+n], b
 }
 
-// release hands the arena's last byte block to its pool, when the file's lines are all
-// produced.
+// release gives up the arena's current block: when the file's lines are all produced,
+// or when the block is full.
 func (a *lineArena) release() {
-	if a.blocks != nil {
-		a.blocks.retire(a.bytes)
-		a.bytes = nil
+	if a.cur != nil {
+		a.cur.release()
+		a.cur = nil
+	}
+}
+
+// arenaBlock is a byte block of lineArenas with a count of its users: one for the arena
+// filling it, one for each record holding a piece of it that the client has not
+// acknowledged yet. The last to let go hands it back to its pool.
+type arenaBlock struct {
+	buf  []byte
+	refs atomic.Int64
+	pool *blockPool
+	ctx  context.Context // carries the block in its records' Context, to the promise
+}
+
+type blockKey struct{}
+
+// blockOf returns the block a record's bytes were carved from, if any.
+func blockOf(r *kgo.Record) *arenaBlock {
+	if r.Context == nil {
+		return nil
+	}
+	b, _ := r.Context.Value(blockKey{}).(*arenaBlock)
+	return b
+}
+
+func (b *arenaBlock) release() {
+	if b.refs.Add(-1) == 0 && b.pool != nil {
+		b.pool.put(b)
 	}
 }
 
 // blockPool recycles the lineArenas' byte blocks. Without it every block was a fresh
-// 256 KiB allocation: zeroed, and often on pages the runtime had returned to the
-// kernel, so that copying lines into it ran at page-fault speed (the copy was a third
-// of the fetcher's CPU in its benchmark's profile). A block filled in a transaction is
-// retired into inFlight; a commit's Flush returns only when the client has acknowledged
-// every record produced before it and dropped them, so after a commit every retired
-// block is free to be written again. Between commits the pool holds at most a
-// transaction's worth of blocks (Config.CommitBytes), which were in memory anyway.
+// 256 KiB allocation, zeroed by the runtime before each use: copying lines into fresh
+// blocks was a third of the fetcher's CPU in its benchmark's profile. A block is
+// recycled once the client has acknowledged every record in it (franz-go calls a
+// record's promise when it is done with it), so the pool holds about what the client
+// buffers, which was in memory anyway; free blocks beyond maxFreeBlocks go to the
+// garbage collector.
 type blockPool struct {
-	mu       sync.Mutex
-	free     [][]byte
-	inFlight [][]byte
+	mu   sync.Mutex
+	free []*arenaBlock
 }
 
-// get returns an empty block of capacity arenaBytes.
-func (p *blockPool) get() []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n := len(p.free); n > 0 {
-		b := p.free[n-1]
-		p.free = p.free[:n-1]
-		return b[:0]
+// maxFreeBlocks bounds the pool's idle blocks (16 MiB), about the client's buffer.
+const maxFreeBlocks = 64
+
+// get returns an empty block with one user, the caller. A nil pool allocates a block
+// that no pool takes back.
+func (p *blockPool) get() *arenaBlock {
+	var b *arenaBlock
+	if p != nil {
+		p.mu.Lock()
+		if n := len(p.free); n > 0 {
+			b = p.free[n-1]
+			p.free[n-1] = nil
+			p.free = p.free[:n-1]
+		}
+		p.mu.Unlock()
 	}
-	return make([]byte, 0, arenaBytes)
-}
-
-// retire hands back a block whose pieces may still be in records the client holds.
-func (p *blockPool) retire(b []byte) {
-	if cap(b) != arenaBytes {
-		return
+	if b == nil {
+		b = &arenaBlock{buf: make([]byte, 0, arenaBytes), pool: p}
+		b.ctx = context.WithValue(context.Background(), blockKey{}, b)
 	}
-	p.mu.Lock()
-	p.inFlight = append(p.inFlight, b)
-	p.mu.Unlock()
+	b.buf = b.buf[:0]
+	b.refs.Store(1)
+	return b
 }
 
-// flushed makes every retired block free: call it only after a successful Flush of the
-// client that produced their records, with no worker producing (the commit's gate).
-func (p *blockPool) flushed() {
+func (p *blockPool) put(b *arenaBlock) {
 	p.mu.Lock()
-	p.free = append(p.free, p.inFlight...)
-	clear(p.inFlight)
-	p.inFlight = p.inFlight[:0]
+	if len(p.free) < maxFreeBlocks {
+		p.free = append(p.free, b)
+	}
 	p.mu.Unlock()
 }
 
@@ -306,13 +332,16 @@ func (rn *runner) handleLine(ctx context.Context, f *fileRun, ft *fileTemplate, 
 	if rt, id, ok := scanResource(line); ok && string(rt) == f.typ && schemas.ValidResourceID(id) {
 		// Value and key come from the file's arena, in one piece; the value's capacity
 		// is capped so that nothing appending to it could run into the key.
-		buf := ft.arena.alloc(len(line) + len(f.typ) + 1 + len(id))[:0]
-		buf = append(buf, line...)
+		buf, block := ft.arena.alloc(len(line) + len(f.typ) + 1 + len(id))
+		buf = append(buf[:0], line...)
 		buf = append(append(append(buf, f.typ...), '/'), id...) // schemas.Key's form, without its string(id)
 		lr := ft.arena.record()
 		lr.headers = ft.headers
 		lr.headers[lineHeaderIndex].Value = strconv.AppendInt(lr.lineNo[:0], lineNo, 10)
 		lr.rec = kgo.Record{Topic: ft.rawTopic, Key: buf[len(line):], Value: buf[:len(line):len(line)], Headers: lr.headers[:]}
+		if block != nil {
+			lr.rec.Context = block.ctx // the promise releases the block's piece
+		}
 		f.cp.Published++
 		rn.resources.Add(1)
 		ft.resources.Inc()

@@ -111,7 +111,7 @@ func TestLineArenaPiecesAreDisjoint(t *testing.T) {
 	var pieces [][]byte
 	for i, n := range []int{1, 937, 0, arenaBytes / 4, arenaBytes/4 + 1, 5000, 3 * arenaBytes, 17} {
 		for range 40 {
-			p := a.alloc(n)
+			p, _ := a.alloc(n)
 			if len(p) != n || cap(p) != n {
 				t.Fatalf("alloc(%d): len %d cap %d", n, len(p), cap(p))
 			}
@@ -142,57 +142,61 @@ func TestLineArenaPiecesAreDisjoint(t *testing.T) {
 	}
 }
 
-// A block of a lineArena with a pool is handed out again only after the pool was told the
-// records in it were flushed: before that, the client may still be sending them.
-func TestBlockPoolReusesOnlyAfterFlush(t *testing.T) {
+// A byte block of a lineArena with a pool is handed out again only when the arena has
+// moved on from it and every piece of it was released, as the produce promise does once
+// the client is done with the piece's record.
+func TestBlockPoolReusesOnlyReleasedBlocks(t *testing.T) {
 	var pool blockPool
 	a := lineArena{blocks: &pool}
 	const line = 1000
 	perBlock := arenaBytes / line
-	var first []byte
-	for i := range 3 * perBlock {
-		p := a.alloc(line)
-		if i == 0 {
-			first = p
+	var first *arenaBlock
+	var held []*arenaBlock // one per piece, like records not yet acknowledged
+	for range 3 * perBlock {
+		p, b := a.alloc(line)
+		if first == nil {
+			first = b
 		}
 		for k := range p {
 			p[k] = 'a'
 		}
+		held = append(held, b)
 	}
-	if len(pool.inFlight) != 2 || len(pool.free) != 0 {
-		t.Fatalf("after three blocks' worth: %d in flight, %d free; want 2 and 0", len(pool.inFlight), len(pool.free))
+	if len(pool.free) != 0 {
+		t.Fatalf("%d blocks free while every piece is held", len(pool.free))
 	}
-	for _, p := range first {
-		if p != 'a' {
-			t.Fatal("a block in flight was written to")
-		}
+	// All but one piece of the first block acknowledged: still not free.
+	for _, b := range held[:perBlock-1] {
+		b.release()
 	}
-	pool.flushed()
-	if len(pool.inFlight) != 0 || len(pool.free) != 2 {
-		t.Fatalf("after flushed: %d in flight, %d free; want 0 and 2", len(pool.inFlight), len(pool.free))
+	if len(pool.free) != 0 {
+		t.Fatal("a block was freed with a piece still held")
 	}
-	// The third block is the arena's current one: the next allocations fill it, and
-	// only then does the arena take a recycled block.
-	reused := map[*byte]bool{}
-	for range 2 * perBlock {
-		p := a.alloc(line)
-		reused[&p[:1][0]] = true
+	held[perBlock-1].release()
+	if len(pool.free) != 1 || pool.free[0] != first {
+		t.Fatalf("the first block, all released, is not the one free block (%d free)", len(pool.free))
 	}
-	if !reused[&first[0]] {
-		t.Error("a flushed block was not reused")
+	// The third block is still the arena's: releasing its pieces does not free it.
+	for _, b := range held[perBlock:] {
+		b.release()
 	}
-	// Those two blocks' worth retired the third block and the first recycled one; the
-	// arena's current block is the second recycled one, retired by release.
-	if len(pool.inFlight) != 2 || len(pool.free) != 0 {
-		t.Fatalf("after reuse: %d in flight, %d free; want 2 and 0", len(pool.inFlight), len(pool.free))
+	if len(pool.free) != 2 {
+		t.Fatalf("%d free blocks, want 2 (the third is still being filled)", len(pool.free))
 	}
 	a.release()
-	if len(pool.inFlight) != 3 || a.bytes != nil {
-		t.Errorf("release: %d in flight, arena keeps %d bytes; want 3 and none", len(pool.inFlight), cap(a.bytes))
+	if len(pool.free) != 3 || a.cur != nil {
+		t.Fatalf("after the arena let go: %d free, want 3", len(pool.free))
 	}
-	// A piece of its own (over a quarter block) is never pooled.
-	pool.retire(make([]byte, 0, arenaBytes+1))
-	if len(pool.inFlight) != 3 {
-		t.Errorf("a block of another size was pooled")
+	last := pool.free[len(pool.free)-1]
+	p, b := a.alloc(line)
+	if b != last {
+		t.Fatalf("a new piece did not come from a recycled block")
+	}
+	if len(p) != line || cap(p) != line || b.refs.Load() != 2 {
+		t.Fatalf("recycled piece: len %d cap %d, block users %d; want %d, %d, 2", len(p), cap(p), b.refs.Load(), line, line)
+	}
+	// A piece of its own (over a quarter block) belongs to no block.
+	if _, b := a.alloc(arenaBytes/4 + 1); b != nil {
+		t.Error("a piece of its own came from a block")
 	}
 }

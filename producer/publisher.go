@@ -38,7 +38,7 @@ type publisher struct {
 	// newTopics keeps a transaction that first writes to a topic from ending before the
 	// client has published the topic's partitions (see kafkaclient.NewTopicGuard).
 	newTopics kafkaclient.NewTopicGuard
-	// blocks recycles the files' line arenas once their records are flushed.
+	// blocks recycles the files' line arenas' byte blocks (blockPool).
 	blocks blockPool
 }
 
@@ -47,6 +47,11 @@ func newPublisher(ctx context.Context, cl *kgo.Client, stateTopic string, commit
 	p.promise = func(r *kgo.Record, err error) {
 		if err != nil {
 			p.fail(fmt.Errorf("produce to %s: %w", r.Topic, err))
+		}
+		// The client is done with the record, sent or failed: its line's bytes may be
+		// written over.
+		if b := blockOf(r); b != nil {
+			b.release()
 		}
 	}
 	return p
@@ -149,9 +154,6 @@ func (p *publisher) commit(ctx context.Context, extra ...*kgo.Record) error {
 		return fmt.Errorf("flush: %w", err)
 	}
 	flushed = time.Since(start)
-	// Every record produced so far is acknowledged and dropped by the client, whatever
-	// becomes of the transaction: the arenas' retired blocks can be written again.
-	p.blocks.flushed()
 	if err := p.failed(); err != nil {
 		abortErr := p.cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
 		return errors.Join(err, abortErr)
