@@ -202,7 +202,7 @@ func (a *lineArena) record() *lineRecord {
 // into the next line's bytes) and the block they are in, nil for bytes of their own. A
 // piece of a block must be released (arenaBlock.release) once the client is done with
 // the record holding it: the produce promise does that for records whose Context is
-// the block's (blockContext). A line above a quarter of a block gets bytes of its own,
+// the block's (blockOf). A line above a quarter of a block gets bytes of its own,
 // so that a block's tail is not wasted on it.
 func (a *lineArena) alloc(n int) ([]byte, *arenaBlock) {
 	if n > arenaBytes/4 {
@@ -257,7 +257,7 @@ func (b *arenaBlock) release() {
 
 // blockPool recycles the lineArenas' byte blocks. Without it every block was a fresh
 // 256 KiB allocation, zeroed by the runtime before each use: copying lines into fresh
-// blocks was a third of the fetcher's CPU in its benchmark's profile. A block is
+// blocks was over a quarter of the fetcher's CPU in its benchmark's profile. A block is
 // recycled once the client has acknowledged every record in it (franz-go calls a
 // record's promise when it is done with it), so the pool holds about what the client
 // buffers, which was in memory anyway; free blocks beyond maxFreeBlocks go to the
