@@ -150,12 +150,16 @@ func (f *fhirLayer) read(in *stage.Record, resourceType string, sc *fhirScratch)
 				}
 			}
 		}
-		r.encounter = root.String("encounter", "reference")
-		if r.encounter == "" {
-			r.encounter = root.String("context", "reference")
+		// The encounter, main date and main code are silver's columns only: bronze has
+		// none of them, and looking them up was a fifth of its reading of a record.
+		if f.name == LayerSilver {
+			r.encounter = root.String("encounter", "reference")
+			if r.encounter == "" {
+				r.encounter = root.String("context", "reference")
+			}
+			r.mainDate, r.hasMainDate = mainDate(root)
+			r.codeSystem, r.code = mainCode(root)
 		}
-		r.mainDate, r.hasMainDate = mainDate(root)
-		r.codeSystem, r.code = mainCode(root)
 	}
 	if r.typ != resourceType {
 		return r, stage.Reject(schemas.ClassTypeMismatch, "", "a %s on the topic of %s", r.typ, resourceType)
