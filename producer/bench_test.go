@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fhirstream/fhirstream/internal/ehrsim"
@@ -179,37 +178,6 @@ func readRaw(b *testing.B, c *testkafka.Cluster, types []string, resources int64
 	return recs
 }
 
-// awaitLeaders waits until every partition of topics has a leader: CreateTopics answers
-// before the partitions are served, and the bare side's setup is not on its clock.
-func awaitLeaders(b *testing.B, adm *kadm.Client, topics []string, partitions int) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
-		md, err := adm.Metadata(ctx, topics...)
-		ready := err == nil
-		for _, t := range topics {
-			d, ok := md.Topics[t]
-			if !ready || !ok || d.Err != nil || len(d.Partitions) != partitions {
-				ready = false
-				break
-			}
-			for _, p := range d.Partitions {
-				if p.Err != nil || p.Leader < 0 {
-					ready = false
-				}
-			}
-		}
-		if ready {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			b.Fatalf("partitions of the bare side's topics without leaders after 30 s (last error: %v)", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 // benchFetchCommitBytes is the fetcher's default transaction size (producer.Config).
 const benchFetchCommitBytes = 32 << 20
 
@@ -227,16 +195,10 @@ func benchBare(b *testing.B, records []*kgo.Record, types []string) time.Duratio
 		names[i] = topics.Raw(t)
 		byType[t] = names[i]
 	}
-	// The same record limit as the topics the fetcher creates, so batches are sized alike.
-	maxBytes := strconv.Itoa(int(c.Config().MaxRecordBytes))
-	resp, err := c.Admin(b).CreateTopics(context.Background(), 3, 1, map[string]*string{"max.message.bytes": &maxBytes}, names...)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
-		b.Fatalf("create topics: %v", err)
-	}
-	awaitLeaders(b, c.Admin(b), names, 3)
+	// CreateTopics gives them the record limit of the topics the fetcher creates, so
+	// batches are sized alike, and returns once their partitions have leaders: the
+	// bare side's setup is not on its clock.
+	c.CreateTopics(b, 3, names...)
 	// The fetcher's producer options (producer/run.go), written out here so that the
 	// baseline does not move when the fetcher's settings do.
 	cl := c.Client(b,
