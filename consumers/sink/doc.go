@@ -88,6 +88,6 @@
 // # Memory
 //
 // A batch holds its rows until the commit: at most FlushRows rows, and record values of
-// at most FlushBytes. Fetches are at most 4 MiB, because franz-go keeps a fetched
+// at most FlushBytes. Fetches are at most 2 MiB, because franz-go keeps a fetched
 // response buffered while the sink works through the previous one.
 package sink
