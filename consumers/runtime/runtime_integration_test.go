@@ -473,7 +473,7 @@ func (s spy) Emit(r stage.Record) {
 }
 
 // TestIntegrationRecordOverPartitionFetchSize: a record larger than the consumer's
-// per-partition fetch size (1 MiB, kafkaclient.Config.Opts) but within the record limit
+// per-partition fetch size (256 KiB, kafkaclient.Config.Opts) but within the record limit
 // still reaches the stage, whole, while other partitions keep every fetch busy: Kafka
 // returns an oversized first batch of a partition rather than none (KIP-74), so the
 // fetch size spreads batches over partitions without stranding large resources.

@@ -226,12 +226,18 @@ func (c *Config) Opts() ([]kgo.Opt, error) {
 		kgo.ClientID(c.ClientID),
 		kgo.ProducerBatchMaxBytes(c.MaxRecordBytes),
 		kgo.ProducerBatchCompression(codec),
-		// 1 MiB from a partition per fetch (Kafka's max.partition.fetch.bytes default), not
-		// MaxRecordBytes: a larger record batch still comes whole (KIP-74), so this only
-		// spreads a fetch, and so a stage's batch, over more partitions, which stages
-		// process in parallel. With 8 MiB a batch of 20,000 records was one or two
-		// partitions, processed by one goroutine.
-		kgo.FetchMaxPartitionBytes(1 << 20),
+		// 256 KiB from a partition per fetch, not MaxRecordBytes: a larger record batch
+		// still comes whole (KIP-74), so this only spreads a fetch, and so a stage's batch,
+		// over more partitions, which stages process in parallel. With 8 MiB a batch of
+		// 20,000 records was one or two partitions, processed by one goroutine. A stage
+		// writes each input partition's records to the same output partition, so this also
+		// bounds the batches it produces: with 1 MiB (Kafka's default) a partition's share
+		// of a 10,000-record batch was up to the 8 MiB batch limit, and franz-go's request
+		// and compression buffers, each about a batch, were 30-40 MB of dedupe's live heap.
+		// In `fhirstream bench --processes` (3,000 patients, four interleaved pairs)
+		// 256 KiB took validate's peak from 268-291 to 214-237 MB, dedupe's from 284-315 to
+		// 268-284 and omop's from 271-305 to 229-244, at the same CPU per resource.
+		kgo.FetchMaxPartitionBytes(256 << 10),
 		kgo.FetchMaxBytes(fetchMax),
 		// Only a guard against corrupt sizes; generous so that a command raising its own
 		// FetchMaxBytes after these options stays within it.
