@@ -157,9 +157,9 @@ func newCollisions(limit int) *collisions {
 	return &collisions{limit: int64(limit)}
 }
 
-// home is the first slot probed for tag in a table of n slots. The shard was chosen by
-// the id's low bits; the id's high bits map uniformly onto [0, n) by Lemire's
-// multiply-shift range reduction (the id's top bit is always 0, so it is shifted out).
+// collisionHome is the first slot probed for tag in a table of n slots. The shard was
+// chosen by the id's low bits; the id's high bits map uniformly onto [0, n) by Lemire's
+// multiply-shift range reduction (the tag's top bit, set in every tag, is shifted out).
 func collisionHome(tag uint64, n int) int {
 	hi, _ := bits.Mul64(tag<<1, uint64(n))
 	return int(hi)

@@ -234,9 +234,9 @@ func (c *Config) Opts() ([]kgo.Opt, error) {
 		// bounds the batches it produces: with 1 MiB (Kafka's default) a partition's share
 		// of a 10,000-record batch was up to the 8 MiB batch limit, and franz-go's request
 		// and compression buffers, each about a batch, were 30-40 MB of dedupe's live heap.
-		// In `fhirstream bench --processes` (3,000 patients, four interleaved pairs)
-		// 256 KiB took validate's peak from 268-291 to 214-237 MB, dedupe's from 284-315 to
-		// 268-284 and omop's from 271-305 to 229-244, at the same CPU per resource.
+		// In `fhirstream bench --processes` (3,000 patients, six interleaved pairs)
+		// 256 KiB took validate's peak from 257-291 to 214-237 MB, dedupe's from 284-315 to
+		// 251-284 and omop's from 271-305 to 224-244, at the same CPU per resource.
 		kgo.FetchMaxPartitionBytes(256 << 10),
 		kgo.FetchMaxBytes(fetchMax),
 		// Only a guard against corrupt sizes; generous so that a command raising its own
