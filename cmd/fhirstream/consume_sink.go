@@ -56,6 +56,7 @@ the environment (%s, %s), never from a flag value.`, input, output, lakehouse.En
 	f.IntVar(&cfg.FlushRows, "flush-rows", sink.DefaultFlushRows, "end a batch after this many rows")
 	f.Int64Var(&cfg.FlushBytes, "flush-bytes", sink.DefaultFlushBytes, "end a batch once it holds this many bytes of record values and row values (rows wait in memory until the commit)")
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", sink.DefaultFlushInterval, "end a batch this long after its first record: one snapshot per table and interval at most (at most 30s)")
+	f.DurationVar(&cfg.FlushIdle, "flush-idle", sink.DefaultFlushIdle, "end a batch once no record has arrived for this long: an export's last rows reach the lake this soon after it, not at the interval")
 	f.IntVar(&cfg.CommitParallelism, "commit-parallelism", sink.DefaultCommitParallelism, "tables committed at once")
 	f.DurationVar(&cfg.SessionTimeout, "session-timeout", 0, "how long the group waits for a silent member before handing its partitions to others (0: 45s)")
 	if layer == sink.LayerSilver {

@@ -15,8 +15,10 @@ import (
 
 // batch is what the sink consumed since its last flush.
 type batch struct {
-	id      string // names the batch's files and, with the table, its commits
-	started time.Time
+	id      string    // names the batch's files and, with the table, its commits
+	started time.Time // when its first record was taken (FlushInterval)
+	last    time.Time // when its last record was taken (FlushIdle)
+	endedBy string    // what made it due for its commit (batchEnd)
 	parts   map[topicPartition]*partRange
 	tables  map[string]*tableBatch // by topic
 	dead    []*kgo.Record
@@ -70,6 +72,7 @@ func (b *batch) take(rec *kgo.Record, now time.Time) {
 	if len(b.parts) == 0 {
 		b.started = now
 	}
+	b.last = now
 	tp := topicPartition{rec.Topic, rec.Partition}
 	pr := b.parts[tp]
 	if pr == nil {

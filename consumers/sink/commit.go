@@ -90,6 +90,7 @@ func (s *Sink) flush(ctx context.Context, cl *kgo.Client, b *batch) error {
 	s.openRows.Add(-int64(b.rows))
 	s.m.batchSeconds.WithLabelValues(s.stage).Observe(time.Since(start).Seconds())
 	s.m.batchRecords.WithLabelValues(s.stage).Observe(float64(b.records))
+	s.m.batchesEndedBy.WithLabelValues(s.stage, b.endedBy).Inc()
 	for topic, tb := range b.tables {
 		for class, n := range tb.dead {
 			s.m.deadLettered.WithLabelValues(s.stage, topic, class).Add(float64(n))
@@ -100,6 +101,7 @@ func (s *Sink) flush(ctx context.Context, cl *kgo.Client, b *batch) error {
 	}
 	s.addStats(func(st *Stats) {
 		st.Batches++
+		st.BatchesEndedBy[b.endedBy]++
 		st.Records += b.records
 		st.Skipped += b.skipped
 		st.DeadLetters += int64(len(b.dead))

@@ -64,6 +64,11 @@ type Config struct {
 	// must stay well below the group's rebalance timeout (60 s), since a rebalance waits
 	// for the batch. Default 5 s.
 	FlushInterval time.Duration
+	// FlushIdle ends a batch once no record has arrived for this long: the end of a
+	// burst, such as a bulk export's last records, reaches the lake this soon after it
+	// instead of at the interval, while a steady stream still commits once per interval.
+	// At or above FlushInterval it changes nothing. Default 1 s.
+	FlushIdle time.Duration
 	// UpsertDeletes is DeletesKnown (default) or DeletesAlways.
 	UpsertDeletes string
 	// CommitParallelism is how many tables a batch commits at once. Default 4.
@@ -92,6 +97,7 @@ const (
 	DefaultFlushRows         = 200_000
 	DefaultFlushBytes        = 16 << 20
 	DefaultFlushInterval     = 5 * time.Second
+	DefaultFlushIdle         = time.Second
 	DefaultCommitParallelism = 4
 	DefaultMaxPollRecords    = 10_000
 )
@@ -133,6 +139,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.FlushInterval <= 0 {
 		out.FlushInterval = DefaultFlushInterval
+	}
+	if out.FlushIdle <= 0 {
+		out.FlushIdle = DefaultFlushIdle
 	}
 	if out.FlushInterval > maxFlushInterval {
 		return out, fmt.Errorf("sink: flush interval %s is above %s: a rebalance waits for the open batch and the group would expel this member", out.FlushInterval, maxFlushInterval)

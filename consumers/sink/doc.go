@@ -11,7 +11,9 @@
 // # Batches and snapshots
 //
 // A batch is what the sink consumed since its last flush; it ends on row count, bytes,
-// age, when a rebalance waits, and at shutdown. The rows stay in memory (FlushBytes
+// age (FlushInterval), a quiet input (FlushIdle: the end of a burst such as an export
+// reaches the lake a second after its last record, not at the interval), when a
+// rebalance waits, and at shutdown. The rows stay in memory (FlushBytes
 // bounds them) and are applied in partition order per table (rows.Batch): a replacing
 // record drops the batch's earlier rows of its key and, when the key may have rows in
 // earlier snapshots, puts the key in the batch's equality-delete set. A flush then:

@@ -14,15 +14,16 @@ import (
 // (registering an identical collector returns the one already registered), and the
 // table commit metrics are the sinks' own members of the family.
 type metricSet struct {
-	recordsIn    *prometheus.CounterVec   // stage, topic
-	recordsOut   *prometheus.CounterVec   // stage, topic: rows inserted
-	deadLettered *prometheus.CounterVec   // stage, topic, reason
-	restarts     *prometheus.CounterVec   // stage
-	batchSeconds *prometheus.HistogramVec // stage
-	batchRecords *prometheus.HistogramVec // stage
-	commitSecs   *prometheus.HistogramVec // stage, table
-	conflicts    *prometheus.CounterVec   // stage, table
-	deletes      *prometheus.CounterVec   // stage, table: keys put in equality deletes
+	recordsIn      *prometheus.CounterVec   // stage, topic
+	recordsOut     *prometheus.CounterVec   // stage, topic: rows inserted
+	deadLettered   *prometheus.CounterVec   // stage, topic, reason
+	restarts       *prometheus.CounterVec   // stage
+	batchSeconds   *prometheus.HistogramVec // stage
+	batchRecords   *prometheus.HistogramVec // stage
+	batchesEndedBy *prometheus.CounterVec   // stage, reason
+	commitSecs     *prometheus.HistogramVec // stage, table
+	conflicts      *prometheus.CounterVec   // stage, table
+	deletes        *prometheus.CounterVec   // stage, table: keys put in equality deletes
 }
 
 var metrics = sync.OnceValue(func() *metricSet {
@@ -47,6 +48,9 @@ var metrics = sync.OnceValue(func() *metricSet {
 			Name: "fhirstream_stage_batch_records", Help: "Input records per batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
 		}, []string{"stage"})),
+		batchesEndedBy: shared(prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fhirstream_stage_sink_batches_total", Help: "Lake sink batches committed, by what ended them: rows, bytes, interval, idle (no input for the flush idle time), rebalance or stop.",
+		}, []string{"stage", "reason"})),
 		commitSecs: shared(prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "fhirstream_stage_table_commit_seconds", Help: "Time a lake sink takes to write and commit one table's share of a batch (files, catalog commit, retries).",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),

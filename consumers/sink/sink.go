@@ -23,8 +23,10 @@ import (
 
 // Stats is a snapshot of what a sink has done since it started.
 type Stats struct {
-	// Batches counts flushed batches.
-	Batches int64
+	// Batches counts flushed batches; BatchesEndedBy counts them by what ended them:
+	// "rows", "bytes", "interval", "idle", "rebalance" or "stop".
+	Batches        int64
+	BatchesEndedBy map[string]int64
 	// Commits counts table commits (snapshots); Retries the attempts tried again.
 	Commits, Retries int64
 	// FilesWritten counts data and delete files of committed snapshots.
@@ -138,6 +140,7 @@ func New(ctx context.Context, kcfg kafkaclient.Config, cfg Config) (*Sink, error
 		m: metrics(), fence: map[topicPartition]int64{}}
 	s.log = c.Logger.With("stage", s.stage)
 	s.stats.Rows, s.stats.Deletes, s.stats.Tables = map[string]int64{}, map[string]int64{}, map[string]TableStats{}
+	s.stats.BatchesEndedBy = map[string]int64{}
 	return s, nil
 }
 
@@ -153,6 +156,7 @@ func (s *Sink) Stats() Stats {
 	defer s.statsMu.Unlock()
 	out := s.stats
 	out.Rows, out.Deletes, out.Tables = maps.Clone(s.stats.Rows), maps.Clone(s.stats.Deletes), maps.Clone(s.stats.Tables)
+	out.BatchesEndedBy = maps.Clone(s.stats.BatchesEndedBy)
 	out.OpenRows = s.openRows.Load()
 	return out
 }
@@ -263,13 +267,10 @@ func (s *Sink) session(ctx context.Context) error {
 			// Commit what was consumed with a fresh context: the caller's is done.
 			fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
+			b.endedBy = endedByStop
 			return s.flush(fctx, cl, b)
 		}
-		wait := s.cfg.FlushInterval
-		if !b.empty() {
-			wait = max(time.Until(b.started.Add(s.cfg.FlushInterval)), time.Millisecond)
-		}
-		pctx, cancel := context.WithTimeout(ctx, wait)
+		pctx, cancel := context.WithTimeout(ctx, s.pollWait(b, time.Now()))
 		s.pollCancel.Store(&cancel)
 		fetches := cl.PollRecords(pctx, s.cfg.MaxPollRecords)
 		s.pollCancel.Store(nil)
@@ -292,8 +293,7 @@ func (s *Sink) session(ctx context.Context) error {
 		if err := s.transform(ctx, b, fetches); err != nil {
 			return err
 		}
-		if !b.empty() && (s.hurry.Load() || b.rows >= s.cfg.FlushRows || b.bytes >= s.cfg.FlushBytes ||
-			time.Since(b.started) >= s.cfg.FlushInterval) {
+		if b.endedBy = s.batchEnd(b, time.Now()); b.endedBy != "" {
 			err := s.flush(ctx, cl, b)
 			b = s.newBatch()
 			if err != nil {
@@ -306,6 +306,44 @@ func (s *Sink) session(ctx context.Context) error {
 			cl.AllowRebalance()
 		}
 	}
+}
+
+// What ends a batch (Stats.Batches, the metric fhirstream_stage_sink_batches_total).
+const (
+	endedByRebalance = "rebalance" // a rebalance waits for it
+	endedByRows      = "rows"      // FlushRows
+	endedByBytes     = "bytes"     // FlushBytes
+	endedByInterval  = "interval"  // FlushInterval
+	endedByIdle      = "idle"      // FlushIdle
+	endedByStop      = "stop"      // the sink stops
+)
+
+// batchEnd says what makes b due for its commit at now, or "" while it is not.
+func (s *Sink) batchEnd(b *batch, now time.Time) string {
+	switch {
+	case b.empty():
+		return ""
+	case s.hurry.Load():
+		return endedByRebalance
+	case b.rows >= s.cfg.FlushRows:
+		return endedByRows
+	case b.bytes >= s.cfg.FlushBytes:
+		return endedByBytes
+	case now.Sub(b.started) >= s.cfg.FlushInterval:
+		return endedByInterval
+	case now.Sub(b.last) >= s.cfg.FlushIdle:
+		return endedByIdle
+	}
+	return ""
+}
+
+// pollWait is how long the next poll may wait for records: until b is due by its
+// interval or its idle time, or a whole interval when there is no open batch.
+func (s *Sink) pollWait(b *batch, now time.Time) time.Duration {
+	if b.empty() {
+		return s.cfg.FlushInterval
+	}
+	return max(min(b.started.Add(s.cfg.FlushInterval).Sub(now), b.last.Add(s.cfg.FlushIdle).Sub(now)), time.Millisecond)
 }
 
 // transform applies the polled records to the batch, in partition order.

@@ -261,3 +261,43 @@ func assertNoDeleteFiles(t *testing.T, tbl *table.Table) {
 		}
 	}
 }
+
+// TestIntegrationSinkCommitsABurstOnceItsInputIsQuiet: with a flush interval far off, a
+// burst of records (an export's last) reaches the table once the input has been quiet
+// for the flush idle time, and the batches say the idle time ended them, not the
+// interval.
+func TestIntegrationSinkCommitsABurstOnceItsInputIsQuiet(t *testing.T) {
+	c := testkafka.New(t)
+	topics := schemas.MustTopics(c.Prefix)
+	topic := topics.OMOP("person")
+	c.CreateTopics(t, 3, topic, topics.DLQ())
+	codec, err := schemas.NewCodecs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for i := range 200 {
+		recs = append(recs, personRecord(t, codec, topics, fmt.Sprintf("Patient/p%d", i), int64(i+1), 1970, false, false))
+	}
+	if err := c.Client(t).ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	lake := lakehouse.Config{Out: t.TempDir()}
+	cfg := Config{Layer: LayerOMOP, Catalog: lake, Group: c.Group("sink"), FlushInterval: maxFlushInterval, FlushIdle: 300 * time.Millisecond}
+	s, stop := startSink(t, c, cfg)
+	cat, err := lakehouse.Open(context.Background(), lake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	l, _ := lakehouse.OMOPLayout("person")
+	tbl := waitAbsorbed(t, cat, l, cfg.Group, endOffsets(t, c, topic))
+	stop()
+	if got := len(scanPersons(t, tbl)); got != len(recs) {
+		t.Errorf("table holds %d persons, want %d", got, len(recs))
+	}
+	st := s.Stats()
+	if st.BatchesEndedBy[endedByInterval] != 0 || st.BatchesEndedBy[endedByIdle] == 0 || st.BatchesEndedBy[endedByIdle] != st.Batches {
+		t.Errorf("batches %d, ended by %v: want every one ended by %q", st.Batches, st.BatchesEndedBy, endedByIdle)
+	}
+}
