@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/spf13/cobra"
 
 	"github.com/fhirstream/fhirstream/internal/acl"
@@ -22,14 +23,33 @@ var (
 	logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 )
 
-func setupLogging(*cobra.Command) error {
+// setupProcess runs before any command: it sets up the log, then the Go memory limit.
+func setupProcess(*cobra.Command) error {
 	l, err := obs.NewLogger(os.Stderr, logConfig)
 	if err != nil {
 		return err
 	}
 	logger = l
 	slog.SetDefault(l)
+	limitMemory(memlimit.FromCgroup)
 	return nil
+}
+
+// memoryLimitRatio is the share of a container's memory limit that the Go runtime's
+// soft limit (GOMEMLIMIT) is set to. The rest is for what the limit counts and the Go
+// runtime does not: the binary's mapped pages (50-65 MB) and the kernel's page cache
+// of files the process writes.
+const memoryLimitRatio = 0.9
+
+// limitMemory sets the Go runtime's soft memory limit to memoryLimitRatio of the
+// memory limit that limit reports (the cgroup's: a container's), so that the collector
+// works harder near the limit instead of the kernel killing the process. An explicit
+// GOMEMLIMIT wins, AUTOMEMLIMIT sets another ratio or "off", and without a limit nothing
+// changes (automemlimit's rules, which docs/capacity.md gives).
+func limitMemory(limit memlimit.Provider) {
+	// automemlimit logs what it set, and why it set nothing (at error level: a bad
+	// AUTOMEMLIMIT, an unreadable cgroup); the process runs on either way.
+	_, _ = memlimit.Set(memlimit.WithProvider(limit), memlimit.WithRatio(memoryLimitRatio), memlimit.WithLogger(logger))
 }
 
 // kafkaConfigs are the Kafka configurations of the commands, so that main explains a

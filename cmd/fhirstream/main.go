@@ -64,7 +64,7 @@ Start with 'fhirstream demo': everything in one process on an embedded Kafka.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&logConfig.Format, "log-format", logConfig.Format, "log format: auto (text on a terminal, JSON otherwise), text or json (env FHIRSTREAM_LOG_FORMAT)")
 	pf.StringVar(&logConfig.Level, "log-level", logConfig.Level, "log level: debug, info, warn or error (env FHIRSTREAM_LOG_LEVEL)")
-	cliconfig.Install(root, configOptions, setupLogging)
+	cliconfig.Install(root, configOptions, setupProcess)
 	root.AddCommand(
 		newDemoCmd(), newFetchCmd(), newServeEHRCmd(), newKeysCmd(), newConsumeCmd(), newRunCmd(),
 		newDLQCmd(), newStatusCmd(), newTopologyCmd(), newACLsCmd(), newTopicsCmd(), newLakeCmd(), newGoldCmd(), newVocabCmd(),
