@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/internal/keycount"
 	"github.com/fhirstream/fhirstream/internal/obs"
 )
 
@@ -75,23 +76,21 @@ type UnmappedCount struct {
 }
 
 // tally collects one Processor's counts; the metrics above carry the same numbers for
-// the whole process.
+// the whole process. Every record adds to it under one lock, and counts keys of a
+// handful of values, so the counters compare recent keys before hashing (keycount).
 type tally struct {
 	mu         sync.Mutex
-	records    map[[3]string]int64 // resource type, outcome, reason
-	references map[[2]string]int64
-	rows       map[*tableInfo]int64
-	unmapped   map[[2]string]int64
-	skipped    map[string]int64
-	truncated  map[string]int64
-	rejected   map[string]int64
+	records    keycount.Counter[[3]string] // resource type, outcome, reason
+	references keycount.Counter[[2]string] // target type, refOutcome
+	rows       keycount.Counter[*tableInfo]
+	unmapped   keycount.Counter[[2]string] // vocabulary, table
+	skipped    keycount.Counter[[2]string] // resource type, reason
+	truncated  keycount.Counter[[2]string] // table, column
+	rejected   keycount.Counter[[2]string] // resource type, class
 	collisions int64
 }
 
-func newTally() *tally {
-	return &tally{records: map[[3]string]int64{}, references: map[[2]string]int64{}, rows: map[*tableInfo]int64{}, unmapped: map[[2]string]int64{}, skipped: map[string]int64{},
-		truncated: map[string]int64{}, rejected: map[string]int64{}}
-}
+func newTally() *tally { return &tally{} }
 
 // counts is the per-record scratch merged into the tally once per record, so a record
 // takes the lock once however many rows it yields.
@@ -148,21 +147,21 @@ func (t *tally) merge(ctx context.Context, resourceType string, c *counts, outco
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.records[[3]string{resourceType, outcome, reason}]++
+	t.records.Add([3]string{resourceType, outcome, reason}, 1)
 	for _, r := range c.refs {
-		t.references[r]++
+		t.references.Add(r, 1)
 	}
 	for _, tb := range c.rows {
-		t.rows[tb]++
+		t.rows.Add(tb, 1)
 	}
 	for _, u := range c.unmapped {
-		t.unmapped[u]++
+		t.unmapped.Add(u, 1)
 	}
 	for _, tr := range c.truncated {
-		t.truncated[tr[0]+"."+tr[1]]++
+		t.truncated.Add(tr, 1)
 	}
 	if c.skipped != "" {
-		t.skipped[resourceType+": "+c.skipped]++
+		t.skipped.Add([2]string{resourceType, c.skipped}, 1)
 	}
 	t.collisions += int64(c.collisions)
 }
@@ -170,7 +169,7 @@ func (t *tally) merge(ctx context.Context, resourceType string, c *counts, outco
 func (t *tally) reject(resourceType, class string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.rejected[resourceType+": "+class]++
+	t.rejected.Add([2]string{resourceType, class}, 1)
 }
 
 func (t *tally) summary() Summary {
@@ -178,31 +177,21 @@ func (t *tally) summary() Summary {
 	defer t.mu.Unlock()
 	s := Summary{Records: map[string]int64{}, References: map[string]int64{}, Rows: map[string]int64{},
 		Skipped: map[string]int64{}, Truncated: map[string]int64{}, Rejected: map[string]int64{}, Collisions: t.collisions}
-	for k, v := range t.records {
+	t.records.Each(func(k [3]string, n int64) {
 		key := k[0] + ": " + k[1]
 		if k[2] != "" {
 			key += ": " + k[2]
 		}
-		s.Records[key] = v
-	}
-	for k, v := range t.references {
-		s.References[k[0]+": "+k[1]] = v
-	}
-	for k, v := range t.rows {
-		s.Rows[k.name] = v
-	}
-	for k, v := range t.skipped {
-		s.Skipped[k] = v
-	}
-	for k, v := range t.truncated {
-		s.Truncated[k] = v
-	}
-	for k, v := range t.rejected {
-		s.Rejected[k] = v
-	}
-	for k, v := range t.unmapped {
-		s.Unmapped = append(s.Unmapped, UnmappedCount{Vocabulary: k[0], Table: k[1], Count: v})
-	}
+		s.Records[key] = n
+	})
+	t.references.Each(func(k [2]string, n int64) { s.References[k[0]+": "+k[1]] = n })
+	t.rows.Each(func(k *tableInfo, n int64) { s.Rows[k.name] = n })
+	t.skipped.Each(func(k [2]string, n int64) { s.Skipped[k[0]+": "+k[1]] = n })
+	t.truncated.Each(func(k [2]string, n int64) { s.Truncated[k[0]+"."+k[1]] = n })
+	t.rejected.Each(func(k [2]string, n int64) { s.Rejected[k[0]+": "+k[1]] = n })
+	t.unmapped.Each(func(k [2]string, n int64) {
+		s.Unmapped = append(s.Unmapped, UnmappedCount{Vocabulary: k[0], Table: k[1], Count: n})
+	})
 	sort.Slice(s.Unmapped, func(i, j int) bool {
 		a, b := s.Unmapped[i], s.Unmapped[j]
 		if a.Vocabulary != b.Vocabulary {

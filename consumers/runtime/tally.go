@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fhirstream/fhirstream/consumers/stage"
+	"github.com/fhirstream/fhirstream/internal/keycount"
 )
 
 type tallyKey struct {
@@ -15,15 +16,12 @@ type tallyKey struct {
 // tally holds a stage's own counts for one partition of one batch: those of the record
 // being processed (pending) and those of the records processed so far (counts). The
 // runtime adds them to their counters only when the batch commits, like its own
-// records in/out counts, so an aborted and reprocessed batch is counted once.
+// records in/out counts, so an aborted and reprocessed batch is counted once. A record
+// counts a few keys out of a handful (omop: its outcome and its references' kinds), so
+// counts compares recent keys before hashing (keycount).
 type tally struct {
 	pending []tallyKey
-	counts  map[tallyKey]*float64
-	// last and lastCount are the most recently kept key and its count: consecutive
-	// records mostly count the same thing (one topic, one reason), and comparing keys
-	// is cheaper than hashing them into the map.
-	last      tallyKey
-	lastCount *float64
+	counts  keycount.Counter[tallyKey]
 }
 
 // CountOnCommit notes a count of the record being processed (stage.CountCommitted).
@@ -34,18 +32,7 @@ func (t *tally) CountOnCommit(vec *prometheus.CounterVec, labels [stage.MaxCount
 // keep moves the pending counts of the record just processed to the batch's counts.
 func (t *tally) keep() {
 	for _, k := range t.pending {
-		if t.lastCount == nil || k != t.last {
-			if t.counts == nil {
-				t.counts = map[tallyKey]*float64{}
-			}
-			c := t.counts[k]
-			if c == nil {
-				c = new(float64)
-				t.counts[k] = c
-			}
-			t.last, t.lastCount = k, c
-		}
-		*t.lastCount++
+		t.counts.Add(k, 1)
 	}
 	t.pending = t.pending[:0]
 }
@@ -55,7 +42,7 @@ func (t *tally) drop() { t.pending = t.pending[:0] }
 
 // publish adds the batch's counts to their counters.
 func (t *tally) publish() {
-	for k, c := range t.counts {
-		k.vec.WithLabelValues(k.labels[:k.n]...).Add(*c)
-	}
+	t.counts.Each(func(k tallyKey, n int64) {
+		k.vec.WithLabelValues(k.labels[:k.n]...).Add(float64(n))
+	})
 }
