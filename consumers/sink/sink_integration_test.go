@@ -268,20 +268,8 @@ func assertNoDeleteFiles(t *testing.T, tbl *table.Table) {
 // interval.
 func TestIntegrationSinkCommitsABurstOnceItsInputIsQuiet(t *testing.T) {
 	c := testkafka.New(t)
-	topics := schemas.MustTopics(c.Prefix)
-	topic := topics.OMOP("person")
-	c.CreateTopics(t, 3, topic, topics.DLQ())
-	codec, err := schemas.NewCodecs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []*kgo.Record
-	for i := range 200 {
-		recs = append(recs, personRecord(t, codec, topics, fmt.Sprintf("Patient/p%d", i), int64(i+1), 1970, false, false))
-	}
-	if err := c.Client(t).ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	const persons = 200
+	_, ends := loadPersons(t, c, persons)
 	lake := lakehouse.Config{Out: t.TempDir()}
 	cfg := Config{Layer: LayerOMOP, Catalog: lake, Group: c.Group("sink"), FlushInterval: maxFlushInterval, FlushIdle: 300 * time.Millisecond}
 	s, stop := startSink(t, c, cfg)
@@ -291,10 +279,10 @@ func TestIntegrationSinkCommitsABurstOnceItsInputIsQuiet(t *testing.T) {
 	}
 	defer cat.Close()
 	l, _ := lakehouse.OMOPLayout("person")
-	tbl := waitAbsorbed(t, cat, l, cfg.Group, endOffsets(t, c, topic))
+	tbl := waitAbsorbed(t, cat, l, cfg.Group, ends)
 	stop()
-	if got := len(scanPersons(t, tbl)); got != len(recs) {
-		t.Errorf("table holds %d persons, want %d", got, len(recs))
+	if got := len(scanPersons(t, tbl)); got != persons {
+		t.Errorf("table holds %d persons, want %d", got, persons)
 	}
 	st := s.Stats()
 	if st.BatchesEndedBy[endedByInterval] != 0 || st.BatchesEndedBy[endedByIdle] == 0 || st.BatchesEndedBy[endedByIdle] != st.Batches {
