@@ -90,8 +90,6 @@ type tally struct {
 	collisions int64
 }
 
-func newTally() *tally { return &tally{} }
-
 // counts is the per-record scratch merged into the tally once per record, so a record
 // takes the lock once however many rows it yields.
 type counts struct {

@@ -74,7 +74,7 @@ func New(cfg Config) (*Processor, error) {
 		enc:       cfg.Encoder,
 		idSystems: map[string]bool{},
 		tables:    map[string]*tableInfo{},
-		tally:     newTally(),
+		tally:     &tally{},
 	}
 	if p.enc == nil {
 		c, err := schemas.NewCodecs()
