@@ -35,11 +35,7 @@ func TestIntegrationSinkDeadLetterOnlyBatch(t *testing.T) {
 	lake := lakehouse.Config{Out: t.TempDir()}
 	cfg := Config{Layer: LayerOMOP, Catalog: lake, Group: c.Group("sink"), FlushInterval: 200 * time.Millisecond}
 	s, stop := startSink(t, c, cfg)
-	cat, err := lakehouse.Open(context.Background(), lake)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
+	cat := openLake(t, lake)
 	l, _ := lakehouse.OMOPLayout("person")
 	waitAbsorbed(t, cat, l, cfg.Group, endOffsets(t, c, topic))
 

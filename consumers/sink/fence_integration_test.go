@@ -96,11 +96,7 @@ func TestIntegrationSinkFencesZombie(t *testing.T) {
 	if err := cl.ProduceSync(context.Background(), recs[half:]...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	cat, err := lakehouse.Open(context.Background(), lakehouse.Config{Out: lake})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
+	cat := openLake(t, lakehouse.Config{Out: lake})
 	for _, kt := range killTables {
 		l, _ := lakehouse.OMOPLayout(kt.name)
 		waitAbsorbed(t, cat, l, group, endOffsets(t, c, topics.OMOP(kt.name)))

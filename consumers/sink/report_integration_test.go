@@ -64,11 +64,7 @@ func TestIntegrationSinkReportsWhatTheTablesHold(t *testing.T) {
 	lake := lakehouse.Config{Out: t.TempDir()}
 	cfg := Config{Layer: LayerOMOP, Catalog: lake, Group: c.Group("sink"), FlushInterval: 200 * time.Millisecond}
 	_, stop := startSink(t, c, cfg)
-	cat, err := lakehouse.Open(context.Background(), lake)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
+	cat := openLake(t, lake)
 	l, _ := lakehouse.OMOPLayout("person")
 	before := waitAbsorbed(t, cat, l, cfg.Group, ends).CurrentSnapshot().SnapshotID
 	adm := c.Admin(t)
@@ -139,11 +135,7 @@ func TestIntegrationSinkReportsAgainAfterAFailedCommit(t *testing.T) {
 	lake := lakehouse.Config{Out: t.TempDir()}
 	cfg := Config{Layer: LayerOMOP, Catalog: lake, Group: c.Group("sink"), FlushInterval: 200 * time.Millisecond}
 	startSink(t, c, cfg)
-	cat, err := lakehouse.Open(context.Background(), lake)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
+	cat := openLake(t, lake)
 	l, _ := lakehouse.OMOPLayout("person")
 	waitAbsorbed(t, cat, l, cfg.Group, ends)
 	adm := c.Admin(t)

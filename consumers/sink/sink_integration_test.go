@@ -103,6 +103,17 @@ func waitAbsorbed(t *testing.T, cat *lakehouse.Lake, l *lakehouse.Layout, group 
 	}
 }
 
+// openLake opens the lake's catalog for the test to read, until the test ends.
+func openLake(t *testing.T, lake lakehouse.Config) *lakehouse.Lake {
+	t.Helper()
+	cat, err := lakehouse.Open(context.Background(), lake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	return cat
+}
+
 // endOffsets lists the end offset of each partition of topic.
 func endOffsets(t *testing.T, c *testkafka.Cluster, topic string) map[int32]int64 {
 	t.Helper()
@@ -193,11 +204,7 @@ func testUpsertsAndTimeTravel(t *testing.T, lake lakehouse.Config) {
 	}
 	cfg := Config{Layer: LayerOMOP, Catalog: lake, Group: c.Group("sink"), FlushInterval: 200 * time.Millisecond}
 	s, stop := startSink(t, c, cfg)
-	cat, err := lakehouse.Open(context.Background(), lake)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
+	cat := openLake(t, lake)
 	l, _ := lakehouse.OMOPLayout("person")
 	tbl := waitAbsorbed(t, cat, l, cfg.Group, endOffsets(t, c, topic))
 	initial := sorted(want)
@@ -273,11 +280,7 @@ func TestIntegrationSinkCommitsABurstOnceItsInputIsQuiet(t *testing.T) {
 	lake := lakehouse.Config{Out: t.TempDir()}
 	cfg := Config{Layer: LayerOMOP, Catalog: lake, Group: c.Group("sink"), FlushInterval: maxFlushInterval, FlushIdle: 300 * time.Millisecond}
 	s, stop := startSink(t, c, cfg)
-	cat, err := lakehouse.Open(context.Background(), lake)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
+	cat := openLake(t, lake)
 	l, _ := lakehouse.OMOPLayout("person")
 	tbl := waitAbsorbed(t, cat, l, cfg.Group, ends)
 	stop()
