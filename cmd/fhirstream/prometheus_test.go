@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -90,24 +91,14 @@ func TestQueriedMetricsExist(t *testing.T) {
 	var missing []string
 	for name, files := range named {
 		if !defined[name] && !notMetrics[name] {
-			missing = append(missing, name+" (in "+strings.Join(uniq(files), ", ")+")")
+			slices.Sort(files)
+			missing = append(missing, name+" (in "+strings.Join(slices.Compact(files), ", ")+")")
 		}
 	}
 	sort.Strings(missing)
 	for _, m := range missing {
 		t.Errorf("no metric called %s", m)
 	}
-}
-
-func uniq(s []string) []string {
-	sort.Strings(s)
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // TestPrometheusConfigAndRules runs promtool over the Prometheus configuration, the
