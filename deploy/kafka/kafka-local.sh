@@ -430,9 +430,9 @@ do_start() {
 	command -v setsid >/dev/null && detach=(setsid -w)
 	# The collector as Kafka runs it: its launcher's G1 settings (kafka-run-class.sh)
 	# and its operations guide's 16 MiB regions. With G1's own choice for a 1 GiB heap,
-	# 1 MiB regions, every request over 512 KiB (most produce requests here) is a
-	# humongous object, and the broker spent about a third more CPU per resource
-	# (docs/performance.md).
+	# 1 MiB regions, a request over 512 KiB (a produce request carries up to 8 MiB per
+	# partition here) is a humongous object, and the broker spent about half as much
+	# CPU again per resource (docs/performance.md).
 	local gc=(-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
 		-XX:G1HeapRegionSize=16M -XX:+ExplicitGCInvokesConcurrent)
 	# shellcheck disable=SC2086,SC2016 # heap holds several options; $$ is the inner bash's
