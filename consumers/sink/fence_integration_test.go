@@ -60,7 +60,7 @@ func TestIntegrationSinkFencesZombie(t *testing.T) {
 		}
 		cmd := exec.Command(bin, "consume", "sink-omop", "--brokers", strings.Join(c.Brokers, ","), "--topic-prefix", c.Prefix,
 			"--group", group, "--out", lake, "--flush-interval", flush, "--flush-rows", "1000000",
-			"--session-timeout", "6s", "--metrics-addr", "off", "--log-format", "json")
+			"--session-timeout", "6s", "--metrics-addr", "off", "--log-format", "json", "--log-level", "debug")
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -86,7 +86,9 @@ func TestIntegrationSinkFencesZombie(t *testing.T) {
 	if err := cl.ProduceSync(context.Background(), recs[:half]...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // A polls them into its open batch; nothing to poll for
+	// A must hold them in an open batch when it is frozen: with none, it would have
+	// nothing stale to commit when it wakes.
+	waitLog(t, logOf, "a", "batch opened", 1)
 	if err := a.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}

@@ -349,6 +349,7 @@ func (s *Sink) pollWait(b *batch, now time.Time) time.Duration {
 // transform applies the polled records to the batch, in partition order.
 func (s *Sink) transform(ctx context.Context, b *batch, fetches kgo.Fetches) error {
 	now := time.Now()
+	opening := b.empty()
 	var in stage.Record
 	for it := fetches.RecordIter(); !it.Done(); {
 		rec := it.Next()
@@ -391,6 +392,9 @@ func (s *Sink) transform(ctx context.Context, b *batch, fetches kgo.Fetches) err
 			b.rows++
 			s.openRows.Add(1)
 		}
+	}
+	if opening && !b.empty() {
+		s.log.Debug("sink: batch opened", "batch", b.id, "records", b.records)
 	}
 	return nil
 }
