@@ -57,7 +57,7 @@ func PersonAt(id int64, version int) Person {
 	return Person{
 		ID:     id,
 		Name:   fmt.Sprintf("person %d v%d – Zoë", id, version),
-		Born:   base.AddDate(0, 0, int(id)*37+version),
+		Born:   base.AddDate(0, 0, int(id*37%2_900_000)+version), // wrapped to stay before year 9999, which Python's dates end at
 		Seen:   time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC).Add(time.Duration(id)*time.Hour + time.Duration(version)*time.Microsecond*1001),
 		At:     time.Date(2025, 6, 30, 23, 59, 59, 0, time.UTC).Add(time.Duration(id*1000+int64(version)) * time.Microsecond),
 		Score:  float64(id)/8 + float64(version),
