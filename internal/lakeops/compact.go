@@ -35,11 +35,11 @@ type CompactOptions struct {
 // iceberg-go's defaults (batches of 131,072 rows, 64 of them queued for the writer, a
 // reader per core, row groups of up to 1,048,576 rows) let the reader run a whole
 // group ahead of the writer: `lake compact` of a 3,000-patient bench lake peaked at
-// 2.0 GB (bronze.observation, 92 MiB of Parquet, 1.85 GB alone), over 20 times the
+// 2.1 GB of RSS (bronze.observation, 92 MiB of Parquet, 1.85 GB alone), 20 times the
 // size of the files it read. These bound what is in memory at once to a few batches
 // and one row group (also capped by the table's write.parquet.row-group-size-bytes,
-// 128 MiB by default): the same table in 354 MB, and no slower (docs/lakehouse.md,
-// "Maintenance"; BenchmarkCompactWideRows).
+// 128 MiB by default): the lake in 390 MB and bronze.observation in 334 MB, no slower
+// (docs/lakehouse.md, "Maintenance"; BenchmarkCompactWideRows).
 const (
 	// compactBatchRows is the rows decoded per Arrow batch.
 	compactBatchRows = 4096
