@@ -17,17 +17,20 @@ import (
 	"github.com/fhirstream/fhirstream/internal/lakeops"
 )
 
-// BenchmarkCompactWideRows compacts a bronze table as a sink leaves it, 60 files of
-// rows that each hold a resource's JSON of about 1.3 KB, at two sizes (120,000 and
-// 480,000 rows: about 150 and 600 MB of row values), and reports the peak of the Go
-// heap during the compaction beside the time. What a compaction holds at once should be
-// set by how far its reader runs ahead of its writer (compact.go), not by the table's
-// size:
+// BenchmarkCompactWideRows compacts a bronze table as a sink leaves it, files of rows
+// that each hold a resource's JSON of about 1.3 KB (one row group a file), and reports
+// the peak of the Go heap during the compaction beside the time: 60 files of 2,000 rows
+// (about 150 MB of row values), four times as many such files, and 60 files of four
+// times the rows. What a compaction holds at once is a few batches and one row group of
+// the file it reads and of the file it writes (compact.go), so the size of the row
+// groups it reads matters more than the size of the table:
 //
 //	go test -run '^$' -bench CompactWideRows -benchtime 3x ./internal/lakeops
 func BenchmarkCompactWideRows(b *testing.B) {
-	for _, rowsPerFile := range []int{2000, 8000} {
-		b.Run(fmt.Sprintf("rows=%d", 60*rowsPerFile), func(b *testing.B) { benchCompactWideRows(b, 60, rowsPerFile) })
+	for _, c := range []struct{ files, rowsPerFile int }{{60, 2000}, {240, 2000}, {60, 8000}} {
+		b.Run(fmt.Sprintf("files=%d,rows=%d", c.files, c.files*c.rowsPerFile), func(b *testing.B) {
+			benchCompactWideRows(b, c.files, c.rowsPerFile)
+		})
 	}
 }
 
