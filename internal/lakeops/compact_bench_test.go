@@ -81,16 +81,17 @@ func wideTable(b *testing.B, ctx context.Context, files, rowsPerFile int) (*lake
 	if err != nil {
 		b.Fatal(err)
 	}
+	fsys, err := tbl.FS(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wfs := fsys.(iceio.WriteFileIO)
+	loc, err := tbl.LocationProvider()
+	if err != nil {
+		b.Fatal(err)
+	}
 	var rowBytes int64
 	for f := range files {
-		fsys, err := tbl.FS(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		loc, err := tbl.LocationProvider()
-		if err != nil {
-			b.Fatal(err)
-		}
 		rows := make([]parquet.Row, rowsPerFile)
 		for r := range rows {
 			n := int64(f*rowsPerFile + r)
@@ -101,7 +102,7 @@ func wideTable(b *testing.B, ctx context.Context, files, rowsPerFile int) (*lake
 				}
 			}
 		}
-		df, err := l.WriteData(fsys.(iceio.WriteFileIO), loc.NewDataLocation(fmt.Sprintf("batch-%d.parquet", f)), rows, lakehouse.FileOptions{})
+		df, err := l.WriteData(wfs, loc.NewDataLocation(fmt.Sprintf("batch-%d.parquet", f)), rows, lakehouse.FileOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
